@@ -1,0 +1,65 @@
+"""The `nanogpt-tui` command line: one module per command group, each registering its subcommands.
+
+Slow imports (Textual, docker, torch, the LLM SDKs) happen inside the command
+functions so that `nanogpt-tui --help` and the headless commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from nanogpt_tui import __version__
+from nanogpt_tui.errors import UserError
+
+# Each module defines `register(subparsers)`, adding its commands with
+# `set_defaults(func=...)`; a command function takes the parsed namespace and
+# returns the process exit status.
+COMMAND_MODULES = (
+    "nanogpt_tui.cli.records_cmd",
+    "nanogpt_tui.cli.score_cmd",
+    "nanogpt_tui.cli.data_cmd",
+    "nanogpt_tui.cli.config_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nanogpt-tui",
+        description="The terminal control room for NanoGPT-Bench. With no command, opens the control room.",
+    )
+    parser.add_argument("--version", action="version", version=f"nanogpt-tui {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file (default: $NANOGPT_TUI_CONFIG, else ./nanogpt-tui.toml, "
+        "else ~/.config/nanogpt-tui/nanogpt-tui.toml, else built-in defaults)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        # Later: open the control room. Until it exists, show what is available.
+        parser.print_help()
+        return 0
+    try:
+        return int(func(args) or 0)
+    except UserError as err:
+        print(f"nanogpt-tui: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error worth a traceback.
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("nanogpt-tui: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,82 @@
+"""`nanogpt-tui records`: list the human record timeline, fetch a record's code, import a local record."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nanogpt_tui.cli.common import config_from, print_json, print_table, timeline_from
+from nanogpt_tui.records import DEFAULT_BASE_URL, FA3, fetch_record, import_record
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("records", help="the human world-record timeline and record code",
+                                   description="The human world-record timeline (human_baselines/records.tsv) "
+                                               "and the code of records.")
+    sub = parser.add_subparsers(dest="records_command", metavar="SUBCOMMAND", required=True)
+
+    p = sub.add_parser("list", help="one row per record", description="List every record in the timeline.")
+    p.add_argument("--json", action="store_true", help="print a JSON list of records")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("fetch", help="download a record's code from its upstream training log",
+                       description="Download NAME's training log from BASE_URL/<commit>/<log_path>, recover "
+                                   "train_gpt.py from it, check its sha256 against the manifest and write "
+                                   "human_baselines/NAME/ (train_gpt.py, run.sh).")
+    p.add_argument("name", metavar="NAME", help="record name, as `records list` shows it")
+    p.add_argument("--base-url", default=DEFAULT_BASE_URL, metavar="URL",
+                   help=f"where raw upstream files are served (default {DEFAULT_BASE_URL})")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="network timeout in seconds")
+    p.add_argument("--force", action="store_true", help="replace the record's folder if it exists")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("import", help="adopt a local record folder",
+                       description="Copy a local record folder (train_gpt.py, and optionally run.sh, "
+                                   "triton_kernels.py and other .py/.sh files) into human_baselines/NAME/.")
+    p.add_argument("dir", metavar="DIR", type=Path, help="folder holding train_gpt.py")
+    p.add_argument("--name", required=True, help="name to file it under (a manifest name must match its sha256)")
+    p.add_argument("--force", action="store_true", help="replace the record's folder if it exists")
+    p.set_defaults(func=cmd_import)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    timeline = timeline_from(config)
+    baselines = config.paths.baselines_dir
+    rows = []
+    for r in timeline:
+        faster = r.retimed_seconds_faster_vs_fa3
+        rows.append({
+            "name": r.name, "number": r.number, "date": r.date.isoformat(), "title": r.title,
+            "record_time_s": r.record_time_s, "seconds_faster_vs_fa3": faster,
+            "code": "present" if r.code_present(baselines) else "missing",
+            "fetchable": r.can_fetch, "retiming": r.is_retiming,
+        })
+    if args.json:
+        print_json(rows)
+        return 0
+    print_table(
+        ["#", "name", "date", "time s", "faster vs FA3 s", "code", "title"],
+        [[r["number"], r["name"], r["date"], f"{r['record_time_s']:.2f}",
+          "" if r["seconds_faster_vs_fa3"] is None else f"{r['seconds_faster_vs_fa3']:.2f}",
+          r["code"] if r["fetchable"] or r["code"] == "present" else "n/a", r["title"][:60]] for r in rows],
+        right={0, 3, 4},
+    )
+    print(f"\n{len(rows)} records; 'faster vs FA3' is the NanoGPT-Bench same-hardware re-timing ({FA3} = 0). "
+          "Fetch code with `nanogpt-tui records fetch NAME`.")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    dest = fetch_record(timeline_from(config), args.name, config.paths.baselines_dir, base_url=args.base_url,
+                        timeout_s=args.timeout, force=args.force)
+    print(f"Fetched {args.name} into {dest} (train_gpt.py sha256 verified, run.sh written).")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    dest = import_record(args.dir, args.name, config.paths.baselines_dir, timeline_from(config), force=args.force)
+    print(f"Imported {args.dir} as {args.name} into {dest}.")
+    return 0

@@ -1,0 +1,313 @@
+"""The benchmark's knobs, read from `nanogpt-tui.toml` and validated field by field."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from nanogpt_tui.errors import UserError
+
+CONFIG_ENV = "NANOGPT_TUI_CONFIG"
+CONFIG_FILENAME = "nanogpt-tui.toml"
+SCHEMA_VERSION = 1
+JUDGE_PROVIDERS = ("anthropic", "openai", "none")
+# The judge model when the config names a provider but no model.
+DEFAULT_JUDGE_MODELS = {"anthropic": "claude-opus-4-6", "openai": "gpt-5.4", "none": "none"}
+
+
+def repo_root() -> Path:
+    """The folder that holds `human_baselines/` and `sessions/` for a source checkout."""
+    return Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    anchor: str = "2025-09-03_FA3"
+    target: str = "2026-01-19_BigramHashEmbedding"
+    budget_gpu_hours: float = 512.0
+    gpus_per_session: int = 8
+    val_loss_target: float = 3.28
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    runs: int = 10
+    p_value_threshold: float = 0.01
+    run_timeout_s: float = 3600.0  # one retiming run; a run past it is stopped and counts as failed
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    provider: str = "anthropic"
+    model: str = "claude-opus-4-6"
+    timeout_s: float = 180.0
+    max_retries: int = 4
+    max_output_tokens: int = 4096
+
+
+@dataclass(frozen=True)
+class DockerConfig:
+    image: str = "nanogpt-bench:latest"
+    data_volume: str = "nanogpt-bench-data"
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    name: str
+    url: str
+    gpus: tuple[int, ...] | None = None
+    tls: TLSConfig | None = None
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    sessions_dir: Path = field(default_factory=lambda: repo_root() / "sessions")
+    baselines_dir: Path = field(default_factory=lambda: repo_root() / "human_baselines")
+
+
+@dataclass(frozen=True)
+class Config:
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    docker: DockerConfig = field(default_factory=DockerConfig)
+    hosts: tuple[HostConfig, ...] = (HostConfig(name="local", url="unix:///var/run/docker.sock"),)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    source: Path | None = None  # the file it was read from, None for the built-in defaults
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The configuration file to read: explicit path, $NANOGPT_TUI_CONFIG, ./nanogpt-tui.toml, then the user's."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise UserError(f"The configuration file {path} does not exist; check the --config path.")
+        return path
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise UserError(f"${CONFIG_ENV} names {path}, which does not exist; fix or unset it.")
+        return path
+    for candidate in (Path.cwd() / CONFIG_FILENAME, Path.home() / ".config" / "nanogpt-tui" / CONFIG_FILENAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate the configuration; built-in defaults where there is no file."""
+    path = find_config_file(explicit)
+    if path is None:
+        return Config()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"{path} is not valid TOML ({err}); fix the syntax at that position.") from None
+    except OSError as err:
+        raise UserError(f"Cannot read {path} ({err.strerror}); check its permissions.") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text; save it as UTF-8.") from None
+    return parse_config(raw, path)
+
+
+class _Reader:
+    """Validates one TOML table, naming the file and the dotted field in every message."""
+
+    def __init__(self, raw: dict[str, Any], prefix: str, path: Path) -> None:
+        self.raw = raw
+        self.prefix = prefix
+        self.path = path
+        self.used: set[str] = set()
+
+    def _where(self, key: str) -> str:
+        return f"{self.prefix}{key}" if self.prefix else key
+
+    def fail(self, key: str, expected: str) -> UserError:
+        value = self.raw.get(key)
+        return UserError(f"In {self.path}, `{self._where(key)}` is {value!r} but must be {expected}; fix that field.")
+
+    def get(self, key: str, default: Any, kind: str, *, minimum: float | None = None,
+            maximum: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+        self.used.add(key)
+        if key not in self.raw:
+            return default
+        value = self.raw[key]
+        if kind == "str":
+            if not isinstance(value, str) or not value.strip():
+                raise self.fail(key, "a non-empty string")
+            if choices and value not in choices:
+                raise self.fail(key, "one of " + ", ".join(choices))
+            return value
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise self.fail(key, "true or false")
+            return value
+        if kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.fail(key, "a whole number")
+        elif kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.fail(key, "a number")
+            value = float(value)
+        else:  # pragma: no cover - programming error
+            raise ValueError(kind)
+        if minimum is not None and value < minimum:
+            raise self.fail(key, f"at least {minimum:g}")
+        if maximum is not None and value > maximum:
+            raise self.fail(key, f"at most {maximum:g}")
+        return value
+
+    def check_unknown(self) -> None:
+        unknown = sorted(set(self.raw) - self.used)
+        if unknown:
+            where = self._where(unknown[0])
+            raise UserError(f"In {self.path}, `{where}` is not a known setting; remove it or check its spelling "
+                            "(docs/nanogpt-tui.example.toml lists every setting).")
+
+
+def _table(raw: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise UserError(f"In {path}, `{key}` must be a table ([{key}]); fix that section.")
+    return value
+
+
+def parse_config(raw: dict[str, Any], path: Path) -> Config:
+    """Turn a parsed TOML document into a validated `Config`."""
+    top = _Reader(raw, "", path)
+    version = top.get("schema_version", SCHEMA_VERSION, "int")
+    if version != SCHEMA_VERSION:
+        raise top.fail("schema_version", f"{SCHEMA_VERSION} (this version of nanogpt-tui reads only that)")
+    for section in ("benchmark", "validation", "judge", "docker", "paths", "hosts"):
+        top.used.add(section)
+    top.check_unknown()
+
+    d = BenchmarkConfig()
+    r = _Reader(_table(raw, "benchmark", path), "benchmark.", path)
+    benchmark = BenchmarkConfig(
+        anchor=r.get("anchor", d.anchor, "str"),
+        target=r.get("target", d.target, "str"),
+        budget_gpu_hours=r.get("budget_gpu_hours", d.budget_gpu_hours, "float", minimum=0.001),
+        gpus_per_session=r.get("gpus_per_session", d.gpus_per_session, "int", minimum=1, maximum=64),
+        val_loss_target=r.get("val_loss_target", d.val_loss_target, "float", minimum=0.0),
+    )
+    r.check_unknown()
+    if benchmark.anchor == benchmark.target:
+        raise UserError(f"In {path}, `benchmark.anchor` and `benchmark.target` are both {benchmark.anchor!r}; "
+                        "the target must be a later record than the anchor.")
+
+    v = ValidationConfig()
+    r = _Reader(_table(raw, "validation", path), "validation.", path)
+    validation = ValidationConfig(
+        runs=r.get("runs", v.runs, "int", minimum=2, maximum=1000),
+        p_value_threshold=r.get("p_value_threshold", v.p_value_threshold, "float", minimum=1e-12, maximum=0.5),
+        run_timeout_s=r.get("run_timeout_s", v.run_timeout_s, "float", minimum=1.0),
+    )
+    r.check_unknown()
+
+    j = JudgeConfig()
+    r = _Reader(_table(raw, "judge", path), "judge.", path)
+    provider = r.get("provider", j.provider, "str", choices=JUDGE_PROVIDERS)
+    judge = JudgeConfig(
+        provider=provider,
+        model=r.get("model", DEFAULT_JUDGE_MODELS[provider], "str"),
+        timeout_s=r.get("timeout_s", j.timeout_s, "float", minimum=1.0),
+        max_retries=r.get("max_retries", j.max_retries, "int", minimum=0, maximum=20),
+        max_output_tokens=r.get("max_output_tokens", j.max_output_tokens, "int", minimum=256),
+    )
+    r.check_unknown()
+
+    dk = DockerConfig()
+    r = _Reader(_table(raw, "docker", path), "docker.", path)
+    docker = DockerConfig(
+        image=r.get("image", dk.image, "str"),
+        data_volume=r.get("data_volume", dk.data_volume, "str"),
+    )
+    r.check_unknown()
+
+    p = _Reader(_table(raw, "paths", path), "paths.", path)
+    base = path.parent
+    defaults = PathsConfig()
+    sessions_dir = p.get("sessions_dir", None, "str")
+    baselines_dir = p.get("baselines_dir", None, "str")
+    paths = PathsConfig(
+        sessions_dir=(base / sessions_dir) if sessions_dir else defaults.sessions_dir,
+        baselines_dir=(base / baselines_dir) if baselines_dir else defaults.baselines_dir,
+    )
+    p.check_unknown()
+
+    hosts = _parse_hosts(raw.get("hosts"), path) if "hosts" in raw else Config().hosts
+    return Config(benchmark=benchmark, validation=validation, judge=judge, docker=docker,
+                  hosts=hosts, paths=paths, source=path)
+
+
+def _parse_hosts(value: Any, path: Path) -> tuple[HostConfig, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(h, dict) for h in value):
+        raise UserError(f"In {path}, `hosts` must be a list of [[hosts]] tables, each with a name and a url.")
+    hosts: list[HostConfig] = []
+    seen: set[str] = set()
+    for index, table in enumerate(value):
+        r = _Reader(table, f"hosts[{index}].", path)
+        name = r.get("name", None, "str")
+        url = r.get("url", None, "str")
+        if name is None or url is None:
+            missing = "name" if name is None else "url"
+            raise UserError(f"In {path}, `hosts[{index}].{missing}` is missing; every host needs a name and a url.")
+        if name in seen:
+            raise UserError(f"In {path}, host name {name!r} appears twice; give each host its own name.")
+        seen.add(name)
+        if not url.startswith(("unix://", "tcp://", "ssh://", "npipe://")):
+            raise r.fail("url", "a Docker endpoint starting with unix://, tcp:// or ssh://")
+        gpus = None
+        r.used.add("gpus")
+        if "gpus" in table:
+            raw_gpus = table["gpus"]
+            if (not isinstance(raw_gpus, list) or any(isinstance(g, bool) or not isinstance(g, int) or g < 0
+                                                      for g in raw_gpus) or len(set(raw_gpus)) != len(raw_gpus)):
+                raise r.fail("gpus", "a list of distinct GPU ids (whole numbers from 0)")
+            gpus = tuple(raw_gpus)
+        tls = None
+        r.used.add("tls")
+        if "tls" in table:
+            if not isinstance(table["tls"], dict):
+                raise r.fail("tls", "a table with ca_cert, client_cert, client_key and verify")
+            t = _Reader(table["tls"], f"hosts[{index}].tls.", path)
+            tls = TLSConfig(
+                ca_cert=t.get("ca_cert", None, "str"),
+                client_cert=t.get("client_cert", None, "str"),
+                client_key=t.get("client_key", None, "str"),
+                verify=t.get("verify", True, "bool"),
+            )
+            t.check_unknown()
+            if (tls.client_cert is None) != (tls.client_key is None):
+                raise UserError(f"In {path}, `hosts[{index}].tls` needs both client_cert and client_key, or neither.")
+        r.check_unknown()
+        hosts.append(HostConfig(name=name, url=url, gpus=gpus, tls=tls))
+    return tuple(hosts)
+
+
+def config_as_dict(config: Config) -> dict[str, Any]:
+    """A plain-data view of the configuration (for reports and reproducibility blocks)."""
+
+    def convert(obj: Any) -> Any:
+        if hasattr(obj, "__dataclass_fields__"):
+            return {f.name: convert(getattr(obj, f.name)) for f in fields(obj)}
+        if isinstance(obj, (list, tuple)):
+            return [convert(x) for x in obj]
+        if isinstance(obj, Path):
+            return str(obj)
+        return obj
+
+    return convert(config)

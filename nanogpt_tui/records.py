@@ -1,0 +1,310 @@
+"""The human record timeline: the manifest in `human_baselines/records.tsv`, and fetching or importing a record's code."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import difflib
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from nanogpt_tui.errors import UserError
+
+MANIFEST_NAME = "records.tsv"
+MANIFEST_COLUMNS = (
+    "number", "name", "date", "record_dir", "title", "record_time_s", "retimed_seconds_faster_vs_fa3",
+    "log_path", "commit", "code_sha256", "code_lines", "note", "pr",
+)
+FA3 = "2025-09-03_FA3"
+DEFAULT_BASE_URL = "https://raw.githubusercontent.com/KellerJordan/modded-nanogpt"
+RUN_SH_8XH100 = "#!/usr/bin/env bash\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\ntorchrun --standalone --nproc_per_node=8 train_gpt.py\n"
+# Files a record folder may hold besides train_gpt.py; anything else (logs, READMEs) stays behind on import.
+RECORD_CODE_SUFFIXES = (".py", ".sh")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One row of the world-record table (track 1: 8xH100, GPT-2 small to val_loss <= 3.28)."""
+
+    number: int
+    name: str
+    date: dt.date
+    record_dir: str
+    title: str
+    record_time_s: float
+    retimed_seconds_faster_vs_fa3: float | None
+    log_path: str
+    commit: str
+    code_sha256: str
+    code_lines: int | None
+    note: str
+    pr: str
+
+    @property
+    def is_retiming(self) -> bool:
+        """A re-timing of an earlier record, not a new record."""
+        return "retiming" in self.note
+
+    @property
+    def can_fetch(self) -> bool:
+        return bool(self.log_path and self.commit and self.code_sha256)
+
+    def code_dir(self, baselines_dir: Path) -> Path:
+        return Path(baselines_dir) / self.name
+
+    def code_present(self, baselines_dir: Path) -> bool:
+        return (self.code_dir(baselines_dir) / "train_gpt.py").is_file()
+
+
+class Timeline:
+    """The records in table order, with the questions the benchmark asks of them."""
+
+    def __init__(self, records: Iterable[Record], source: Path | None = None) -> None:
+        self.records: tuple[Record, ...] = tuple(records)
+        self.source = source
+        self._by_name = {r.name: r for r in self.records}
+        self._index = {r.name: i for i, r in enumerate(self.records)}
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def get(self, name: str) -> Record:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            containing = [n for n in self._by_name if name.lower() in n.lower()]
+            close = containing or difflib.get_close_matches(name, list(self._by_name), n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}?" if close else "`nanogpt-tui records list` shows the names."
+            raise UserError(f"There is no record named {name!r} in the timeline; {hint}") from None
+
+    def between(self, anchor: str, target: str) -> list[Record]:
+        """The new records after `anchor` up to and including `target`, in order (re-timings left out)."""
+        a, t = self._ordered_pair(anchor, target)
+        return [r for r in self.records[a + 1 : t + 1] if not r.is_retiming]
+
+    def seconds_faster(self, record: str, anchor: str) -> float:
+        """How many seconds `record` beats `anchor`: the same-hardware re-timed figures where both are known,
+        else the official record times."""
+        r, a = self.get(record), self.get(anchor)
+        if r.retimed_seconds_faster_vs_fa3 is not None and a.retimed_seconds_faster_vs_fa3 is not None:
+            return r.retimed_seconds_faster_vs_fa3 - a.retimed_seconds_faster_vs_fa3
+        return a.record_time_s - r.record_time_s
+
+    def gap(self, anchor: str, target: str) -> float:
+        """Seconds of human progress from anchor to target: 100% of the benchmark's scale."""
+        self._ordered_pair(anchor, target)
+        gap = self.seconds_faster(target, anchor)
+        if gap <= 0:
+            raise UserError(f"Record {target!r} is not faster than {anchor!r} ({gap:.2f} s), so it cannot be the "
+                            "100% target; choose a faster target.")
+        return gap
+
+    def _ordered_pair(self, anchor: str, target: str) -> tuple[int, int]:
+        self.get(anchor), self.get(target)
+        a, t = self._index[anchor], self._index[target]
+        if t <= a:
+            raise UserError(f"The target {target!r} does not come after the anchor {anchor!r} in the timeline; "
+                            "pick a later target.")
+        return a, t
+
+
+def manifest_path(baselines_dir: Path) -> Path:
+    return Path(baselines_dir) / MANIFEST_NAME
+
+
+def load_timeline(baselines_dir: Path) -> Timeline:
+    """Read `records.tsv`, checking every row; a malformed row is reported by line and column."""
+    path = manifest_path(baselines_dir)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"The record manifest {path} is missing; restore it from git "
+                        "(`git checkout -- human_baselines/records.tsv`).") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"Cannot read the record manifest {path} ({err}); check the file.") from None
+    return parse_manifest(text, path)
+
+
+def parse_manifest(text: str, path: Path) -> Timeline:
+    reader = csv.DictReader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = tuple(reader.fieldnames or ())
+    missing = [c for c in MANIFEST_COLUMNS if c not in header]
+    if missing:
+        raise UserError(f"{path} lacks the column(s) {', '.join(missing)}; restore the file from git.")
+    records: list[Record] = []
+    seen: set[str] = set()
+    for line_no, row in enumerate(reader, start=2):
+        if None in row or any(v is None for v in row.values()):
+            raise UserError(f"{path} line {line_no} has the wrong number of tab-separated fields; fix that line.")
+        try:
+            record = _record_from_row(row)
+        except ValueError as err:
+            raise UserError(f"{path} line {line_no}: {err}; fix that line.") from None
+        if record.name in seen:
+            raise UserError(f"{path} line {line_no} repeats the record name {record.name!r}; names must be unique.")
+        seen.add(record.name)
+        records.append(record)
+    if not records:
+        raise UserError(f"{path} holds no records; restore it from git.")
+    return Timeline(records, source=path)
+
+
+def _record_from_row(row: dict[str, str]) -> Record:
+    def number(key: str, kind: type, optional: bool = False):
+        raw = row[key].strip()
+        if not raw and optional:
+            return None
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ValueError(f"`{key}` is {raw!r}, not a number") from None
+
+    name = row["name"].strip()
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"`name` {name!r} is not a usable folder name")
+    try:
+        date = dt.date.fromisoformat(row["date"].strip())
+    except ValueError:
+        raise ValueError(f"`date` is {row['date']!r}, not an ISO date (YYYY-MM-DD)") from None
+    sha = row["code_sha256"].strip().lower()
+    if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+        raise ValueError(f"`code_sha256` {sha!r} is not a sha256 hex digest")
+    time_s = number("record_time_s", float)
+    if time_s <= 0:
+        raise ValueError("`record_time_s` must be positive")
+    return Record(
+        number=number("number", int), name=name, date=date, record_dir=row["record_dir"].strip(),
+        title=row["title"].strip(), record_time_s=time_s,
+        retimed_seconds_faster_vs_fa3=number("retimed_seconds_faster_vs_fa3", float, optional=True),
+        log_path=row["log_path"].strip(), commit=row["commit"].strip(), code_sha256=sha,
+        code_lines=number("code_lines", int, optional=True), note=row["note"].strip(), pr=row["pr"].strip(),
+    )
+
+
+# --- code recovery -------------------------------------------------------------------------------------------
+
+
+def code_from_log(log_text: str) -> str:
+    """The `train_gpt.py` source a speedrun log begins with: every line before the first line of `=` characters,
+    each ending in a newline. Raises ValueError when the log has no such section."""
+    lines = log_text.splitlines()
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped and set(stripped) == {"="}:
+            if index == 0:
+                raise ValueError("the log starts with the separator line, so it holds no code")
+            return "".join(f"{ln}\n" for ln in lines[:index])
+    raise ValueError("the log has no line of '=' characters separating the code from the run's output")
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fetch_record(timeline: Timeline, name: str, baselines_dir: Path, *, base_url: str = DEFAULT_BASE_URL,
+                 timeout_s: float = 60.0, force: bool = False) -> Path:
+    """Download a record's training log, recover its code, check it against the manifest, and install it.
+
+    Writes `<baselines_dir>/<name>/train_gpt.py` and `run.sh`; nothing is written unless every check passes.
+    """
+    record = timeline.get(name)
+    if not record.can_fetch:
+        raise UserError(f"Record {name!r} has no training log with code in the manifest, so it cannot be fetched; "
+                        "use `nanogpt-tui records import DIR --name NAME` with a local copy.")
+    dest = record.code_dir(baselines_dir)
+    _refuse_existing(dest, force)
+    url = f"{base_url.rstrip('/')}/{record.commit}/{urllib.parse.quote(record.log_path)}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - the URL is http(s) by construction
+            payload = response.read()
+    except urllib.error.HTTPError as err:
+        raise UserError(f"Downloading {url} failed with HTTP {err.code}; check --base-url and your network.") from None
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        reason = getattr(err, "reason", err)
+        raise UserError(f"Could not download {url} ({reason}); check your network or pass --base-url to a mirror.") \
+            from None
+    try:
+        log_text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"The log at {url} is not UTF-8 text; check that --base-url points at raw files.") from None
+    try:
+        code = code_from_log(log_text)
+    except ValueError as err:
+        raise UserError(f"The log at {url} cannot give {name}'s code: {err}; check the manifest's log_path.") from None
+    digest = sha256_text(code)
+    if digest != record.code_sha256:
+        raise UserError(f"The code recovered from {url} has sha256 {digest[:12]}..., not the manifest's "
+                        f"{record.code_sha256[:12]}...; refusing it (the mirror may serve a different file).")
+    _install(dest, {"train_gpt.py": code.encode("utf-8"), "run.sh": RUN_SH_8XH100.encode("utf-8")})
+    return dest
+
+
+def import_record(source_dir: Path, name: str, baselines_dir: Path, timeline: Timeline | None = None, *,
+                  force: bool = False) -> Path:
+    """Adopt a local record folder (e.g. from a modded-nanogpt checkout) under `<baselines_dir>/<name>/`."""
+    source_dir = Path(source_dir)
+    if not source_dir.is_dir():
+        raise UserError(f"{source_dir} is not a folder; pass the record folder that holds train_gpt.py.")
+    if not (source_dir / "train_gpt.py").is_file():
+        raise UserError(f"{source_dir} holds no train_gpt.py; pass a record folder (e.g. records/track_1_short/NAME).")
+    if not name or "/" in name or name.startswith(".") or name in {"records.tsv"}:
+        raise UserError(f"{name!r} is not a usable record name; use letters, digits, '-', '_' and no '/'.")
+    files: dict[str, bytes] = {}
+    for path in sorted(source_dir.iterdir()):
+        if path.is_file() and path.suffix in RECORD_CODE_SUFFIXES:
+            files[path.name] = path.read_bytes()
+    try:
+        code = files["train_gpt.py"].decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{source_dir / 'train_gpt.py'} is not UTF-8 text; check the file.") from None
+    if timeline is not None and name in timeline:
+        expected = timeline.get(name).code_sha256
+        if expected and sha256_text(code) != expected:
+            raise UserError(f"{source_dir / 'train_gpt.py'} differs from record {name!r} in the manifest (sha256 "
+                            "mismatch); import it under another name, e.g. --name " + f"{name}-local.")
+    files.setdefault("run.sh", RUN_SH_8XH100.encode("utf-8"))
+    dest = Path(baselines_dir) / name
+    _refuse_existing(dest, force)
+    _install(dest, files)
+    return dest
+
+
+def _refuse_existing(dest: Path, force: bool) -> None:
+    if dest.exists() and not force:
+        raise UserError(f"{dest} already exists; pass --force to replace it.")
+
+
+def _install(dest: Path, files: dict[str, bytes]) -> None:
+    """Write a record folder in a staging folder beside it, then swap it into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        for filename, data in files.items():
+            (staging / filename).write_bytes(data)
+            if filename.endswith(".sh"):
+                os.chmod(staging / filename, 0o755)
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(dest, old)
+            os.replace(staging, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,118 @@
+"""The record manifest and timeline: loading, validation, anchors and targets, seconds faster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nanogpt_tui.errors import UserError
+from nanogpt_tui.records import FA3, MANIFEST_COLUMNS, code_from_log, load_timeline
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def timeline():
+    return load_timeline(REPO / "human_baselines")
+
+
+def test_manifest_covers_fa3_through_newest(timeline):
+    names = [r.name for r in timeline]
+    assert FA3 in names and "2026-07-17_FP8DownProjection" in names
+    numbers = {r.number for r in timeline}
+    assert set(range(29, 90)) <= numbers
+    fa3 = timeline.get(FA3)
+    assert fa3.number == 29 and fa3.record_time_s == pytest.approx(163.86)
+    assert fa3.commit == "f411b3d346aa52d3504324ca93c230fd84c6c07f" and len(fa3.code_sha256) == 64
+    assert timeline.get("2026-01-19_BigramHashEmbedding").retimed_seconds_faster_vs_fa3 == pytest.approx(63.2192)
+    # The one record between FA3 and the target with no re-timed figure.
+    assert timeline.get("2025-12-11_NorMuonOptimsAndFixes").retimed_seconds_faster_vs_fa3 is None
+
+
+def test_records_without_a_folder_get_a_stable_name(timeline):
+    r = timeline.get("2026-01-31_record66")
+    assert r.title == "Torch 2.10" and not r.can_fetch
+
+
+def test_between_excludes_anchor_includes_target_and_skips_retimings(timeline):
+    between = timeline.between(FA3, "2026-01-19_BigramHashEmbedding")
+    assert between[0].name == "2025-09-05_SkipMLPBlocks" and between[-1].name == "2026-01-19_BigramHashEmbedding"
+    assert len(between) == 33
+    old = timeline.between("2025-01-16_Sub3Min", "2025-05-25_EvenFasterReduce") if "2025-01-16_Sub3Min" in timeline \
+        else []
+    assert not any(r.is_retiming for r in old)
+
+
+def test_seconds_faster_uses_retimed_figures_when_both_known(timeline):
+    assert timeline.seconds_faster("2025-09-15_AsyncDataLoadAttnFinalWindow", FA3) == pytest.approx(9.2920)
+    # Relative to a newer anchor, still from the re-timed figures.
+    assert timeline.seconds_faster("2026-01-19_BigramHashEmbedding", "2025-10-04_Backout") == \
+        pytest.approx(63.2192 - 22.0642)
+
+
+def test_seconds_faster_falls_back_to_official_times(timeline):
+    # No re-timing beyond the published target: official times.
+    assert timeline.seconds_faster("2026-07-17_FP8DownProjection", "2026-01-19_BigramHashEmbedding") == \
+        pytest.approx(99.30 - 73.80)
+    assert timeline.seconds_faster("2025-12-11_NorMuonOptimsAndFixes", FA3) == pytest.approx(163.86 - 130.20)
+
+
+def test_gap_and_order_errors(timeline):
+    assert timeline.gap(FA3, "2026-01-19_BigramHashEmbedding") == pytest.approx(63.2192)
+    with pytest.raises(UserError, match="does not come after the anchor"):
+        timeline.gap("2026-01-19_BigramHashEmbedding", FA3)
+    with pytest.raises(UserError, match="did you mean '2025-09-03_FA3'"):
+        timeline.get("FA3")
+
+
+def _manifest(tmp_path: Path, rows: list[list[str]]) -> Path:
+    lines = ["\t".join(MANIFEST_COLUMNS)] + ["\t".join(r) for r in rows]
+    (tmp_path / "records.tsv").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+GOOD_ROW = ["1", "2099-01-01_X", "2099-01-01", "2099-01-01_X", "t", "100.0", "", "a.log", "c" * 40, "", "", "", ""]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({5: "fast"}, r"line 2: `record_time_s` is 'fast', not a number"),
+        ({2: "01/01/2099"}, r"line 2: `date` is '01/01/2099', not an ISO date"),
+        ({9: "abc"}, r"line 2: `code_sha256` 'abc' is not a sha256"),
+        ({1: "../evil"}, r"line 2: `name` '../evil' is not a usable folder name"),
+        ({5: "-1"}, r"`record_time_s` must be positive"),
+    ],
+)
+def test_malformed_rows_are_reported_by_line(tmp_path, change, message):
+    row = list(GOOD_ROW)
+    for index, value in change.items():
+        row[index] = value
+    with pytest.raises(UserError, match=message):
+        load_timeline(_manifest(tmp_path, [row]))
+
+
+def test_malformed_manifest_shapes(tmp_path):
+    with pytest.raises(UserError, match="wrong number of tab-separated fields"):
+        load_timeline(_manifest(tmp_path, [GOOD_ROW[:-2]]))
+    with pytest.raises(UserError, match="repeats the record name"):
+        load_timeline(_manifest(tmp_path, [GOOD_ROW, GOOD_ROW]))
+    (tmp_path / "records.tsv").write_text("number\tname\n1\tx\n")
+    with pytest.raises(UserError, match="lacks the column"):
+        load_timeline(tmp_path)
+    with pytest.raises(UserError, match="is missing; restore it from git"):
+        load_timeline(tmp_path / "nowhere")
+
+
+def test_code_from_log_takes_everything_before_the_separator():
+    log = "import torch\nprint('hi')\n" + "=" * 100 + "\nstep:1/1 val_loss:3.2 train_time:1ms step_avg:1.00ms\n"
+    assert code_from_log(log) == "import torch\nprint('hi')\n"
+    # A final code line without its newline still ends in one.
+    assert code_from_log("x = 1\n" + "=" * 100) == "x = 1\n"
+    with pytest.raises(ValueError, match="no line of '=' characters"):
+        code_from_log("just output\n")
+    with pytest.raises(ValueError, match="holds no code"):
+        code_from_log("=" * 100 + "\nout\n")
+    # A line that merely contains '=' is code, not the separator.
+    assert code_from_log("a == b\n====\n") == "a == b\n"
