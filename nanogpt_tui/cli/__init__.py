@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "nanogpt_tui.cli.score_cmd",
     "nanogpt_tui.cli.data_cmd",
     "nanogpt_tui.cli.config_cmd",
+    "nanogpt_tui.cli.submit_cmd",
+    "nanogpt_tui.cli.check_rules_cmd",
 )
 
 

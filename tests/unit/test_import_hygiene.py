@@ -13,6 +13,8 @@ CORE_MODULES = [
     "nanogpt_tui.scoring",
     "nanogpt_tui.shards",
     "nanogpt_tui.fsutil",
+    "nanogpt_tui.validator",
+    "nanogpt_tui.validator.rules",
 ]
 FORBIDDEN = ("textual", "rich", "docker", "anthropic", "openai", "torch", "textual_plotext", "plotext")
 

@@ -1,0 +1,99 @@
+"""`nanogpt-tui submit` (validate a submission) and `nanogpt-tui stats` (statistics of run logs)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from nanogpt_tui.cli.common import config_from, print_json
+from nanogpt_tui.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "submit", help="validate a submission: rules, judge, retiming, statistics, verdict",
+        description="Validate a candidate folder (train_gpt.py, run.sh): static rule checks against the anchor, "
+                    "the LLM judge, N retimings, statistics; writes a verdict JSON to the session's verdicts/ "
+                    "folder and prints it. Exits 0 only for a valid, significant, comparable submission.")
+    p.add_argument("dir", metavar="DIR", type=Path, help="the submission folder, e.g. submissions/submission_1")
+    p.add_argument("--runs", type=int, help="number of retimings (default: validation.runs, 10)")
+    p.add_argument("--judge", choices=("anthropic", "openai", "none"),
+                   help="judge provider (default: judge.provider); none skips the judge and the verdict says so")
+    p.add_argument("--anchor", type=Path, metavar="DIR",
+                   help="the anchor record's folder (default: $BENCHMARK_ANCHOR_DIR, /runner/anchor, "
+                        "or human_baselines/<benchmark.anchor>)")
+    p.add_argument("--data", type=Path, metavar="DIR",
+                   help="folder linked in as data/ for the runs (default: $BENCHMARK_WORKSPACE/data or ./data)")
+    p.add_argument("--verdicts", type=Path, metavar="DIR",
+                   help="where to write the verdict (default: $BENCHMARK_WORKSPACE/verdicts)")
+    p.add_argument("--val-loss-target", type=float, metavar="X",
+                   help="val_loss target (default: the anchor's record.toml, else benchmark.val_loss_target)")
+    p.add_argument("--run-timeout", type=float, metavar="S", help="seconds one run may take")
+    p.add_argument("--baseline", action="store_true",
+                   help="retime the anchor itself (DIR is the anchor's code) as the session's same-hardware "
+                        "reference for speedups; skips rules and judge")
+    p.add_argument("--json", action="store_true", help="print the verdict JSON instead of the summary")
+    p.set_defaults(func=cmd_submit)
+
+    p = subparsers.add_parser(
+        "stats", help="statistics of training logs (p-value, mean time, CI)",
+        description="Read training logs (each file one run, in the speedrun's format, including logs whose first "
+                    "part is the code) and print the one-sided t-test p-value that mean val_loss is below the "
+                    "target, and the mean, standard deviation and 95%% CI of train_time.")
+    p.add_argument("logs", metavar="LOG", nargs="+", type=Path)
+    p.add_argument("--val-loss-target", type=float, metavar="X", help="default: benchmark.val_loss_target (3.28)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"n", "p_value", "mean_val_loss", "mean_train_time_ms", "std_train_time_ms", '
+                        '"ci95_train_time_ms"}')
+    p.set_defaults(func=cmd_stats)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from nanogpt_tui.records import load_timeline
+    from nanogpt_tui.validator.submit import describe, resolve_plan, run_submit
+
+    config = config_from(args)
+    env = dict(os.environ)
+    anchor_dir = args.anchor
+    if args.baseline and anchor_dir is None:
+        anchor_dir = args.dir
+    plan = resolve_plan(args.dir, config, env=env, anchor_dir=anchor_dir, runs=args.runs, judge=args.judge,
+                        data_dir=args.data, verdicts_dir=args.verdicts, val_loss_target=args.val_loss_target,
+                        run_timeout_s=args.run_timeout, kind="baseline" if args.baseline else "submission")
+    try:
+        timeline = load_timeline(config.paths.baselines_dir)
+    except UserError as err:
+        print(f"warning: {err} Speedups will not be scored as % of human progress.", file=sys.stderr)
+        timeline = None
+    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
+        (lambda line: print(line, flush=True))
+    verdict, path = run_submit(plan, config, timeline=timeline, env=env, on_progress=progress)
+    if args.json:
+        print_json(verdict.to_dict())
+    else:
+        print(describe(verdict))
+        print(f"verdict written to {path}")
+    if plan.kind == "baseline":
+        return 0 if verdict.outcome == "baseline" else 1
+    return 0 if verdict.counts else 1
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from nanogpt_tui.validator.runlog import read_final_lines
+    from nanogpt_tui.validator.stats import log_stats
+
+    config = config_from(args)
+    target = args.val_loss_target if args.val_loss_target is not None else config.benchmark.val_loss_target
+    lines = read_final_lines(args.logs)
+    result = log_stats([ln.val_loss for ln in lines], [ln.train_time_ms for ln in lines], target)
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    lo, hi = result.ci95_train_time_ms
+    print(f"runs: {result.n}")
+    print(f"mean val_loss: {result.mean_val_loss:.4f}  p-value (mean < {target}): {result.p_value:.4g}")
+    print(f"mean train_time: {result.mean_train_time_ms:.1f} ms  std {result.std_train_time_ms:.1f} ms  "
+          f"95% CI [{lo:.1f}, {hi:.1f}] ms")
+    return 0

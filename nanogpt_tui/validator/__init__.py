@@ -1,0 +1,1 @@
+"""The `submit` pipeline: static rule checks, LLM judge, retiming, statistics, verdicts."""

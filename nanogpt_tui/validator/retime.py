@@ -1,0 +1,186 @@
+"""Retiming: run a candidate's `run.sh` N times in a scratch copy with the data linked in, keeping every run."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nanogpt_tui.validator.runlog import final_line, last_val_line
+from nanogpt_tui.validator.stats import best_reachable_p_value
+
+# Environment variables never handed to candidate code: it is untrusted and could print them into a log.
+_SECRET_NAME = re.compile(r"(API_KEY|_TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
+
+
+def scrubbed_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A copy of `env` without API keys, tokens and other secrets."""
+    return {k: v for k, v in env.items() if not _SECRET_NAME.search(k)}
+
+
+@dataclass
+class RunOutcome:
+    """One retiming run: how it ended and, when it finished, its scoring line."""
+
+    index: int  # 1-based
+    status: str  # "ok", "crashed", "no-final-line", "timeout"
+    exit_code: int | None
+    wall_s: float
+    log: str  # log file name, relative to the verdict's run folder
+    val_loss: float | None = None
+    train_time_ms: float | None = None
+    final_step: int | None = None
+    total_steps: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunOutcome":
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class RetimeResult:
+    runs: list[RunOutcome] = field(default_factory=list)
+    requested: int = 0
+    stopped_early: bool = False
+    stop_reason: str | None = None
+
+    @property
+    def wall_s(self) -> float:
+        return sum(r.wall_s for r in self.runs)
+
+
+def visible_gpu_count(env: Mapping[str, str]) -> int:
+    """GPUs this process may use: CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES, else the NVIDIA device nodes."""
+    for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"):
+        value = env.get(name)
+        if value is not None:
+            value = value.strip()
+            if value in ("", "none", "void", "-1"):
+                return 0
+            if value == "all":
+                break
+            return len([v for v in value.split(",") if v.strip()])
+    return len(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def prepare_work_dir(candidate_dir: Path, work_dir: Path, data_dir: Path | None) -> Path:
+    """Copy the candidate into a fresh scratch folder (the submission itself stays untouched and hashable)
+    and link the shared data in as `data/`, the path speedrun code reads from."""
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    shutil.copytree(candidate_dir, work_dir, symlinks=True,
+                    ignore=shutil.ignore_patterns("logs", "__pycache__", "data"))
+    if data_dir is not None:
+        (work_dir / "data").symlink_to(Path(data_dir).resolve(), target_is_directory=True)
+    return work_dir
+
+
+def _kill_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def run_once(work_dir: Path, log_path: Path, index: int, *, timeout_s: float, env: Mapping[str, str]) -> RunOutcome:
+    """Run `bash run.sh` once in its own process group, its output going to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    timed_out = False
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(["bash", "run.sh"], cwd=work_dir, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=dict(env), start_new_session=True)
+        try:
+            exit_code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+            exit_code = proc.returncode
+        except BaseException:
+            _kill_group(proc, grace_s=2.0)
+            raise
+    wall = time.monotonic() - start
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    line = final_line(text)
+    outcome = RunOutcome(index=index, status="ok", exit_code=exit_code, wall_s=round(wall, 3), log=log_path.name)
+    if line is not None:
+        outcome.val_loss, outcome.train_time_ms = line.val_loss, line.train_time_ms
+        outcome.final_step, outcome.total_steps = line.step, line.total_steps
+    if timed_out:
+        outcome.status, outcome.error = "timeout", f"run {index} passed its {timeout_s:g} s limit and was stopped"
+    elif exit_code != 0:
+        outcome.status, outcome.error = "crashed", f"run {index} exited with status {exit_code}"
+    elif line is None:
+        last = last_val_line(text)
+        outcome.status = "no-final-line"
+        outcome.error = (f"run {index} stopped at step {last.step} of {last.total_steps}" if last
+                         else f"run {index} printed no `step:N/N val_loss:X train_time:Yms` line")
+    return outcome
+
+
+def retime(candidate_dir: Path, *, runs: int, work_dir: Path, logs_dir: Path, data_dir: Path | None,
+           val_loss_target: float, p_value_threshold: float, timeout_s: float,
+           env: Mapping[str, str] | None = None,
+           on_progress: Callable[[str], None] = lambda line: None) -> RetimeResult:
+    """Run the candidate `runs` times, one after another, stopping early (with the reason) as soon as the
+    submission can no longer validate: a run failed, or no val_loss values of the remaining runs could bring the
+    one-sided p-value under the threshold (see `stats.best_reachable_p_value`)."""
+    prepare_work_dir(candidate_dir, work_dir, data_dir)
+    run_env = scrubbed_env(os.environ if env is None else env)
+    result = RetimeResult(requested=runs)
+    try:
+        for index in range(1, runs + 1):
+            outcome = run_once(work_dir, logs_dir / f"run_{index:02d}.log", index, timeout_s=timeout_s, env=run_env)
+            result.runs.append(outcome)
+            on_progress(describe_run(outcome, runs))
+            if not outcome.ok:
+                result.stopped_early = index < runs
+                result.stop_reason = (f"{outcome.error}; a submission with a failed run cannot validate"
+                                      + (f", so the remaining {runs - index} run(s) were skipped" if index < runs
+                                         else ""))
+                break
+            losses = [r.val_loss for r in result.runs]
+            remaining = runs - index
+            if remaining and len(losses) + remaining >= 2:
+                best = best_reachable_p_value(losses, remaining, val_loss_target)
+                if not best < p_value_threshold:
+                    result.stopped_early = True
+                    result.stop_reason = (
+                        f"after {index} run(s) even the most favourable val_loss values for the remaining "
+                        f"{remaining} run(s) give p >= {best:.3g}, not below {p_value_threshold:g}, so they were skipped")
+                    break
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return result
+
+
+def describe_run(outcome: RunOutcome, runs: int) -> str:
+    """One progress line per run."""
+    head = f"run {outcome.index}/{runs}:"
+    if outcome.ok:
+        return (f"{head} val_loss {outcome.val_loss:.4f}  train_time {outcome.train_time_ms / 1000:.3f} s  "
+                f"(wall {outcome.wall_s:.1f} s)")
+    return f"{head} FAILED ({outcome.status}): {outcome.error} (wall {outcome.wall_s:.1f} s, log {outcome.log})"
