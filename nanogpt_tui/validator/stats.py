@@ -97,12 +97,16 @@ def faster_test(candidate_ms: Sequence[float], *, baseline: str, baseline_runs_m
                       p_value=float(result.pvalue), method=method, min_detectable_ms=mde)
 
 
-def _t_statistic(values: np.ndarray, target: float) -> float:
-    n = len(values)
-    sd = values.std(ddof=1)
-    if sd == 0:
-        return -math.inf if values.mean() < target else (math.inf if values.mean() > target else math.nan)
-    return float((values.mean() - target) / (sd / math.sqrt(n)))
+def min_detectable_speedup_ms(candidate_ms: Sequence[float], alpha: float = 0.01) -> float:
+    """The smallest speedup a one-sided Welch test detects at `alpha` with 80% power between two samples of this
+    size and this spread (used when there is no baseline to compare with yet)."""
+    c = np.asarray(candidate_ms, dtype=float)
+    n = len(c)
+    if n < 2:
+        return math.nan
+    se = math.sqrt(2 * c.var(ddof=1) / n)
+    df = 2 * n - 2
+    return (float(stats.t.ppf(1 - alpha, df)) + float(stats.t.ppf(DETECTION_POWER, df))) * se
 
 
 def best_reachable_p_value(observed: Sequence[float], remaining: int, target: float) -> float:

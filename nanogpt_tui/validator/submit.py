@@ -17,7 +17,7 @@ from nanogpt_tui.records import Timeline
 from nanogpt_tui.scoring import percent_of_human_progress
 from nanogpt_tui.validator import verdict as V
 from nanogpt_tui.validator.retime import retime, visible_gpu_count
-from nanogpt_tui.validator.stats import faster_test, loss_p_value, summarize_times
+from nanogpt_tui.validator.stats import faster_test, loss_p_value, min_detectable_speedup_ms, summarize_times
 from nanogpt_tui.validator.verdict import Verdict, load_verdicts, write_verdict
 
 CODE_SUFFIXES = (".py", ".sh")
@@ -273,6 +273,8 @@ def run_submit(plan: SubmitPlan, config: Config, *, timeline: Timeline | None, e
             verdict.stats["faster"] = test.to_dict()
             verdict.stats["faster"]["significant"] = test.p_value < plan.p_value_threshold
             verdict.stats["min_detectable_speedup_ms"] = test.min_detectable_ms
+        else:
+            verdict.stats["min_detectable_speedup_ms"] = min_detectable_speedup_ms(times, plan.p_value_threshold)
     anchor_ms, basis = _anchor_time_ms(plan, previous, timeline)
     speedup: dict = {"basis": basis, "anchor_time_ms": anchor_ms, "seconds_faster": None, "percent_of_human_progress": None,
                      "gap_s": None}
@@ -323,6 +325,9 @@ def describe(verdict: Verdict) -> str:
         lines.append(f"  vs {faster['baseline']}: {faster['difference_ms'] / 1000:+.3f} s, p = {faster['p_value']:.3g} "
                      f"({'significantly faster' if faster['significant'] else 'not significantly faster'}; "
                      f"smallest detectable speedup {faster['min_detectable_ms'] / 1000:.3f} s)")
+    if not faster and s.get("min_detectable_speedup_ms") is not None:
+        lines.append(f"  smallest speedup detectable against an equally noisy baseline: "
+                     f"{s['min_detectable_speedup_ms'] / 1000:.3f} s")
     sp = verdict.speedup
     if sp.get("seconds_faster") is not None:
         pct = sp.get("percent_of_human_progress")

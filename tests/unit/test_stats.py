@@ -93,3 +93,11 @@ def test_early_stop_decisions():
     assert can_still_pass([3.20, 3.21], 8, 3.28, 0.01)
     # With nothing left, the bound is the actual p-value.
     assert best_reachable_p_value(LOSSES, 0, 3.28) == pytest.approx(loss_p_value(LOSSES, 3.28))
+
+
+def test_min_detectable_speedup_without_a_baseline():
+    from nanogpt_tui.validator.stats import min_detectable_speedup_ms
+
+    se = math.sqrt(2 * np.var(TIMES, ddof=1) / 10)
+    assert min_detectable_speedup_ms(TIMES, 0.01) == pytest.approx((stats.t.ppf(0.99, 18) + stats.t.ppf(0.8, 18)) * se)
+    assert math.isnan(min_detectable_speedup_ms([1.0]))
