@@ -74,6 +74,27 @@ class HostConfig:
 class PathsConfig:
     sessions_dir: Path = field(default_factory=lambda: repo_root() / "sessions")
     baselines_dir: Path = field(default_factory=lambda: repo_root() / "human_baselines")
+    # Shards for local-backend sessions (holding fineweb10B/); the smoke record's are synthesized here on demand.
+    data_dir: Path | None = None
+
+    @property
+    def local_data_dir(self) -> Path:
+        return self.data_dir if self.data_dir is not None else self.sessions_dir / ".data"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Model and effort handed to an agent CLI; empty means the CLI's default."""
+
+    model: str = ""
+    effort: str = ""
+
+
+DEFAULT_AGENTS = {
+    "claude": AgentConfig(model="claude-opus-4-6", effort="max"),
+    "claude-autoresearch": AgentConfig(model="claude-opus-4-6", effort="max"),
+    "codex": AgentConfig(model="gpt-5.4", effort="xhigh"),
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +105,7 @@ class Config:
     docker: DockerConfig = field(default_factory=DockerConfig)
     hosts: tuple[HostConfig, ...] = (HostConfig(name="local", url="unix:///var/run/docker.sock"),)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    agents: dict[str, AgentConfig] = field(default_factory=lambda: dict(DEFAULT_AGENTS))
     source: Path | None = None  # the file it was read from, None for the built-in defaults
 
 
@@ -190,7 +212,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     version = top.get("schema_version", SCHEMA_VERSION, "int")
     if version != SCHEMA_VERSION:
         raise top.fail("schema_version", f"{SCHEMA_VERSION} (this version of nanogpt-tui reads only that)")
-    for section in ("benchmark", "validation", "judge", "docker", "paths", "hosts"):
+    for section in ("benchmark", "validation", "judge", "docker", "paths", "hosts", "agents"):
         top.used.add(section)
     top.check_unknown()
 
@@ -242,15 +264,29 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     defaults = PathsConfig()
     sessions_dir = p.get("sessions_dir", None, "str")
     baselines_dir = p.get("baselines_dir", None, "str")
+    data_dir = p.get("data_dir", None, "str")
     paths = PathsConfig(
-        sessions_dir=(base / sessions_dir) if sessions_dir else defaults.sessions_dir,
-        baselines_dir=(base / baselines_dir) if baselines_dir else defaults.baselines_dir,
+        sessions_dir=(base / Path(sessions_dir).expanduser()) if sessions_dir else defaults.sessions_dir,
+        baselines_dir=(base / Path(baselines_dir).expanduser()) if baselines_dir else defaults.baselines_dir,
+        data_dir=(base / Path(data_dir).expanduser()) if data_dir else None,
     )
     p.check_unknown()
 
+    agents = dict(DEFAULT_AGENTS)
+    raw_agents = _table(raw, "agents", path)
+    for agent_name, table in raw_agents.items():
+        if not isinstance(table, dict):
+            raise UserError(f"In {path}, `agents.{agent_name}` must be a table ([agents.{agent_name}]) with model "
+                            "and effort.")
+        a = _Reader(table, f"agents.{agent_name}.", path)
+        default = agents.get(agent_name, AgentConfig())
+        agents[agent_name] = AgentConfig(model=a.get("model", default.model, "str"),
+                                         effort=a.get("effort", default.effort, "str"))
+        a.check_unknown()
+
     hosts = _parse_hosts(raw.get("hosts"), path) if "hosts" in raw else Config().hosts
     return Config(benchmark=benchmark, validation=validation, judge=judge, docker=docker,
-                  hosts=hosts, paths=paths, source=path)
+                  hosts=hosts, paths=paths, agents=agents, source=path)
 
 
 def _parse_hosts(value: Any, path: Path) -> tuple[HostConfig, ...]:
@@ -306,6 +342,8 @@ def config_as_dict(config: Config) -> dict[str, Any]:
             return {f.name: convert(getattr(obj, f.name)) for f in fields(obj)}
         if isinstance(obj, (list, tuple)):
             return [convert(x) for x in obj]
+        if isinstance(obj, dict):
+            return {k: convert(v) for k, v in obj.items()}
         if isinstance(obj, Path):
             return str(obj)
         return obj

@@ -23,7 +23,9 @@ COMMAND_MODULES = (
     "nanogpt_tui.cli.data_cmd",
     "nanogpt_tui.cli.config_cmd",
     "nanogpt_tui.cli.submit_cmd",
+    "nanogpt_tui.cli.sessions_cmd",
     "nanogpt_tui.cli.check_rules_cmd",
+    "nanogpt_tui.cli.agents_cmd",
 )
 
 
@@ -50,9 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
-        # Later: open the control room. Until it exists, show what is available.
-        parser.print_help()
-        return 0
+        # No command: open the control room (imported here, so the headless commands never load Textual).
+
+        func = cmd_open
     try:
         return int(func(args) or 0)
     except UserError as err:

@@ -69,7 +69,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
         timeline = None
     progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
         (lambda line: print(line, flush=True))
+    events_path = env.get("BENCHMARK_EVENTS_PATH")
+    if events_path:
+        from nanogpt_tui.agents.events import append_event
+
+        append_event(events_path, "submission_started", submission=plan.candidate_dir.name,
+                     text="baseline retiming of the anchor" if plan.kind == "baseline" else None)
     verdict, path = run_submit(plan, config, timeline=timeline, env=env, on_progress=progress)
+    if events_path:
+        append_event(events_path, "verdict", submission=verdict.submission, outcome=verdict.outcome,
+                     verdict_path=str(path), counts=verdict.counts,
+                     mean_train_time_ms=verdict.stats.get("mean_train_time_ms"),
+                     p_value=_finite_or_none(verdict.stats.get("p_value")), text=describe(verdict).splitlines()[0])
     if args.json:
         print_json(verdict.to_dict())
     else:
@@ -78,6 +89,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if plan.kind == "baseline":
         return 0 if verdict.outcome == "baseline" else 1
     return 0 if verdict.counts else 1
+
+
+def _finite_or_none(value):
+    import math
+
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

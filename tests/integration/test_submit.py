@@ -181,3 +181,14 @@ def test_stats_cli_on_logs(tmp_path, capsys, config_file):
     bad.write_text("nothing\n")
     assert main(["stats", *paths, str(bad)]) == 2
     assert "did not finish" in capsys.readouterr().err
+
+
+def test_submit_appends_its_events_to_the_session_stream(workspace, capsys, monkeypatch):
+    events = workspace / "logs" / "events.jsonl"
+    events.parent.mkdir(parents=True)
+    monkeypatch.setenv("BENCHMARK_EVENTS_PATH", str(events))
+    sub = submission(workspace, 1)
+    assert main(["submit", str(sub), "--runs", "3", "--judge", "none", "--json"]) == 0
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [e["type"] for e in lines] == ["submission_started", "verdict"]
+    assert lines[1]["outcome"] == "validated" and lines[1]["counts"] is True and lines[1]["nanogpt_tui_event"] == 1

@@ -15,6 +15,22 @@ CORE_MODULES = [
     "nanogpt_tui.fsutil",
     "nanogpt_tui.validator",
     "nanogpt_tui.validator.rules",
+    "nanogpt_tui.agents",
+    "nanogpt_tui.agents.events",
+    "nanogpt_tui.agents.parsers",
+    "nanogpt_tui.agents.render",
+    "nanogpt_tui.agents.strategy",
+    "nanogpt_tui.agents.catalog",
+    "nanogpt_tui.agents.control",
+    "nanogpt_tui.agents.replay",
+    "nanogpt_tui.sessions.layout",
+    "nanogpt_tui.sessions.model",
+    "nanogpt_tui.sessions.control",
+    "nanogpt_tui.sessions.gpus",
+    "nanogpt_tui.sessions.manager",
+    "nanogpt_tui.sessions.runner",
+    "nanogpt_tui.backends.base",
+    "nanogpt_tui.backends.local",
 ]
 FORBIDDEN = ("textual", "rich", "docker", "anthropic", "openai", "torch", "textual_plotext", "plotext")
 

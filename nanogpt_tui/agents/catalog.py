@@ -1,0 +1,127 @@
+"""The agents nanogpt-tui can run: each one's harness folder, what it needs, and which strategies suit it.
+
+A harness folder (`nanogpt_tui/agents/harnesses/<name>/`) holds `install.sh` (idempotent) and `run.sh`
+(the entry point). A session copies it to `runner/agent/` (mounted read-only at /runner/agent) with
+`copy_harness`, which also sets the executable bits a wheel does not keep, and starts it as
+`bash /runner/agent/run.sh` in $BENCHMARK_WORKSPACE.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from nanogpt_tui.errors import UserError
+
+HARNESS_DIR = Path(__file__).resolve().parent / "harnesses"
+ENTRY = "run.sh"
+INSTALL = "install.sh"
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    description: str
+    harness: str  # folder name under harnesses/
+    clis: tuple[str, ...] = ()  # executables the harness calls (inside the session image)
+    # Keys: any one of these groups, each a set of variables that must all be set.
+    key_options: tuple[tuple[str, ...], ...] = ()
+    default_strategy: str | None = "default"
+    uses_prompts: bool = True
+    config_env: tuple[str, ...] = ()  # optional tunables the harness reads
+
+    @property
+    def harness_dir(self) -> Path:
+        return HARNESS_DIR / self.harness
+
+    def harness_present(self) -> bool:
+        return (self.harness_dir / ENTRY).is_file()
+
+    def entry_command(self, runner_dir: str = "/runner") -> list[str]:
+        return ["bash", f"{runner_dir}/agent/{ENTRY}"]
+
+    def keys_text(self) -> str:
+        return " or ".join(" + ".join(group) for group in self.key_options) or "none"
+
+    def keys_available(self, environ: Mapping[str, str] | None = None) -> bool:
+        env = os.environ if environ is None else environ
+        return not self.key_options or any(all(env.get(k) for k in group) for group in self.key_options)
+
+    def clis_on_path(self) -> dict[str, bool]:
+        return {cli: shutil.which(cli) is not None for cli in self.clis}
+
+
+AGENTS: tuple[AgentSpec, ...] = (
+    AgentSpec(
+        name="claude", description="Claude Code in print mode (stream-json), resumed until the deadline.",
+        harness="claude", clis=("claude",), key_options=(("ANTHROPIC_API_KEY",),),
+        config_env=("BENCHMARK_AGENT_MODEL", "BENCHMARK_AGENT_EFFORT", "BENCHMARK_CLAUDE_PARTIAL")),
+    AgentSpec(
+        name="codex", description="Codex CLI `exec --json`, its thread resumed until the deadline.",
+        harness="codex", clis=("codex",),
+        key_options=(("OPENAI_API_KEY",), ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT")),
+        config_env=("BENCHMARK_AGENT_MODEL", "BENCHMARK_AGENT_EFFORT", "BENCHMARK_CODEX_PROVIDER",
+                    "OPENAI_API_VERSION")),
+    AgentSpec(
+        name="claude-autoresearch",
+        description="Claude Code driven by the Autoresearch-style program: a branch per run, one-file "
+                    "experiments logged in results.tsv, never stopping.",
+        harness="claude-autoresearch", clis=("claude",), key_options=(("ANTHROPIC_API_KEY",),),
+        default_strategy="autoresearch",
+        config_env=("BENCHMARK_AGENT_MODEL", "BENCHMARK_AGENT_EFFORT", "BENCHMARK_CLAUDE_PARTIAL")),
+    AgentSpec(
+        name="scripted", description="An offline agent that follows a fixed script (for demos and tests).",
+        harness="scripted", clis=(), key_options=(), default_strategy="default"),
+    AgentSpec(
+        name="replay", description="Replays a recorded Claude Code or Codex stream with its original timing.",
+        harness="replay", clis=(), key_options=(), default_strategy=None, uses_prompts=False,
+        config_env=("BENCHMARK_REPLAY_FILE", "BENCHMARK_REPLAY_SPEED", "BENCHMARK_REPLAY_LOOP")),
+)
+
+
+def agent_names() -> list[str]:
+    return [a.name for a in AGENTS]
+
+
+def get_agent(name: str) -> AgentSpec:
+    for spec in AGENTS:
+        if spec.name == name:
+            return spec
+    raise UserError(f"No agent named {name!r}; the agents are {', '.join(agent_names())} "
+                    "(see `nanogpt-tui agents list`).")
+
+
+def check_strategy_fits(agent: AgentSpec, strategy_agents: tuple[str, ...], strategy_name: str) -> None:
+    """A clear error when a strategy is not written for an agent (prompt-less agents accept any)."""
+    if agent.uses_prompts and agent.name not in strategy_agents:
+        raise UserError(f"The strategy {strategy_name!r} is written for {', '.join(strategy_agents)}, not "
+                        f"{agent.name}; pick another strategy or add {agent.name!r} to its agents list.")
+
+
+def _copy_tree(src: Path, dest: Path) -> Path:
+    if not src.is_dir():
+        raise UserError(f"{src} does not exist; reinstall nanogpt-tui (its package data is incomplete).")
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+    for path in dest.rglob("*.sh"):
+        # Wheels do not keep executable bits; harnesses are run with bash anyway, this is for people.
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return dest
+
+
+def copy_harness(agent: AgentSpec, dest: Path) -> Path:
+    """Copy an agent's harness folder to `dest` (e.g. sessions/<id>/runner/agent), replacing what is there."""
+    if not agent.harness_present():
+        raise UserError(f"The {agent.name} agent's harness ({agent.harness_dir}) is missing; "
+                        "reinstall nanogpt-tui or pick another agent.")
+    return _copy_tree(agent.harness_dir, Path(dest))
+
+
+def copy_strategy(root: Path, dest: Path) -> Path:
+    """Copy a strategy folder to `dest` (e.g. sessions/<id>/runner/strategy), replacing what is there."""
+    return _copy_tree(Path(root), Path(dest))

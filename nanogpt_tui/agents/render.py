@@ -1,0 +1,162 @@
+"""One readable line per event: what container.log readers and the control room show.
+
+Lines are plain text: escape and control sequences from the agent's output are removed (a tool's
+output may carry colour codes or cursor movement that would corrupt a terminal), anything that looks
+like an API key is masked, newlines are shown as `↵`, and long payloads are folded to a prefix with a
+`(+N chars)` marker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+
+from nanogpt_tui.agents.events import Event
+
+DEFAULT_MAX_CHARS = 240
+
+LABELS = {
+    "session_start": "start", "message": "say", "reasoning": "think", "tool_call": "tool",
+    "tool_result": "out", "submission_started": "submit", "verdict": "verdict", "error": "ERROR",
+    "usage": "usage", "result": "done", "status": "note", "unknown": "?", "output": "",
+}
+SOURCE_TAGS = {"claude": "claude", "codex": "codex", "nanogpt-tui": "bench", "unknown": "-"}
+
+# ESC-introduced sequences: CSI (colours, cursor moves), OSC (titles, hyperlinks; BEL or ST ended),
+# and the two-character forms; then any C0/C1 control character that is left.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SECRET_PATTERNS = (
+    (re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"), "sk-ant-***"),
+    (re.compile(r"\bsk-[A-Za-z0-9_\-]{12,}"), "sk-***"),
+    (re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._~+/=\-]{8,}"), "Bearer ***"),
+    (re.compile(r"(?i)\b([A-Z0-9_]*(?:API_KEY|_TOKEN|SECRET)|api-key|x-api-key)(\s*[=:]\s*)(['\"]?)[^\s'\"]{6,}\3"),
+     r"\1\2\3***\3"),
+)
+_SECRET_ENV = re.compile(r"(API_KEY|_TOKEN|SECRET)$")
+
+
+def env_secrets(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Values of key-like variables in the environment (masked wherever they appear verbatim)."""
+    environ = os.environ if environ is None else environ
+    return tuple(sorted({v for k, v in environ.items() if _SECRET_ENV.search(k) and len(v) >= 8},
+                        key=len, reverse=True))
+
+
+def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
+    for value in secrets:
+        if value and value in text:
+            text = text.replace(value, "***")
+    for pattern, repl in _SECRET_PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def sanitize(text: str) -> str:
+    """Plain one-line text: escape sequences and control characters out, newlines as ↵, tabs as spaces."""
+    text = _ESCAPES.sub("", text)
+    text = text.replace("\r\n", "\n").replace("\t", " ")
+    text = text.replace("\n", " ↵ ")
+    return _CONTROLS.sub("", text).strip()
+
+
+def fold(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:
+    if len(text) <= max_chars:
+        return text
+    return f"{text[:max_chars].rstrip()} … (+{len(text) - max_chars} chars)"
+
+
+def _tokens(n: int) -> str:
+    return f"{n:,}"
+
+
+def usage_text(usage: Mapping[str, int] | None, cost_usd: float | None = None) -> str:
+    if not usage and cost_usd is None:
+        return ""
+    usage = usage or {}
+    parts = [f"in {_tokens(int(usage.get('input_tokens', 0)))}"]
+    if usage.get("cached_input_tokens"):
+        parts[-1] += f" ({_tokens(int(usage['cached_input_tokens']))} cached)"
+    parts.append(f"out {_tokens(int(usage.get('output_tokens', 0)))}")
+    if cost_usd is not None:
+        parts.append(f"${cost_usd:.4f}")
+    return " ".join(parts)
+
+
+def _detail(ev: Event) -> str:
+    t = ev.type
+    if t == "tool_call":
+        what = ev.tool or "tool"
+        if ev.command:
+            return f"{what} $ {ev.command}"
+        if ev.tool == "apply_patch" and ev.text:
+            return f"{what} {ev.text}"
+        if ev.file:
+            return f"{what} {ev.file}" + (f" {ev.text}" if ev.text else "")
+        return f"{what} {ev.text}" if ev.text else what
+    if t == "tool_result":
+        state = "ok" if ev.ok else ("FAILED" if ev.ok is False else "…")
+        code = ev.extra.get("exit_code")
+        if code not in (None, 0):
+            state += f" (exit {code})"
+        body = ev.text or ""
+        return f"{state} {body}".strip()
+    if t == "usage":
+        return usage_text(ev.usage, ev.cost_usd)
+    if t == "result":
+        state = "ok" if ev.ok is not False else "FAILED"
+        bits = [state]
+        if ev.duration_s is not None:
+            bits.append(f"{ev.duration_s:.0f}s")
+        spent = usage_text(ev.usage, ev.cost_usd)
+        if spent:
+            bits.append(spent)
+        head = " ".join(bits)
+        return f"{head} | {ev.text}" if ev.text else head
+    if t == "session_start":
+        text = ev.text or "session started"
+        if ev.session_id and ev.session_id not in text:
+            text += f" (session {ev.session_id})"
+        return text
+    if t == "submission_started":
+        return f"{ev.submission}" + (f" {ev.text}" if ev.text else "")
+    if t == "verdict":
+        return ev.text or f"{ev.submission}: {ev.outcome}"
+    if t == "unknown":
+        label = ev.raw_type or ("malformed line" if ev.malformed else "event")
+        return f"{label}: {ev.text or ''}".rstrip(": ")
+    return ev.text or ""
+
+
+def render_event(ev: Event, *, max_chars: int = DEFAULT_MAX_CHARS, secrets: Iterable[str] | None = None,
+                 show_time: bool = True) -> str:
+    """One line: `[HH:MM:SS] source label detail`, sanitised, masked and folded."""
+    secrets = env_secrets() if secrets is None else tuple(secrets)
+    detail = fold(mask_secrets(sanitize(_detail(ev)), secrets), max_chars)
+    if ev.type == "output":
+        return detail
+    label = LABELS.get(ev.type, ev.type)
+    if ev.malformed:
+        label = "?!"
+    head = f"{SOURCE_TAGS.get(ev.source, ev.source):<6} {label:<7}"
+    if show_time and ev.ts and len(ev.ts) >= 19:
+        head = f"{ev.ts[11:19]} {head}"
+    return f"{head} {detail}".rstrip()
+
+
+def is_shown(ev: Event, *, partial: bool = False, per_message_usage: bool = False) -> bool:
+    """Whether the default view shows an event. Streaming deltas repeat what the complete message says,
+    and Claude's per-message usage repeats on every line of a response, so both are hidden by default."""
+    if ev.partial and not partial:
+        return False
+    if ev.type == "usage" and ev.extra.get("per_message") and not per_message_usage:
+        return False
+    return True
+
+
+def render_events(events: Iterable[Event], *, max_chars: int = DEFAULT_MAX_CHARS, partial: bool = False,
+                  per_message_usage: bool = False) -> list[str]:
+    secrets = env_secrets()
+    return [render_event(ev, max_chars=max_chars, secrets=secrets) for ev in events
+            if is_shown(ev, partial=partial, per_message_usage=per_message_usage)]

@@ -1,0 +1,100 @@
+"""The local backend: a session as a plain process tree on this machine (no Docker, no GPU), with the same layout,
+budget, kill and extend as a container. The demo and many tests use it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from nanogpt_tui.backends.base import BackendState, LaunchSpec
+from nanogpt_tui.errors import UserError
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its closing parenthesis.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie has finished
+        return None
+    return int(fields[19])
+
+
+class LocalBackend:
+    """Runs `spec.command` in a new session (process group) whose output is appended to container.log."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._children: dict[int, subprocess.Popen] = {}
+
+    def start(self, spec: LaunchSpec) -> str:
+        if spec.data_dir is not None:
+            link = spec.workspace_dir / "data"
+            if not link.exists() and not link.is_symlink():
+                link.symlink_to(Path(spec.data_dir).resolve(), target_is_directory=True)
+        env = dict(spec.env)
+        # Harness scripts call `python3 -m nanogpt_tui ...`: make that the interpreter running us.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.environ.get("PATH", ""))])
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(spec.log_path, "ab") as log:
+                proc = subprocess.Popen(spec.command, cwd=spec.workspace_dir, env=env, stdout=log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as err:
+            raise UserError(f"Could not start the local session process ({err}); check that {spec.command[0]} "
+                            "exists.") from None
+        self._children[proc.pid] = proc
+        ticks = None
+        for _ in range(50):
+            ticks = _start_ticks(proc.pid)
+            if ticks is not None or proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        return f"{proc.pid}:{ticks or 0}"
+
+    @staticmethod
+    def parse_handle(handle: str) -> tuple[int, int]:
+        pid, _, ticks = handle.partition(":")
+        return int(pid), int(ticks or 0)
+
+    def state(self, handle: str) -> BackendState:
+        pid, ticks = self.parse_handle(handle)
+        child = self._children.get(pid)
+        if child is not None:
+            code = child.poll()
+            if code is None:
+                return BackendState("running")
+            return BackendState("exited", exit_code=code)
+        current = _start_ticks(pid)
+        if current is not None and (ticks == 0 or current == ticks):
+            return BackendState("running")
+        return BackendState("exited", detail="the process is gone; its exit code is in the runner's record")
+
+    def stop(self, handle: str, grace_s: float) -> None:
+        pid, _ = self.parse_handle(handle)
+        if self.state(handle).status != "running":
+            return
+        try:
+            os.killpg(pid, signal.SIGINT)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if self.state(handle).status != "running":
+                return
+            time.sleep(0.1)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        child = self._children.get(pid)
+        if child is not None:
+            child.wait()

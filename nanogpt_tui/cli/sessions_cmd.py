@@ -1,0 +1,174 @@
+"""`nanogpt-tui run` and `nanogpt-tui sessions ...`: launch, list, show, kill, extend and tail sessions headlessly."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from nanogpt_tui.cli.common import config_from, print_json, print_table
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "run", help="start an agent session",
+        description="Start an agent session on the anchor record and print its id. With --wait, follow it to the "
+                    "end (enforcing its deadline) and exit with its status: 0 exited or out-of-budget, 1 otherwise.")
+    p.add_argument("--agent", required=True, help="agent name (`nanogpt-tui agents list`)")
+    p.add_argument("--strategy", default="default", help="prompting strategy name or folder (default: default)")
+    p.add_argument("--record", help="anchor record (default: benchmark.anchor)")
+    p.add_argument("--target", help="100%% target record (default: benchmark.target)")
+    p.add_argument("--budget-gpu-hours", type=float, metavar="H", help="compute budget (default: benchmark.budget_gpu_hours)")
+    p.add_argument("--gpus", type=int, metavar="N", help="GPUs for the session (default: benchmark.gpus_per_session; 1 for local)")
+    p.add_argument("--backend", choices=("docker", "local"), default="docker", help="where it runs (default: docker)")
+    p.add_argument("--host", help="Docker host name from the config (default: the first)")
+    p.add_argument("--image", help="image tag (default: docker.image)")
+    p.add_argument("--wait", action="store_true", help="follow the session until it ends")
+    p.set_defaults(func=cmd_run)
+
+    parser = subparsers.add_parser("sessions", help="list, inspect and steer sessions",
+                                   description="List, inspect and steer sessions.")
+    sub = parser.add_subparsers(dest="sessions_command", metavar="SUBCOMMAND", required=True)
+    p = sub.add_parser("list", help="one row per session", description="List sessions with status and budget.")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("show", help="one session in full", description="Show a session's metadata and history.")
+    p.add_argument("id", metavar="ID", help="session id (or a unique prefix)")
+    p.add_argument("--json", action="store_true", help="print session.json plus budget figures")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("kill", help="stop a session now", description="Stop a session now and mark it killed.")
+    p.add_argument("id", metavar="ID")
+    p.set_defaults(func=cmd_kill)
+    p = sub.add_parser("extend", help="add GPU-hours to a live session",
+                       description="Add GPU-hours (or wall-clock hours) to a live session; the deadline moves and "
+                                   "the agent loop and watchdog honour it without a restart.")
+    p.add_argument("id", metavar="ID")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--gpu-hours", type=float, metavar="H")
+    group.add_argument("--wall-hours", type=float, metavar="H", help="wall-clock hours (x the session's GPUs)")
+    p.set_defaults(func=cmd_extend)
+    p = sub.add_parser("logs", help="print a session's container.log",
+                       description="Print a session's container.log; --follow keeps printing new lines.")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing as the session writes")
+    p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    p.set_defaults(func=cmd_logs)
+
+
+def _manager(args):
+    from nanogpt_tui.sessions.manager import SessionManager
+
+    return SessionManager(config_from(args))
+
+
+def _hours(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    return f"{sign}{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nanogpt_tui.sessions.manager import LaunchRequest
+
+    manager = _manager(args)
+    session = manager.launch(LaunchRequest(
+        agent=args.agent, strategy=args.strategy, anchor=args.record, target=args.target,
+        budget_gpu_hours=args.budget_gpu_hours, gpus=args.gpus, backend=args.backend, host=args.host,
+        image=args.image))
+    print(session.id)
+    if session.status == "pending":
+        print(f"pending: {session.status_reason}", file=sys.stderr)
+    if not args.wait:
+        return 0
+    final = manager.wait(session.id)
+    print(f"{final.id}: {final.status} ({final.status_reason})", file=sys.stderr)
+    return 0 if final.status in ("exited", "out-of-budget") else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from nanogpt_tui.sessions.manager import session_summary
+
+    manager = _manager(args)
+    sessions, problems = manager.list()
+    summaries = []
+    for s in sessions:
+        try:
+            s = manager.refresh(s)
+        except Exception as err:  # one unreachable backend must not hide the other sessions  # noqa: BLE001
+            problems.append(f"{s.id}: could not refresh its status ({err})")
+        summaries.append(session_summary(s))
+    if args.json:
+        print_json(summaries)
+    else:
+        print_table(["id", "status", "host", "gpus", "GPU-h used/budget", "left", "reason"],
+                    [[x["id"], x["status"], x["host"], x["gpus"],
+                      f"{x['used_gpu_hours']:.3f}/{x['budget_gpu_hours']:g}", _hours(x["seconds_left"]),
+                      x["reason"][:60]] for x in summaries])
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from nanogpt_tui.sessions.manager import session_summary
+
+    manager = _manager(args)
+    session = manager.refresh(manager.get(args.id))
+    if args.json:
+        print_json({**session.to_dict(), "summary": session_summary(session)})
+        return 0
+    x = session_summary(session)
+    print(f"{session.id}\n  agent {session.agent} · strategy {session.strategy} ({session.strategy_hash[:12]}) · "
+          f"anchor {session.anchor} · target {session.target}")
+    print(f"  {session.backend} on {session.host} · GPUs {session.gpus} {session.gpu_ids or ''}")
+    print(f"  status {session.status}: {session.status_reason}")
+    print(f"  budget {x['used_gpu_hours']:.3f} of {x['budget_gpu_hours']:g} GPU-hours used · deadline "
+          f"{session.deadline or '-'} ({_hours(x['seconds_left'])} left)")
+    for t in session.transitions:
+        print(f"    {t.at}  {t.status:<13} {t.reason}")
+    for e in session.extensions:
+        print(f"    {e.at}  extended by {e.gpu_hours:g} GPU-hours {e.reason}")
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    session = _manager(args).kill(args.id)
+    print(f"{session.id}: {session.status} ({session.status_reason})")
+    return 0
+
+
+def cmd_extend(args: argparse.Namespace) -> int:
+    session = _manager(args).extend(args.id, gpu_hours=args.gpu_hours, wall_hours=args.wall_hours)
+    print(f"{session.id}: budget {session.total_gpu_hours:g} GPU-hours, deadline {session.deadline}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from collections import deque
+
+    from nanogpt_tui.sessions import layout as L
+
+    manager = _manager(args)
+    session = manager.get(args.id)
+    path = manager.session_dir(session.id) / L.CONTAINER_LOG
+    with open(path, "rb") as handle:
+        if args.tail:
+            for line in deque(handle, maxlen=args.tail):
+                sys.stdout.write(line.decode("utf-8", "replace"))
+        else:
+            for line in handle:
+                sys.stdout.write(line.decode("utf-8", "replace"))
+        sys.stdout.flush()
+        while args.follow:
+            line = handle.readline()
+            if line:
+                sys.stdout.write(line.decode("utf-8", "replace"))
+                sys.stdout.flush()
+                continue
+            session = manager.refresh(manager.get(session.id))
+            if session.status not in ("running", "pending", "unreachable"):
+                break
+            time.sleep(0.2)
+    return 0

@@ -1,0 +1,430 @@
+"""Creating, starting, watching, killing and extending sessions, on any backend; headless (the CLI and the control
+room both drive it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nanogpt_tui.backends.base import SESSION_LABEL, LaunchSpec
+from nanogpt_tui.config import Config, HostConfig
+from nanogpt_tui.errors import UserError
+from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.sessions import model as M
+from nanogpt_tui.sessions.control import DEFAULT_GRACE_S, write_deadline
+from nanogpt_tui.sessions.gpus import GpuAllocator
+from nanogpt_tui.sessions.model import Extension, Session, iso, load_session, parse_iso, save_session, utc_now
+
+RECORD_FILES = (".py", ".sh", ".toml")
+# Environment passed from the host into a session: the agents' API credentials and endpoints, nothing else.
+PASSED_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY",
+              "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION", "CODEX_API_KEY")
+# Environment a local session inherits as it is (it is a process of this user anyway).
+ID_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    agent: str
+    strategy: str = "default"
+    anchor: str | None = None
+    target: str | None = None
+    budget_gpu_hours: float | None = None
+    gpus: int | None = None
+    backend: str = "docker"
+    host: str | None = None
+    image: str | None = None
+    extra_env: tuple[tuple[str, str], ...] = ()  # e.g. BENCHMARK_SCRIPTED_RUNS for the demo
+
+
+def _copy_code(src: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in sorted(src.iterdir()):
+        if path.is_file() and path.suffix in RECORD_FILES:
+            shutil.copy2(path, dest / path.name)
+
+
+def _git(workspace: Path, *args: str) -> None:
+    try:
+        subprocess.run(["git", "-c", "user.name=nanogpt-tui", "-c", "user.email=nanogpt-tui@localhost", *args],
+                       cwd=workspace, check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise UserError("git is not installed; install it (the session workspace is a git repository).") from None
+    except subprocess.CalledProcessError as err:
+        raise UserError(f"git {args[0]} failed in {workspace}: {err.stderr.strip()}") from None
+
+
+class SessionManager:
+    """All sessions under `config.paths.sessions_dir`, and the backends that run them."""
+
+    def __init__(self, config: Config, *, backends: dict[str, object] | None = None) -> None:
+        self.config = config
+        self.root = Path(config.paths.sessions_dir)
+        self._backends: dict[str, object] = dict(backends or {})
+
+    # --- backends -------------------------------------------------------------------------------------------
+
+    def host_config(self, name: str) -> HostConfig:
+        for host in self.config.hosts:
+            if host.name == name:
+                return host
+        names = ", ".join(h.name for h in self.config.hosts)
+        raise UserError(f"There is no Docker host named {name!r} in the config (hosts: {names}); add it under "
+                        "[[hosts]] in nanogpt-tui.toml.")
+
+    def backend_for(self, backend: str, host: str):
+        key = "local" if backend == "local" else f"docker:{host}"
+        if key not in self._backends:
+            if backend == "local":
+                from nanogpt_tui.backends.local import LocalBackend
+
+                self._backends[key] = LocalBackend()
+            elif backend == "docker":
+                from nanogpt_tui.backends.docker_backend import DockerBackend
+
+                cfg = self.host_config(host)
+                self._backends[key] = DockerBackend(url=cfg.url, tls=cfg.tls, name=cfg.name)
+            else:
+                raise UserError(f"Unknown backend {backend!r}; use docker or local.")
+        return self._backends[key]
+
+    # --- listing --------------------------------------------------------------------------------------------
+
+    def session_dir(self, session_id: str) -> Path:
+        return L.session_dir(self.root, session_id)
+
+    def list(self) -> tuple[list[Session], list[str]]:
+        """Every session, oldest first, and one sentence for each folder that could not be read."""
+        sessions, problems = [], []
+        if not self.root.is_dir():
+            return [], []
+        for path in sorted(self.root.iterdir()):
+            if path.is_dir() and not path.name.startswith(".") and (path / L.SESSION_FILE).exists():
+                try:
+                    sessions.append(load_session(path))
+                except UserError as err:
+                    problems.append(str(err))
+        sessions.sort(key=lambda s: s.created_at)
+        return sessions, problems
+
+    def get(self, session_id: str) -> Session:
+        """A session by id or unique prefix (or suffix, e.g. the agent-strategy part)."""
+        path = self.session_dir(session_id)
+        if (path / L.SESSION_FILE).exists():
+            return load_session(path)
+        sessions, _ = self.list()
+        matches = [s for s in sessions if s.id.startswith(session_id) or s.id.endswith(session_id)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise UserError(f"There is no session {session_id!r} in {self.root}; `nanogpt-tui sessions list` shows "
+                            "them.")
+        raise UserError(f"{session_id!r} matches {len(matches)} sessions; give more of the id.")
+
+    def save(self, session: Session) -> None:
+        save_session(self.session_dir(session.id), session)
+
+    # --- creating and starting ------------------------------------------------------------------------------
+
+    def _new_id(self, agent: str, strategy: str) -> str:
+        stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
+        base = ID_SAFE.sub("-", f"{stamp}-{agent}-{strategy}")
+        candidate, n = base, 2
+        while self.session_dir(candidate).exists():
+            candidate, n = f"{base}-{n}", n + 1
+        return candidate
+
+    def create(self, request: LaunchRequest) -> Session:
+        """Lay a new session out on disk (workspace repo, runner, control), pending until `start`."""
+        from nanogpt_tui.agents.catalog import check_strategy_fits, copy_harness, copy_strategy, get_agent
+        from nanogpt_tui.agents.strategy import resolve_strategy
+
+        cfg = self.config
+        agent = get_agent(request.agent)
+        strategy = resolve_strategy(request.strategy)
+        check_strategy_fits(agent, strategy.agents, strategy.name)
+        anchor = request.anchor or cfg.benchmark.anchor
+        anchor_dir = cfg.paths.baselines_dir / anchor
+        if not (anchor_dir / "train_gpt.py").is_file():
+            raise UserError(f"The anchor record {anchor!r} has no code in {anchor_dir}; fetch it first with "
+                            f"`nanogpt-tui records fetch {anchor}` (or import it).")
+        target = request.target or (cfg.benchmark.target if anchor == cfg.benchmark.anchor else None)
+        gpus = request.gpus if request.gpus is not None else (1 if request.backend == "local"
+                                                              else cfg.benchmark.gpus_per_session)
+        if gpus < 1:
+            raise UserError("--gpus must be at least 1 (the budget counts GPU-hours).")
+        budget = request.budget_gpu_hours if request.budget_gpu_hours is not None else cfg.benchmark.budget_gpu_hours
+        if budget <= 0:
+            raise UserError("--budget-gpu-hours must be positive.")
+        host = request.host or ("local" if request.backend == "local" else cfg.hosts[0].name)
+        if request.backend == "docker":
+            self.host_config(host)
+        agent_cfg = cfg.agents.get(agent.name)
+        session = Session(
+            id=self._new_id(agent.name, strategy.name), agent=agent.name, strategy=strategy.name,
+            strategy_hash=strategy.content_hash, anchor=anchor, target=target, backend=request.backend, host=host,
+            image=(request.image or cfg.docker.image) if request.backend == "docker" else None, gpus=gpus,
+            budget_gpu_hours=budget, created_at=iso(utc_now()),
+            agent_model=agent_cfg.model if agent_cfg else None, agent_effort=agent_cfg.effort if agent_cfg else None,
+        )
+        from nanogpt_tui.config import config_as_dict
+
+        session.config = config_as_dict(cfg)
+        session.config["extra_env"] = dict(request.extra_env)
+        d = self.session_dir(session.id)
+        try:
+            workspace = d / L.WORKSPACE
+            _copy_code(anchor_dir, workspace)
+            for sub in L.WORKSPACE_DIRS:
+                (workspace / sub).mkdir(parents=True, exist_ok=True)
+            (workspace / ".gitignore").write_text("/data\n/logs/\n/verdicts/.work/\n__pycache__/\n")
+            _git(workspace, "init", "-q", "-b", "main")
+            _git(workspace, "add", "-A")
+            _git(workspace, "commit", "-q", "-m", f"anchor: {anchor}")
+            events = workspace / "logs" / L.EVENTS_FILE
+            events.touch()
+            (d / L.EVENTS_FILE).symlink_to(Path(L.WORKSPACE) / "logs" / L.EVENTS_FILE)
+            runner = d / L.RUNNER
+            copy_harness(agent, runner / "agent")
+            copy_strategy(strategy.root, runner / "strategy")
+            _copy_code(anchor_dir, runner / "anchor")
+            (d / L.CONTROL).mkdir()
+            (d / L.CONTAINER_LOG).touch()
+            session.transition(M.PENDING, "created")
+            self.save(session)
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+        return session
+
+    def _gpu_allocator(self) -> GpuAllocator:
+        sessions, _ = self.list()
+        return GpuAllocator(self.config.hosts, sessions)
+
+    def _launch_spec(self, session: Session) -> LaunchSpec:
+        d = self.session_dir(session.id).resolve()
+        extra = dict(session.config.get("extra_env") or {})
+        if session.backend == "local":
+            mounts = dict(workspace=str(d / L.WORKSPACE), runner=str(d / L.RUNNER), control=str(d / L.CONTROL))
+        else:
+            mounts = dict(workspace=L.CONTAINER_WORKSPACE, runner=L.CONTAINER_RUNNER, control=L.CONTAINER_CONTROL)
+        env = L.contract_env(**mounts, run_id=session.id, agent=session.agent, strategy=session.strategy,
+                             session_hours=session.total_gpu_hours / max(1, session.gpus), anchor=session.anchor,
+                             target=session.target)
+        env["BENCHMARK_AGENT_MODEL"] = session.agent_model or ""
+        env["BENCHMARK_AGENT_EFFORT"] = session.agent_effort or ""
+        env.update(extra)
+        for key in PASSED_ENV:
+            if os.environ.get(key):
+                env[key] = os.environ[key]
+        if session.backend == "local":
+            base = {k: v for k, v in os.environ.items() if k not in env}
+            env = {**base, **env}
+            command = [sys.executable, "-m", "nanogpt_tui.sessions.runner"]
+        else:
+            command = ["python3", "-m", "nanogpt_tui.sessions.runner"]
+        return LaunchSpec(
+            session_id=session.id, image=session.image, command=command, env=env,
+            workspace_dir=d / L.WORKSPACE, runner_dir=d / L.RUNNER, control_dir=d / L.CONTROL,
+            log_path=d / L.CONTAINER_LOG, data_volume=self.config.docker.data_volume if session.backend == "docker"
+            else None, data_dir=Path(session.data_dir) if session.data_dir else None,
+            gpu_ids=list(session.gpu_ids), labels={SESSION_LABEL: session.id, "nanogpt-tui.agent": session.agent,
+                                                   "nanogpt-tui.strategy": session.strategy},
+            name=f"nanogpt-tui-{session.id}".lower(),
+        )
+
+    def _ensure_local_data(self, session: Session) -> None:
+        data = self.config.paths.local_data_dir
+        if not (data / "fineweb10B").is_dir() or not any((data / "fineweb10B").glob("fineweb_val_*.bin")):
+            if session.anchor != "smoke":
+                raise UserError(f"No shards in {data / 'fineweb10B'} for the local session; put FineWeb shards "
+                                "there (or set paths.data_dir).")
+            from nanogpt_tui.shards import synthesize
+
+            synthesize(data / "fineweb10B")
+        session.data_dir = str(data.resolve())
+
+    def start(self, session: Session, grace_s: float = DEFAULT_GRACE_S) -> Session:
+        """Give the session its GPUs and start it; without free GPUs it stays pending with the reason."""
+        if session.status not in (M.PENDING,):
+            raise UserError(f"Session {session.id} is {session.status}; only a pending session can start.")
+        if session.backend == "docker":
+            allocation = self._gpu_allocator().allocate(session)
+            if allocation.gpu_ids is None:
+                session.transition(M.PENDING, allocation.reason)
+                self.save(session)
+                return session
+            session.gpu_ids = allocation.gpu_ids
+        else:
+            self._ensure_local_data(session)
+        now = utc_now()
+        session.started_at = iso(now)
+        deadline = session.budget().deadline
+        session.deadline = iso(deadline)
+        write_deadline(self.session_dir(session.id) / L.CONTROL, deadline, gpus=session.gpus,
+                       budget_gpu_hours=session.total_gpu_hours, grace_s=grace_s)
+        backend = self.backend_for(session.backend, session.host)
+        spec = self._launch_spec(session)
+        try:
+            handle = backend.start(spec)
+        except UserError as err:
+            session.started_at, session.deadline = None, None
+            session.transition(M.FAILED, str(err))
+            self.save(session)
+            raise
+        if session.backend == "local":
+            pid, ticks = handle.split(":")
+            session.pid, session.pid_start_ticks = int(pid), int(ticks)
+        else:
+            session.container_id = handle
+        session.transition(M.RUNNING, f"started on {session.host}"
+                           + (f" with GPUs {','.join(map(str, session.gpu_ids))}" if session.gpu_ids else ""))
+        self.save(session)
+        return session
+
+    def launch(self, request: LaunchRequest) -> Session:
+        return self.start(self.create(request))
+
+    # --- watching -------------------------------------------------------------------------------------------
+
+    def handle(self, session: Session) -> str | None:
+        if session.backend == "local":
+            return f"{session.pid}:{session.pid_start_ticks or 0}" if session.pid else None
+        return session.container_id
+
+    def runner_exit(self, session: Session) -> dict | None:
+        path = self.session_dir(session.id) / L.WORKSPACE / "logs" / L.RUNNER_EXIT_FILE
+        try:
+            return json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError, OSError):
+            return None
+
+    def refresh(self, session: Session) -> Session:
+        """Bring the session's status up to date with its backend; enforce the deadline from the host side; start
+        a pending session whose GPUs have come free."""
+        if session.status == M.PENDING and session.started_at is None:
+            if session.backend == "docker" and session.status_reason != "created":
+                return self.start(session)
+            return session
+        if session.status not in (M.RUNNING, M.UNREACHABLE):
+            return session
+        handle = self.handle(session)
+        backend = self.backend_for(session.backend, session.host)
+        state = backend.state(handle) if handle else None
+        if state is None or state.status == "unreachable":
+            if session.status != M.UNREACHABLE:
+                session.transition(M.UNREACHABLE, state.detail if state else "no container recorded")
+                self.save(session)
+            return session
+        if state.status == "running":
+            if session.status == M.UNREACHABLE:
+                session.transition(M.RUNNING, f"{session.host} answers again")
+                self.save(session)
+            budget = session.budget()
+            left = budget.seconds_left()
+            if left is not None and left < -self._grace(session) - 5:
+                # The in-session watchdog should have stopped it; the host stops it too.
+                backend.stop(handle, 5.0)
+                session.exit_code = None
+                session.transition(M.OUT_OF_BUDGET, "stopped by the host at the deadline")
+                self.save(session)
+            return session
+        exit_info = self.runner_exit(session) or {}
+        code = state.exit_code if state.exit_code is not None else exit_info.get("exit_code")
+        session.exit_code = code
+        reason = exit_info.get("reason")
+        ended_at = parse_iso(exit_info.get("at")) if exit_info.get("at") else None
+        if reason == "deadline":
+            session.transition(M.OUT_OF_BUDGET, "the deadline passed; the watchdog stopped the agent", ended_at)
+        elif reason == "agent-exited" and code == 0:
+            session.transition(M.EXITED, "the agent finished", ended_at)
+        elif reason == "stopped":
+            session.transition(M.KILLED, "stopped by a signal", ended_at)
+        else:
+            what = reason or "no runner record"
+            session.transition(M.FAILED, f"the session ended ({what}, exit status {code})", ended_at)
+        self.save(session)
+        return session
+
+    def _grace(self, session: Session) -> float:
+        try:
+            from nanogpt_tui.sessions.control import read_deadline
+
+            return read_deadline(self.session_dir(session.id) / L.CONTROL).grace_s
+        except ValueError:
+            return DEFAULT_GRACE_S
+
+    # --- steering -------------------------------------------------------------------------------------------
+
+    def kill(self, session_id: str, reason: str = "killed by the user", grace_s: float = 10.0) -> Session:
+        session = self.get(session_id)
+        if session.status in M.FINAL:
+            raise UserError(f"Session {session.id} has already ended ({session.status}); nothing to kill.")
+        if session.status == M.PENDING and session.started_at is None:
+            session.transition(M.KILLED, reason + " before it started")
+            self.save(session)
+            return session
+        handle = self.handle(session)
+        if handle:
+            self.backend_for(session.backend, session.host).stop(handle, grace_s)
+        session = self.get(session.id)
+        session.transition(M.KILLED, reason)
+        self.save(session)
+        return session
+
+    def extend(self, session_id: str, *, gpu_hours: float | None = None, wall_hours: float | None = None,
+               reason: str = "") -> Session:
+        """Add GPU-hours (or wall-clock hours x GPUs); the deadline moves in control/ and session.json."""
+        if (gpu_hours is None) == (wall_hours is None):
+            raise UserError("Say how much to extend by: --gpu-hours H or --wall-hours H.")
+        session = self.get(session_id)
+        if session.status not in (M.RUNNING, M.UNREACHABLE, M.PENDING):
+            raise UserError(f"Session {session.id} has ended ({session.status}); only a live session can be "
+                            "extended.")
+        added = gpu_hours if gpu_hours is not None else wall_hours * max(1, session.gpus)
+        if added <= 0:
+            raise UserError("The extension must be positive.")
+        session.extensions.append(Extension(at=iso(utc_now()), gpu_hours=added, reason=reason))
+        if session.started_at is not None:
+            deadline = session.budget().deadline
+            session.deadline = iso(deadline)
+            write_deadline(self.session_dir(session.id) / L.CONTROL, deadline, gpus=session.gpus,
+                           budget_gpu_hours=session.total_gpu_hours, grace_s=self._grace(session))
+        self.save(session)
+        return session
+
+    def wait(self, session_id: str, *, poll_s: float = 1.0, timeout_s: float | None = None,
+             on_update: Callable[[Session], None] | None = None) -> Session:
+        """Follow a session until it ends (the host enforces its deadline meanwhile)."""
+        start = time.monotonic()
+        session = self.get(session_id)
+        while True:
+            session = self.refresh(session)
+            if on_update:
+                on_update(session)
+            if session.status in M.FINAL:
+                return session
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                return session
+            time.sleep(poll_s)
+
+
+def session_summary(session: Session, now: dt.datetime | None = None) -> dict:
+    """The numbers a list or a card shows."""
+    budget = session.budget()
+    return {
+        "id": session.id, "agent": session.agent, "strategy": session.strategy, "anchor": session.anchor,
+        "status": session.status, "reason": session.status_reason, "backend": session.backend, "host": session.host,
+        "gpus": session.gpus, "gpu_ids": session.gpu_ids, "budget_gpu_hours": session.total_gpu_hours,
+        "used_gpu_hours": round(budget.used_gpu_hours(now), 6), "seconds_left": budget.seconds_left(now),
+        "deadline": session.deadline, "exit_code": session.exit_code,
+    }

@@ -1,0 +1,152 @@
+"""The session runner: what a session container (or local process tree) runs. It installs and starts the agent
+harness, and is the in-session budget watchdog: at the deadline in control/ it stops the agent, even when no host
+process is watching. `extend` moves the deadline file; the runner re-reads it every poll, so no restart is needed.
+
+Run as `python3 -m nanogpt_tui.sessions.runner`. Exit status: 0 the agent finished, 3 the deadline passed,
+130 stopped by a signal (kill), 1 the agent failed or could not start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from nanogpt_tui.fsutil import atomic_write_json
+from nanogpt_tui.sessions.control import read_deadline
+from nanogpt_tui.sessions.layout import (
+    CONTAINER_CONTROL,
+    CONTAINER_RUNNER,
+    ENV_CONTROL_DIR,
+    ENV_LOG_DIR,
+    ENV_RUNNER_DIR,
+    ENV_WORKSPACE,
+    RUNNER_EXIT_FILE,
+)
+
+POLL_S = 0.5
+EXIT_AGENT_DONE, EXIT_FAILED, EXIT_DEADLINE, EXIT_STOPPED = 0, 1, 3, 130
+
+
+def say(text: str) -> None:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%H:%M:%S")
+    print(f"[runner {stamp}] {text}", flush=True)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_agent(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGINT to the agent's whole process group, a grace period, then SIGKILL."""
+    _signal_group(proc, signal.SIGINT)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        say(f"the agent did not stop within {grace_s:g} s of SIGINT; sending SIGKILL")
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+    # Anything the agent left in its group (a retiming run, say) goes too.
+    _signal_group(proc, signal.SIGKILL)
+
+
+def run() -> int:
+    workspace = Path(os.environ.get(ENV_WORKSPACE, "/workspace"))
+    runner_dir = Path(os.environ.get(ENV_RUNNER_DIR, CONTAINER_RUNNER))
+    control_dir = Path(os.environ.get(ENV_CONTROL_DIR, CONTAINER_CONTROL))
+    log_dir = Path(os.environ.get(ENV_LOG_DIR, str(workspace / "logs")))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    agent_dir = runner_dir / "agent"
+
+    def finish(reason: str, code: int, agent_exit: int | None = None) -> int:
+        atomic_write_json(log_dir / RUNNER_EXIT_FILE, {
+            "schema_version": 1, "reason": reason, "exit_code": code, "agent_exit_code": agent_exit,
+            "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        })
+        say(f"session ends: {reason} (exit {code})")
+        return code
+
+    try:
+        deadline = read_deadline(control_dir)
+    except ValueError as err:
+        say(f"cannot start: {err}; the host must write the deadline before starting the session")
+        return finish("no-deadline", EXIT_FAILED)
+    if deadline.seconds_left() <= 0:
+        return finish("deadline", EXIT_DEADLINE)
+    if not (agent_dir / "run.sh").is_file():
+        say(f"cannot start: {agent_dir}/run.sh is missing")
+        return finish("no-agent", EXIT_FAILED)
+
+    stop_requested = threading.Event()
+
+    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        stop_requested.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    install = agent_dir / "install.sh"
+    marker = log_dir / ".agent-installed"
+    if install.is_file() and not marker.exists():
+        say("installing the agent harness")
+        code = subprocess.call(["bash", str(install)], cwd=workspace)
+        if code != 0:
+            say(f"install.sh exited with status {code}")
+            return finish("install-failed", EXIT_FAILED, code)
+        marker.write_text("ok\n")
+
+    say(f"starting the agent; deadline {deadline.deadline.isoformat(timespec='seconds')} "
+        f"({deadline.seconds_left():.0f} s left)")
+    proc = subprocess.Popen(["bash", str(agent_dir / "run.sh")], cwd=workspace, start_new_session=True)
+    last_deadline = deadline.deadline
+    while True:
+        code = proc.poll()
+        if code is not None:
+            _signal_group(proc, signal.SIGKILL)  # leftovers of a finished agent
+            try:
+                deadline = read_deadline(control_dir)
+            except ValueError:
+                pass
+            if deadline.seconds_left() <= 0:
+                # The agent saw the deadline itself (harnesses check it before each resume): out of budget.
+                return finish("deadline", EXIT_DEADLINE, code)
+            if code == 0:
+                return finish("agent-exited", EXIT_AGENT_DONE, code)
+            return finish("agent-failed", EXIT_FAILED, code)
+        if stop_requested.is_set():
+            say("stop requested; stopping the agent")
+            stop_agent(proc, min(deadline.grace_s, 10.0))
+            return finish("stopped", EXIT_STOPPED, proc.returncode)
+        try:
+            deadline = read_deadline(control_dir)
+        except ValueError as err:
+            say(f"warning: {err}; keeping the last deadline")
+        if deadline.deadline != last_deadline:
+            say(f"deadline moved to {deadline.deadline.isoformat(timespec='seconds')} "
+                f"({deadline.seconds_left():.0f} s left)")
+            last_deadline = deadline.deadline
+        if deadline.seconds_left() <= 0:
+            say("the deadline has passed; stopping the agent")
+            stop_agent(proc, deadline.grace_s)
+            return finish("deadline", EXIT_DEADLINE, proc.returncode)
+        time.sleep(POLL_S)
+
+
+def main() -> int:
+    try:
+        return run()
+    except Exception as err:  # the last line of defence inside the container: say what broke, exit failed
+        say(f"runner error: {type(err).__name__}: {err}")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
