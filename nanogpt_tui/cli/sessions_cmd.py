@@ -150,21 +150,29 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     from nanogpt_tui.sessions import layout as L
 
+    from nanogpt_tui.agents.render import env_secrets, mask_secrets, sanitize
+
+    secrets = env_secrets()
+
+    def show(raw: bytes) -> None:
+        # Container output is untrusted: no terminal escape sequences, no keys.
+        sys.stdout.write(mask_secrets(sanitize(raw.decode("utf-8", "replace").rstrip("\n")), secrets) + "\n")
+
     manager = _manager(args)
     session = manager.get(args.id)
     path = manager.session_dir(session.id) / L.CONTAINER_LOG
     with open(path, "rb") as handle:
         if args.tail:
             for line in deque(handle, maxlen=args.tail):
-                sys.stdout.write(line.decode("utf-8", "replace"))
+                show(line)
         else:
             for line in handle:
-                sys.stdout.write(line.decode("utf-8", "replace"))
+                show(line)
         sys.stdout.flush()
         while args.follow:
             line = handle.readline()
             if line:
-                sys.stdout.write(line.decode("utf-8", "replace"))
+                show(line)
                 sys.stdout.flush()
                 continue
             session = manager.refresh(manager.get(session.id))
