@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from nanogpt_tui.records import load_timeline
-    from nanogpt_tui.validator.submit import describe, resolve_plan, run_submit
+    from nanogpt_tui.validator.submit import describe, headline, resolve_plan, run_submit
 
     config = config_from(args)
     env = dict(os.environ)
@@ -80,7 +80,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         append_event(events_path, "verdict", submission=verdict.submission, outcome=verdict.outcome,
                      verdict_path=str(path), counts=verdict.counts,
                      mean_train_time_ms=verdict.stats.get("mean_train_time_ms"),
-                     p_value=_finite_or_none(verdict.stats.get("p_value")), text=describe(verdict).splitlines()[0])
+                     p_value=_finite_or_none(verdict.stats.get("p_value")), text=headline(verdict))
     if args.json:
         print_json(verdict.to_dict())
     else:

@@ -310,6 +310,21 @@ def run_submit(plan: SubmitPlan, config: Config, *, timeline: Timeline | None, e
     return verdict, path
 
 
+def headline(verdict: Verdict) -> str:
+    """One line: outcome, mean time, p-value, new best, and why it does not count."""
+    s = verdict.stats
+    text = f"{verdict.submission}: {verdict.outcome.upper()}"
+    if isinstance(s.get("mean_train_time_ms"), (int, float)):
+        text += f", mean train_time {s['mean_train_time_ms'] / 1000:.3f} s over {s.get('n')} run(s)"
+    if isinstance(s.get("p_value"), (int, float)) and s["p_value"] == s["p_value"]:
+        text += f", p = {s['p_value']:.3g}"
+    if verdict.new_best:
+        text += ", new best"
+    for reason in verdict.reasons:
+        text += f"; {reason}"
+    return text
+
+
 def describe(verdict: Verdict) -> str:
     """A few human lines summarising a verdict (the end of `submit`'s output)."""
     s = verdict.stats
