@@ -70,6 +70,7 @@ class SessionManager:
         self.config = config
         self.root = Path(config.paths.sessions_dir)
         self._backends: dict[str, object] = dict(backends or {})
+        self._followers: dict[str, object] = {}  # session id -> the thread copying its Docker logs
 
     # --- backends -------------------------------------------------------------------------------------------
 
@@ -226,14 +227,17 @@ class SessionManager:
         for key in PASSED_ENV:
             if os.environ.get(key):
                 env[key] = os.environ[key]
+        user = None
         if session.backend == "local":
             base = {k: v for k, v in os.environ.items() if k not in env}
             env = {**base, **env}
             command = [sys.executable, "-m", "nanogpt_tui.sessions.runner"]
         else:
             command = ["python3", "-m", "nanogpt_tui.sessions.runner"]
+            # As the host user, so the workspace stays theirs (and agent CLIs that refuse root run).
+            user = f"{os.getuid()}:{os.getgid()}"
         return LaunchSpec(
-            session_id=session.id, image=session.image, command=command, env=env,
+            user=user, session_id=session.id, image=session.image, command=command, env=env,
             workspace_dir=d / L.WORKSPACE, runner_dir=d / L.RUNNER, control_dir=d / L.CONTROL,
             log_path=d / L.CONTAINER_LOG, data_volume=self.config.docker.data_volume if session.backend == "docker"
             else None, data_dir=Path(session.data_dir) if session.data_dir else None,
@@ -325,7 +329,9 @@ class SessionManager:
                 session.transition(M.UNREACHABLE, state.detail if state else "no container recorded")
                 self.save(session)
             return session
-        if state.status == "running":
+        if session.backend == "docker":
+            self.follow_logs(session)
+        if state.status in ("running", "created"):
             if session.status == M.UNREACHABLE:
                 session.transition(M.RUNNING, f"{session.host} answers again")
                 self.save(session)
@@ -338,6 +344,9 @@ class SessionManager:
                 session.transition(M.OUT_OF_BUDGET, "stopped by the host at the deadline")
                 self.save(session)
             return session
+        follower = self._followers.pop(session.id, None)
+        if follower is not None:
+            follower.join(30.0)  # the container has ended: its last lines are on their way to container.log
         exit_info = self.runner_exit(session) or {}
         code = state.exit_code if state.exit_code is not None else exit_info.get("exit_code")
         session.exit_code = code
@@ -354,6 +363,24 @@ class SessionManager:
             session.transition(M.FAILED, f"the session ended ({what}, exit status {code})", ended_at)
         self.save(session)
         return session
+
+    def follow_logs(self, session: Session) -> None:
+        """Copy a Docker session's output into its container.log on a thread (resuming where the last copy
+        stopped, so lines are neither lost nor doubled after a restart). Local sessions write it directly."""
+        if session.backend != "docker" or not session.container_id:
+            return
+        follower = self._followers.get(session.id)
+        if follower is not None and follower.running:
+            return
+        backend = self.backend_for(session.backend, session.host)
+        self._followers[session.id] = backend.follow_logs(
+            session.container_id, self.session_dir(session.id) / L.CONTAINER_LOG)
+
+    def close(self) -> None:
+        """Stop copying logs (the sessions keep running; a later manager resumes the copy)."""
+        for follower in self._followers.values():
+            follower.close()
+        self._followers.clear()
 
     def _grace(self, session: Session) -> float:
         try:

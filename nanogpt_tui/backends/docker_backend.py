@@ -1,0 +1,716 @@
+"""Sessions on a Docker Engine host, through the docker SDK: the one module of nanogpt-tui that imports `docker`.
+
+A session is one container labelled `nanogpt-tui.session=<id>`, with the container contract's mounts (workspace
+read-write at /workspace, runner and control read-only, the shared FineWeb volume read-only at /workspace/data),
+pinned GPUs through a device request, `init` as PID 1 so SIGINT reaches the runner, and the host's IPC namespace for
+NCCL. Its output is copied line by line into the session's container.log, resuming after a restart without
+duplicates. Bind mounts name paths on the Docker host: for a remote host (tcp://, ssh://) the sessions folder must
+be at the same path there (a shared filesystem).
+
+Every failure the user can fix (no daemon, no image, no data volume, no NVIDIA runtime) becomes a `UserError`
+with one sentence; nothing here prints a traceback for those.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import re
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import docker.tls
+import docker.types
+import requests.exceptions
+
+from nanogpt_tui import __version__
+from nanogpt_tui.backends.base import (
+    IMAGE_LABEL,
+    LOG_OFFSET_FILE,
+    SESSION_LABEL,
+    VERSION_LABEL,
+    BackendState,
+    ContainerInfo,
+    LaunchSpec,
+)
+from nanogpt_tui.config import TLSConfig
+from nanogpt_tui.errors import UserError
+from nanogpt_tui.fsutil import atomic_write_json
+from nanogpt_tui.sessions import layout as L
+
+DEFAULT_TIMEOUT_S = 60.0
+# Environment variables whose values never leave the container's config: inspect.json, reports, the UI.
+SECRET_ENV = re.compile(r"API_KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+REDACTED = "<redacted>"
+NO_GPU_RUNTIME = 'could not select device driver'
+# How many recent line timestamps the log offset keeps, to drop what a re-attach reads twice.
+OFFSET_WINDOW = 512
+OFFSET_SCHEMA_VERSION = 1
+
+
+# --- small pure helpers (tested without a daemon) --------------------------------------------------------------
+
+
+def redact_env(env: Iterable[str] | None) -> list[str]:
+    """`KEY=value` entries with the values of secret-looking keys replaced by `<redacted>`."""
+    out = []
+    for entry in env or ():
+        key, sep, _ = entry.partition("=")
+        out.append(f"{key}={REDACTED}" if sep and SECRET_ENV.search(key) else entry)
+    return out
+
+
+def redact_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `docker inspect` output safe to write to disk: Config.Env values of secrets redacted."""
+    attrs = json.loads(json.dumps(attrs))  # a deep copy that is plain JSON
+    config = attrs.get("Config") or {}
+    if "Env" in config:
+        config["Env"] = redact_env(config["Env"])
+    return attrs
+
+
+_TS_PREFIX = re.compile(rb"[0-9][0-9:.TZ-]*")
+_TS = re.compile(rb"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z$")
+
+
+def parse_docker_timestamp(raw: bytes) -> int | None:
+    """Nanoseconds since the epoch of Docker's RFC 3339 log timestamp (`2026-11-27T05:16:39.806643549Z`)."""
+    m = _TS.match(raw)
+    if not m:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    frac = (m.group(7) or b"").ljust(9, b"0")
+    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    return seconds * 1_000_000_000 + int(frac)
+
+
+class LogLineParser:
+    """Turns the byte chunks of a `logs(timestamps=True)` stream into `(timestamp_ns, line)` pairs.
+
+    Chunks are not lines: a chunk may hold several lines or part of one. Every log message starts with Docker's
+    timestamp and a space. A line longer than Docker's 16 KiB buffer arrives as several messages, each with its
+    own timestamp prefix; those prefixes are removed too, so the line comes out whole, stamped with its first
+    message's time.
+    """
+
+    _MAX_TS = 40  # "2026-11-27T05:16:39.806643549Z " is 31 bytes
+
+    def __init__(self) -> None:
+        self._pending = b""  # bytes at a message start, too few yet to hold the whole timestamp
+        self._parts: list[bytes] = []  # the current line so far
+        self._line_ts: int | None = None
+        self._expect = "message"  # "message": a timestamp comes next; "maybe": a continuation message may start
+
+    def _strip_timestamp(self, data: bytes, pos: int) -> tuple[int | None, int]:
+        space = data.find(b" ", pos, pos + self._MAX_TS)
+        if space == -1:
+            return None, pos
+        ts = parse_docker_timestamp(data[pos:space])
+        return (ts, space + 1) if ts is not None else (None, pos)
+
+    def feed(self, chunk: bytes) -> list[tuple[int | None, bytes]]:
+        data = self._pending + chunk
+        self._pending = b""
+        lines: list[tuple[int | None, bytes]] = []
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._expect == "message":
+                if data.find(b" ", pos, pos + self._MAX_TS) == -1 and data.find(b"\n", pos) == -1 \
+                        and end - pos < self._MAX_TS:
+                    self._pending = data[pos:]  # wait for the rest of the timestamp
+                    return lines
+                ts, pos = self._strip_timestamp(data, pos)
+                if self._line_ts is None:
+                    self._line_ts = ts
+            elif self._expect == "maybe":
+                rest = data[pos:pos + self._MAX_TS]
+                if len(rest) < self._MAX_TS and _TS_PREFIX.fullmatch(rest):
+                    self._pending = data[pos:]  # perhaps the start of a continuation message's timestamp
+                    return lines
+                ts, pos = self._strip_timestamp(data, pos)
+                if self._line_ts is None:
+                    self._line_ts = ts
+            newline = data.find(b"\n", pos)
+            if newline == -1:
+                self._parts.append(data[pos:])
+                self._expect = "maybe"
+                return lines
+            self._parts.append(data[pos:newline])
+            lines.append((self._line_ts, b"".join(self._parts)))
+            self._parts, self._line_ts, self._expect = [], None, "message"
+            pos = newline + 1
+        return lines
+
+    def flush(self) -> list[tuple[int | None, bytes]]:
+        """The last line if the stream ended without a newline (the container's final partial write)."""
+        if self._pending:
+            ts, pos = self._strip_timestamp(self._pending, 0)
+            self._parts.append(self._pending[pos:])
+            self._line_ts = self._line_ts if self._line_ts is not None else ts
+            self._pending = b""
+        if not self._parts:
+            return []
+        line = (self._line_ts, b"".join(self._parts))
+        self._parts, self._line_ts, self._expect = [], None, "message"
+        return [line]
+
+
+class LogOffset:
+    """How far a container's output has been copied: the timestamps of the last lines written, persisted beside
+    container.log so that a re-attach asks Docker only for recent output and skips what is already there."""
+
+    def __init__(self, path: Path, container_id: str, recent: Iterable[int] = (), lines: int = 0) -> None:
+        self.path = Path(path)
+        self.container_id = container_id
+        self.recent: deque[int] = deque(recent, maxlen=OFFSET_WINDOW)
+        self.lines = lines
+
+    @classmethod
+    def load(cls, path: Path, container_id: str) -> "LogOffset":
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, OSError):
+            return cls(path, container_id)
+        if not isinstance(raw, dict) or raw.get("container_id") != container_id:
+            return cls(path, container_id)  # another container's offset (a restarted session): start afresh
+        recent = [int(t) for t in raw.get("recent_ts_ns", []) if isinstance(t, int)]
+        return cls(path, container_id, recent, int(raw.get("lines", 0)))
+
+    def save(self) -> None:
+        atomic_write_json(self.path, {
+            "schema_version": OFFSET_SCHEMA_VERSION, "container_id": self.container_id, "lines": self.lines,
+            "last_ts_ns": max(self.recent) if self.recent else None, "recent_ts_ns": list(self.recent),
+        })
+
+
+def _reason(err: BaseException) -> str:
+    """The short cause of a connection failure, e.g. 'No such file or directory' or 'Connection refused'."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [err]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.strerror:
+            return e.strerror
+        stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
+        for nxt in (e.__cause__, e.__context__, getattr(e, "reason", None)):
+            if isinstance(nxt, BaseException):
+                stack.append(nxt)
+    text = str(err).replace("Error while fetching server API version: ", "")
+    text = re.sub(r"\s+", " ", text).strip().rstrip(".")
+    return text[:200] or type(err).__name__
+
+
+def _api_message(err: docker.errors.APIError) -> str:
+    text = err.explanation if isinstance(err.explanation, str) and err.explanation else str(err)
+    return re.sub(r"\s+", " ", text).strip().rstrip(".")
+
+
+# --- the backend -----------------------------------------------------------------------------------------------
+
+
+class DockerBackend:
+    """One Docker Engine host (unix://, tcp:// with TLS, or ssh://), reached through the docker SDK."""
+
+    def __init__(self, url: str, tls: TLSConfig | None = None, name: str = "local", *,
+                 timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.url = url
+        self.tls = tls
+        self.name = name
+        self.timeout = timeout
+        self._client: docker.DockerClient | None = None
+        self._lock = threading.Lock()
+
+    # --- connection ------------------------------------------------------------------------------------------
+
+    def _unreachable(self, err: BaseException) -> UserError:
+        return UserError(f"Cannot reach the Docker daemon at {self.url} ({_reason(err)}); start it (e.g. `sudo "
+                         "systemctl start docker`) or check the host's url in nanogpt-tui.toml.")
+
+    def _tls_config(self) -> docker.tls.TLSConfig | None:
+        if self.tls is None:
+            return None
+        tls = self.tls
+        for label, path in (("ca_cert", tls.ca_cert), ("client_cert", tls.client_cert), ("client_key", tls.client_key)):
+            if path and not Path(path).expanduser().is_file():
+                raise UserError(f"The TLS file {path} for Docker host {self.name} (`{label}`) does not exist; fix "
+                                "the host's [hosts.tls] table in nanogpt-tui.toml.")
+        client_cert = None
+        if tls.client_cert and tls.client_key:
+            client_cert = (str(Path(tls.client_cert).expanduser()), str(Path(tls.client_key).expanduser()))
+        ca = str(Path(tls.ca_cert).expanduser()) if tls.ca_cert else None
+        try:
+            return docker.tls.TLSConfig(client_cert=client_cert, ca_cert=ca, verify=tls.verify)
+        except docker.errors.TLSParameterError as err:
+            raise UserError(f"The TLS settings of Docker host {self.name} are incomplete ({err}); fix its "
+                            "[hosts.tls] table in nanogpt-tui.toml.") from None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The SDK client, created on first use (creating it asks the daemon for its API version)."""
+        with self._lock:
+            if self._client is None:
+                kwargs: dict[str, Any] = {"base_url": self.url, "timeout": self.timeout, "max_pool_size": 64}
+                tls = self._tls_config()
+                if tls is not None:
+                    kwargs["tls"] = tls
+                if self.url.startswith("ssh://"):
+                    # The system `ssh` (its config, agent and known_hosts) instead of paramiko, which the SDK
+                    # would otherwise need as an extra dependency.
+                    kwargs["use_ssh_client"] = True
+                try:
+                    self._client = docker.DockerClient(**kwargs)
+                except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as err:
+                    raise self._unreachable(err) from None
+            return self._client
+
+    @contextmanager
+    def _daemon(self):
+        """Turn a lost or absent daemon into the one-sentence error; Docker's own answers (APIError) pass."""
+        try:
+            yield
+        except docker.errors.APIError:
+            raise
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError,
+                requests.exceptions.ChunkedEncodingError) as err:
+            raise self._unreachable(err) from None
+
+    def ping(self) -> bool:
+        """True when the daemon answers; a `UserError` saying how to fix it otherwise."""
+        with self._daemon():
+            return bool(self.client.ping())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    # --- sessions --------------------------------------------------------------------------------------------
+
+    def _check_launch(self, spec: LaunchSpec) -> None:
+        if not spec.image:
+            raise UserError("A Docker session needs an image; set docker.image in nanogpt-tui.toml or pass --image.")
+        if self.url.startswith("unix://"):
+            for what, path in (("workspace", spec.workspace_dir), ("runner", spec.runner_dir),
+                               ("control", spec.control_dir)):
+                if not Path(path).is_dir():
+                    raise UserError(f"The session's {what} folder {path} does not exist; the session was not laid "
+                                    "out completely, so create it again.")
+        if spec.data_volume:
+            try:
+                self.client.volumes.get(spec.data_volume)
+            except docker.errors.NotFound:
+                raise UserError(f"The data volume {spec.data_volume!r} does not exist on Docker host {self.name}; "
+                                "create and fill it as image/README.md shows (or set docker.data_volume).") from None
+
+    def _mounts(self, spec: LaunchSpec) -> list[docker.types.Mount]:
+        mounts = [
+            docker.types.Mount(L.CONTAINER_WORKSPACE, str(Path(spec.workspace_dir).absolute()), type="bind"),
+            docker.types.Mount(L.CONTAINER_RUNNER, str(Path(spec.runner_dir).absolute()), type="bind",
+                               read_only=True),
+            docker.types.Mount(L.CONTAINER_CONTROL, str(Path(spec.control_dir).absolute()), type="bind",
+                               read_only=True),
+        ]
+        if spec.data_volume:
+            mounts.append(docker.types.Mount(L.CONTAINER_DATA, spec.data_volume, type="volume",
+                                             read_only=spec.data_read_only))
+        return mounts
+
+    def create_and_start(self, spec: LaunchSpec) -> str:
+        """Create the session's container with the contract's mounts, labels, env and GPUs, start it, write its
+        redacted inspect beside container.log, and return its id."""
+        with self._daemon():
+            self._check_launch(spec)
+            labels = {**spec.labels, SESSION_LABEL: spec.session_id, IMAGE_LABEL: spec.image or "",
+                      VERSION_LABEL: __version__}
+            device_requests = None
+            if spec.gpu_ids:
+                device_requests = [docker.types.DeviceRequest(device_ids=[str(i) for i in spec.gpu_ids],
+                                                              capabilities=[["gpu"]])]
+            name = spec.name or f"nanogpt-tui-{spec.session_id}".lower()
+            try:
+                container = self.client.containers.create(
+                    image=spec.image, command=list(spec.command), name=name, labels=labels,
+                    environment=dict(spec.env), mounts=self._mounts(spec), working_dir=L.CONTAINER_WORKSPACE,
+                    # The host's IPC namespace is what NCCL wants between a session's GPU processes. Under it the
+                    # host's /dev/shm is used and shm_size is moot; it is still set for a private-IPC variant.
+                    init=True, ipc_mode="host", shm_size=spec.shm_size, device_requests=device_requests,
+                    user=spec.user or "", detach=True, stdin_open=False, tty=False,
+                )
+            except docker.errors.ImageNotFound:
+                raise UserError(f"The image {spec.image} is not on Docker host {self.name}; build it there (see "
+                                "image/README.md) or set docker.image in nanogpt-tui.toml.") from None
+            except docker.errors.APIError as err:
+                if err.status_code == 409:
+                    raise UserError(f"A container named {name} already exists on Docker host {self.name}; remove it "
+                                    f"(`docker rm -f {name}`) or start the session again.") from None
+                raise UserError(f"Docker host {self.name} refused to create the session container "
+                                f"({_api_message(err)}); check the image and the session's folders.") from None
+            try:
+                container.start()
+            except docker.errors.APIError as err:
+                self._remove_quietly(container.id)
+                if NO_GPU_RUNTIME in str(err):
+                    raise UserError(f"This Docker host has no NVIDIA container runtime, so GPUs cannot be given to "
+                                    f"the session; install the NVIDIA Container Toolkit on {self.name} or run with "
+                                    "--gpus 0 / the local backend.") from None
+                raise UserError(f"Docker host {self.name} could not start the session container "
+                                f"({_api_message(err)}); the container was removed, fix that and start again.") \
+                    from None
+            self.save_inspect(container.id, Path(spec.log_path).with_name(L.INSPECT_FILE))
+            return container.id
+
+    def start(self, spec: LaunchSpec) -> str:
+        """The `Backend` protocol's name for `create_and_start`."""
+        return self.create_and_start(spec)
+
+    def _remove_quietly(self, container_id: str) -> None:
+        try:
+            self.client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def state(self, container_id: str) -> BackendState:
+        """running, exited (with its code), created, missing; unreachable (with the reason) when the daemon is."""
+        try:
+            with self._daemon():
+                attrs = self.client.api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return BackendState("missing", detail=f"no container {container_id[:12]} on {self.name}")
+        except UserError as err:
+            return BackendState("unreachable", detail=str(err))
+        state = attrs.get("State") or {}
+        status = state.get("Status", "")
+        if status in ("running", "paused", "restarting"):
+            return BackendState("running", detail=status if status != "running" else "")
+        if status == "created":
+            return BackendState("created")
+        return BackendState("exited", exit_code=state.get("ExitCode"), detail=state.get("Error") or "")
+
+    def wait(self, container_id: str, timeout: float | None = None) -> int | None:
+        """The container's exit status once it ends; None if it is still running after `timeout` seconds."""
+        with self._daemon():
+            try:
+                result = self.client.api.wait(container_id, timeout=timeout)
+            except docker.errors.NotFound:
+                raise UserError(f"There is no container {container_id[:12]} on Docker host {self.name}; it was "
+                                "removed.") from None
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                # The SDK reports a wait that outlived its timeout as ReadTimeout (on unix sockets sometimes as
+                # a ConnectionError); ask again to tell that from a daemon that went away.
+                state = self.state(container_id)
+                if state.status == "unreachable":
+                    raise UserError(state.detail) from None
+                return state.exit_code if state.status == "exited" else None
+        return int(result.get("StatusCode", -1))
+
+    def stop(self, container_id: str, grace_s: float) -> None:
+        """SIGINT (the runner stops the agent cleanly), `grace_s` seconds, then SIGKILL."""
+        with self._daemon():
+            state = self.state(container_id)
+            if state.status == "unreachable":
+                raise UserError(state.detail)
+            if state.status not in ("running", "created"):
+                return
+            try:
+                self.client.api.kill(container_id, signal="SIGINT")
+            except docker.errors.APIError as err:
+                if err.status_code in (404, 409):  # gone, or not running any more
+                    return
+                raise
+            if self.wait(container_id, timeout=max(grace_s, 0.1)) is not None:
+                return
+            try:
+                self.client.api.kill(container_id, signal="SIGKILL")
+            except docker.errors.APIError as err:
+                if err.status_code not in (404, 409):
+                    raise
+            self.wait(container_id, timeout=30)
+
+    def inspect(self, container_id: str) -> dict[str, Any]:
+        """`docker inspect` of the container with secret env values redacted."""
+        with self._daemon():
+            try:
+                return redact_attrs(self.client.api.inspect_container(container_id))
+            except docker.errors.NotFound:
+                raise UserError(f"There is no container {container_id[:12]} on Docker host {self.name}.") from None
+
+    def save_inspect(self, container_id: str, path: Path) -> dict[str, Any]:
+        attrs = self.inspect(container_id)
+        atomic_write_json(Path(path), attrs)
+        return attrs
+
+    def remove(self, container_id: str) -> None:
+        """Remove the container (stopping it if it still runs); its workspace on the host stays."""
+        with self._daemon():
+            self._remove_quietly(container_id)
+
+    def find_sessions(self) -> dict[str, ContainerInfo]:
+        """Every session container on this host, by session id (found by label, so after a restart too)."""
+        with self._daemon():
+            rows = self.client.api.containers(all=True, filters={"label": SESSION_LABEL})
+        found: dict[str, ContainerInfo] = {}
+        for row in rows:
+            labels = row.get("Labels") or {}
+            session_id = labels.get(SESSION_LABEL)
+            if not session_id:
+                continue
+            m = re.match(r"Exited \((-?\d+)\)", row.get("Status") or "")
+            created = row.get("Created")
+            info = ContainerInfo(
+                container_id=row["Id"], name=((row.get("Names") or ["/"])[0]).lstrip("/"), session_id=session_id,
+                image=labels.get(IMAGE_LABEL) or row.get("Image", ""), status=row.get("State", ""),
+                exit_code=int(m.group(1)) if m else None, labels=dict(labels),
+                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)) if isinstance(created, int) else "",
+            )
+            previous = found.get(session_id)
+            if previous is None or info.created > previous.created:
+                found[session_id] = info
+        return found
+
+    # --- logs ------------------------------------------------------------------------------------------------
+
+    def stream_logs(self, container_id: str, log_path: Path, stop_event: threading.Event,
+                    since: float | None = None, *, offset_path: Path | None = None) -> int:
+        """Append the container's output (stdout and stderr) to `log_path`, line by line, until it exits or
+        `stop_event` is set; return the number of lines written.
+
+        Docker's timestamps are stripped from the lines but remembered in `logs.offset.json` beside the log, so a
+        later call (after a restart of the control room) asks only for recent output and skips the lines already
+        written. `since` (epoch seconds) applies only when there is no offset yet. Only whole lines are written,
+        except the container's last output when it ends without a newline.
+        """
+        log_path = Path(log_path)
+        offset = LogOffset.load(offset_path or log_path.with_name(LOG_OFFSET_FILE), container_id)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as out:
+            written = self._copy_logs(container_id, out, offset, stop_event, since, follow=True)
+            if not stop_event.is_set():
+                # A followed stream can end a moment before Docker has logged the container's last output (a final
+                # write without a newline, notably): once the container has stopped, read what is left.
+                deadline = time.monotonic() + 10
+                while not stop_event.is_set() and time.monotonic() < deadline:
+                    if self.state(container_id).status != "running":
+                        break
+                    stop_event.wait(0.1)
+                written += self._copy_logs(container_id, out, offset, stop_event, since, follow=False)
+        return written
+
+    def _copy_logs(self, container_id: str, out, offset: LogOffset, stop_event: threading.Event,
+                   since: float | None, *, follow: bool) -> int:
+        """One pass over the container's log from the saved offset, writing the lines not yet written."""
+        skip = Counter(offset.recent)
+        floor_ns = min(offset.recent) if offset.recent else None
+        if floor_ns is not None:
+            since_arg: float | int | None = max(1, floor_ns // 1_000_000_000)  # whole seconds: Docker's is inclusive
+        else:
+            since_arg = since if since and since > 0 else None
+        with self._daemon():
+            try:
+                stream = self.client.api.logs(container_id, stream=True, follow=follow, stdout=True, stderr=True,
+                                              timestamps=True, since=since_arg)
+            except docker.errors.APIError as err:
+                if not follow and err.status_code in (404, 409):
+                    return 0  # removed (or being removed) since the followed pass: nothing more to read
+                if err.status_code == 404:
+                    raise UserError(f"There is no container {container_id[:12]} on Docker host {self.name}; its "
+                                    "output cannot be followed.") from None
+                raise UserError(f"Docker host {self.name} cannot show the output of container "
+                                f"{container_id[:12]} ({_api_message(err)}).") from None
+
+        finished = threading.Event()
+
+        def close_on_stop() -> None:
+            while not finished.is_set():
+                if stop_event.wait(0.05):
+                    try:
+                        stream.close()
+                    except (OSError, docker.errors.DockerException, AttributeError):
+                        pass  # already closed, or a transport that cannot be cancelled (paramiko ssh)
+                    return
+
+        watcher = threading.Thread(target=close_on_stop, name=f"logs-stop-{container_id[:12]}", daemon=True)
+        watcher.start()
+        parser = LogLineParser()
+        written = 0
+
+        def commit(lines: Sequence[tuple[int | None, bytes]]) -> None:
+            nonlocal written
+            wrote = False
+            for ts, line in lines:
+                if ts is not None:
+                    if floor_ns is not None and ts < floor_ns:
+                        continue
+                    if skip.get(ts):
+                        skip[ts] -= 1
+                        continue
+                    offset.recent.append(ts)
+                out.write(line + b"\n")
+                written += 1
+                offset.lines += 1
+                wrote = True
+            if wrote:
+                out.flush()  # the log first, then the offset: a crash between repeats lines, never loses them
+                offset.save()
+
+        try:
+            for chunk in stream:
+                commit(parser.feed(chunk))
+        except (OSError, ValueError, AttributeError, requests.exceptions.RequestException,
+                docker.errors.DockerException) as err:
+            if not stop_event.is_set():
+                raise self._unreachable(err) from None
+        finally:
+            finished.set()
+        # The last output without a newline is written only from the final pass, once the container has ended.
+        if not stop_event.is_set() and not follow:
+            commit(parser.flush())
+        return written
+
+    def follow_logs(self, container_id: str, log_path: Path, *, since: float | None = None,
+                    on_error: Callable[[UserError], None] | None = None) -> "LogFollower":
+        """Start copying the container's output into `log_path` on a thread; `close()` the follower to stop."""
+        follower = LogFollower(self, container_id, Path(log_path), since=since, on_error=on_error)
+        follower.start()
+        return follower
+
+    # --- images (the test image is built through these) ------------------------------------------------------
+
+    def has_image(self, tag: str) -> bool:
+        with self._daemon():
+            try:
+                self.client.api.inspect_image(tag)
+                return True
+            except docker.errors.ImageNotFound:
+                return False
+
+    def image_size(self, tag: str) -> int:
+        with self._daemon():
+            return int(self.client.api.inspect_image(tag).get("Size", 0))
+
+    def import_image(self, tar_path: Path, repository: str, tag: str, changes: Sequence[str] = ()) -> None:
+        """`docker import`: a root filesystem tarball becomes the image `repository:tag`."""
+        with self._daemon():
+            try:
+                self.client.api.import_image(src=str(tar_path), repository=repository, tag=tag,
+                                             changes=list(changes) or None)
+            except docker.errors.APIError as err:
+                raise UserError(f"Docker host {self.name} could not import {tar_path} ({_api_message(err)}); delete "
+                                "the file so it is made again.") from None
+            if not self.has_image(f"{repository}:{tag}"):
+                raise UserError(f"Importing {tar_path} into Docker host {self.name} produced no image; delete the "
+                                "file so it is made again.")
+
+    def run_and_commit(self, base: str, command: Sequence[str], repository: str, tag: str, *,
+                       archives: Sequence[tuple[str, Path]] = (), changes: Sequence[str] = (),
+                       on_output: Callable[[str], None] | None = None) -> None:
+        """Run `command` in a container of `base` after copying tar `archives` into it (`(container_dir,
+        tar_path)`), then commit the result as `repository:tag` with Dockerfile `changes` (ENV, CMD, ...).
+
+        Unlike a Dockerfile COPY, files the command deletes (wheels, caches) never reach a layer, and nothing is
+        sent as a build context, so it works against remote hosts too.
+        """
+        with self._daemon():
+            container = self.client.containers.create(base, command=list(command), detach=True)
+            try:
+                for directory, tar_path in archives:
+                    with open(tar_path, "rb") as data:
+                        if not container.put_archive(directory, data):
+                            raise UserError(f"Could not copy {tar_path} into the build container on {self.name}.")
+                container.start()
+                output = []
+                for chunk in container.logs(stream=True, follow=True):
+                    text = chunk.decode("utf-8", "replace")
+                    output.append(text)
+                    if on_output:
+                        on_output(text)
+                code = int(container.wait().get("StatusCode", -1))
+                if code != 0:
+                    tail = "".join(output)[-2000:].strip()
+                    raise UserError(f"Building {repository}:{tag} failed (`{' '.join(command)[:120]}` exited "
+                                    f"{code}): {tail}")
+                container.commit(repository=repository, tag=tag, changes=list(changes) or None)
+            finally:
+                self._remove_quietly(container.id)
+
+    def run_once(self, image: str, command: Sequence[str], *, env: Mapping[str, str] | None = None,
+                 timeout: float = 300.0) -> tuple[int, str]:
+        """Run a throwaway container to completion; its exit status and output (stdout and stderr)."""
+        with self._daemon():
+            container = self.client.containers.create(image, command=list(command), environment=dict(env or {}),
+                                                      detach=True, init=True)
+            try:
+                container.start()
+                code = self.wait(container.id, timeout=timeout)
+                if code is None:
+                    self.client.api.kill(container.id, signal="SIGKILL")
+                    code = self.wait(container.id, timeout=30)
+                output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+            finally:
+                self._remove_quietly(container.id)
+        return (code if code is not None else -1), output
+
+    def remove_images(self, repository: str, keep: Iterable[str] = ()) -> list[str]:
+        """Remove the tags of `repository` not in `keep` (older test images); those still in use stay."""
+        keep = set(keep)
+        removed = []
+        with self._daemon():
+            for image in self.client.api.images(name=repository):
+                for ref in image.get("RepoTags") or []:
+                    if ref.startswith(repository + ":") and ref not in keep:
+                        try:
+                            self.client.api.remove_image(ref)
+                            removed.append(ref)
+                        except docker.errors.APIError:
+                            pass  # a container still uses it
+        return removed
+
+
+class LogFollower:
+    """Copies one container's output into its container.log on a plain thread, until the container ends or
+    `close()`; errors go to `on_error` (a lost daemon) instead of dying silently."""
+
+    def __init__(self, backend: DockerBackend, container_id: str, log_path: Path, *, since: float | None = None,
+                 on_error: Callable[[UserError], None] | None = None) -> None:
+        self.backend = backend
+        self.container_id = container_id
+        self.log_path = log_path
+        self.since = since
+        self.on_error = on_error
+        self.stop_event = threading.Event()
+        self.lines_written = 0
+        self.error: UserError | None = None
+        self._thread = threading.Thread(target=self._run, name=f"logs-{container_id[:12]}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.lines_written = self.backend.stream_logs(self.container_id, self.log_path, self.stop_event,
+                                                          self.since)
+        except UserError as err:
+            self.error = err
+            if self.on_error:
+                self.on_error(err)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.stop_event.set()
+        self._thread.join(timeout)
