@@ -653,7 +653,16 @@ class ScriptedAgent:
         self.reasoning("Before changing anything, time the starting point once on this hardware, so every change "
                        "is judged against a measured train_time rather than a number from elsewhere.")
         self.prepare(folder, best.folder)
-        val_loss, time_ms, wall, what = self.train(folder)
+        # `submit --baseline` retimes the anchor N times and leaves a baseline verdict, the reference that later
+        # verdicts measure their speedup against (the smoke record has no human timeline to give one).
+        started = time.monotonic()
+        verdict = self.submit(folder, baseline=True)
+        stats = (verdict or {}).get("stats") or {}
+        if verdict and verdict.get("outcome") == "baseline" and stats.get("mean_train_time_ms"):
+            val_loss, time_ms = stats["mean_val_loss"], stats["mean_train_time_ms"]
+            wall, what = time.monotonic() - started, "retimed with submit --baseline"
+        else:
+            val_loss, time_ms, wall, what = self.train(folder)
         if val_loss is None:
             self.record(ResultRow(folder.name, "baseline", None, None, "crash", what, wall, best.label))
             self.message(f"the baseline run failed ({what}); experiments are judged by val_loss alone")
@@ -735,12 +744,14 @@ class ScriptedAgent:
                         f"keep {best.label}; promote it to {target.name}")
         self.submit(target)
 
-    def submit(self, folder: Path) -> None:
+    def submit(self, folder: Path, *, baseline: bool = False) -> dict | None:
+        """Run `submit` on a folder (with `baseline`, the anchor's own retiming); the verdict it wrote, if any."""
         self.checkpoint()
-        argv = [sys.executable, "-m", "nanogpt_tui", "submit", str(folder), "--judge", "none",
+        flag = ["--baseline"] if baseline else []
+        argv = [sys.executable, "-m", "nanogpt_tui", "submit", *flag, str(folder), "--judge", "none",
                 "--runs", str(self.runs), "--data", str(self.data_dir)]
-        call_id = self.call("bash", command=f"python3 -m nanogpt_tui submit {self.rel(folder)} --judge none "
-                                            f"--runs {self.runs} --data {self.rel(self.data_dir)}")
+        call_id = self.call("bash", command=f"python3 -m nanogpt_tui submit {' '.join(flag)} {self.rel(folder)} "
+                                            f"--judge none --runs {self.runs} --data {self.rel(self.data_dir)}")
         # `submit` itself appends the submission_started and verdict events to $BENCHMARK_EVENTS_PATH, as it
         # does for every agent; the agent only reads the verdict to decide and to tell.
         env = dict(os.environ)
@@ -762,12 +773,12 @@ class ScriptedAgent:
                     f"{tail(done.output, 300)}")
             self.say(text)
             self.emit("error", text=text)
-            return
+            return None
         try:
             verdict = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             self.emit("error", text=f"the verdict {path} cannot be read ({err})")
-            return
+            return None
         stats = verdict.get("stats") or {}
         mean_ms, p_value = stats.get("mean_train_time_ms"), stats.get("p_value")
         outcome = verdict.get("outcome")
@@ -781,6 +792,7 @@ class ScriptedAgent:
         for reason in verdict.get("reasons") or []:
             text += f"; {reason}"
         self.say(f"verdict {text}")
+        return verdict
 
     # ---- the loop
 

@@ -10,7 +10,7 @@ from nanogpt_tui.scoring import human_lines, percent_of_human_progress
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "score", help="convert seconds faster into % of human progress",
+        "score", help="convert seconds faster into %% of human progress",
         description="Percent of human progress = seconds faster than the anchor / (anchor - target gap) x 100; "
                     "the gap comes from the record timeline (same-hardware re-timings where known).")
     p.add_argument("--anchor", help="anchor record (default: the config's benchmark.anchor)")

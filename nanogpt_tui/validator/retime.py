@@ -120,7 +120,9 @@ def run_once(work_dir: Path, log_path: Path, index: int, *, timeout_s: float, en
             _kill_group(proc)
             exit_code = proc.returncode
         except BaseException:
-            _kill_group(proc, grace_s=2.0)
+            # Interrupted (the session's watchdog, a kill): the run is disposable, and whoever interrupts us may
+            # not wait long, so the run's whole group goes at once rather than outliving this process.
+            _kill_group(proc, grace_s=0.0)
             raise
     wall = time.monotonic() - start
     text = log_path.read_text(encoding="utf-8", errors="replace")

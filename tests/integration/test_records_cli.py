@@ -148,6 +148,9 @@ def test_every_command_has_help_and_version(capsys):
             main(path + ["--help"])
         assert info.value.code == 0
         assert "usage: nanogpt-tui " + " ".join(path) in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0 and "usage: nanogpt-tui" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.startswith("nanogpt-tui 0.")

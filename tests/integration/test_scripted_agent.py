@@ -340,10 +340,11 @@ def test_scripted_agent_stops_promptly_on_sigint_mid_run(tmp_path):
     proc = _start(ws, env)
     try:
         started = time.monotonic()
-        while not any(e["type"] == "tool_call" and "bash run.sh" in (e.get("command") or "") for e in _events(ws)):
+        # The baseline is `submit --baseline`, whose retiming runs are the training processes to stop.
+        while not any(e["type"] == "tool_call" and "submit --baseline" in (e.get("command") or "") for e in _events(ws)):
             assert proc.poll() is None and time.monotonic() - started < 60, _output(ws)
             time.sleep(0.2)
-        time.sleep(2)  # torchrun and the training process are up
+        time.sleep(4)  # submit, torchrun and the training process are up
         assert _processes_under(ws)
         sent = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
