@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "nanogpt_tui.cli.report_cmd",
     "nanogpt_tui.cli.image_cmd",
     "nanogpt_tui.cli.agents_cmd",
+    "nanogpt_tui.cli.tui_cmd",
 )
 
 
@@ -55,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func = getattr(args, "func", None)
     if func is None:
         # No command: open the control room (imported here, so the headless commands never load Textual).
+        from nanogpt_tui.cli.tui_cmd import cmd_open
 
         func = cmd_open
     try:

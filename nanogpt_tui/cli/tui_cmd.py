@@ -1,0 +1,62 @@
+"""`nanogpt-tui` (no command) opens the control room; `nanogpt-tui demo` opens it on three local demo sessions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nanogpt_tui.cli.common import config_from
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo", help="open the control room on three demo sessions (no GPU, Docker or key needed)",
+        description="Start three local sessions of the scripted agent on the smoke record (two prompting "
+                    "strategies, budgets of a few minutes) under <sessions_dir>/demo/, and open the control room "
+                    "on them. Quitting leaves them running; running the demo again re-attaches.")
+    p.add_argument("--fresh", action="store_true", help="start three new demo sessions even if some still run")
+    p.add_argument("--no-ui", action="store_true", help="only start the sessions and print their ids")
+    p.set_defaults(func=cmd_demo)
+
+
+def _needs_terminal() -> str | None:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return "The control room needs a terminal (stdin and stdout are not one)."
+    return None
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    """The control room on the sessions folder of the config in effect (re-attaching to running sessions)."""
+    problem = _needs_terminal()
+    if problem:
+        from nanogpt_tui.cli import build_parser
+
+        parser = build_parser()
+        commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        print(f"{problem} Headless commands (`nanogpt-tui COMMAND --help` tells more):", file=sys.stderr)
+        print(parser.format_usage().rstrip() + "\ncommands: " + ", ".join(commands))
+        return 0
+    from nanogpt_tui.tui.app import create_app
+
+    create_app(config_from(args)).run()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nanogpt_tui.demo import start_demo
+
+    config, sessions = start_demo(config_from(args), fresh=args.fresh,
+                                  say=lambda text: print(text, file=sys.stderr))
+    if args.no_ui:
+        for session in sessions:
+            print(session.id)
+        return 0
+    problem = _needs_terminal()
+    if problem:
+        print(f"{problem} The demo sessions keep running in {config.paths.sessions_dir}; run `nanogpt-tui demo` "
+              "in a terminal to watch them.", file=sys.stderr)
+        return 0
+    from nanogpt_tui.tui.app import create_app
+
+    create_app(config, initial_selection=sessions[0].id if sessions else None).run()
+    return 0

@@ -1,0 +1,96 @@
+"""The demo: three local-backend sessions of the scripted agent on the smoke record, with short budgets (headless).
+
+They live in their own sessions folder, `<sessions_dir>/demo/`, so they never mix with real sessions; the
+smoke record's synthetic shards are shared with other local sessions (`paths.local_data_dir`). No GPU,
+Docker or API key is needed: the scripted agent follows a fixed plan, trains the smoke record on the CPU and
+validates with `submit --judge none` (3 retimings each, through BENCHMARK_SCRIPTED_RUNS: with 2, a one-sided t-test rarely reaches p < 0.01).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nanogpt_tui.config import Config
+from nanogpt_tui.errors import UserError
+from nanogpt_tui.sessions import model as M
+from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
+from nanogpt_tui.sessions.model import Session
+
+DEMO_FOLDER = "demo"
+DEMO_ENV = (("BENCHMARK_SCRIPTED_RUNS", "3"),)
+
+
+@dataclass(frozen=True)
+class DemoSession:
+    strategy: str
+    budget_gpu_hours: float  # on 1 GPU: wall-clock hours
+
+
+# Three sessions, two strategies, budgets of 6 to 9 minutes: logs and budgets move at once, the first verdicts
+# come after a few minutes (three smoke trainings share the CPU).
+DEMO_SESSIONS = (
+    DemoSession("default", 0.10),
+    DemoSession("autoresearch", 0.12),
+    DemoSession("default", 0.15),
+)
+
+
+def demo_config(config: Config) -> Config:
+    """The same config with sessions under `<sessions_dir>/demo/` (shards stay where local sessions share them)."""
+    paths = config.paths
+    return dataclasses.replace(config, paths=dataclasses.replace(
+        paths, sessions_dir=Path(paths.sessions_dir) / DEMO_FOLDER, data_dir=paths.local_data_dir))
+
+
+def strategy_for_scripted(name: str, say: Callable[[str], None]) -> str:
+    """`name` when the strategy lists the scripted agent, else `default` (said out loud, never silently)."""
+    from nanogpt_tui.agents.catalog import check_strategy_fits, get_agent
+    from nanogpt_tui.agents.strategy import resolve_strategy
+
+    strategy = resolve_strategy(name)
+    try:
+        check_strategy_fits(get_agent("scripted"), strategy.agents, strategy.name)
+    except UserError:
+        say(f"note: the {name} strategy does not list the scripted agent, so this demo session records the "
+            "default strategy instead")
+        return "default"
+    return name
+
+
+def live_demo_sessions(manager: SessionManager) -> list[Session]:
+    sessions, _ = manager.list()
+    return [s for s in sessions if s.status in M.ACTIVE]
+
+
+def start_demo(config: Config, *, say: Callable[[str], None] = print, fresh: bool = False) -> tuple[Config, list[Session]]:
+    """Start the three demo sessions (or keep the ones still running) and return the demo config and sessions.
+
+    With `fresh`, three new sessions start even when earlier ones are still running.
+    """
+    cfg = demo_config(config)
+    manager = SessionManager(cfg)
+    running = live_demo_sessions(manager)
+    if running and not fresh:
+        say(f"{len(running)} demo session(s) still running in {cfg.paths.sessions_dir}; re-attaching.")
+        return cfg, running
+    started = []
+    for spec in DEMO_SESSIONS:
+        strategy = strategy_for_scripted(spec.strategy, say)
+        request = LaunchRequest(agent="scripted", strategy=strategy, anchor="smoke", backend="local",
+                                budget_gpu_hours=spec.budget_gpu_hours, gpus=1, extra_env=DEMO_ENV)
+        try:
+            session = manager.launch(request)
+        except UserError as err:
+            for s in started:  # leave nothing half-started behind
+                try:
+                    manager.kill(s.id, reason="the demo could not start all its sessions")
+                except UserError:
+                    pass
+            raise UserError(f"The demo could not start its {strategy} session: {err}") from None
+        say(f"started {session.id} (scripted agent, strategy {strategy}, "
+            f"{spec.budget_gpu_hours * 60:.0f} min)")
+        started.append(session)
+    return cfg, started

@@ -1,0 +1,354 @@
+"""The control room app and its factory (`create_app`), shared by the CLI, the demo, tests and benchmarks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from nanogpt_tui.config import Config, load_config
+from nanogpt_tui.dashboard import Dashboard, SessionView
+from nanogpt_tui.errors import UserError
+from nanogpt_tui.records import Timeline, load_timeline
+from nanogpt_tui.sessions import model as M
+from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
+from nanogpt_tui.tui.messages import DashboardUpdated, FileGrew, Problem
+from nanogpt_tui.tui.screens.detail import DetailScreen
+from nanogpt_tui.tui.screens.dialogs import ConfirmKill, ExportDialog, ExtendDialog, HelpScreen
+from nanogpt_tui.tui.screens.main import MainScreen
+from nanogpt_tui.tui.screens.new_session import FormChoices, NewSessionScreen
+from nanogpt_tui.tui.watch import BackendRefresher, SessionMonitor
+
+PLOT_EVERY_TICKS = 5
+
+
+class ControlRoom(App[None]):
+    """Watches every session under the sessions folder and steers them through the `SessionManager`.
+
+    Blocking work (reading files, backends, launching, killing) happens in threads: the watcher threads in
+    `watch.py`, and thread workers for actions, whose failures all arrive in `on_worker_state_changed`.
+    Quitting stops only those threads: sessions keep running, and the next control room re-attaches.
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "nanogpt-tui"
+    SCREENS = {"help": HelpScreen}
+    BINDINGS = [
+        Binding("q", "quit", "quit"),
+        Binding("question_mark", "help", "help"),
+    ]
+
+    def __init__(self, config: Config, *, timeline: Timeline | None = None, manager: SessionManager | None = None,
+                 clock: Callable[[], dt.datetime] | None = None, live: bool = True, refresh_every_s: float = 2.0,
+                 initial_selection: str | None = None, startup_notes: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.config = config
+        self.timeline = timeline
+        self.manager = manager or SessionManager(config)
+        self.clock = clock or M.utc_now
+        self.live = live
+        self.refresh_every_s = refresh_every_s
+        self.initial_selection = initial_selection
+        self.startup_notes = list(startup_notes)
+        self.sessions_root = Path(config.paths.sessions_dir)
+        self.views: list[SessionView] = []
+        self._by_id: dict[str, SessionView] = {}
+        self._shown_problems: set[str] = set()
+        self._ticks = 0
+        self._followed: frozenset[str] = frozenset()
+        self.monitor: SessionMonitor | None = None
+        self.refresher: BackendRefresher | None = None
+        self.loaded = False  # the first views have arrived (tests and benchmarks wait for it)
+
+    def get_default_screen(self) -> Screen:
+        return MainScreen()
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        for note in self.startup_notes:
+            self._problem(note)
+        if self.live:
+            self.monitor = SessionMonitor(Dashboard(self.sessions_root, self.timeline), self._views_from_thread,
+                                          self._file_from_thread)
+            self.monitor.start()
+            self.refresher = BackendRefresher(self.manager, lambda text: self.post_message(Problem(text)),
+                                              self.refresh_every_s)
+            self.refresher.start()
+            self.set_interval(1.0, self._tick)
+        else:
+            self.load_once()
+
+    def on_unmount(self) -> None:
+        self.stop_watchers()
+
+    def stop_watchers(self) -> None:
+        """Tell the watcher threads to stop; they are daemons, so quitting never waits on a slow backend."""
+        for watcher in (self.monitor, self.refresher):
+            if watcher is not None:
+                watcher.stop(timeout=0.2)
+        self.monitor = self.refresher = None
+
+    async def action_quit(self) -> None:
+        """Leave the control room; every session keeps running (nothing is stopped)."""
+        self.stop_watchers()
+        self.exit()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="load")
+    def load_once(self) -> None:
+        dashboard = Dashboard(self.sessions_root, self.timeline)
+        views = dashboard.reload()
+        self.post_message(DashboardUpdated(views, dashboard.problems))
+
+    def _views_from_thread(self, views: list[SessionView], problems: list[str]) -> None:
+        self.post_message(DashboardUpdated(views, problems))
+
+    def _file_from_thread(self, session_id: str, what: str) -> None:
+        if session_id in self._followed:  # other sessions' logs are not on screen: no message at all
+            self.post_message(FileGrew(session_id, what))
+
+    def refresh_followed(self) -> None:
+        """Note which sessions' files a log panel follows (the monitor thread reads this set)."""
+        from nanogpt_tui.tui.widgets.log_panel import LogPanel
+
+        self._followed = frozenset(panel.path.parent.name for screen in self.screen_stack
+                                   for panel in screen.query(LogPanel) if panel.path is not None)
+
+    # --- data ---------------------------------------------------------------------------------------------
+
+    def view(self, session_id: str | None) -> SessionView | None:
+        return self._by_id.get(session_id) if session_id else None
+
+    def _session_screens(self) -> Iterable[Screen]:
+        """The screens that show sessions, while they are up (not while the app or they are closing)."""
+        if self._closing:
+            return []
+        return [s for s in self.screen_stack if isinstance(s, (MainScreen, DetailScreen)) and s.is_mounted
+                and not s._closing]
+
+    def _to_screens(self, call: Callable[[Screen], None]) -> None:
+        for screen in self._session_screens():
+            try:
+                call(screen)
+            except NoMatches:
+                pass  # the screen is being torn down (the app is exiting): nothing left to update
+
+    def on_dashboard_updated(self, message: DashboardUpdated) -> None:
+        self.views = message.views
+        self._by_id = {v.id: v for v in message.views}
+        self.loaded = True
+        self._to_screens(lambda screen: screen.update_views(self.views))
+        for problem in message.problems + [p for v in message.views for p in v.problems]:
+            self._problem(problem)
+
+    def on_file_grew(self, message: FileGrew) -> None:
+        self._to_screens(lambda screen: screen.file_grew(message.session_id, message.what))
+
+    def on_problem(self, message: Problem) -> None:
+        self._problem(message.text)
+
+    def _problem(self, text: str) -> None:
+        if text not in self._shown_problems:
+            self._shown_problems.add(text)
+            self.notify(text, severity="warning", timeout=8, markup=False)
+
+    def _tick(self) -> None:
+        self._ticks += 1
+
+        def tick(screen: Screen) -> None:
+            screen.tick()
+            if self._ticks % PLOT_EVERY_TICKS == 0 and isinstance(screen, MainScreen):
+                screen.replot()
+
+        self._to_screens(tick)
+
+    # --- navigation ---------------------------------------------------------------------------------------
+
+    def open_detail(self, session_id: str, verdict_id: str | None = None) -> None:
+        if self.view(session_id) is None:
+            self.notify(f"Session {session_id} is not loaded (its folder may be gone).", severity="error",
+                        markup=False)
+            return
+        self.push_screen(DetailScreen(session_id, verdict_id=verdict_id))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen("help")  # installed once and reused: a fresh screen each time grows Textual's caches
+
+    # --- steering: ask, then act in a thread ------------------------------------------------------------
+
+    def _need_session(self, session_id: str | None, what: str) -> SessionView | None:
+        view = self.view(session_id)
+        if view is None:
+            self.notify(f"No session is selected to {what}; move to a session card first (arrows or tab).",
+                        severity="warning")
+        return view
+
+    def ask_kill(self, session_id: str | None) -> None:
+        view = self._need_session(session_id, "kill")
+        if view is None:
+            return
+        if view.session.status in M.FINAL:
+            self.notify(f"{view.id} has already ended ({view.session.status}); nothing to kill.",
+                        severity="warning", markup=False)
+            return
+        self.push_screen(ConfirmKill(view.id, view.session.status),
+                         lambda yes: self.kill_session(view.id) if yes else None)
+
+    def ask_extend(self, session_id: str | None) -> None:
+        view = self._need_session(session_id, "extend")
+        if view is None:
+            return
+        if view.session.status not in M.ACTIVE:
+            self.notify(f"{view.id} has ended ({view.session.status}); only a live session can be extended.",
+                        severity="warning", markup=False)
+            return
+        self.push_screen(ExtendDialog(view.id, view.session.total_gpu_hours, view.session.gpus),
+                         lambda hours: self.extend_session(view.id, hours) if hours else None)
+
+    def ask_export(self, session_id: str | None) -> None:
+        self.push_screen(ExportDialog(session_id if self.view(session_id) else None, len(self.views)),
+                         lambda what: self.export_report([session_id] if what == "one" else None) if what else None)
+
+    def ask_new_session(self) -> None:
+        self.prepare_new_session(self.view(getattr(self.screen, "selected", None)))
+
+    # --- workers ------------------------------------------------------------------------------------------
+
+    def _say(self, text: str, severity: str = "information") -> None:
+        self.call_from_thread(partial(self.notify, text, severity=severity, markup=False,
+                                      timeout=8 if severity == "error" else 4))
+
+    def _after_action(self) -> None:
+        if not self.live:
+            self.call_from_thread(self.load_once)
+
+    @work(thread=True, exit_on_error=False, group="actions", name="kill")
+    def kill_session(self, session_id: str) -> None:
+        try:
+            session = self.manager.kill(session_id)
+        except UserError as err:
+            self._say(f"Could not kill {session_id}: {err}", "error")
+            return
+        self._say(f"Killed {session.id} ({session.status_reason}).")
+        self._after_action()
+
+    @work(thread=True, exit_on_error=False, group="actions", name="extend")
+    def extend_session(self, session_id: str, gpu_hours: float) -> None:
+        try:
+            session = self.manager.extend(session_id, gpu_hours=gpu_hours, reason="from the control room")
+        except UserError as err:
+            self._say(f"Could not extend {session_id}: {err}", "error")
+            return
+        self._say(f"Extended {session.id} by {gpu_hours:g} GPU-hours: budget {session.total_gpu_hours:g}, "
+                  f"deadline {session.deadline or 'when it starts'}.")
+        self._after_action()
+
+    @work(thread=True, exit_on_error=False, group="actions", name="export")
+    def export_report(self, session_ids: list[str] | None) -> None:
+        from nanogpt_tui.tui.reporting import export_report
+
+        ids = session_ids if session_ids else [v.id for v in self.views]
+        try:
+            out_dir, written = export_report(self.config, self.timeline, [self.sessions_root / i for i in ids])
+        except UserError as err:
+            self._say(f"Could not export the report: {err}", "error")
+            return
+        names = ", ".join(p.name for p in written)
+        self._say(f"Report of {len(ids)} session{'s' if len(ids) != 1 else ''} written to {out_dir} ({names}).")
+
+    @work(thread=True, exit_on_error=False, group="actions", name="new session form")
+    def prepare_new_session(self, focused: SessionView | None) -> None:
+        choices = form_choices(self.config, focused)
+        self.call_from_thread(self.push_screen, NewSessionScreen(choices),
+                              lambda request: self.launch_session(request) if request else None)
+
+    @work(thread=True, exit_on_error=False, group="actions", name="launch")
+    def launch_session(self, request: LaunchRequest) -> None:
+        try:
+            session = self.manager.launch(request)
+        except UserError as err:
+            self._say(f"Could not start the session: {err}", "error")
+            return
+        if session.status == M.PENDING:
+            self._say(f"Created {session.id}; pending: {session.status_reason}.", "warning")
+        else:
+            self._say(f"Started {session.id} ({session.agent}, {session.strategy}) on {session.host}.")
+        self._after_action()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every worker failure ends here, as one sentence (never a traceback)."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            name = event.worker.name or "a background task"
+            self.notify(f"{name} failed: {type(error).__name__}: {error}", severity="error", timeout=10,
+                        markup=False)
+
+    # --- command palette ----------------------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        commands = (
+            ("new_session", "New session", "Start an agent session (agent, strategy, anchor, budget, GPUs, host)"),
+            ("kill", "Kill session", "Stop the focused session now (asks first)"),
+            ("extend", "Extend session", "Add GPU-hours to the focused session"),
+            ("export", "Export report", "Write a report of the focused session or of all sessions"),
+            ("search", "Search the log", "Highlight text in the focused session's log"),
+            ("follow", "Follow the log on/off", "Keep the newest log lines in view"),
+            ("filter", "Filter the log by event type", "Cycle: all, agent, tools, submissions, errors, ..."),
+            ("toggle_dates", "Plot the human timeline by date", "Switch the plot between GPU-hours and dates"),
+            ("back", "Back to all sessions", "Leave the session's detail screen"),
+        )
+        for action, title, help_text in commands:
+            method = getattr(screen, f"action_{action}", None)
+            if method is not None:
+                yield SystemCommand(title, help_text, method)
+        if isinstance(screen, MainScreen) and screen.selected:
+            yield SystemCommand("Open session detail", "Log, events, submissions and verdicts of the focused "
+                                "session", partial(self.open_detail, screen.selected))
+        yield SystemCommand("Help: keys", "Every key of the control room", self.action_help)
+        yield SystemCommand("Quit, sessions keep running", "Leave the control room without stopping any session",
+                            self.action_quit)
+
+
+def form_choices(config: Config, focused: SessionView | None) -> FormChoices:
+    """What the new-session form offers (reads the catalog, strategies and baselines: call it off the UI thread)."""
+    from nanogpt_tui.agents.catalog import agent_names
+    from nanogpt_tui.agents.strategy import builtin_names
+
+    baselines = Path(config.paths.baselines_dir)
+    anchors = sorted(p.name for p in baselines.iterdir() if (p / "train_gpt.py").is_file()) if baselines.is_dir() \
+        else []
+    s = focused.session if focused else None
+    return FormChoices(
+        agents=agent_names(), strategies=builtin_names(), anchors=anchors,
+        hosts=[h.name for h in config.hosts],
+        default_agent=s.agent if s else "claude", default_strategy=s.strategy if s else "default",
+        default_anchor=s.anchor if s else config.benchmark.anchor,
+        default_budget=s.budget_gpu_hours if s else config.benchmark.budget_gpu_hours,
+        default_gpus=s.gpus if s else config.benchmark.gpus_per_session,
+        default_backend=s.backend if s else "docker")
+
+
+def create_app(config: Config | None = None, *, config_path: str | None = None, **options) -> ControlRoom:
+    """The control room for a config (default: the one in effect, `$NANOGPT_TUI_CONFIG` included).
+
+    The record timeline is loaded here; when it cannot be read the app still opens, with no human lines.
+    """
+    config = config or load_config(config_path)
+    timeline = options.pop("timeline", None)
+    note = ""
+    if timeline is None:
+        try:
+            timeline = load_timeline(config.paths.baselines_dir)
+        except UserError as err:
+            timeline, note = None, str(err)
+    return ControlRoom(config, timeline=timeline, startup_notes=[note] if note else [], **options)

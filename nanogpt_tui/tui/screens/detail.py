@@ -1,0 +1,201 @@
+"""One session in full: its log, its events, its submissions with their diff against the anchor, its verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import OptionList, Static, TabbedContent, TabPane
+from textual.widgets.option_list import Option
+
+from nanogpt_tui.dashboard import LogLine, SessionView, format_duration, format_gpu_hours, submission_diff, submissions
+from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.tui.screens.main import SessionActions
+from nanogpt_tui.tui.widgets.card import STATUS_STYLES
+from nanogpt_tui.tui.widgets.footer import KeyFooter
+from nanogpt_tui.tui.widgets.log_panel import LogPanel
+from nanogpt_tui.tui.widgets.log_view import LogView
+from nanogpt_tui.tui.widgets.verdict_detail import verdict_text
+from nanogpt_tui.tui.widgets.verdict_table import VerdictTable
+
+TABS = ("log", "events", "submissions", "verdicts")
+
+
+def diff_lines(lines: list[str]) -> list[LogLine]:
+    from nanogpt_tui.agents.render import env_secrets, mask_secrets, sanitize
+
+    secrets = env_secrets()
+    out = []
+    for line in lines:
+        kind = ("diff_hunk" if line.startswith("@@") else "diff_add" if line.startswith("+")
+                else "diff_del" if line.startswith("-") else "output")
+        out.append(LogLine(kind, mask_secrets(sanitize(line), secrets) if line.strip() else ""))
+    return out
+
+
+class DetailScreen(SessionActions, Screen):
+    BINDINGS = [
+        Binding("escape", "back", "back"),
+        Binding("k", "kill", "kill"),
+        Binding("e", "extend", "extend"),
+        Binding("r", "export", "report"),
+        Binding("slash", "search", "search"),
+        Binding("f", "follow", "follow"),
+        Binding("t", "filter", "filter", show=False),
+        Binding("n", "new_session", "new", show=False),
+        *[Binding(str(i + 1), f"tab('{name}')", name, show=False) for i, name in enumerate(TABS)],
+    ]
+
+    def __init__(self, session_id: str, *, verdict_id: str | None = None) -> None:
+        super().__init__(id="detail")
+        self.session_id = session_id
+        self.verdict_id = verdict_id
+        self.session_dir: Path | None = None
+        self._header_text: Text | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(""), id="detail-header")
+        with TabbedContent(id="tabs", initial="verdicts" if self.verdict_id else "log"):
+            with TabPane("Log (1)", id="log"):
+                yield LogPanel("log", id="detail-log")
+            with TabPane("Events (2)", id="events"):
+                yield LogPanel("events", id="detail-events")
+            with TabPane("Submissions (3)", id="submissions"):
+                with Horizontal():
+                    yield OptionList(id="submission-list")
+                    yield LogView(id="diff")
+            with TabPane("Verdicts (4)", id="verdicts"):
+                with Vertical():
+                    yield VerdictTable(show_session=False, id="session-verdicts")
+                    with VerticalScroll(id="verdict-detail-scroll"):
+                        yield Static(Text("no verdict yet"), id="verdict-detail")
+        yield KeyFooter()
+
+    def on_mount(self) -> None:
+        root = Path(self.app.sessions_root) / self.session_id
+        self.session_dir = root
+        self.query_one("#detail-log", LogPanel).show(root / L.CONTAINER_LOG, f"{self.session_id} · container.log")
+        self.query_one("#detail-events", LogPanel).show(root / L.EVENTS_FILE, f"{self.session_id} · events.jsonl")
+        self.query_one("#diff", LogView).follow = False
+        self.update_views(self.app.views)
+        self.load_submissions()
+        if self.verdict_id:
+            self.query_one(VerdictTable).select_verdict(self.verdict_id)
+            self.query_one(VerdictTable).focus()
+        else:
+            self.query_one("#detail-log", LogPanel).view.focus()
+
+    # --- data ---------------------------------------------------------------------------------------------
+
+    def update_views(self, views: list[SessionView]) -> None:
+        view = next((v for v in views if v.id == self.session_id), None)
+        header = self.query_one("#detail-header", Static)
+        if view is None:
+            header.update(Text(f"{self.session_id}: this session's folder is gone or unreadable.", style="red"))
+            return
+        self._set_header(self._header(view))
+        table = self.query_one(VerdictTable)
+        count = len(table.rows_by_key)
+        table.update_rows(view.verdicts)
+        if len(table.rows_by_key) != count:
+            self.load_submissions()
+        self._show_verdict()
+
+    def tick(self) -> None:
+        view = self.app.view(self.session_id)
+        if view is not None:
+            self._set_header(self._header(view))
+
+    def _set_header(self, text: Text) -> None:
+        if text != self._header_text:
+            self._header_text = text
+            self.query_one("#detail-header", Static).update(text, layout=False)
+
+    def _header(self, view: SessionView) -> Text:
+        s = view.session
+        b = view.budget_figures(self.app.clock())
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(s.id, style="bold")
+        text.append("  ")
+        text.append(f"● {s.status}", style=STATUS_STYLES.get(s.status, "bold"))
+        text.append(f" ({s.status_reason})\n", style="bright_black")
+        text.append(f"{s.agent} · strategy {s.strategy} ({s.strategy_hash[:10]}) · anchor {s.anchor}"
+                    + (f" → {s.target}" if s.target else "") + f" · {s.backend} on {s.host} · {s.gpus} GPU(s)"
+                    + (f" {s.gpu_ids}" if s.gpu_ids else "") + "\n")
+        text.append(f"budget {format_gpu_hours(b['used'])}/{format_gpu_hours(b['total'])} GPU-h")
+        if b["seconds_left"] is not None:
+            text.append(f" · {format_duration(b['seconds_left'])} left")
+        if s.extensions:
+            text.append(f" · extended {len(s.extensions)}x (+{sum(e.gpu_hours for e in s.extensions):g} GPU-h)")
+        best = view.best_seconds_faster
+        text.append(" · best " + ("-" if best is None else f"{best:+.2f} s"))
+        if view.best_percent is not None:
+            text.append(f" ({view.best_percent:.1f}% of human progress)")
+        text.append(f" · {view.usage.text()}")
+        return text
+
+    def _show_verdict(self) -> None:
+        row = self.query_one(VerdictTable).current
+        detail = self.query_one("#verdict-detail", Static)
+        detail.update(verdict_text(row.verdict, row.percent) if row is not None else Text("no verdict yet"))
+
+    def on_data_table_row_highlighted(self, event) -> None:
+        self._show_verdict()
+
+    def on_verdict_table_chosen(self, message: VerdictTable.Chosen) -> None:
+        message.stop()
+        self._show_verdict()
+        self.query_one("#verdict-detail-scroll").focus()
+
+    # --- submissions ----------------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="submissions")
+    def load_submissions(self) -> None:
+        found = submissions(self.session_dir)
+        self.app.call_from_thread(self._set_submissions, [p.name for p in found])
+
+    def _set_submissions(self, names: list[str]) -> None:
+        options = self.query_one("#submission-list", OptionList)
+        current = options.highlighted
+        options.clear_options()
+        options.add_options([Option(Text(name), id=name) for name in names] or
+                            [Option(Text("no submissions yet"), id="", disabled=True)])
+        if names:
+            options.highlighted = current if current is not None and current < len(names) else len(names) - 1
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option.id:
+            self.load_diff(event.option.id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="diff")
+    def load_diff(self, name: str) -> None:
+        lines = diff_lines(submission_diff(self.session_dir, self.session_dir / L.WORKSPACE / "submissions" / name))
+        self.app.call_from_thread(self.query_one("#diff", LogView).replace, lines, True)
+
+    # --- actions ------------------------------------------------------------------------------------------
+
+    def file_grew(self, session_id: str, what: str) -> None:
+        if session_id == self.session_id:
+            self.query_one("#detail-log" if what == "log" else "#detail-events", LogPanel).poke()
+
+    def target_session_id(self) -> str | None:
+        return self.session_id
+
+    def log_panel(self) -> LogPanel | None:
+        tabs = self.query_one(TabbedContent)
+        if tabs.active == "events":
+            return self.query_one("#detail-events", LogPanel)
+        if tabs.active != "log":
+            tabs.active = "log"
+        return self.query_one("#detail-log", LogPanel)
+
+    def action_tab(self, name: str) -> None:
+        self.query_one(TabbedContent).active = name
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,119 @@
+"""The new-session form: agent, strategy, anchor record, budget, GPUs, host and backend, checked before launch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+from nanogpt_tui.sessions.manager import LaunchRequest
+
+
+@dataclass(frozen=True)
+class FormChoices:
+    """What the form offers, gathered off the UI thread (the anchors are the records whose code is present)."""
+
+    agents: list[str]
+    strategies: list[str]
+    anchors: list[str]
+    hosts: list[str]
+    default_agent: str
+    default_strategy: str
+    default_anchor: str
+    default_budget: float
+    default_gpus: int
+    default_backend: str = "docker"
+
+
+def _select(options: list[str], value: str, id: str) -> Select:
+    value = value if value in options else (options[0] if options else Select.BLANK)
+    return Select([(o, o) for o in options], value=value, allow_blank=not options, id=id)
+
+
+class NewSessionScreen(ModalScreen[LaunchRequest | None]):
+    BINDINGS = [Binding("escape", "cancel", "cancel"), Binding("ctrl+s", "launch", "launch")]
+
+    def __init__(self, choices: FormChoices) -> None:
+        super().__init__()
+        self.choices = choices
+
+    def compose(self) -> ComposeResult:
+        c = self.choices
+        with Vertical(classes="dialog form"):
+            yield Static(Text("New session", style="bold"), classes="dialog-title")
+            with VerticalScroll():
+                for label, widget in (
+                    ("agent", _select(c.agents, c.default_agent, "agent")),
+                    ("strategy", _select(c.strategies, c.default_strategy, "strategy")),
+                    ("anchor record", _select(c.anchors, c.default_anchor, "anchor")),
+                    ("budget GPU-hours", Input(f"{c.default_budget:g}", id="budget")),
+                    ("GPUs", Input(str(c.default_gpus), id="gpus")),
+                    ("host", _select(c.hosts, c.hosts[0] if c.hosts else "", "host")),
+                    ("backend", _select(["docker", "local"], c.default_backend, "backend")),
+                ):
+                    with Horizontal(classes="field"):
+                        yield Label(label)
+                        yield widget
+            yield Static("", id="error", classes="dialog-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Launch (ctrl+s)", variant="primary", id="launch")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#agent", Select).focus()
+
+    def _fail(self, text: str) -> None:
+        self.query_one("#error", Static).update(Text(text))
+
+    def _value(self, id: str) -> str | None:
+        value = self.query_one(f"#{id}", Select).value
+        return None if value is Select.BLANK else str(value)
+
+    def build_request(self) -> LaunchRequest | None:
+        agent, strategy, anchor = self._value("agent"), self._value("strategy"), self._value("anchor")
+        backend, host = self._value("backend") or "docker", self._value("host")
+        if not agent or not strategy or not anchor:
+            self._fail("Choose an agent, a strategy and an anchor record (anchors need their code: "
+                       "`nanogpt-tui records fetch NAME`).")
+            return None
+        try:
+            budget = float(self.query_one("#budget", Input).value)
+        except ValueError:
+            self._fail("The budget must be a number of GPU-hours, e.g. 512 or 0.05.")
+            return None
+        if not budget > 0:
+            self._fail("The budget must be positive.")
+            return None
+        try:
+            gpus = int(self.query_one("#gpus", Input).value)
+        except ValueError:
+            self._fail("GPUs must be a whole number, e.g. 8.")
+            return None
+        if gpus < 1:
+            self._fail("A session needs at least one GPU (the budget counts GPU-hours).")
+            return None
+        return LaunchRequest(agent=agent, strategy=strategy, anchor=anchor, budget_gpu_hours=budget, gpus=gpus,
+                             backend=backend, host=None if backend == "local" else host)
+
+    def action_launch(self) -> None:
+        request = self.build_request()
+        if request is not None:
+            self.dismiss(request)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "launch":
+            self.action_launch()
+        else:
+            self.action_cancel()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_launch()

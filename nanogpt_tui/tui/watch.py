@@ -1,0 +1,315 @@
+"""Watcher threads for the control room: session files (watchfiles), backend state, and one log follower each.
+
+No Textual import: each thread is a plain thread with an exit event (as toolong's watchers are), started and
+stopped by the app, and hands results to callbacks that post messages. The UI thread never reads a file.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nanogpt_tui.dashboard import LOG_WINDOW_LINES, Dashboard, LogLine, LogTail, SessionView
+from nanogpt_tui.errors import UserError
+from nanogpt_tui.sessions import layout as L
+
+FIRST_LINES = 200  # read and shown first when a log opens; the rest of the first fill comes right after
+INITIAL_LINES = 1_000  # the first fill: enough to read back a while; older lines come on demand (scrolling up)
+
+ViewsCallback = Callable[[list[SessionView], list[str]], None]
+FileCallback = Callable[[str, str], None]  # (session id, "log" | "events")
+
+
+class SessionMonitor:
+    """Reloads session views when their files change, and tells log followers when logs grow.
+
+    It watches the sessions folder, each session folder, and each session's `workspace/verdicts` and
+    `workspace/logs` (not recursively: workspaces hold git objects and data links), through watchfiles
+    (inotify). Changes are batched by watchfiles; a batch reloads only the sessions it touched. When
+    watchfiles cannot watch (no inotify), it falls back to reloading every `fallback_poll_s`.
+    """
+
+    def __init__(self, dashboard: Dashboard, on_views: ViewsCallback, on_file: FileCallback | None = None, *,
+                 debounce_ms: int = 150, fallback_poll_s: float = 1.0) -> None:
+        self.dashboard = dashboard
+        self.root = dashboard.root
+        self.on_views = on_views
+        self.on_file = on_file
+        self.debounce_ms = debounce_ms
+        self.fallback_poll_s = fallback_poll_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.mode = "starting"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="nanogpt-tui-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def reload(self, ids: set[str] | None = None) -> None:
+        views = self.dashboard.reload(ids)
+        self.on_views(views, list(self.dashboard.problems))
+
+    def _paths(self) -> list[Path]:
+        paths = [self.root]
+        for sid in self.dashboard.session_ids():
+            d = self.root / sid
+            paths += [d] + [p for p in (d / L.WORKSPACE / "verdicts", d / L.WORKSPACE / "logs") if p.is_dir()]
+        return paths
+
+    def _classify(self, changes) -> tuple[set[str], bool]:
+        dirty, structural = set(), False
+        for _change, raw in changes:
+            try:
+                parts = Path(raw).relative_to(self.root).parts
+            except ValueError:
+                continue
+            if not parts or parts[0].startswith("."):
+                continue
+            sid = parts[0]
+            if len(parts) == 1:
+                structural = True
+                dirty.add(sid)
+            elif parts[1] == L.CONTAINER_LOG:
+                if self.on_file:
+                    self.on_file(sid, "log")
+            elif parts[1] == L.WORKSPACE:
+                dirty.add(sid)
+                if parts[-1] == L.EVENTS_FILE and self.on_file:
+                    self.on_file(sid, "events")
+            elif parts[1] not in (L.INSPECT_FILE,):
+                dirty.add(sid)  # session.json (and its temporary file while it is replaced)
+        return dirty, structural
+
+    def _run(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.reload()
+        try:
+            import watchfiles
+        except ImportError:
+            watchfiles = None
+        while not self._stop.is_set():
+            if watchfiles is None:
+                self._poll_forever()
+                return
+            known = set(self.dashboard.session_ids())
+            try:
+                self.mode = "watchfiles"
+                for changes in watchfiles.watch(*self._paths(), recursive=False, stop_event=self._stop,
+                                                debounce=self.debounce_ms, step=50, rust_timeout=1000,
+                                                yield_on_timeout=True, raise_interrupt=False):
+                    dirty, structural = self._classify(changes)
+                    if dirty:
+                        self.reload(dirty)
+                    if structural or set(self.dashboard.session_ids()) != known:
+                        break  # new or removed sessions: watch the new set of folders
+            except (OSError, RuntimeError) as err:
+                self.on_views(self.dashboard.views(),
+                              [f"Watching {self.root} failed ({err}); falling back to re-reading every "
+                               f"{self.fallback_poll_s:g} s."])
+                self._poll_forever()
+                return
+            if not self._stop.is_set():
+                self.reload()
+
+    def _poll_forever(self) -> None:
+        self.mode = "polling"
+        while not self._stop.wait(self.fallback_poll_s):
+            self.reload()
+            if self.on_file:
+                for sid in self.dashboard.session_ids():
+                    self.on_file(sid, "log")
+
+
+class BackendRefresher:
+    """Brings active sessions' status up to date with their backend (process or container) every few seconds.
+
+    `refresh` (SessionManager.refresh) writes session.json when a status changes, which the monitor sees; a
+    backend that hangs delays only this thread.
+    """
+
+    def __init__(self, manager, on_problem: Callable[[str], None], every_s: float = 2.0) -> None:
+        self.manager = manager
+        self.on_problem = on_problem
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reported: set[str] = set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="nanogpt-tui-refresher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def refresh_once(self) -> None:
+        sessions, _ = self.manager.list()
+        for session in sessions:
+            if self._stop.is_set():
+                return
+            if not session.is_active:
+                continue
+            try:
+                self.manager.refresh(session)
+                self._reported.discard(session.id)
+            except (UserError, OSError, ValueError) as err:
+                if session.id not in self._reported:
+                    self._reported.add(session.id)
+                    self.on_problem(f"Could not check {session.id} on {session.host}: {err}")
+            except Exception as err:  # a backend SDK error must not end the refresher  # noqa: BLE001
+                if session.id not in self._reported:
+                    self._reported.add(session.id)
+                    self.on_problem(f"Could not check {session.id} on {session.host} "
+                                    f"({type(err).__name__}: {err}); it is retried every {self.every_s:g} s.")
+
+    def _run(self) -> None:
+        while True:
+            self.refresh_once()
+            if self._stop.wait(self.every_s):
+                return
+
+
+class LogFollower:
+    """Follows one log (container.log, or an events file) in a thread with a bounded window.
+
+    The thread owns the `LogTail`; the UI asks for work through `poke()` (the file grew), `request_older(n)`,
+    `reopen()` and `switch(path)` (follow another file: the same thread, so moving between sessions starts
+    no thread), and collects rendered lines with `drain()` when `on_batch` tells it some are waiting. Lines
+    pile up in one buffer between drains, so a flood produces one UI update per drain, not one per line.
+    Every request carries the generation it was made for: work for a file switched away from is dropped.
+    """
+
+    def __init__(self, path: Path, render: Callable[[str], list[LogLine]], on_batch: Callable[[], None], *,
+                 window: int = LOG_WINDOW_LINES, initial: int = INITIAL_LINES, fallback_poll_s: float = 1.0,
+                 name: str = "nanogpt-tui-log") -> None:
+        self.path = Path(path)
+        self.render = render
+        self.on_batch = on_batch
+        self.window = window
+        self.initial = min(initial, window)
+        self.fallback_poll_s = fallback_poll_s
+        self.name = name
+        self._tail = LogTail(self.path)
+        self._requests: queue.Queue[tuple[str, int, object]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._new: list[LogLine] = []
+        self._older: list[LogLine] | None = None
+        self._reset = False
+        self._at_start = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.opened_at: float | None = None  # monotonic time the first window was ready (benchmarks read it)
+
+    def _ask(self, what: str, arg: object = 0) -> None:
+        self._requests.put((what, self._generation, arg))
+
+    def start(self) -> None:
+        self._ask("open", self.initial)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._ask("stop")
+
+    def poke(self) -> None:
+        self._ask("new")
+
+    def request_older(self, n: int) -> None:
+        self._ask("older", n)
+
+    def reopen(self) -> None:
+        self._ask("open", self.initial)
+
+    def switch(self, path: Path) -> None:
+        """Follow `path` instead: whatever was read of the previous file and not drained is dropped."""
+        with self._lock:
+            self._generation += 1
+            self._new, self._older, self._reset = [], None, False
+        self._ask("switch", Path(path))
+
+    def drain(self) -> tuple[list[LogLine], list[LogLine] | None, bool, bool]:
+        """(new lines, older lines or None, whether the window restarted, whether the file's start is shown)."""
+        with self._lock:
+            new, older, reset = self._new, self._older, self._reset
+            self._new, self._older, self._reset = [], None, False
+            return new, older, reset, self._at_start
+
+    def _render_all(self, raw: list[str]) -> list[LogLine]:
+        out: list[LogLine] = []
+        for line in raw:
+            out.extend(self.render(line))
+        return out
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                what, generation, arg = self._requests.get(timeout=self.fallback_poll_s)
+            except queue.Empty:
+                what, generation, arg = "new", self._generation, 0
+            if what == "stop":
+                return
+            if generation != self._generation:
+                continue  # asked for a file since switched away from
+            try:
+                self._handle(what, generation, arg)
+            except OSError as err:
+                with self._lock:
+                    self._new.append(LogLine("error", f"(could not read {self.path}: {err})"))
+                self.on_batch()
+                time.sleep(self.fallback_poll_s)
+
+    def _handle(self, what: str, generation: int, arg) -> None:
+        if what == "switch":
+            self.path, self._tail = arg, LogTail(arg)
+            what, arg = "open", self.initial
+        if what == "open":
+            # The screenful first, so a big log shows at once; the rest of the first fill comes as older lines.
+            first = min(arg, FIRST_LINES)
+            lines = self._render_all(self._tail.open(first))
+            with self._lock:
+                if generation != self._generation:
+                    return
+                self._new, self._reset, self._older = lines[-self.window:], True, None
+                self._at_start = self._tail.at_start
+            if self.opened_at is None:
+                self.opened_at = time.monotonic()
+            if arg > first and not self._tail.at_start:
+                self._requests.put(("older", generation, arg - first))
+        elif what == "older":
+            lines = self._render_all(self._tail.read_older(arg))
+            with self._lock:
+                if generation != self._generation:
+                    return
+                self._older = lines + (self._older or [])
+                self._at_start = self._tail.at_start
+        else:
+            # One read takes everything appended so far, so a queue of pokes costs one stat each after it.
+            raw, restarted = self._tail.read_new(self.window)
+            if not raw and not restarted:
+                return
+            lines = self._render_all(raw)
+            with self._lock:
+                if generation != self._generation:
+                    return
+                if restarted:
+                    self._new, self._reset = [LogLine("status", "(… lines skipped: the log was replaced, or grew "
+                                                                "faster than it could be shown)")] + lines, True
+                else:
+                    self._new.extend(lines)
+                    if len(self._new) > self.window:
+                        del self._new[:-self.window]
+                        self._reset = True
+                self._at_start = self._tail.at_start
+        self.on_batch()

@@ -1,0 +1,148 @@
+"""Every session side by side: a grid of cards whose column count follows the terminal width, scrolling when full."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import Static
+
+from nanogpt_tui.dashboard import SessionView
+from nanogpt_tui.tui.widgets.card import SessionCard
+
+MIN_CARD_WIDTH = 38
+
+
+class SessionGrid(VerticalScroll, can_focus=True):
+    """Cards in a grid, one of them selected: arrows move the selection (left/right by one, up/down by a row),
+    tab and shift+tab go to the next and previous card (and on past the last, to the log)."""
+
+    BINDINGS = [
+        Binding("left", "move(-1, 0)", "previous", show=False),
+        Binding("right", "move(1, 0)", "next", show=False),
+        Binding("up", "move(0, -1)", "row up", show=False),
+        Binding("down", "move(0, 1)", "row down", show=False),
+        Binding("tab", "step(1)", "next session", show=False),
+        Binding("shift+tab", "step(-1)", "previous session", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    SessionGrid { layout: grid; grid-size: 2; grid-gutter: 0 1; grid-rows: 10; height: auto; }
+    SessionGrid > .empty { column-span: 4; height: 3; color: $text-muted; padding: 1 2; }
+    """
+
+    class Selected(Message):
+        """Another card is selected: it is now the session the log, plot and actions refer to."""
+
+        def __init__(self, session_id: str) -> None:
+            super().__init__()
+            self.session_id = session_id
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.columns = 2
+        self.selected: str | None = None
+
+    def on_mount(self) -> None:
+        self.mount(Static(Text("No sessions yet. Press n to start one (or run `nanogpt-tui demo`)."),
+                          classes="empty"))
+
+    @property
+    def cards(self) -> list[SessionCard]:
+        return list(self.query(SessionCard))
+
+    def card(self, session_id: str) -> SessionCard | None:
+        for card in self.cards:
+            if card.session_id == session_id:
+                return card
+        return None
+
+    def on_resize(self) -> None:
+        self.set_columns()
+
+    def set_columns(self) -> None:
+        """As many columns as cards of at least MIN_CARD_WIDTH fit, but no more than there are cards."""
+        columns = max(1, min(self.size.width // MIN_CARD_WIDTH, len(self.cards) or 1))
+        if columns != self.columns:
+            self.columns = columns
+            self.styles.grid_size_columns = columns
+
+    def update_views(self, views: list[SessionView]) -> list[SessionCard]:
+        """Cards follow the views (one each, oldest first); returns the cards added."""
+        by_id = {v.id: v for v in views}
+        for card in self.cards:
+            if card.session_id not in by_id:
+                card.remove()
+        existing = {c.session_id: c for c in self.cards}
+        added = []
+        for view in views:
+            card = existing.get(view.id)
+            if card is None:
+                card = SessionCard(view)
+                card.set_class(view.id == self.selected, "-selected")
+                added.append(card)
+            elif card.signature(view) != card.signature(card.view):
+                card.view = view
+            else:
+                card.set_reactive(SessionCard.view, view)  # same figures: keep the data, skip the repaint
+        if added:
+            self.mount_all(added)
+        self.call_after_refresh(self.set_columns)
+        for empty in self.query(".empty"):
+            if empty.display != (not views):
+                empty.display = not views
+        return added
+
+    def refresh_cards(self) -> None:
+        """Redraw the cards of live sessions whose budget figures or time left, as drawn, moved with the clock."""
+        now = self.app.clock()
+        for card in self.cards:
+            if card.view is not None and card.view.session.is_active and card.clock_key(now) != card._clock_key:
+                card.refresh()
+
+    def select(self, session_id: str | None, *, announce: bool = True) -> None:
+        """Mark `session_id`'s card selected (only two cards change) and tell the screen."""
+        if session_id == self.selected:
+            return
+        self.selected = session_id
+        for card in self.cards:
+            card.set_class(card.session_id == session_id, "-selected")
+        card = self.card(session_id) if session_id else None
+        if card is not None:
+            self.scroll_to_widget(card, animate=False)
+        if announce and session_id is not None:
+            self.post_message(self.Selected(session_id))
+
+    def _index(self) -> int:
+        ids = [c.session_id for c in self.cards]
+        return ids.index(self.selected) if self.selected in ids else -1
+
+    def action_move(self, dx: int, dy: int) -> None:
+        cards = self.cards
+        if not cards:
+            return
+        index = self._index()
+        if index < 0:
+            self.select(cards[0].session_id)
+            return
+        target = index + dx + dy * self.columns
+        if 0 <= target < len(cards):
+            self.select(cards[target].session_id)
+
+    def action_step(self, step: int) -> None:
+        cards = self.cards
+        target = self._index() + step
+        if cards and 0 <= target < len(cards):
+            self.select(cards[target].session_id)
+        elif step > 0:
+            self.screen.focus_next()
+        else:
+            self.screen.focus_previous()
+
+    def on_session_card_clicked(self, message: SessionCard.Clicked) -> None:
+        message.stop()
+        self.focus()
+        self.select(message.session_id)
+        if message.double:
+            self.post_message(SessionCard.Open(message.session_id))
