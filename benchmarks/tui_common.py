@@ -29,7 +29,7 @@ from nanogpt_tui.sessions import layout as L  # noqa: E402
 from nanogpt_tui.sessions import model as M  # noqa: E402
 from nanogpt_tui.sessions.model import Session, iso, save_session  # noqa: E402
 
-KEYS = {"right": b"\x1b[C", "left": b"\x1b[D", "enter": b"\r", "escape": b"\x1b", "?": b"?", "q": b"q"}
+KEYS = {"tab": b"\t", "right": b"\x1b[C", "left": b"\x1b[D", "enter": b"\r", "escape": b"\x1b", "?": b"?", "q": b"q"}
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]")
 
 

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.records import Timeline
@@ -26,7 +26,9 @@ from nanogpt_tui.scoring import HumanLine, ProgressCurve, ProgressPoint, human_l
 from nanogpt_tui.sessions import layout as L
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.model import Session, load_session, parse_iso
-from nanogpt_tui.validator.verdict import Verdict, load_verdicts
+
+if TYPE_CHECKING:  # the validator imports scipy (a second of start-up): loaded when verdicts are first read
+    from nanogpt_tui.validator.verdict import Verdict
 
 LOG_WINDOW_LINES = 5_000  # lines a live log view keeps in memory; older ones are read from disk on demand
 MAX_LINE_CHARS = 4_096  # a longer line is clipped for display (the file keeps it whole)
@@ -220,6 +222,7 @@ class SessionView:
     usage: UsageSummary = field(default_factory=UsageSummary)
     gap_s: float | None = None
     problems: list[str] = field(default_factory=list)
+    complete: bool = True  # False for the first, quick look (session.json only; verdicts and usage follow)
 
     @property
     def id(self) -> str:
@@ -323,13 +326,20 @@ class Dashboard:
         cached = self._verdicts.get(session.id)
         if cached is not None and cached[0] == stamp:
             return cached[1], cached[2]
+        from nanogpt_tui.validator.verdict import load_verdicts
+
         verdicts, problems = load_verdicts(folder)
         rows = [VerdictRow(session.id, v, verdict_percent(v, gap)) for v in verdicts]
         self._verdicts[session.id] = (stamp, rows, problems)
         return rows, problems
 
-    def load(self, session_id: str) -> SessionView:
+    def load(self, session_id: str, quick: bool = False) -> SessionView:
         session = load_session(self.root / session_id)
+        if quick:
+            view = SessionView(session=session, gap_s=gap_for(self.timeline, session.anchor, session.target),
+                               complete=False)
+            self._views[session_id] = view
+            return view
         gap = gap_for(self.timeline, session.anchor, session.target)
         rows, problems = self._verdict_rows(session, gap)
         reader = self._usage.get(session_id)
@@ -343,8 +353,9 @@ class Dashboard:
         self._views[session_id] = view
         return view
 
-    def reload(self, session_ids: Iterable[str] | None = None) -> list[SessionView]:
-        """Re-read the given sessions (all when None) and return every view, oldest first."""
+    def reload(self, session_ids: Iterable[str] | None = None, quick: bool = False) -> list[SessionView]:
+        """Re-read the given sessions (all when None) and return every view, oldest first. `quick` reads only
+        session.json (a first look while verdicts and events, slower to read, are still to come)."""
         present = self.session_ids()
         for gone in set(self._views) - set(present):
             self._views.pop(gone, None)
@@ -355,7 +366,7 @@ class Dashboard:
         for sid in present:
             if sid in wanted or sid not in self._views:
                 try:
-                    self.load(sid)
+                    self.load(sid, quick=quick)
                 except UserError as err:
                     self._views.pop(sid, None)
                     problems.append(str(err))

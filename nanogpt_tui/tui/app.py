@@ -144,7 +144,7 @@ class ControlRoom(App[None]):
     def on_dashboard_updated(self, message: DashboardUpdated) -> None:
         self.views = message.views
         self._by_id = {v.id: v for v in message.views}
-        self.loaded = True
+        self.loaded = all(v.complete for v in message.views)  # past the monitor's first, quick look
         self._to_screens(lambda screen: screen.update_views(self.views))
         for problem in message.problems + [p for v in message.views for p in v.problems]:
             self._problem(problem)

@@ -90,6 +90,8 @@ class SessionMonitor:
 
     def _run(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        # A first look from session.json alone (cards, logs), then verdicts and usage, which take longer.
+        self.on_views(self.dashboard.reload(quick=True), [])
         self.reload()
         try:
             import watchfiles
@@ -232,11 +234,15 @@ class LogFollower:
     def reopen(self) -> None:
         self._ask("open", self.initial)
 
-    def switch(self, path: Path) -> None:
-        """Follow `path` instead: whatever was read of the previous file and not drained is dropped."""
+    def hold(self) -> None:
+        """Drop whatever was read and not drained, and ignore requests made so far (until `switch`)."""
         with self._lock:
             self._generation += 1
             self._new, self._older, self._reset = [], None, False
+
+    def switch(self, path: Path) -> None:
+        """Follow `path` instead: whatever was read of the previous file and not drained is dropped."""
+        self.hold()
         self._ask("switch", Path(path))
 
     def drain(self) -> tuple[list[LogLine], list[LogLine] | None, bool, bool]:

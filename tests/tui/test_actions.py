@@ -407,3 +407,31 @@ def test_a_session_that_ends_by_itself_shows_its_status(tui_env):
 
     run(scenario())
     assert os.path.exists(tui_env.root / session.id / L.WORKSPACE / "logs" / L.RUNNER_EXIT_FILE)
+
+
+# ---------------------------------------------------------------------------------- small terminals
+
+
+def test_small_terminals_show_one_lower_pane_at_a_time(fixed_env):
+    from tests.tui.sessions_data import fixed_clock
+
+    async def scenario():
+        app = create_app(load_config(), clock=fixed_clock, live=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.loaded, what="the sessions")
+            screen = app.screen
+            shown = lambda: [w.id for w in (screen.query_one("#log-panel"), screen.query_one("#plot"),  # noqa: E731
+                                           screen.query_one("#verdicts")) if w.display and w.parent.display]
+            assert screen.has_class("-narrow") and shown() == ["log-panel"]
+            await pilot.press("p")
+            assert shown() == ["plot"]
+            await pilot.press("v")
+            assert shown() == ["verdicts"] and isinstance(app.focused, type(screen.query_one("#verdicts")))
+            await pilot.press("enter")  # a verdict row opens its session's detail on the verdicts tab
+            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="the detail screen")
+            assert app.screen.query_one("#tabs").active == "verdicts"
+            await pilot.press("escape")
+            await pilot.press("l")
+            assert shown() == ["log-panel"]
+
+    run(scenario())

@@ -98,6 +98,26 @@ def test_a_follower_keeps_a_bounded_window_under_a_flood(tmp_path):
         follower.stop()
 
 
+def test_a_follower_switches_files_without_mixing_them(tmp_path):
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    first.write_text("".join(f"a {i}\n" for i in range(50)))
+    second.write_text("".join(f"b {i}\n" for i in range(50)))
+    batches = threading.Event()
+    follower = LogFollower(first, log_line_renderer(secrets=()), batches.set, window=100, fallback_poll_s=0.05)
+    follower.start()
+    try:
+        assert batches.wait(5)
+        follower.switch(second)
+        deadline, seen = time.monotonic() + 5, []
+        while time.monotonic() < deadline and len(seen) < 50:
+            new, older, reset, _ = follower.drain()
+            seen = [x.text for x in (older or []) + new] if reset else seen + [x.text for x in new]
+            time.sleep(0.05)
+        assert seen == [f"b {i}" for i in range(50)]
+    finally:
+        follower.stop()
+
+
 # ------------------------------------------------------------------------------------------ rendering
 
 
@@ -146,6 +166,15 @@ def test_session_views_from_fixed_folders(tmp_path, timeline):
     assert cells["session"] == "claude-default 18:00:00" and cells["mean"] == "161.760 ± 0.107"
     rejected = views[ids[1]].verdicts[0].cells()
     assert rejected["judge"] == "flagged" and rejected["outcome"] == "rejected"
+
+
+def test_a_quick_first_look_reads_session_json_only(tmp_path, timeline):
+    ids = build_fixed_sessions(tmp_path)
+    dash = Dashboard(tmp_path, timeline)
+    quick = dash.reload(quick=True)
+    assert [v.id for v in quick] == ids and not any(v.complete or v.verdicts for v in quick)
+    full = dash.reload()
+    assert all(v.complete for v in full) and full[0].best_seconds_faster == pytest.approx(5.88)
 
 
 def test_unreadable_files_are_reported_and_the_rest_still_loads(tmp_path, timeline):

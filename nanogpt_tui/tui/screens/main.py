@@ -62,6 +62,8 @@ class SessionActions:
 
 
 class MainScreen(SessionActions, Screen):
+    """Cards on top; below them the selected session's log and the progress plot; the verdicts at the bottom."""
+
     AUTO_FOCUS = "SessionGrid"
 
     BINDINGS = [
@@ -123,7 +125,7 @@ class MainScreen(SessionActions, Screen):
                 self.select(card.session_id)
                 if self.focused is None:
                     grid.focus()
-        elif not views:
+        elif not views and self.query_one(LogPanel).path is not None:
             self.query_one(LogPanel).show(None, "")
         self.query_one(VerdictTable).update_rows([row for v in views for row in v.verdicts])
         self.replot()
@@ -171,7 +173,7 @@ class MainScreen(SessionActions, Screen):
         if view is not None and changed:
             path = self.app.sessions_root / session_id / L.CONTAINER_LOG
             self.query_one(LogPanel).show(path, f"{session_id} · container.log")
-            self.replot()
+            self.call_after_refresh(self.replot)  # after the frame that answers the key
 
     # --- events -------------------------------------------------------------------------------------------
 

@@ -70,7 +70,8 @@ class SessionCard(Widget):
         if view is None:
             return ()
         s, u = view.session, view.usage
-        return (s.status, s.status_reason, s.total_gpu_hours, s.deadline, s.started_at, s.finished_at, s.host,
+        return (view.complete, s.status, s.status_reason, s.total_gpu_hours, s.deadline, s.started_at,
+                s.finished_at, s.host,
                 tuple(s.gpu_ids), tuple(r.verdict.verdict_id for r in view.verdicts), u.input_tokens,
                 u.output_tokens, u.cost_usd, u.cost_complete)
 
@@ -133,7 +134,9 @@ class SessionCard(Widget):
         lines.append(budget)
 
         best = view.best_seconds_faster
-        if best is None and view.validated:
+        if not view.complete:
+            lines.append(Text("reading verdicts and usage…", style="bright_black"))
+        elif best is None and view.validated:
             # Validated, but no anchor timing to measure a speedup against (`submit --baseline` gives one).
             lines.append(Text(f"best: {view.validated} validated, speedup unmeasured (no anchor baseline)",
                               style="yellow"))
@@ -147,7 +150,9 @@ class SessionCard(Widget):
             lines.append(line)
 
         last = view.last_verdict
-        if last is None:
+        if not view.complete:
+            lines.append(Text(""))
+        elif last is None:
             lines.append(Text("last verdict: none", style="bright_black"))
         else:
             v = last.verdict
@@ -158,7 +163,8 @@ class SessionCard(Widget):
             line.append(f" · judge {judge_label(v)}", style="bright_black")
             lines.append(line)
 
-        lines.append(Text(view.usage.text(), style="bright_black" if not view.usage.total_tokens else ""))
+        if view.complete:
+            lines.append(Text(view.usage.text(), style="bright_black" if not view.usage.total_tokens else ""))
         return Text("\n", no_wrap=True, overflow="ellipsis").join(lines)
 
 

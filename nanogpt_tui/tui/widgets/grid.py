@@ -45,8 +45,7 @@ class SessionGrid(VerticalScroll, can_focus=True):
         self.selected: str | None = None
 
     def on_mount(self) -> None:
-        self.mount(Static(Text("No sessions yet. Press n to start one (or run `nanogpt-tui demo`)."),
-                          classes="empty"))
+        self.mount(Static(Text("Reading the sessions folder…"), classes="empty"))
 
     @property
     def cards(self) -> list[SessionCard]:
@@ -92,6 +91,8 @@ class SessionGrid(VerticalScroll, can_focus=True):
         for empty in self.query(".empty"):
             if empty.display != (not views):
                 empty.display = not views
+            if not views:
+                empty.update(Text("No sessions yet. Press n to start one (or run `nanogpt-tui demo`)."))
         return added
 
     def refresh_cards(self) -> None:

@@ -63,22 +63,31 @@ class LogPanel(Vertical):
             return
         self.path = Path(path) if path is not None else None
         self.label = label
+        if self.follower is not None:
+            self.follower.hold()  # what was read of the previous file is dropped
         self.view.clear()
         self.view.follow = True
-        if self.path is None:
+        self.update_title()
+        # The key that asked for this is answered by the next frame (title, cleared view); reading the new file
+        # starts after it, so the follower's thread does not compete with that frame.
+        self.call_after_refresh(self._follow, self.path)
+
+    def _follow(self, path: Path | None) -> None:
+        if path != self.path or not self.is_mounted:
+            return  # another show() came first
+        if path is None:
             self._stop_follower()
-        elif self.follower is not None:
-            self.follower.switch(self.path)  # the same thread follows the new file
-        else:
+        elif self.follower is None:
             if self._line_renderer is None:
                 self._line_renderer = log_line_renderer()
-            self.follower = LogFollower(self.path, self._line_renderer, self._on_batch, window=self.view.window,
+            self.follower = LogFollower(path, self._line_renderer, self._on_batch, window=self.view.window,
                                         name=f"nanogpt-tui-{self.what}")
             self.follower.start()
+        else:
+            self.follower.switch(path)
         refresh_followed = getattr(self.app, "refresh_followed", None)
         if refresh_followed is not None:
             refresh_followed()
-        self.update_title()
 
     def _on_batch(self) -> None:  # called from the follower thread
         self.post_message(self.Batch())

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 
 from nanogpt_tui.dashboard import format_utc, judge_label
 from nanogpt_tui.tui.widgets.card import OUTCOME_STYLES
-from nanogpt_tui.validator.verdict import Verdict
+
+if TYPE_CHECKING:
+    from nanogpt_tui.validator.verdict import Verdict
 
 
 def _clean(value: object) -> str:
