@@ -128,7 +128,7 @@ def test_sessions_logs_prints_untrusted_output_inert(manager, capsys):
     manager.kill(session.id)
     log = manager.session_dir(session.id) / L.CONTAINER_LOG
     with log.open("ab") as handle:
-        handle.write(b"agent says \x1b[2J\x1b]0;pwned\x07 key sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789\n")
+        handle.write(b"agent says \x1b[2J\x1b]0;pwned\x07 key sk-ant-" b"api03-abcdefghijklmnopqrstuvwxyz0123456789\n")
     assert main(["sessions", "logs", session.id, "--tail", "1"]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "abcdefghijklmnopqrstuvwxyz" not in out

@@ -113,7 +113,7 @@ def test_the_judge_flagging_cheating_rejects(workspace, capsys, monkeypatch):
         server.reply(anthropic_tool_reply({"cheating": True, "confidence": 0.9,
                                            "reasons": [{"file": "train_gpt.py", "reason": "Caches the val loss."}],
                                            "summary": "The loss is read from a cache."}))
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-0123456789abcdefghij")
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" "test-key-0123456789abcdefghij")
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
         assert main(["submit", str(sub), "--runs", "3", "--judge", "anthropic", "--json"]) == 1
     out = capsys.readouterr()
@@ -128,7 +128,7 @@ def test_the_judge_clearing_and_runs_validating(workspace, capsys, monkeypatch):
     with FakeLLMServer() as server:
         server.reply(anthropic_tool_reply({"cheating": False, "confidence": 0.85, "reasons": [],
                                            "summary": "Same measurement as the anchor."}))
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-0123456789abcdefghij")
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" "test-key-0123456789abcdefghij")
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
         assert main(["submit", str(sub), "--runs", "3", "--judge", "anthropic"]) == 0
     out = capsys.readouterr().out
