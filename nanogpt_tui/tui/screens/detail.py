@@ -13,7 +13,14 @@ from textual.screen import Screen
 from textual.widgets import OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from nanogpt_tui.dashboard import LogLine, SessionView, format_duration, format_gpu_hours, submission_diff, submissions
+from nanogpt_tui.dashboard import (
+    LogLine,
+    SessionView,
+    format_gpu_hours,
+    submission_diff,
+    submissions,
+    time_left_text,
+)
 from nanogpt_tui.sessions import layout as L
 from nanogpt_tui.tui.screens.main import SessionActions
 from nanogpt_tui.tui.widgets.card import STATUS_STYLES
@@ -129,7 +136,7 @@ class DetailScreen(SessionActions, Screen):
                     + (f" {s.gpu_ids}" if s.gpu_ids else "") + "\n")
         text.append(f"budget {format_gpu_hours(b['used'])}/{format_gpu_hours(b['total'])} GPU-h")
         if b["seconds_left"] is not None:
-            text.append(f" · {format_duration(b['seconds_left'])} left")
+            text.append(f" · {time_left_text(b['seconds_left'])}")
         if s.extensions:
             text.append(f" · extended {len(s.extensions)}x (+{sum(e.gpu_hours for e in s.extensions):g} GPU-h)")
         best = view.best_seconds_faster

@@ -7,7 +7,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from nanogpt_tui.dashboard import SessionView, format_duration, format_gpu_hours, judge_label
+from nanogpt_tui.dashboard import SessionView, format_duration, format_gpu_hours, judge_label, time_left_text
 from nanogpt_tui.sessions import model as M
 
 STATUS_STYLES = {
@@ -126,7 +126,7 @@ class SessionCard(Widget):
         lines.append(gauge(b["fraction"], width - pct.cell_len) + pct)
         budget = Text(f"{format_gpu_hours(b['used'])}/{format_gpu_hours(b['total'])} GPU-h")
         if b["seconds_left"] is not None:
-            budget.append(f" · {format_duration(b['seconds_left'])} left")
+            budget.append(f" · {time_left_text(b['seconds_left'])}")
         elif s.status in M.FINAL:
             budget.append(f" · {s.status_reason}", style="bright_black")
         if b["burn"]:
