@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nanogpt_tui.validator.runlog import final_line, last_val_line
-from nanogpt_tui.validator.stats import best_reachable_p_value
 
 # Environment variables never handed to candidate code: it is untrusted and could print them into a log.
 _SECRET_NAME = re.compile(r"(API_KEY|_TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
@@ -150,6 +149,9 @@ def retime(candidate_dir: Path, *, runs: int, work_dir: Path, logs_dir: Path, da
     """Run the candidate `runs` times, one after another, stopping early (with the reason) as soon as the
     submission can no longer validate: a run failed, or no val_loss values of the remaining runs could bring the
     one-sided p-value under the threshold (see `stats.best_reachable_p_value`)."""
+    # scipy is imported here, not at module load: reading verdicts (which imports RunOutcome) stays fast.
+    from nanogpt_tui.validator.stats import best_reachable_p_value
+
     prepare_work_dir(candidate_dir, work_dir, data_dir)
     run_env = scrubbed_env(os.environ if env is None else env)
     result = RetimeResult(requested=runs)
