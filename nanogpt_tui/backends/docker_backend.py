@@ -289,6 +289,11 @@ class DockerBackend:
         with self._daemon():
             return bool(self.client.ping())
 
+    def daemon_id(self) -> str:
+        """The Docker daemon's own id (stable across restarts, new when the host is reinstalled)."""
+        with self._daemon():
+            return str(self.client.api.info().get("ID") or self.url)
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -312,6 +317,54 @@ class DockerBackend:
             except docker.errors.NotFound:
                 raise UserError(f"The data volume {spec.data_volume!r} does not exist on Docker host {self.name}; "
                                 "create and fill it as image/README.md shows (or set docker.data_volume).") from None
+
+    def missing(self, image: str | None, data_volume: str | None, docker_cmd: str,
+                shared_dir: Path | None = None) -> list[str]:
+        """What this host lacks for a session to start: one sentence each, with the command that fixes it.
+
+        `shared_dir` (a remote host: the sessions folder, which bind mounts name by its path on the host) is checked
+        by a short-lived container that looks for it, once the image is there."""
+        problems = []
+        with self._daemon():
+            has_image = bool(image) and self.has_image(image)
+            if image and not has_image:
+                problems.append(f"The image {image} is not on Docker host {self.name}: build it there (`{docker_cmd} "
+                                f"build -f image/Dockerfile -t {image} .`) or copy it (`docker save {image} | "
+                                f"{docker_cmd} load`).")
+            if data_volume:
+                try:
+                    self.client.volumes.get(data_volume)
+                except docker.errors.NotFound:
+                    problems.append(f"The data volume {data_volume} does not exist on Docker host {self.name}: "
+                                    f"create it (`{docker_cmd} volume create {data_volume}`) and fill it as "
+                                    "image/README.md shows.")
+            if has_image and shared_dir is not None:
+                try:
+                    code, _ = self.run_once(image, ["test", "-d", "/probe"], timeout=60,
+                                            mounts=[docker.types.Mount("/probe", str(shared_dir), type="bind",
+                                                                       read_only=True)])
+                except docker.errors.APIError:  # "bind source path does not exist"
+                    code = -1
+                if code != 0:
+                    problems.append(f"The sessions folder {shared_dir} is not visible on Docker host {self.name}: "
+                                    "mount the shared filesystem there at the same path (bind mounts name host "
+                                    "paths).")
+        return problems
+
+    def query_gpus(self, image: str, command: Sequence[str]) -> tuple[str, str]:
+        """Run `command` (nvidia-smi) in a short-lived container of `image` given every GPU: ("ok", output),
+        ("no-runtime", why), ("no-image", why) or ("failed", output)."""
+        request = docker.types.DeviceRequest(count=-1, capabilities=[["gpu", "utility"]])
+        with self._daemon():
+            try:
+                code, output = self.run_once(image, command, timeout=120, device_requests=[request])
+            except docker.errors.ImageNotFound as err:
+                return "no-image", _api_message(err)
+            except docker.errors.APIError as err:
+                if NO_GPU_RUNTIME in str(err):
+                    return "no-runtime", _api_message(err)
+                return "failed", _api_message(err)
+        return ("ok" if code == 0 else "failed"), output
 
     def _mounts(self, spec: LaunchSpec) -> list[docker.types.Mount]:
         mounts = [
@@ -644,11 +697,13 @@ class DockerBackend:
                 self._remove_quietly(container.id)
 
     def run_once(self, image: str, command: Sequence[str], *, env: Mapping[str, str] | None = None,
-                 timeout: float = 300.0) -> tuple[int, str]:
+                 timeout: float = 300.0, mounts: Sequence[docker.types.Mount] = (),
+                 device_requests: Sequence[docker.types.DeviceRequest] = ()) -> tuple[int, str]:
         """Run a throwaway container to completion; its exit status and output (stdout and stderr)."""
         with self._daemon():
             container = self.client.containers.create(image, command=list(command), environment=dict(env or {}),
-                                                      detach=True, init=True)
+                                                      detach=True, init=True, mounts=list(mounts) or None,
+                                                      device_requests=list(device_requests) or None)
             try:
                 container.start()
                 code = self.wait(container.id, timeout=timeout)

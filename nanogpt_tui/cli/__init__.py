@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "nanogpt_tui.cli.config_cmd",
     "nanogpt_tui.cli.submit_cmd",
     "nanogpt_tui.cli.sessions_cmd",
+    "nanogpt_tui.cli.hosts_cmd",
     "nanogpt_tui.cli.check_rules_cmd",
     "nanogpt_tui.cli.report_cmd",
     "nanogpt_tui.cli.image_cmd",

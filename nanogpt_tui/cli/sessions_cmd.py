@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-gpu-hours", type=float, metavar="H", help="compute budget (default: benchmark.budget_gpu_hours)")
     p.add_argument("--gpus", type=int, metavar="N", help="GPUs for the session (default: benchmark.gpus_per_session; 1 for local)")
     p.add_argument("--backend", choices=("docker", "local"), default="docker", help="where it runs (default: docker)")
-    p.add_argument("--host", help="Docker host name from the config (default: the first)")
+    p.add_argument("--host", help="Docker host name from the config (default: the pool places the session on a "
+                                  "host with enough free GPUs)")
     p.add_argument("--image", help="image tag (default: docker.image)")
     p.add_argument("--wait", action="store_true", help="follow the session until it ends")
     p.set_defaults(func=cmd_run)
@@ -103,7 +104,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print_json(summaries)
     else:
         print_table(["id", "status", "host", "gpus", "GPU-h used/budget", "left", "reason"],
-                    [[x["id"], x["status"], x["host"], x["gpus"],
+                    [[x["id"], x["status"], x["host"] or "-", x["gpus"],
                       f"{x['used_gpu_hours']:.3f}/{x['budget_gpu_hours']:g}", _hours(x["seconds_left"]),
                       x["reason"][:60]] for x in summaries])
     for problem in problems:
@@ -122,7 +123,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     x = session_summary(session)
     print(f"{session.id}\n  agent {session.agent} · strategy {session.strategy} ({session.strategy_hash[:12]}) · "
           f"anchor {session.anchor} · target {session.target}")
-    print(f"  {session.backend} on {session.host} · GPUs {session.gpus} {session.gpu_ids or ''}")
+    print(f"  {session.backend} on {session.host or '(not placed yet)'} · GPUs {session.gpus} {session.gpu_ids or ''}")
     print(f"  status {session.status}: {session.status_reason}")
     print(f"  budget {x['used_gpu_hours']:.3f} of {x['budget_gpu_hours']:g} GPU-hours used · deadline "
           f"{session.deadline or '-'} ({_hours(x['seconds_left'])} left)")

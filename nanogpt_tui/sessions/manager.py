@@ -4,6 +4,7 @@ room both drive it)."""
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import re
@@ -11,17 +12,18 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from nanogpt_tui.backends.base import SESSION_LABEL, LaunchSpec
+from nanogpt_tui.backends.base import SESSION_LABEL, BackendState, LaunchSpec
 from nanogpt_tui.config import Config, HostConfig
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.sessions import layout as L
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.control import DEFAULT_GRACE_S, write_deadline
-from nanogpt_tui.sessions.gpus import GpuAllocator
+from nanogpt_tui.sessions import pool as P
 from nanogpt_tui.sessions.model import Extension, Session, iso, load_session, parse_iso, save_session, utc_now
 
 RECORD_FILES = (".py", ".sh", ".toml")
@@ -30,6 +32,11 @@ PASSED_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_API_KEY", "OPEN
               "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION", "CODEX_API_KEY")
 # Environment a local session inherits as it is (it is a process of this user anyway).
 ID_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# After a host fails to answer, it is not asked again for this long (a dead tcp:// host costs a timeout per call).
+HOST_RETRY_S = 5.0
+# A pending Docker session asks the pool for a place at most this often.
+PLACEMENT_RETRY_S = 5.0
+PLACEMENT_LOCK = ".placement.lock"
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,7 @@ class LaunchRequest:
     budget_gpu_hours: float | None = None
     gpus: int | None = None
     backend: str = "docker"
-    host: str | None = None
+    host: str | None = None  # Docker: None lets the pool place the session by free GPUs
     image: str | None = None
     extra_env: tuple[tuple[str, str], ...] = ()  # e.g. BENCHMARK_SCRIPTED_RUNS for the demo
 
@@ -71,6 +78,8 @@ class SessionManager:
         self.root = Path(config.paths.sessions_dir)
         self._backends: dict[str, object] = dict(backends or {})
         self._followers: dict[str, object] = {}  # session id -> the thread copying its Docker logs
+        self._host_down: dict[str, tuple[float, str]] = {}  # host -> (monotonic time to ask again, why)
+        self._next_placement: dict[str, float] = {}  # pending session id -> monotonic time to try again
 
     # --- backends -------------------------------------------------------------------------------------------
 
@@ -166,9 +175,12 @@ class SessionManager:
         budget = request.budget_gpu_hours if request.budget_gpu_hours is not None else cfg.benchmark.budget_gpu_hours
         if budget <= 0:
             raise UserError("--budget-gpu-hours must be positive.")
-        host = request.host or ("local" if request.backend == "local" else cfg.hosts[0].name)
         if request.backend == "docker":
-            self.host_config(host)
+            host = request.host or ""  # placed by free GPUs when it starts
+            if request.host:
+                self.host_config(request.host)
+        else:
+            host = "local"
         agent_cfg = cfg.agents.get(agent.name)
         session = Session(
             id=self._new_id(agent.name, strategy.name), agent=agent.name, strategy=strategy.name,
@@ -176,6 +188,7 @@ class SessionManager:
             image=(request.image or cfg.docker.image) if request.backend == "docker" else None, gpus=gpus,
             budget_gpu_hours=budget, created_at=iso(utc_now()),
             agent_model=agent_cfg.model if agent_cfg else None, agent_effort=agent_cfg.effort if agent_cfg else None,
+            host_forced=request.backend == "docker" and bool(request.host),
         )
         from nanogpt_tui.config import config_as_dict
 
@@ -207,9 +220,52 @@ class SessionManager:
             raise
         return session
 
-    def _gpu_allocator(self) -> GpuAllocator:
-        sessions, _ = self.list()
-        return GpuAllocator(self.config.hosts, sessions)
+    # --- the pool of Docker hosts ----------------------------------------------------------------------------
+
+    def _skip_host(self, name: str) -> str | None:
+        down = self._host_down.get(name)
+        if down is not None and time.monotonic() < down[0]:
+            return down[1]
+        return None
+
+    def _mark_host(self, name: str, problem: str | None) -> None:
+        if problem:
+            self._host_down[name] = (time.monotonic() + HOST_RETRY_S, problem)
+        else:
+            self._host_down.pop(name, None)
+
+    def hosts(self, *, rediscover: bool = False, sessions: list[Session] | None = None) -> list[P.HostView]:
+        """Every Docker host of the config: does it answer, its GPUs (configured or discovered), who holds them."""
+        if sessions is None:
+            sessions, _ = self.list()
+        views = P.survey(self.config.hosts, sessions, lambda name: self.backend_for("docker", name),
+                         P.DiscoveryCache(self.root), self.config.docker.image, rediscover=rediscover,
+                         skip=None if rediscover else self._skip_host)
+        for view in views:
+            self._mark_host(view.name, view.problem or None)
+        return views
+
+    def preflight(self, host: str, image: str | None = None) -> list[str]:
+        """What `host` lacks for a session to start there (the image, the data volume, the shared sessions folder),
+        each with the command that fixes it."""
+        cfg = self.host_config(host)
+        backend = self.backend_for("docker", host)
+        shared = None if cfg.url.startswith("unix://") else self.root.resolve()
+        try:
+            return backend.missing(image or self.config.docker.image, self.config.docker.data_volume, P.docker_command(cfg), shared)
+        except UserError as err:
+            return [str(err)]
+
+    @contextmanager
+    def _placement_lock(self) -> Iterator[None]:
+        """One placement at a time across processes (two launches must not take the same GPUs)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / PLACEMENT_LOCK, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _launch_spec(self, session: Session) -> LaunchSpec:
         d = self.session_dir(session.id).resolve()
@@ -258,18 +314,33 @@ class SessionManager:
         session.data_dir = str(data.resolve())
 
     def start(self, session: Session, grace_s: float = DEFAULT_GRACE_S) -> Session:
-        """Give the session its GPUs and start it; without free GPUs it stays pending with the reason."""
+        """Place the session (a Docker host with enough free GPUs, or the one it names) and start it. While nothing
+        fits it stays pending with the reason; when the user must act first (a missing image or data volume, more
+        GPUs than any host has) it stays pending and a `UserError` says what to do."""
         if session.status not in (M.PENDING,):
             raise UserError(f"Session {session.id} is {session.status}; only a pending session can start.")
-        if session.backend == "docker":
-            allocation = self._gpu_allocator().allocate(session)
-            if allocation.gpu_ids is None:
-                session.transition(M.PENDING, allocation.reason)
-                self.save(session)
-                return session
-            session.gpu_ids = allocation.gpu_ids
-        else:
+        if session.backend != "docker":
             self._ensure_local_data(session)
+            return self._start_placed(session, grace_s)
+        with self._placement_lock():
+            session = self.get(session.id)  # another process may have started or killed it meanwhile
+            if session.status != M.PENDING or session.started_at is not None:
+                return session
+            sessions, _ = self.list()
+            placement = P.place(self.hosts(sessions=sessions), session.gpus,
+                                forced=session.host if session.host_forced else None,
+                                preflight=lambda host: self.preflight(host, session.image))
+            if placement.host is None:
+                session.transition(M.PENDING, placement.reason)
+                self.save(session)
+                self._next_placement[session.id] = time.monotonic() + PLACEMENT_RETRY_S
+                if placement.blocking:
+                    raise UserError(f"Session {session.id} cannot start yet: {placement.reason}")
+                return session
+            session.host, session.gpu_ids = placement.host, placement.gpu_ids
+            return self._start_placed(session, grace_s)
+
+    def _start_placed(self, session: Session, grace_s: float) -> Session:
         now = utc_now()
         session.started_at = iso(now)
         deadline = session.budget().deadline
@@ -316,14 +387,24 @@ class SessionManager:
         """Bring the session's status up to date with its backend; enforce the deadline from the host side; start
         a pending session whose GPUs have come free."""
         if session.status == M.PENDING and session.started_at is None:
-            if session.backend == "docker" and session.status_reason != "created":
-                return self.start(session)
+            if session.backend == "docker" and session.status_reason != "created" \
+                    and time.monotonic() >= self._next_placement.get(session.id, 0.0):
+                try:
+                    return self.start(session)
+                except UserError:
+                    return self.get(session.id)  # still pending; its reason says what to do
             return session
         if session.status not in (M.RUNNING, M.UNREACHABLE):
             return session
         handle = self.handle(session)
         backend = self.backend_for(session.backend, session.host)
-        state = backend.state(handle) if handle else None
+        skipped = self._skip_host(session.host) if session.backend == "docker" else None
+        if skipped:
+            state: BackendState | None = BackendState("unreachable", detail=skipped)
+        else:
+            state = backend.state(handle) if handle else None
+        if session.backend == "docker" and state is not None and not skipped:
+            self._mark_host(session.host, state.detail if state.status == "unreachable" else None)
         if state is None or state.status == "unreachable":
             if session.status != M.UNREACHABLE:
                 session.transition(M.UNREACHABLE, state.detail if state else "no container recorded")

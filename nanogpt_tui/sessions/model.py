@@ -101,7 +101,7 @@ class Session:
     anchor: str
     target: str | None
     backend: str  # "local" or "docker"
-    host: str
+    host: str  # "" until a Docker session is placed on a host of the pool
     image: str | None
     gpus: int  # GPUs the budget counts (and the session asked for)
     budget_gpu_hours: float  # the original budget
@@ -121,6 +121,7 @@ class Session:
     agent_model: str | None = None
     agent_effort: str | None = None
     data_dir: str | None = None
+    host_forced: bool = False  # the user named the host (--host); otherwise the pool places it by free GPUs
     config: dict[str, Any] = field(default_factory=dict)  # the config snapshot the session was launched with
     schema_version: int = SESSION_SCHEMA_VERSION
 

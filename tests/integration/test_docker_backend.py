@@ -29,6 +29,7 @@ from nanogpt_tui.backends.docker_backend import (
 )
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.sessions import layout as L
+from tests.conftest import REPO
 
 TEST_LABEL = "nanogpt-tui.test-run"
 RUN_ID = uuid.uuid4().hex[:10]
@@ -402,6 +403,43 @@ def test_gpu_request_without_nvidia_runtime_is_explained_and_cleaned_up(backend,
                               "local backend.")
     assert spec.session_id not in backend.find_sessions()
     assert not docker.from_env().containers.list(all=True, filters={"name": spec.name})
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_gpu_discovery_without_nvidia_runtime_finds_none_and_is_cached(backend, image, tmp_path):
+    from nanogpt_tui.config import HostConfig
+    from nanogpt_tui.sessions import pool as P
+
+    if "nvidia" in (docker.from_env().info().get("Runtimes") or {}):
+        pytest.skip("this Docker host has an NVIDIA runtime, so discovery would find its GPUs")
+    cache = P.DiscoveryCache(tmp_path)
+    host = HostConfig("local", _daemon_url())
+    found = P.discover(backend, host, image, cache)
+    assert found == P.HostGpus((), "none", "no NVIDIA container runtime")
+    # Cached under the daemon's id: asked again, no container runs (a missing image would otherwise show).
+    assert P.discover(backend, host, "nanogpt-tui-test:does-not-exist", cache) == found
+    missing = P.discover(backend, host, "nanogpt-tui-test:does-not-exist", cache, force=True)
+    assert missing.ids is None and "is missing" in missing.detail
+    assert not docker.from_env().containers.list(all=True, filters={"ancestor": image, "status": "exited"})
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_preflight_names_what_is_missing_with_the_command_that_fixes_it(backend, image, data_volume):
+    assert backend.missing(image, data_volume, "docker") == []
+    problems = backend.missing("nanogpt-tui-test:does-not-exist", f"no-such-volume-{RUN_ID}", "docker -H x")
+    assert problems == [
+        "The image nanogpt-tui-test:does-not-exist is not on Docker host local: build it there (`docker -H x build "
+        "-f image/Dockerfile -t nanogpt-tui-test:does-not-exist .`) or copy it (`docker save "
+        "nanogpt-tui-test:does-not-exist | docker -H x load`).",
+        f"The data volume no-such-volume-{RUN_ID} does not exist on Docker host local: create it (`docker -H x volume "
+        f"create no-such-volume-{RUN_ID}`) and fill it as image/README.md shows."]
+    # A remote host must see the sessions folder at the same path (checked by a short-lived container).
+    assert backend.missing(image, None, "docker", shared_dir=Path("/nonexistent-shared-folder")) == [
+        "The sessions folder /nonexistent-shared-folder is not visible on Docker host local: mount the shared "
+        "filesystem there at the same path (bind mounts name host paths)."]
+    assert backend.missing(image, None, "docker", shared_dir=REPO) == []
 
 
 @pytest.mark.docker

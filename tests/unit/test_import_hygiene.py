@@ -26,7 +26,7 @@ CORE_MODULES = [
     "nanogpt_tui.sessions.layout",
     "nanogpt_tui.sessions.model",
     "nanogpt_tui.sessions.control",
-    "nanogpt_tui.sessions.gpus",
+    "nanogpt_tui.sessions.pool",
     "nanogpt_tui.sessions.manager",
     "nanogpt_tui.sessions.runner",
     "nanogpt_tui.backends.base",

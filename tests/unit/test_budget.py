@@ -1,4 +1,4 @@
-"""GPU allocation without overlap, pending reasons, and the GPU-hour budget arithmetic."""
+"""The GPU-hour budget arithmetic and the status history of a session."""
 
 from __future__ import annotations
 
@@ -6,37 +6,13 @@ import datetime as dt
 
 import pytest
 
-from nanogpt_tui.config import HostConfig
-from nanogpt_tui.sessions.gpus import GpuAllocator
 from nanogpt_tui.sessions.model import Budget, Extension, Session
-
-HOSTS = (HostConfig("a", "unix:///a.sock", gpus=(0, 1, 2, 3, 4, 5, 6, 7)), HostConfig("b", "ssh://u@b", gpus=None))
 
 
 def session(sid: str, host: str = "a", gpus: int = 4, status: str = "running", ids=()) -> Session:
     return Session(id=sid, agent="scripted", strategy="default", strategy_hash="x", anchor="smoke", target=None,
                    backend="docker", host=host, image="img", gpus=gpus, budget_gpu_hours=8, created_at="t",
                    gpu_ids=list(ids), status=status)
-
-
-def test_sessions_get_disjoint_gpus_and_wait_with_a_reason():
-    running = [session("s1", ids=(0, 1, 2, 3)), session("s2", gpus=2, ids=(4, 5)),
-               session("old", ids=(6, 7), status="killed")]
-    alloc = GpuAllocator(HOSTS, running)
-    assert alloc.free("a") == [6, 7]
-    got = alloc.allocate(session("s3", gpus=2))
-    assert got.gpu_ids == [6, 7]
-    waiting = alloc.allocate(session("s4", gpus=4))
-    assert waiting.gpu_ids is None
-    assert waiting.reason == "waiting for 4 GPU(s) on a: 2 of 8 free (held by s1, s2)"
-    # An unreachable host's sessions still hold their GPUs (they recover when it returns).
-    alloc = GpuAllocator(HOSTS, [session("s5", gpus=8, ids=range(8), status="unreachable")])
-    assert alloc.allocate(session("s6", gpus=1)).gpu_ids is None
-
-
-def test_a_host_without_known_gpus_pins_none():
-    got = GpuAllocator(HOSTS, []).allocate(session("s1", host="b", gpus=8))
-    assert got.gpu_ids == [] and "lists no GPUs" in got.reason
 
 
 def test_budget_arithmetic():
