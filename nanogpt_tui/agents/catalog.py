@@ -4,6 +4,11 @@ A harness folder (`nanogpt_tui/agents/harnesses/<name>/`) holds `install.sh` (id
 (the entry point). A session copies it to `runner/agent/` (mounted read-only at /runner/agent) with
 `copy_harness`, which also sets the executable bits a wheel does not keep, and starts it as
 `bash /runner/agent/run.sh` in $BENCHMARK_WORKSPACE.
+
+A harness that builds on another one's scripts declares them in `AgentSpec.shared` instead of keeping a
+copy: `copy_harness` copies each shared file in next to the harness's own, so the session's
+`runner/agent/` is still self-contained (e.g. claude-autoresearch runs harnesses/claude/run.sh as its
+`claude.sh`).
 """
 
 from __future__ import annotations
@@ -33,13 +38,20 @@ class AgentSpec:
     default_strategy: str | None = "default"
     uses_prompts: bool = True
     config_env: tuple[str, ...] = ()  # optional tunables the harness reads
+    # Files shared from other harnesses (or a common folder) under harnesses/: (name in runner/agent, source
+    # path relative to harnesses/), copied in by `copy_harness`.
+    shared: tuple[tuple[str, str], ...] = ()
 
     @property
     def harness_dir(self) -> Path:
         return HARNESS_DIR / self.harness
 
+    def shared_files(self) -> dict[str, Path]:
+        """Each shared file's name in the copied harness folder and where it comes from."""
+        return {name: HARNESS_DIR / source for name, source in self.shared}
+
     def harness_present(self) -> bool:
-        return (self.harness_dir / ENTRY).is_file()
+        return (self.harness_dir / ENTRY).is_file() and all(p.is_file() for p in self.shared_files().values())
 
     def entry_command(self, runner_dir: str = "/runner") -> list[str]:
         return ["bash", f"{runner_dir}/agent/{ENTRY}"]
@@ -71,7 +83,7 @@ AGENTS: tuple[AgentSpec, ...] = (
         description="Claude Code driven by the Autoresearch-style program: a branch per run, one-file "
                     "experiments logged in results.tsv, never stopping.",
         harness="claude-autoresearch", clis=("claude",), key_options=(("ANTHROPIC_API_KEY",),),
-        default_strategy="autoresearch",
+        default_strategy="autoresearch", shared=(("claude.sh", "claude/run.sh"),),
         config_env=("BENCHMARK_AGENT_MODEL", "BENCHMARK_AGENT_EFFORT", "BENCHMARK_CLAUDE_PARTIAL")),
     AgentSpec(
         name="scripted", description="An offline agent that follows a fixed script (for demos and tests).",
@@ -102,12 +114,15 @@ def check_strategy_fits(agent: AgentSpec, strategy_agents: tuple[str, ...], stra
                         f"{agent.name}; pick another strategy or add {agent.name!r} to its agents list.")
 
 
-def _copy_tree(src: Path, dest: Path) -> Path:
+def _copy_tree(src: Path, dest: Path, extra: Mapping[str, Path] | None = None) -> Path:
+    """Copy `src` to `dest`, replacing what is there, plus `extra` files (name in `dest` -> source file)."""
     if not src.is_dir():
         raise UserError(f"{src} does not exist; reinstall nanogpt-tui (its package data is incomplete).")
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+    for name, source in (extra or {}).items():
+        shutil.copyfile(source, dest / name)
     for path in dest.rglob("*.sh"):
         # Wheels do not keep executable bits; harnesses are run with bash anyway, this is for people.
         path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
@@ -115,11 +130,18 @@ def _copy_tree(src: Path, dest: Path) -> Path:
 
 
 def copy_harness(agent: AgentSpec, dest: Path) -> Path:
-    """Copy an agent's harness folder to `dest` (e.g. sessions/<id>/runner/agent), replacing what is there."""
+    """Copy an agent's harness folder, with the files it shares, to `dest` (e.g. sessions/<id>/runner/agent),
+    replacing what is there."""
     if not agent.harness_present():
         raise UserError(f"The {agent.name} agent's harness ({agent.harness_dir}) is missing; "
                         "reinstall nanogpt-tui or pick another agent.")
-    return _copy_tree(agent.harness_dir, Path(dest))
+    shared = agent.shared_files()
+    for name in shared:
+        if Path(name).name != name or name in {".", ".."}:
+            raise ValueError(f"the {agent.name} harness shares {name!r}: a shared file needs a plain file name")
+        if (agent.harness_dir / name).exists():
+            raise ValueError(f"the {agent.name} harness has its own {name} and shares one too; keep only one")
+    return _copy_tree(agent.harness_dir, Path(dest), shared)
 
 
 def copy_strategy(root: Path, dest: Path) -> Path:

@@ -19,8 +19,9 @@ so `extend` moves its deadline too, and stops cleanly (its runs killed, a `resul
 deadline passes or on SIGINT/SIGTERM (the session watchdog's stop). Invoked again in the same workspace it
 resumes: experiments already in `results.tsv` are not run again.
 
-Events go to `$BENCHMARK_EVENTS_PATH` in nanogpt-tui's own event model (`nanogpt_tui.agents.events`), one
-JSON object per line; a short human line per action goes to stdout (the session's container.log).
+Events go to `$BENCHMARK_EVENTS_PATH` in nanogpt-tui's own event model, one JSON object per line, through
+`nanogpt_tui.agents.events.append_event`; a short human line per action goes to stdout (the session's
+container.log).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from nanogpt_tui.agents.events import append_event
+from nanogpt_tui.procgroup import stop_tree
 
 AGENT_NAME = "scripted"
 DEFAULT_PLAN = Path(__file__).resolve().parent / "harnesses" / "scripted" / "plan.toml"
@@ -319,10 +323,6 @@ def append_result(path: Path, row: ResultRow) -> None:
 
 # --------------------------------------------------------------------------------------------- the agent
 
-def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def read_deadline_epoch(control_dir: Path | None) -> float | None:
     """The deadline in `deadline.json` as a Unix time; None when there is no readable one."""
     if control_dir is None:
@@ -346,22 +346,6 @@ def read_deadline_epoch(control_dir: Path | None) -> float | None:
             stamp = stamp.replace(tzinfo=dt.timezone.utc)
         return stamp.timestamp()
     return None
-
-
-def emit_event(path: Path, type: str, **fields: Any) -> None:
-    """Append one event of nanogpt-tui's event model to the events file (None fields left out)."""
-    line = json.dumps({"nanogpt_tui_event": 1, "type": type, "ts": utc_now(),
-                       **{k: v for k, v in fields.items() if v is not None}}, ensure_ascii=False) + "\n"
-    # One write(2) per line on an O_APPEND descriptor: other writers' lines never interleave with ours, and the
-    # host tailing the file sees each line whole as soon as it exists.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        data = line.encode("utf-8")
-        while data:
-            data = data[os.write(fd, data):]
-    finally:
-        os.close(fd)
 
 
 def tail(text: str, limit: int = TAIL_CHARS) -> str:
@@ -428,7 +412,7 @@ class ScriptedAgent:
 
     def emit(self, type: str, **fields: Any) -> None:
         if self.events_path is not None:
-            emit_event(self.events_path, type, **fields)
+            append_event(self.events_path, type, **fields)
 
     def say(self, text: str) -> None:
         print(f"[scripted {dt.datetime.now(dt.timezone.utc):%H:%M:%S}] {text}", flush=True)
@@ -504,35 +488,18 @@ class ScriptedAgent:
                     self.checkpoint()
                     if time.monotonic() - started > timeout_s:
                         timed_out = True
-                        self._stop_group(proc)
+                        stop_tree(proc, first=signal.SIGINT, grace_s=STOP_GRACE_S)
                         break
                     time.sleep(POLL_S)
             except Stopped as stop:
-                self._stop_group(proc)
+                stop_tree(proc, first=signal.SIGINT, grace_s=STOP_GRACE_S)
                 self.result(call_id, False, f"interrupted: {stop}")
                 raise
             except BaseException:
-                self._stop_group(proc)
+                stop_tree(proc, first=signal.SIGINT, grace_s=STOP_GRACE_S)
                 raise
         output = log_path.read_text(encoding="utf-8", errors="replace")
         return ProcessResult(exit_code=proc.returncode, timed_out=timed_out, output=output)
-
-    @staticmethod
-    def _stop_group(proc: subprocess.Popen) -> None:
-        for sig, wait_s in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                proc.wait(timeout=wait_s)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        try:  # whatever the group still holds (a run the child left behind)
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     # ---- the steps
 
@@ -881,7 +848,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def fail(text: str) -> int:
         print(f"[scripted] error: {text}", file=sys.stderr, flush=True)
         if events:
-            emit_event(Path(events), "error", text=text)
+            append_event(events, "error", text=text)
         return 2
 
     try:

@@ -144,10 +144,12 @@ def place(views: Sequence[HostView], gpus: int, *, forced: str | None = None,
     fits: list[tuple[int, int, HostView, list[int]]] = []
     unpinned: list[tuple[int, int, HostView]] = []
     too_small: list[str] = []
+    down: list[str] = []  # why the hosts that do not answer don't (with how to fix it)
     largest = 0
     for order, v in enumerate(candidates):
         if not v.answers:
             waiting.append(f"{v.name} does not answer")
+            down.append(v.problem)
             continue
         offered = v.gpus.offered
         if not offered:
@@ -184,7 +186,8 @@ def place(views: Sequence[HostView], gpus: int, *, forced: str | None = None,
         where = forced or "the pool"
         return Placement(None, [], f"No host in {where} has {gpus} GPUs (the largest has {largest}); ask for "
                                    f"{largest} or fewer, or add a host with more.", blocking=True)
-    return Placement(None, [], f"waiting for {gpus} GPU(s): " + "; ".join(waiting + too_small))
+    return Placement(None, [], f"waiting for {gpus} GPU(s): " + "; ".join(waiting + too_small)
+                     + "".join(f". {problem.rstrip('.')}" for problem in down if problem) + ("." if down else ""))
 
 
 # --- what Docker says (the survey) ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from nanogpt_tui.fsutil import atomic_write_json
+from nanogpt_tui.procgroup import stop_tree
 from nanogpt_tui.sessions.control import read_deadline
 from nanogpt_tui.sessions.layout import (
     CONTAINER_CONTROL,
@@ -38,24 +39,11 @@ def say(text: str) -> None:
     print(f"[runner {stamp}] {text}", flush=True)
 
 
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def stop_agent(proc: subprocess.Popen, grace_s: float) -> None:
-    """SIGINT to the agent's whole process group, a grace period, then SIGKILL."""
-    _signal_group(proc, signal.SIGINT)
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        say(f"the agent did not stop within {grace_s:g} s of SIGINT; sending SIGKILL")
-        _signal_group(proc, signal.SIGKILL)
-        proc.wait()
-    # Anything the agent left in its group (a retiming run, say) goes too.
-    _signal_group(proc, signal.SIGKILL)
+    """SIGINT to the agent's whole process group, a grace period, then SIGKILL to whatever is left of its process
+    tree (a retiming run, torchrun's workers in their own sessions), waiting until all of it is gone."""
+    stop_tree(proc, first=signal.SIGINT, grace_s=grace_s,
+              on_kill=lambda: say(f"the agent did not stop within {grace_s:g} s of SIGINT; sending SIGKILL"))
 
 
 def run() -> int:
@@ -110,7 +98,7 @@ def run() -> int:
     while True:
         code = proc.poll()
         if code is not None:
-            _signal_group(proc, signal.SIGKILL)  # leftovers of a finished agent
+            stop_tree(proc, first=signal.SIGKILL, grace_s=0.0)  # leftovers of a finished agent
             try:
                 deadline = read_deadline(control_dir)
             except ValueError:

@@ -6,13 +6,13 @@ import glob
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from nanogpt_tui.procgroup import stop_tree
 from nanogpt_tui.validator.runlog import final_line, last_val_line
 
 # Environment variables never handed to candidate code: it is untrusted and could print them into a log.
@@ -89,21 +89,6 @@ def prepare_work_dir(candidate_dir: Path, work_dir: Path, data_dir: Path | None)
     return work_dir
 
 
-def _kill_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-
-
 def run_once(work_dir: Path, log_path: Path, index: int, *, timeout_s: float, env: Mapping[str, str]) -> RunOutcome:
     """Run `bash run.sh` once in its own process group, its output going to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,12 +101,12 @@ def run_once(work_dir: Path, log_path: Path, index: int, *, timeout_s: float, en
             exit_code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             timed_out = True
-            _kill_group(proc)
+            stop_tree(proc)
             exit_code = proc.returncode
         except BaseException:
             # Interrupted (the session's watchdog, a kill): the run is disposable, and whoever interrupts us may
             # not wait long, so the run's whole group goes at once rather than outliving this process.
-            _kill_group(proc, grace_s=0.0)
+            stop_tree(proc, grace_s=0.0)
             raise
     wall = time.monotonic() - start
     text = log_path.read_text(encoding="utf-8", errors="replace")

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 FAKE_BIN = REPO / "tests" / "fakes" / "bin"
 STREAMS = REPO / "tests" / "fixtures" / "streams"
 ANTHROPIC_KEY = "sk-ant-" "api03-TESTKEY-must-never-be-printed-0123456789abcdef"
-OPENAI_KEY = "sk-proj-TESTKEY-must-never-be-printed-abcdefghijklmnop"
+OPENAI_KEY = "sk-proj-" "TESTKEY-must-never-be-printed-abcdefghijklmnop"
 AZURE_KEY = "0123456789abcdef0123456789abcdef"
 
 

@@ -119,8 +119,8 @@ def test_the_judge_flagging_cheating_rejects(workspace, capsys, monkeypatch):
     out = capsys.readouterr()
     v = json.loads(out.out)
     assert v["outcome"] == "rejected" and v["judge"]["cheating"] is True and v["judge"]["usage"]["input_tokens"] > 0
-    assert "sk-ant-test-key" not in out.out + out.err
-    assert "sk-ant-test-key" not in "".join(p.read_text() for p in (workspace / "verdicts").rglob("*.json"))
+    assert "sk-ant-" "test-key" not in out.out + out.err
+    assert "sk-ant-" "test-key" not in "".join(p.read_text() for p in (workspace / "verdicts").rglob("*.json"))
 
 
 def test_the_judge_clearing_and_runs_validating(workspace, capsys, monkeypatch):

@@ -250,8 +250,9 @@ def test_render_one_line_per_event(claude, codex):
 
 def test_render_strips_escapes_masks_keys_and_folds():
     ev = Event(type="tool_result", source="claude", ok=True,
-               text="\x1b[31mred\x1b[0m \x1b]0;title\x07ok\r\nexport ANTHROPIC_API_KEY=sk-ant-api03-abcdefghijklmnop "
-                    "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload sk-proj-abcdefghijklmnopqrstuv\x07 "
+               text="\x1b[31mred\x1b[0m \x1b]0;title\x07ok\r\nexport ANTHROPIC_API_KEY=sk-ant-"
+                    "api03-abcdefghijklmnop "
+                    "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload sk-proj-" "abcdefghijklmnopqrstuv\x07 "
                     + "x" * 500)
     line = render_event(ev, max_chars=160, secrets=())
     assert "\x1b" not in line and "\x07" not in line and "\r" not in line

@@ -36,7 +36,7 @@ from nanogpt_tui.validator.judge import (
     parse_verdict,
 )
 
-KEY = "sk-test-SECRET-0123456789abcdef"
+KEY = "sk-" "test-SECRET-0123456789abcdef"
 ANCHOR = {"train_gpt.py": "import torch\n\nval_tokens = 10485760\nfor step in range(1750):\n    pass\n"}
 CANDIDATE = {"train_gpt.py": "import torch\n\nval_tokens = 10485760\nfor step in range(1700):\n    pass\n"}
 CLEAN = {"cheating": False, "confidence": 0.9, "reasons": [], "summary": "Fewer steps; comparable."}

@@ -53,7 +53,8 @@ def test_unanswering_hosts_are_passed_over_with_the_reason():
     views = [view("a", range(8), answers=False), view("b", range(8))]
     assert P.place(views, 8).host == "b"
     got = P.place(views, 8, forced="a")
-    assert got.host is None and got.reason == "waiting for 8 GPU(s): a does not answer" and not got.blocking
+    assert got.host is None and not got.blocking
+    assert got.reason == "waiting for 8 GPU(s): a does not answer. a is down."
 
 
 def test_forced_host_and_too_many_gpus():

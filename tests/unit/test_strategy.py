@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -184,9 +185,40 @@ def test_strategy_must_fit_the_agent():
         check_strategy_fits(get_agent("claude-autoresearch"), resolve_strategy("default").agents, "default")
 
 
-def test_the_autoresearch_harness_runs_the_same_claude_loop():
-    assert (get_agent("claude-autoresearch").harness_dir / "claude.sh").read_bytes() == \
-        (get_agent("claude").harness_dir / "run.sh").read_bytes()
+def test_the_autoresearch_harness_gets_the_claude_loop_as_a_shared_file(tmp_path):
+    auto, claude = get_agent("claude-autoresearch"), get_agent("claude")
+    assert not (auto.harness_dir / "claude.sh").exists()  # one source: harnesses/claude/run.sh
+    dest = copy_harness(auto, tmp_path / "runner" / "agent")
+    assert sorted(p.name for p in dest.iterdir()) == ["claude.sh", "install.sh", "run.sh"]
+    copied = dest / "claude.sh"
+    assert copied.read_bytes() == (claude.harness_dir / "run.sh").read_bytes()
+    assert copied.stat().st_mode & stat.S_IXUSR
+    assert subprocess.run(["bash", "-n", str(copied)]).returncode == 0
+    assert 'exec bash "$here/claude.sh"' in (dest / "run.sh").read_text()
+    # Copying the plain claude harness over it leaves no stale shared file behind.
+    copy_harness(claude, dest)
+    assert not (dest / "claude.sh").exists()
+
+
+def test_every_shared_harness_file_exists_and_does_not_shadow_the_harness_own():
+    for spec in AGENTS:
+        for name, source in spec.shared_files().items():
+            assert source.is_file(), (spec.name, source)
+            assert not (spec.harness_dir / name).exists(), (spec.name, name)
+
+
+def test_copy_harness_refuses_a_shared_file_that_shadows_or_leaves_the_folder(tmp_path):
+    claude = get_agent("claude")
+    shadowing = dataclasses.replace(claude, shared=(("run.sh", "codex/run.sh"),))
+    with pytest.raises(ValueError, match="has its own run.sh"):
+        copy_harness(shadowing, tmp_path / "agent")
+    escaping = dataclasses.replace(claude, shared=(("../claude.sh", "claude/run.sh"),))
+    with pytest.raises(ValueError, match="plain file name"):
+        copy_harness(escaping, tmp_path / "agent")
+    missing = dataclasses.replace(claude, shared=(("extra.sh", "claude/missing.sh"),))
+    assert not missing.harness_present()
+    with pytest.raises(UserError, match="harness .* is missing"):
+        copy_harness(missing, tmp_path / "agent")
 
 
 def test_harness_scripts_never_trace_or_eval():
@@ -217,7 +249,7 @@ def test_install_is_idempotent_when_the_cli_is_there(tmp_path):
 # ---------------------------------------------------------------------------------------------------- CLI
 
 def test_agents_and_strategies_list(capsys, monkeypatch):
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-1234567890")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" "test-key-1234567890")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("NANOGPT_TUI_STRATEGIES", "")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Claude Code driven by the Autoresearch-style program (the `autoresearch` strategy's program.md).
 #
-# Prepares what the program expects, then runs the plain Claude Code harness (claude.sh, a byte-for-byte
-# copy of harnesses/claude/run.sh; a test keeps them equal):
+# Prepares what the program expects, then runs the plain Claude Code harness (claude.sh: harnesses/claude/run.sh,
+# copied in next to this script by copy_harness, as `shared` in nanogpt_tui/agents/catalog.py declares):
 #   - a git branch of its own for this run, autoresearch/<run id>, checked out in the workspace;
 #   - results.tsv in the workspace (header only; kept out of git through .git/info/exclude), where the
 #     agent logs every experiment as keep, discard or crash;

@@ -1,0 +1,111 @@
+"""Stopping a child's whole process tree, and waiting until every process of it is gone (headless, stdlib only).
+
+A training run is a tree (bash, torchrun, the training processes), started in its own process group so it can be
+stopped as one. A process group is not enough: torchrun starts its workers in sessions of their own, so a SIGKILL
+to the group orphans them. So the tree is read from /proc (each process with its start time, so a recycled pid is
+never signalled), signalled with the group, and waited for: once `stop_tree` returns, nothing of it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+GONE_TIMEOUT_S = 10.0
+
+
+def _stat(pid: int) -> tuple[int, int, str] | None:
+    """(parent pid, start time in clock ticks, state) of a process, from /proc; None when it is gone."""
+    try:
+        raw = open(f"/proc/{pid}/stat", "rb").read()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(b")") + 2:].split()
+    return int(fields[1]), int(fields[19]), fields[0].decode()
+
+
+def descendants(pid: int) -> dict[int, int]:
+    """Every process below `pid`, as pid -> start ticks (empty where there is no /proc)."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return {}
+    for name in names:
+        if name.isdigit():
+            info = _stat(int(name))
+            if info is not None:
+                children.setdefault(info[0], []).append((int(name), info[1]))
+    found: dict[int, int] = {}
+    stack = [pid]
+    while stack:
+        for child, ticks in children.get(stack.pop(), ()):
+            if child not in found:
+                found[child] = ticks
+                stack.append(child)
+    return found
+
+
+def _alive(pid: int, ticks: int) -> bool:
+    info = _stat(pid)
+    return info is not None and info[1] == ticks and info[2] != "Z"
+
+
+def kill_tree(tree: dict[int, int], sig: int) -> None:
+    """Signal each process of `tree` that is still the same process (same start time)."""
+    for pid, ticks in tree.items():
+        if _alive(pid, ticks):
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def wait_gone(tree: dict[int, int], pgid: int | None = None, timeout_s: float = GONE_TIMEOUT_S) -> bool:
+    """Wait until no process of `tree` (and of group `pgid`) runs; False if some still do after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = any(_alive(pid, ticks) for pid, ticks in tree.items()) or (pgid is not None and _group_alive(pgid))
+        if not alive:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def stop_tree(proc: subprocess.Popen, first: int = signal.SIGTERM, grace_s: float = 10.0,
+              gone_timeout_s: float = GONE_TIMEOUT_S, on_kill: Callable[[], None] | None = None) -> None:
+    """Send `first` to the group of `proc` (started with `start_new_session=True`), give it `grace_s` seconds,
+    SIGKILL what is left of its group and of its process tree, and wait until all of it is gone. `on_kill` is
+    called when the leader outlived the grace period (it is about to be SIGKILLed)."""
+    tree = descendants(proc.pid)
+    try:
+        os.killpg(proc.pid, first)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        if on_kill is not None:
+            on_kill()
+    tree.update(descendants(proc.pid))  # started meanwhile, while the leader still ran
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    kill_tree(tree, signal.SIGKILL)
+    proc.wait()
+    wait_gone(tree, proc.pid, gone_timeout_s)

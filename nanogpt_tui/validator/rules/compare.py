@@ -1,0 +1,72 @@
+"""The entry point: compare a candidate record folder with its anchor and report every broken rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nanogpt_tui.errors import UserError
+from nanogpt_tui.validator.rules.checks import (
+    Side,
+    compile_flag_violations,
+    compiler_config_violations,
+    coordinate_descent_violations,
+    definition_violations,
+    launch_violations,
+    recompile_limit_violations,
+    run_deps_violations,
+    syntax_violations,
+    timing_violations,
+)
+from nanogpt_tui.validator.rules.facts import collect_file_facts
+from nanogpt_tui.validator.rules.model import WHOLE_FILE, RuleReport, Violation
+from nanogpt_tui.validator.rules.names import ENTRY_SCRIPT, RUN_SCRIPT, VAL_NAMES
+from nanogpt_tui.validator.rules.program import load_program
+from nanogpt_tui.validator.rules.trace import trace_facts
+
+
+def check_rules(anchor_dir: Path | str, candidate_dir: Path | str) -> RuleReport:
+    """Compare a candidate folder with its anchor; raises UserError on bad input (missing folders, broken anchor)."""
+    anchor = load_program(Path(anchor_dir), role="anchor")
+    broken = [sf for sf in anchor.files if sf.error is not None]
+    if broken:
+        sf = broken[0]
+        raise UserError(f"The anchor's {sf.rel} does not parse (line {sf.error.lineno}: "  # type: ignore[union-attr]
+                        f"{sf.error.msg if sf.error else ''}); pass a valid anchor record folder.")
+    candidate = load_program(Path(candidate_dir), role="candidate")
+
+    violations = syntax_violations(candidate)
+    try:
+        a = Side(anchor, collect_file_facts(anchor), trace_facts(anchor))
+    except RecursionError:
+        raise UserError(f"The anchor in {anchor_dir} is nested too deeply to analyse; pass a normal record "
+                        "folder.") from None
+    try:
+        c = Side(candidate, collect_file_facts(candidate), trace_facts(candidate))
+    except RecursionError:
+        entry_rel = candidate.entry.rel if candidate.entry else ENTRY_SCRIPT
+        violations.append(Violation("syntax", entry_rel, WHOLE_FILE,
+                                    "The code is nested too deeply to analyse, so it cannot be checked; "
+                                    "simplify the deeply nested expressions."))
+        return RuleReport(sorted(violations, key=Violation.sort_key))
+
+    violations += run_deps_violations(a, c)
+    violations += launch_violations(a, c)
+    entry = candidate.entry
+    if entry is not None and entry.tree is not None:
+        violations += compile_flag_violations(a, c)
+        violations += compiler_config_violations(a, c)
+        violations += recompile_limit_violations(a, c)
+        violations += coordinate_descent_violations(a, c)
+        violations += definition_violations(a, c, VAL_NAMES, "val-constants",
+                                            "validation must stay unchanged, so restore the anchor's value")
+        violations += definition_violations(a, c, ("train_files",), "train-files",
+                                            "the training data stream must stay unchanged, so restore the anchor's "
+                                            "value")
+        violations += timing_violations(a, c)
+    else:
+        # Only compiler settings coming from run.sh can be checked when the script does not parse.
+        violations += [v for v in coordinate_descent_violations(a, c) if v.file == RUN_SCRIPT]
+        violations += [v for v in compiler_config_violations(a, c) if v.file == RUN_SCRIPT]
+
+    unique = {(v.rule, v.file, v.line, v.message): v for v in violations}
+    return RuleReport(sorted(unique.values(), key=Violation.sort_key))
