@@ -4,16 +4,28 @@ Headless and standard library only (`ast`, `difflib`). The kinds:
 
 - `hyperparameter`: only literal values changed: learning rates, step counts, schedule constants, sizes,
   tuples of window sizes (`1750 -> 1700`, `(3, 7, 11) -> (3, 5, 11)`, `2 * 1024 -> 3 * 1024`); also a
-  knob added or removed (an assignment of a literal), a literal replaced by a reference to a knob, and the
-  arithmetic shape of a schedule function (`get_lr`, `*_schedule`, `*warmup*`, ...) or of a
-  hyperparameter class's field.
-- `systems`: kernels, compilation, communication, precision plumbing: a change whose changed names are
-  mostly those of `torch.compile`, Inductor/Dynamo, Triton, `torch.distributed` collectives, CUDA streams
-  and graphs, pinned memory, dtypes and casts (`.bfloat16()`, `.float()`, fp8, autocast), attention
-  kernels (FlashAttention, flex attention, SDPA); any change inside a `@triton.jit` function or a file of
-  kernels; a literal inside a systems call or setting (`torch.compile(dynamic=...)`, `NCCL_*`); run.sh.
+  knob added or removed (an assignment of a literal at module level, in a class or in `__init__`, a literal
+  parameter default, a literal keyword argument such as `head_dim=128`), a literal replaced by a reference to
+  a knob, and the arithmetic shape of a schedule function (`get_lr`, `*_schedule`, `*warmup*`, ...) or of a
+  hyperparameter class's field (`Hyperparameters`, `*Config`, `Args`, `*Settings`, `HParams`: anchored, so
+  `AttnArgs` is not one). State set up inside a function (`idx = 0`, `futures = []`, `self.thread = None`)
+  is no knob: it goes with the code that uses it.
+- `systems`: kernels, compilation, communication, precision plumbing, host-side concurrency: a change whose
+  changed names are mostly those of `torch.compile`, Inductor/Dynamo, Triton, `torch.distributed`
+  collectives, CUDA streams and graphs, pinned memory, dtypes and casts (`.bfloat16()`, `.float()`,
+  `.to(dtype=torch.float32)`, `.type_as(...)`, fp8, autocast), attention kernels (FlashAttention, flex
+  attention, SDPA), threads, events, queues and executors; any change inside a `@triton.jit` function or a
+  `torch.library` custom op, or in a file of kernels (named so, `triton_kernels.py`, or mostly kernels:
+  importing triton is not enough, every 2025 record's single train_gpt.py does); a literal inside a systems
+  call or setting (`torch.compile(dynamic=...)`, `NCCL_*`); a change in the header of a statement whose body
+  is systems work (`if isinstance(m, (nn.Embedding, nn.Linear)): m.bfloat16()`); run.sh. In the share of
+  changed names, names the changed code binds itself (its locals, parameters, the attributes it assigns) and
+  language glue (`len`, `.append`, `.size`) are left out, names bound to a thread, event, queue, stream or
+  future (or an instance of the file's own class wrapping one) count as systems, and dtype/device/rank
+  plumbing counts fully where it is what changed, half inside wholly new code.
 - `algorithmic`: any other change of structure: the model, the optimizer, data handling, the loss.
-- `none`: nothing that runs changed (comments, docstrings, formatting, log messages, reordered defs).
+- `none`: nothing that runs changed (comments, docstrings, formatting, log messages, reordered defs,
+  type annotations, a consistent rename of a name the code defines, the run id or log path).
 
 A change usually touches several places; each changed place (an *evidence* item: file, line, the
 enclosing scope, the AST node types, before/after) gets a kind of its own, and the change as a whole is
@@ -60,9 +72,32 @@ SYSTEMS_PARTS = frozenset({
     "create_block_mask", "BlockMask", "scaled_dot_product_attention", "custom_op", "register_fake",
     "register_autograd", "library", "mark_dynamic", "fullgraph", "dynamic", "max_autotune", "memory_format",
     "channels_last", "register_post_accumulate_grad_hook", "nccl", "NCCL", "cpp_extension", "load_inline",
+    "type_as", "float64", "tf32",
+    # host-side concurrency: threads, queues, executors, events (data loading overlapped with compute)
+    "threading", "Thread", "Event", "queue", "Queue", "SimpleQueue", "concurrent", "futures", "Future",
+    "ThreadPoolExecutor", "ProcessPoolExecutor", "multiprocessing", "asyncio", "Lock", "RLock", "Semaphore",
 })
 # Parts that are systems only as a method (`x.float()`), never as a bare name (`float(x)`, annotations).
-SYSTEMS_METHODS = frozenset({"float", "half", "contiguous", "wait", "record_stream"})
+SYSTEMS_METHODS = frozenset({"float", "half", "double", "contiguous", "wait", "record_stream"})
+# Precision, placement and sharding plumbing that is systems work where it is what changed (`x.to(dtype=
+# torch.float32) -> x`), but is only half a sign inside new code (`torch.zeros(n, dtype=torch.float32,
+# device=x.device)` is a new tensor first): the `dtype=` / `device=` keywords, `.dtype` / `.device`, `.to(...)`,
+# `float32`, the process's `rank` and `world_size`.
+WEAK_SYSTEMS_KEYWORDS = frozenset({"dtype", "device"})
+WEAK_SYSTEMS_PARTS = frozenset({"float32", "rank", "world_size", "local_rank"})
+WEAK_SYSTEMS_ATTRS = frozenset({"dtype", "device", "to"})
+# Language glue: builtins, container methods and shape queries say nothing about the kind of a change, and are
+# left out of the systems share (a rewritten optimizer step is full of `len`, `.append`, `.size`).
+GLUE_NAMES = frozenset({"len", "range", "zip", "enumerate", "min", "max", "abs", "round", "sum", "any", "all",
+                        "getattr", "setattr", "hasattr", "isinstance", "list", "dict", "tuple", "set", "int", "float",
+                        "bool", "str", "sorted", "reversed", "iter", "next", "map", "filter", "type", "super"})
+GLUE_METHODS = frozenset({"append", "extend", "pop", "insert", "items", "keys", "values", "get", "update", "size",
+                          "shape", "ndim", "numel", "dim"})
+# Calls whose result is a handle of systems work (a thread, event, queue, stream, future): a name bound to one
+# is systems wherever it is used (`self.ready = threading.Event()` ... `self.ready.wait()`).
+HANDLE_CALLS = frozenset({"Thread", "Event", "Queue", "SimpleQueue", "LifoQueue", "Lock", "RLock", "Condition",
+                          "Semaphore", "ThreadPoolExecutor", "ProcessPoolExecutor", "Process", "Stream", "CUDAGraph",
+                          "get_future", "submit"})
 SYSTEMS_ENV_PREFIXES = ("NCCL_", "TORCH_", "TORCHINDUCTOR_", "TORCHDYNAMO_", "CUDA_", "TRITON_", "PYTORCH_")
 SYSTEMS_MODULES = ("triton", "flash_attn", "flash_attn_interface", "torch.distributed", "torch._inductor",
                    "torch._dynamo", "torch.cuda", "torch.utils.cpp_extension", "torch.library", "kernels")
@@ -71,7 +106,11 @@ SYSTEMS_SHARE = 1 / 3
 # Scopes whose arithmetic is a schedule or a set of knobs: shape changes there are tuning.
 SCHEDULE_SCOPE = re.compile(r"(^|_)(lr|lrs|schedule|sched|warmup|cooldown|decay|momentum|window|ws|frac)(_|$)|"
                             r"schedule|warmup|cooldown", re.IGNORECASE)
-KNOB_CLASS = re.compile(r"hyperparam|config|args|settings|hparams", re.IGNORECASE)
+# Classes whose fields are knobs: anchored, so `AttnArgs` (a bundle of tensors) is not one.
+KNOB_CLASS = re.compile(r"^(\w*hyperparam(eter)?s?|h?params|args|\w*settings|\w*config)$", re.IGNORECASE)
+# Assignments that name the run or its logs, not the training (`run_id = f"yarn/{uuid.uuid4()}"`).
+RUN_LABEL = re.compile(r"(^|_)(run_?id|run_?name|uuid|tag|log|logs|log_?dir|log_?file|log_?path|logfile)$",
+                       re.IGNORECASE)
 KERNEL_NAME = re.compile(r"kernel|triton|cuda", re.IGNORECASE)
 LOG_CALLS = frozenset({"print", "print0", "log", "log0", "logging", "logger", "warn", "warnings", "write",
                        "info", "debug", "warning"})
@@ -291,6 +330,8 @@ def is_systems_token(token: str, systems_names: frozenset[str] = frozenset()) ->
             any(p in SYSTEMS_PARTS or KERNEL_NAME.search(p) for p in module.split("."))
     if token.startswith("kw:"):
         return token[3:] in SYSTEMS_PARTS
+    if token.startswith("handle:"):
+        return True
     if token.startswith("def:"):
         return bool(KERNEL_NAME.search(token[4:]))
     parts = [p for p in token.replace("()", "").split(".") if p]
@@ -302,34 +343,92 @@ def is_systems_token(token: str, systems_names: frozenset[str] = frozenset()) ->
     return len(parts) > 1 and parts[-1] in SYSTEMS_METHODS or (token.startswith(".") and parts[-1] in SYSTEMS_METHODS)
 
 
+def is_weak_systems_token(token: str) -> bool:
+    """Precision and placement plumbing (`dtype=`, `.device`, `.to(...)`, `torch.float32`): see
+    `WEAK_SYSTEMS_KEYWORDS`."""
+    if token.startswith("kw:"):
+        return token[3:] in WEAK_SYSTEMS_KEYWORDS
+    if token.startswith(("env:", "import:", "def:", "handle:")):
+        return False
+    parts = [p for p in token.replace("()", "").split(".") if p]
+    if any(p in WEAK_SYSTEMS_PARTS for p in parts):
+        return True
+    return bool(parts) and (len(parts) > 1 or token.startswith(".")) and parts[-1] in WEAK_SYSTEMS_ATTRS
+
+
 def systems_names(trees: Iterable[tuple[str, ast.Module]]) -> frozenset[str]:
-    """Names the code defines as kernels (a `@triton.jit` function, a function in a kernel file, one named
-    `*kernel*`) or imports from a kernel module, in any of the given files."""
+    """Names the code defines as kernels or imports from a kernel module, in any of the given files: a
+    `@triton.jit` (or other `@triton.*`) function, a `torch.library` custom op, a function named `*kernel*`, a
+    function that launches one of those (`ns_kernel[grid](...)`), the names imported from a kernel module
+    (`relu_square` from `triton_kernels`) and the module itself. Importing triton does not make every other
+    function of the file a kernel: a record's single train_gpt.py holds its model, optimizer and schedule too."""
     names: set[str] = set()
     for file, tree in trees:
-        kernel_file = bool(KERNEL_NAME.search(Path(file).stem)) or _imports_triton(tree)
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                if kernel_file or KERNEL_NAME.search(node.name) or _triton_decorated(node):
-                    names.add(node.name)
-            elif isinstance(node, ast.ImportFrom) and node.module and is_systems_token(f"import:{node.module}"):
-                names.update(alias.asname or alias.name for alias in node.names)
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    if is_systems_token(f"import:{alias.name}") and alias.asname:
-                        names.add(alias.asname)
-        if kernel_file:
-            names.add(Path(file).stem)
+        names |= _file_systems_names(file, tree)
     return frozenset(names)
 
 
-def _imports_triton(tree: ast.Module) -> bool:
-    for node in tree.body:
-        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "triton" for a in node.names):
-            return True
-        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "triton":
+@functools.lru_cache(maxsize=64)
+def _file_systems_names(file: str, tree: ast.Module) -> frozenset[str]:
+    """`systems_names` of one file (cached: parsed trees are cached and not changed)."""
+    names: set[str] = set()
+    kernels: set[str] = set()
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    for node in functions:
+        if KERNEL_NAME.search(node.name) or _triton_decorated(node) or _custom_op_decorated(node):
+            if node.name != "_":
+                kernels.add(node.name)
+    for node in functions:
+        if node.name not in kernels and node.name != "_" and _launches(node, kernels):
+            kernels.add(node.name)
+    names |= kernels
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and is_systems_token(f"import:{node.module}"):
+            names.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if is_systems_token(f"import:{alias.name}") and alias.asname:
+                    names.add(alias.asname)
+    if _is_kernel_file(file, tree):
+        names.add(Path(file).stem)
+    return frozenset(names)
+
+
+def _launches(node: ast.AST, kernels: set[str]) -> bool:
+    """Whether a function launches a Triton kernel of `kernels` (`name[grid](...)`)."""
+    for n in ast.walk(node):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Subscript) and isinstance(n.func.value, ast.Name) \
+                and n.func.value.id in kernels:
             return True
     return False
+
+
+def _is_kernel_file(file: str, tree: ast.Module | None) -> bool:
+    """A file of kernels: named so (`triton_kernels.py`, `cuda_ops.py`), or most of its top-level functions and
+    classes are `@triton.*` functions, custom ops and the functions that launch them. Importing triton is not
+    enough (every 2025 record's single train_gpt.py imports it for one Newton-Schulz kernel)."""
+    if KERNEL_NAME.search(Path(file).stem):
+        return True
+    if tree is None:
+        return False
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    functions = [n for n in defs if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    kernels = {n.name for n in functions if _triton_decorated(n)}
+    if not kernels:
+        return False
+    kernel_like = kernels | {n.name for n in functions if _custom_op_decorated(n) or _launches(n, kernels)}
+    return 2 * len(kernel_like) > len(defs)
+
+
+def _custom_op_decorated(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+    """`@torch.library.custom_op(...)`, `@custom_op(...)`, `@op.register_fake` / `register_autograd` / ..."""
+    for dec in node.decorator_list:
+        name = dotted(dec.func if isinstance(dec, ast.Call) else dec) or ""
+        last = name.split(".")[-1]
+        if "library" in name.split(".") or last in ("custom_op", "register_fake", "register_autograd",
+                                                    "register_kernel", "impl_abstract"):
+            return name
+    return None
 
 
 def _triton_decorated(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
@@ -343,6 +442,200 @@ def _triton_decorated(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str | Non
 def _multiset_difference(a: list[str], b: list[str]) -> list[str]:
     ca, cb = Counter(a), Counter(b)
     return list(((ca - cb) + (cb - ca)).elements())
+
+
+def _operators(node: ast.AST) -> list[str]:
+    """The arithmetic a subtree does on values that are not literals (`x1 * cos + x2 * sin`: `op:Mult` twice,
+    `op:Add` once): the math of a change, which names alone do not show."""
+    out = []
+    for n in ast.walk(node):
+        if isinstance(n, ast.BinOp) and not is_literal(n):
+            out.append(f"op:{type(n.op).__name__}")
+        elif isinstance(n, ast.AugAssign):
+            out.append(f"op:{type(n.op).__name__}")
+        elif isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub) and not is_literal(n):
+            out.append("op:USub")
+    return out
+
+
+def _glue(token: str) -> bool:
+    if token.startswith(("kw:", "env:", "import:", "def:", "handle:", "op:")):
+        return False
+    parts = [p for p in token.replace("()", "").split(".") if p]
+    if not parts:
+        return True
+    if len(parts) == 1 and not token.startswith("."):
+        return parts[0] in GLUE_NAMES
+    return parts[-1] in GLUE_METHODS
+
+
+def _target_names(target: ast.AST) -> list[str]:
+    """The dotted names an assignment target binds: `x`, `self.thread`, both of `a, (b, c)`."""
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [name for elt in target.elts for name in _target_names(elt)]
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    if isinstance(target, (ast.Name, ast.Attribute)):
+        name = dotted(target)
+        return [name] if name else []
+    return []
+
+
+def _handle_call(value: ast.AST | None, classes: frozenset[str] = frozenset()) -> bool:
+    """Whether a value is a handle of systems work: a thread, event, queue, executor, CUDA stream or graph, a
+    future, the work object of an asynchronous collective (`dist.all_reduce(..., async_op=True)`), or an instance
+    of one of `classes` (the file's own helpers that wrap such handles, see `_handle_classes`)."""
+    node = value
+    while isinstance(node, ast.Call):
+        name = dotted(node.func) or (node.func.attr if isinstance(node.func, ast.Attribute) else "")
+        if name.split(".")[-1] in HANDLE_CALLS or name in classes:
+            return True
+        if any(k.arg == "async_op" and isinstance(k.value, ast.Constant) and k.value.value is True
+               for k in node.keywords):
+            return True
+        node = node.func.value if isinstance(node.func, ast.Attribute) else None
+    return False
+
+
+def _bindings(nodes: Iterable[ast.AST], classes: frozenset[str] = frozenset()) -> tuple[set[str], set[str]]:
+    """The names some code binds itself (assignment targets, loop and comprehension variables, `with ... as`,
+    parameters other than self/cls, exception names, definitions) and those of them bound to a systems handle."""
+    bound: set[str] = set()
+    handles: set[str] = set()
+    for node in nodes:
+        for n in ast.walk(node):
+            targets: list[ast.AST] = []
+            value: ast.AST | None = None
+            if isinstance(n, ast.Assign):
+                targets, value = n.targets, n.value
+            elif isinstance(n, (ast.AnnAssign, ast.AugAssign)):
+                targets, value = [n.target], n.value
+            elif isinstance(n, ast.NamedExpr):
+                targets, value = [n.target], n.value
+            elif isinstance(n, (ast.For, ast.AsyncFor, ast.comprehension)):
+                targets = [n.target]
+            elif isinstance(n, ast.withitem) and n.optional_vars is not None:
+                targets, value = [n.optional_vars], n.context_expr
+            elif isinstance(n, ast.arg) and n.arg not in ("self", "cls"):
+                bound.add(n.arg)
+            elif isinstance(n, ast.ExceptHandler) and n.name:
+                bound.add(n.name)
+            elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(n.name)
+            for t in targets:
+                names = _target_names(t)
+                bound.update(names)
+                if _handle_call(value, classes):
+                    handles.update(names)
+    return bound, handles
+
+
+@functools.lru_cache(maxsize=64)
+def _file_handles(tree: ast.Module, classes: frozenset[str] = frozenset()) -> frozenset[str]:
+    """Attributes (`self.ready`) and module-level names a file binds to a systems handle anywhere."""
+    _, handles = _bindings([tree], classes)
+    _, module_level = _bindings([n for n in tree.body if not isinstance(
+        n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))], classes)
+    return frozenset({h for h in handles if "." in h} | module_level)
+
+
+@functools.lru_cache(maxsize=64)
+def _args_with_literal_defaults(tree: ast.AST) -> tuple[ast.arg, ...]:
+    """The parameters whose default is a literal (`head_dim=128`), in every signature of a tree."""
+    out: list[ast.arg] = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.arguments):
+            positional = [*n.posonlyargs, *n.args]
+            pairs = list(zip(positional[len(positional) - len(n.defaults):], n.defaults))
+            pairs += [(a, d) for a, d in zip(n.kwonlyargs, n.kw_defaults) if d is not None]
+            out.extend(a for a, d in pairs if is_literal(d))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _handle_classes(tree: ast.Module) -> frozenset[str]:
+    """The file's classes that wrap systems handles: every method but `__init__` works a thread, event, queue or
+    stream the instance holds (a background shard loader). A class whose main method does other work (a batch
+    finder that also starts a thread) is not one."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        _, handles = _bindings([node])
+        attrs = {h for h in handles if h.startswith("self.")}
+        methods = [m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
+                   and m.name != "__init__"]
+        if not attrs or not methods:
+            continue
+        if all(any(t == a or t.startswith(a + ".") for t in _tokens(m) for a in attrs) for m in methods):
+            out.add(node.name)
+    return frozenset(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _identifiers(tree: ast.AST) -> tuple[frozenset[str], frozenset[str]]:
+    """Every identifier a tree uses (names, attributes, parameters, keywords, definitions) and those it binds."""
+    used: set[str] = set()
+    bound: set[str] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name):
+            used.add(n.id)
+            if isinstance(n.ctx, ast.Store):
+                bound.add(n.id)
+        elif isinstance(n, ast.Attribute):
+            used.add(n.attr)
+            if isinstance(n.ctx, ast.Store):
+                bound.add(n.attr)
+        elif isinstance(n, ast.arg):
+            used.add(n.arg)
+            bound.add(n.arg)
+        elif isinstance(n, ast.keyword) and n.arg:
+            used.add(n.arg)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            used.add(n.name)
+            bound.add(n.name)
+    return frozenset(used), frozenset(bound)
+
+
+def _renamed_identifiers(a: Any, b: Any, out: list[tuple[str, str]]) -> bool:
+    """Whether two subtrees differ only in identifiers (collected into `out` as (old, new) pairs)."""
+    if isinstance(a, list) or isinstance(b, list):
+        if not (isinstance(a, list) and isinstance(b, list)) or len(a) != len(b):
+            return False
+        return all(_renamed_identifiers(x, y, out) for x, y in zip(a, b))
+    if not (isinstance(a, ast.AST) and isinstance(b, ast.AST)):
+        return a == b
+    if type(a) is not type(b):
+        return False
+    ident = {ast.Name: "id", ast.Attribute: "attr", ast.arg: "arg", ast.keyword: "arg", ast.FunctionDef: "name",
+             ast.AsyncFunctionDef: "name", ast.ClassDef: "name"}.get(type(a))
+    for name, va in ast.iter_fields(a):
+        if name in _SKIP_FIELDS:
+            continue
+        vb = getattr(b, name, None)
+        if name == ident and va != vb:
+            if not (isinstance(va, str) and isinstance(vb, str)):
+                return False
+            out.append((va, vb))
+        elif not _renamed_identifiers(va, vb, out):
+            return False
+    return True
+
+
+_STATE_VALUES = (0, None, False, "", -1)
+
+
+def _is_state_init(node: ast.AST) -> bool:
+    """`idx = 0`, `futures: list = []`, `self.thread = None`: state set up, not a knob."""
+    if not _assigns_literal(node):
+        return False
+    value = node.value  # type: ignore[attr-defined]
+    if isinstance(value, (ast.List, ast.Tuple, ast.Set)) and not value.elts:
+        return True
+    if isinstance(value, ast.Dict) and not value.keys:
+        return True
+    v = literal_value(value)
+    return any(type(v) is type(s) and v == s for s in _STATE_VALUES) or v == 0.0 and isinstance(v, float)
 
 
 # ------------------------------------------------------------------------------------------------ literals
@@ -520,8 +813,12 @@ class _PythonDiff:
         self.evidence: list[Evidence] = []
         self.old_tree, self.new_tree = old_tree, new_tree
         self.kernel_names = kernel_names
-        self.file_is_systems = bool(KERNEL_NAME.search(Path(file).stem)) or _imports_triton(new_tree) \
-            or _imports_triton(old_tree)
+        self.file_is_systems = _is_kernel_file(file, new_tree) or _is_kernel_file(file, old_tree)
+        self.handle_classes = _handle_classes(old_tree) | _handle_classes(new_tree)
+        self.handles = set(_file_handles(old_tree, self.handle_classes) | _file_handles(new_tree, self.handle_classes))
+        self._function_handles: dict[int, set[str]] = {}  # per enclosing function, filled as needed
+        self._ids_old, self._ids_new = _identifiers(old_tree), _identifiers(new_tree)
+        self._literal_default_args = {id(a) for t in (old_tree, new_tree) for a in _args_with_literal_defaults(t)}
 
     def is_sys(self, token: str) -> bool:
         return is_systems_token(token, self.kernel_names)
@@ -571,6 +868,9 @@ class _PythonDiff:
                 decorator = _triton_decorated(node)
                 if decorator:
                     return f"inside @{decorator} {node.name}"
+                decorator = _custom_op_decorated(node)
+                if decorator:
+                    return f"inside the custom op @{decorator} {node.name}"
                 if KERNEL_NAME.search(node.name):
                     return f"inside the kernel function {node.name}"
         return None
@@ -674,12 +974,19 @@ class _PythonDiff:
         if all(isinstance(n, ast.Pass) for n in [*old, *new]):
             self.record(change, NEUTRAL, "pass statements", scopes, old, new)
             return
-        tokens_old = [t for n in old for t in _tokens(n)]
-        tokens_new = [t for n in new for t in _tokens(n)]
-        changed = _multiset_difference(tokens_old, tokens_new) if old and new else tokens_old + tokens_new
-        hits = sorted({t for t in changed if self.is_sys(t)})
+        label = self.run_label(old, new, ancestors)
+        if label:
+            self.record(change, NEUTRAL, f"names the run ({label})", scopes, old, new)
+            return
+        renamed = self.consistent_rename(old, new)
+        if renamed:
+            self.record(change, NEUTRAL, "a consistent rename: " + ", ".join(f"{a} -> {b}" for a, b in renamed[:4]),
+                        scopes, old, new)
+            return
+        share, hits, changed = self.systems_share(old, new, scopes)
         # Imports: systems modules are systems work; any other import just follows the code that uses it.
         if all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in [*old, *new]):
+            hits = sorted({t for n in [*old, *new] for t in _tokens(n) if self.is_sys(t)})
             if hits:
                 self.record(change, SYSTEMS, f"imports {', '.join(_clean(h) for h in hits)}", scopes, old, new)
             else:
@@ -692,15 +999,26 @@ class _PythonDiff:
                     inner = self.systems_scope([_Scope(n.name, n)]) if not self.file_is_systems else None
                     if inner:
                         systems = inner.replace("inside", "adds or removes")
+        if systems is None:
+            systems = self.systems_guard(old, new, ancestors)
         if systems:
             self.record(change, SYSTEMS, systems, scopes, old, new)
             return
-        if hits and sum(1 for t in changed if self.is_sys(t)) / max(1, len(changed)) >= SYSTEMS_SHARE:
+        if hits and share >= SYSTEMS_SHARE:
             self.record(change, SYSTEMS, "changes " + ", ".join(_clean(h) for h in hits[:6]), scopes, old, new)
             return
-        # A knob added or removed: an assignment of a literal value.
-        if not (old and new) and all(_assigns_literal(n) for n in [*old, *new]):
+        # A knob added or removed: an assignment of a literal value where knobs live, a literal default of a
+        # parameter, a literal keyword argument.
+        if not (old and new) and all(self.is_knob(n, scopes, ancestors) for n in [*old, *new]):
             self.record(change, HYPERPARAMETER, "a knob " + ("added" if new else "removed"), scopes, old, new)
+            return
+        if not (old and new) and all(id(n) in self._literal_default_args for n in [*old, *new]):
+            self.record(change, NEUTRAL, "a parameter with a literal default (the default is the knob)", scopes, old,
+                        new)
+            return
+        if not (old and new) and all(isinstance(n, ast.stmt) and _is_state_init(n) for n in [*old, *new]) \
+                and self.in_function(scopes):
+            self.record(change, NEUTRAL, "state set up (an empty container, a counter, a flag)", scopes, old, new)
             return
         # A literal replaced by a reference to a knob (or back).
         if len(old) == len(new) == 1 and _literal_vs_reference(old[0], new[0]):
@@ -712,10 +1030,151 @@ class _PythonDiff:
             return
         why = "structure changed"
         if changed:
-            names = sorted({_clean(t) for t in changed if not t.startswith("kw:")})[:6]
+            names = sorted({_clean(t) for t in changed if not t.startswith(("kw:", "op:"))})[:6]
             if names:
                 why += ": " + ", ".join(names)
         self.record(change, ALGORITHMIC, why, scopes, old, new)
+
+    # ---- judging a structural change
+
+    def systems_share(self, old: Sequence[ast.AST], new: Sequence[ast.AST],
+                      scopes: Sequence[_Scope] = ()) -> tuple[float, list[str], list[str]]:
+        """The share of the changed names that are systems names, the systems names, and the names counted.
+
+        Names the changed code binds itself (its locals, parameters, attributes it assigns, its definitions) say
+        nothing about what kind of code it is and are left out, so a rewritten optimizer step full of new locals
+        is judged by what it calls (`dist.reduce_scatter_tensor`, `.wait`); a name bound to a thread, event,
+        stream or future is a systems name wherever it is used. Precision plumbing (`dtype=`, `.to(...)`) counts
+        fully where it is what changed, half inside wholly new or removed code."""
+        tokens_old = [t for n in old for t in [*_tokens(n), *_operators(n)]]
+        tokens_new = [t for n in new for t in [*_tokens(n), *_operators(n)]]
+        changed = _multiset_difference(tokens_old, tokens_new) if old and new else tokens_old + tokens_new
+        bound, handles = _bindings([*old, *new], self.handle_classes)
+        handles |= self.handles
+        function = next((s.node for s in reversed(scopes)
+                         if isinstance(s.node, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+        if function is not None:  # a local of the enclosing function bound to a handle elsewhere in it
+            if id(function) not in self._function_handles:
+                self._function_handles[id(function)] = _bindings([function], self.handle_classes)[1]
+            handles |= self._function_handles[id(function)]
+        roots = bound | handles
+        counted = [t for t in (self._localize(t, roots, handles) for t in changed) if t is not None and not _glue(t)]
+        weak_weight = 1.0 if old and new else 0.5
+        weight = 0.0
+        hits: set[str] = set()
+        for t in counted:
+            if self.is_sys(t):
+                weight += 1
+                hits.add(t)
+            elif is_weak_systems_token(t):
+                weight += weak_weight
+                hits.add(t)
+        return weight / max(1, len(counted)), sorted(hits), counted
+
+    def _localize(self, token: str, roots: set[str], handles: set[str]) -> str | None:
+        """A changed name as the share counts it: None for a name the code binds itself, the method part of a
+        chain on such a name (`x.float` -> `.float`), `handle:...` for a use of a systems handle."""
+        if token.startswith("def:"):
+            return token if self.is_sys(token) else None
+        if token.startswith(("kw:", "env:", "import:", "op:", ".")):
+            return token
+        if token in ("self", "cls"):
+            return None
+        parts = token.split(".")
+        for i in range(len(parts), 0, -1):
+            root = ".".join(parts[:i])
+            root = root[:-2] if root.endswith("()") else root
+            if root in roots:
+                if root in handles:
+                    return "handle:" + token
+                rest = parts[i:]
+                return "." + ".".join(rest) if rest else None
+        return token
+
+    def systems_guard(self, old: Sequence[ast.AST], new: Sequence[ast.AST], ancestors: Sequence[ast.AST]) -> str | None:
+        """A change in the header of a statement whose body is systems work (a cast, a compile, a collective) is
+        judged by that body: `if isinstance(m, nn.Embedding): m.bfloat16()` -> `(nn.Embedding, nn.Linear)`
+        decides what runs in bfloat16."""
+        if ancestors and isinstance(ancestors[-1], ast.Call) and all(isinstance(n, ast.keyword) for n in [*old, *new]):
+            func = dotted(ancestors[-1].func)
+            if func and self.is_sys(func):
+                return f"a setting of {func}"
+        compound = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith)
+        same_body = len(old) == len(new) == 1 and type(old[0]) is type(new[0]) and isinstance(old[0], compound) \
+            and all(self.shapes.exact(getattr(old[0], f, [])) == self.shapes.exact(getattr(new[0], f, []))
+                    for f in ("body", "orelse"))
+        if same_body:
+            stmt: ast.AST | None = new[0]  # the same body under a changed header
+        elif any(isinstance(n, ast.stmt) for n in [*old, *new]):
+            return None
+        else:
+            stmt = next((a for a in reversed(ancestors) if isinstance(a, ast.stmt)), None)
+        if not isinstance(stmt, compound):
+            return None
+        if not stmt.body or len(stmt.body) > 3:
+            return None
+        names: list[str] = []
+        for st in stmt.body:
+            found = [t for t in _tokens(st) if self.is_sys(t)]
+            if not found:
+                return None
+            names.extend(found)
+        return "decides where systems work runs: " + ", ".join(sorted({_clean(t) for t in names})[:4])
+
+    def consistent_rename(self, old: Sequence[ast.AST], new: Sequence[ast.AST]) -> list[tuple[str, str]]:
+        """The (old, new) identifier pairs when the change only renames names the code defines, everywhere
+        (`rotary_cos -> cos`: the old name is gone from the new file); [] otherwise."""
+        if not old or len(old) != len(new):
+            return []
+        pairs: list[tuple[str, str]] = []
+        if not _renamed_identifiers(list(old), list(new), pairs) or not pairs:
+            return []
+        used_new, bound_new = self._ids_new
+        _, bound_old = self._ids_old
+        mapping: dict[str, str] = {}
+        for a, b in pairs:
+            if mapping.setdefault(a, b) != b or a not in bound_old or b not in bound_new or a in used_new:
+                return []
+        return sorted(mapping.items())
+
+    @staticmethod
+    def run_label(old: Sequence[ast.AST], new: Sequence[ast.AST], ancestors: Sequence[ast.AST]) -> str | None:
+        """A change to the value of `run_id`, a log path or a tag: it names the run, it does not change it."""
+        stmts = [n for n in [*old, *new] if isinstance(n, ast.stmt)]
+        if stmts and len(stmts) == len(old) + len(new):
+            candidates: list[ast.AST] = stmts
+        elif not stmts:
+            stmt = next((a for a in reversed(ancestors) if isinstance(a, ast.stmt)), None)
+            candidates = [stmt] if stmt is not None else []
+        else:
+            return None
+        names: list[str] = []
+        for st in candidates:
+            if not isinstance(st, (ast.Assign, ast.AnnAssign)):
+                return None
+            targets = st.targets if isinstance(st, ast.Assign) else [st.target]
+            found = [n for t in targets for n in _target_names(t)]
+            if not found or not all(RUN_LABEL.search(n.split(".")[-1]) for n in found):
+                return None
+            names.extend(found)
+        return ", ".join(names) if names else None
+
+    def is_knob(self, node: ast.AST, scopes: Sequence[_Scope], ancestors: Sequence[ast.AST] = ()) -> bool:
+        """An assignment of a literal (not state set up inside a function: `idx = 0`, `futures = []`), a
+        parameter's literal default (`def __init__(self, ..., head_dim=128)`), a literal keyword argument
+        (`GPT(..., head_dim=128)`)."""
+        if isinstance(node, ast.keyword):
+            return node.arg is not None and is_literal(node.value)
+        if ancestors and isinstance(ancestors[-1], ast.arguments) and isinstance(node, ast.expr):
+            return is_literal(node)
+        if not _assigns_literal(node):
+            return False
+        return not (self.in_function(scopes) and _is_state_init(node))
+
+    @staticmethod
+    def in_function(scopes: Sequence[_Scope]) -> bool:
+        inner = next((s.node for s in reversed(scopes) if s.node is not None), None)
+        return isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef))
 
     # ---- walking
 
@@ -749,6 +1208,11 @@ class _PythonDiff:
             if name in _SKIP_FIELDS:
                 continue
             vb = getattr(b, name, None)
+            if name in ("annotation", "returns"):
+                # Type annotations do not run (`world_size` -> `world_size: int`).
+                if self.shapes.exact(va) != self.shapes.exact(vb):
+                    self.record("structure", NEUTRAL, "an annotation", scopes, [va] if va else [], [vb] if vb else [])
+                continue
             if isinstance(va, list) and isinstance(vb, list):
                 is_body = name in ("body", "orelse", "finalbody", "handlers")
                 self.diff_list(va, vb, inner_scopes if is_body or name == "decorator_list" else scopes, chain,
@@ -837,9 +1301,12 @@ class _PythonDiff:
         added = [n for n in added if isinstance(n, ast.AST)]
         if not removed and not added:
             return
-        # Knob-like statements and imports are judged one by one; the rest of a block is one change.
-        singles_r = [n for n in removed if _assigns_literal(n) or isinstance(n, (ast.Import, ast.ImportFrom))]
-        singles_a = [n for n in added if _assigns_literal(n) or isinstance(n, (ast.Import, ast.ImportFrom))]
+        # Knobs (literal assignments, defaults, keyword arguments) and imports are judged one by one; the rest
+        # of a block is one change (state set up inside a function goes with the code that uses it).
+        def single(n: ast.AST) -> bool:
+            return self.is_knob(n, scopes, ancestors) or isinstance(n, (ast.Import, ast.ImportFrom))
+        singles_r = [n for n in removed if single(n)]
+        singles_a = [n for n in added if single(n)]
         rest_r = [n for n in removed if n not in singles_r]
         rest_a = [n for n in added if n not in singles_a]
         for n in singles_r:
@@ -884,7 +1351,7 @@ def _safe_unparse(node: ast.AST) -> str:
 
 
 def _clean(token: str) -> str:
-    for prefix in ("kw:", "env:", "import:", "def:"):
+    for prefix in ("kw:", "env:", "import:", "def:", "handle:"):
         if token.startswith(prefix):
             return token[len(prefix):]
     return token
