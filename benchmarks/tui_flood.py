@@ -8,7 +8,7 @@ codes), plus an agent usage event a second; the real `nanogpt-tui` runs on a 160
 - the app's CPU use (user + system time of its process over the flood, as % of one core);
 - its memory (RSS sampled every second): the log views keep a bounded window, so it must stay flat.
 
-    .venv/bin/python benchmarks/tui_flood.py [--sessions 8] [--rate 2000] [--seconds 60] [--json]
+    .venv/bin/python benchmarks/tui_flood.py [--sessions 8] [--rate 2000] [--seconds 60] [--json] [--keep]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -71,6 +72,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--size", default="160x48")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (the flooded logs)")
     parser.add_argument("--writer", nargs=2, metavar=("ROOT", "IDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.writer:
@@ -128,6 +130,8 @@ def main() -> int:
         term.close()
         proc.terminate()
         proc.wait()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)  # a minute of flood is ~100 MB of logs per session set
 
     def summary(values):
         got = [v for v in values if v is not None]

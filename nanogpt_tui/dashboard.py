@@ -2,8 +2,9 @@
 
 Three parts:
 
-- session views: a `Session` with its verdicts (as table rows), token usage and progress curve, read from
-  `sessions/<id>/` (`Dashboard` keeps readers between reloads so events files are read incrementally);
+- session views: a `Session` with its verdicts (as table rows), token usage, progress curve and the share of
+  its GPU-hours per kind of change, read from `sessions/<id>/` (`Dashboard` keeps readers between reloads so
+  events files are read incrementally, and rebuilds a session's change ledger only when its files change);
 - plot data: each session's best seconds faster over GPU-hours, and the human record lines between the
   anchor and the target (none for an anchor outside the human timeline, such as `smoke`);
 - `LogTail`: a bounded window on the end of a growing log, read by byte offset, that opens a 1 GB file by
@@ -15,13 +16,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.records import Timeline
+# How verdicts are read (moment, GPU-hours, % of human progress, the judge's word) is shared with the reports.
+from nanogpt_tui.reports.conventions import finite_number, gap_for, gpu_hours_at, judge_label, verdict_percent
 from nanogpt_tui.scoring import HumanLine, ProgressCurve, ProgressPoint, human_lines
 from nanogpt_tui.sessions import layout as L
 from nanogpt_tui.sessions import model as M
@@ -34,6 +38,9 @@ LOG_WINDOW_LINES = 5_000  # lines a live log view keeps in memory; older ones ar
 MAX_LINE_CHARS = 4_096  # a longer line is clipped for display (the file keeps it whole)
 # Usage events kept per session (text dropped); a session that spends millions of turns keeps only the last.
 USAGE_EVENTS_KEPT = 200_000
+# A busy agent writes events every second: a session's change ledger is rebuilt for them at most this often (new
+# verdicts, experiment or submission folders, results.tsv rows and commits rebuild it at once).
+CHANGES_REFRESH_S = 10.0
 
 
 # ----------------------------------------------------------------------------------------------- formatting
@@ -102,20 +109,6 @@ def short_id(session_id: str) -> str:
 
 # ----------------------------------------------------------------------------------------------- verdicts
 
-def judge_label(verdict: Verdict) -> str:
-    """The judge's result in a word or two, with the static rule checks folded in."""
-    static = verdict.static or {}
-    if static.get("ok") is False:
-        return "rules broken"
-    judge = verdict.judge or {}
-    status = judge.get("status")
-    if status == "answered":
-        return "flagged" if judge.get("cheating") else "cleared"
-    if status in ("skipped", "unavailable", "failed"):
-        return status
-    return "-" if verdict.kind == "baseline" else "not run"
-
-
 @dataclass(frozen=True)
 class VerdictRow:
     """One row of the verdict table, and the verdict itself for the detail view."""
@@ -146,8 +139,7 @@ class VerdictRow:
 
     @property
     def seconds_faster(self) -> float | None:
-        value = (self.verdict.speedup or {}).get("seconds_faster")
-        return value if isinstance(value, (int, float)) else None
+        return finite_number((self.verdict.speedup or {}).get("seconds_faster"))
 
     def cells(self) -> dict[str, str]:
         """Every column as plain text (the table styles them)."""
@@ -167,36 +159,6 @@ class VerdictRow:
             "percent": "-" if self.percent is None else f"{self.percent:.1f}%",
             "significant": "yes" if v.significant else "no",
         }
-
-
-def verdict_percent(verdict: Verdict, gap_s: float | None) -> float | None:
-    """The verdict's own % of human progress, else one computed from the timeline's gap; never invented."""
-    speedup = verdict.speedup or {}
-    value = speedup.get("percent_of_human_progress")
-    if isinstance(value, (int, float)):
-        return float(value)
-    faster = speedup.get("seconds_faster")
-    if gap_s and isinstance(faster, (int, float)):
-        return 100.0 * faster / gap_s
-    return None
-
-
-def gap_for(timeline: Timeline | None, anchor: str, target: str | None) -> float | None:
-    """Seconds from anchor to target on the human timeline, None where either is not in it."""
-    if timeline is None or not target or anchor not in timeline or target not in timeline:
-        return None
-    try:
-        return timeline.gap(anchor, target)
-    except UserError:
-        return None
-
-
-def gpu_hours_at(session: Session, moment: str | None) -> float | None:
-    """GPU-hours the session had used at `moment` (its start plus elapsed wall-clock time, times its GPUs)."""
-    start, when = parse_iso(session.started_at), parse_iso(moment)
-    if start is None or when is None:
-        return None
-    return max(0.0, (when - start).total_seconds()) / 3600 * max(1, session.gpus)
 
 
 # -------------------------------------------------------------------------------------------- session view
@@ -222,6 +184,62 @@ class UsageSummary:
         return f"{format_tokens(self.input_tokens)} in · {format_tokens(self.output_tokens)} out · {cost}"
 
 
+# Short names of the kinds of change (`nanogpt_tui.classify.KINDS`, not imported here: it is slow to import).
+CHANGE_SHORT = {"hyperparameter": "hp", "algorithmic": "algo", "systems": "sys"}
+
+
+def format_share(value: float | None) -> str:
+    """`62%` for 0.62, as the report writes shares; `-` when there is no share to give."""
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class ChangeShares:
+    """Where a session's GPU-hours went by kind of change (hyperparameter, algorithmic, systems): the report's
+    change ledger (`nanogpt_tui.reports.ledger`) summarised, so the control room and the report agree."""
+
+    gpu_hours: dict[str, float]  # per kind, `none` (no code change) included
+    of_changes: dict[str, float | None]  # each kind's share of the GPU-hours spent on changes (the three kinds, in
+    # the classifier's order: hyperparameter, algorithmic, systems)
+    changes_gpu_hours: float  # GPU-hours of the experiments and submissions that changed code
+    experiments: int
+    submissions: int
+    problems: tuple[str, ...] = ()  # what the ledger could not read (e.g. no anchor code to compare with)
+
+    @classmethod
+    def from_ledger(cls, ledger) -> ChangeShares:
+        shares = ledger.shares()
+        subs = sum(1 for item in ledger.items if item.source == "submission")
+        return cls(gpu_hours=dict(ledger.gpu_hours_by_kind()), of_changes=dict(shares["of_changes"]),
+                   changes_gpu_hours=shares["changes_gpu_hours"], experiments=len(ledger.items) - subs,
+                   submissions=subs, problems=tuple(ledger.problems))
+
+    def _found(self) -> str:
+        return f"{_plural(self.experiments, 'experiment')}, {_plural(self.submissions, 'submission')}"
+
+    def compact(self) -> str:
+        """`hp 62% · algo 30% · sys 8%` of the GPU-hours spent on changes; why not, when no change was classified."""
+        if self.changes_gpu_hours <= 0:
+            if not self.experiments and not self.submissions:
+                return "no experiments or submissions yet"
+            return f"no code change classified ({self._found()})"
+        return " · ".join(f"{CHANGE_SHORT.get(k, k)} {format_share(share)}" for k, share in self.of_changes.items())
+
+    def detail(self, used_gpu_hours: float) -> str:
+        """Each kind's GPU-hours and share of changes, and the part of the GPU-hours used that went to changes."""
+        if self.changes_gpu_hours <= 0:
+            return self.compact() + (f" · {self.problems[0]}" if self.problems else "")
+        kinds = " · ".join(f"{k} {format_gpu_hours(self.gpu_hours[k]) if self.gpu_hours.get(k) else '0'} "
+                           f"({format_share(share)})" for k, share in self.of_changes.items())
+        used = max(used_gpu_hours, self.changes_gpu_hours)
+        return (f"{kinds} · {format_gpu_hours(self.changes_gpu_hours)} of {format_gpu_hours(used)} used on changes "
+                f"({format_share(self.changes_gpu_hours / used)}) · {self._found()}")
+
+
 @dataclass
 class SessionView:
     """Everything a card, the plot and the verdict table need about one session."""
@@ -232,6 +250,7 @@ class SessionView:
     gap_s: float | None = None
     problems: list[str] = field(default_factory=list)
     complete: bool = True  # False for the first, quick look (session.json only; verdicts and usage follow)
+    changes: ChangeShares | None = None  # None until the session's change ledger has been built
 
     @property
     def id(self) -> str:
@@ -308,15 +327,50 @@ class _UsageReader:
         return self.summary
 
 
-class Dashboard:
-    """Session views for every session under a sessions folder, reloaded on demand (never from the UI thread)."""
+@dataclass
+class _ChangesEntry:
+    """A session's change shares and what they were built from."""
 
-    def __init__(self, root: Path, timeline: Timeline | None = None) -> None:
+    files: tuple  # the stamp of the files the ledger reads (but the events file)
+    events: tuple[int, int] | None  # the events file's (size, mtime)
+    built_at: float  # time.monotonic() of the build
+    shares: ChangeShares | None
+    # Experiment folders change in place (a run's files are written after its folder appears), so a ledger built
+    # from them follows the events file; one built from commits changes only with new commits.
+    follows_events: bool = True
+
+
+def _stat_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+class Dashboard:
+    """Session views for every session under a sessions folder, reloaded on demand (never from the UI thread).
+
+    Each session's change shares come from its change ledger (experiments and submissions classified against
+    their parents), which `refresh_changes()` rebuilds only for sessions whose files changed since the last
+    build: new verdicts, experiment or submission folders, results.tsv rows, commits, or, at most every
+    `changes_refresh_s`, its events file. Views carry the last shares until then, so nothing on the way to the
+    screen ever waits for a ledger.
+    """
+
+    def __init__(self, root: Path, timeline: Timeline | None = None, *, baselines_dir: Path | None = None,
+                 clock: Callable[[], dt.datetime] | None = None, changes_refresh_s: float = CHANGES_REFRESH_S
+                 ) -> None:
         self.root = Path(root)
         self.timeline = timeline
+        self.baselines_dir = Path(baselines_dir) if baselines_dir else None
+        self.clock = clock or M.utc_now
+        self.changes_refresh_s = changes_refresh_s
         self._usage: dict[str, _UsageReader] = {}
         self._verdicts: dict[str, tuple[tuple, list[VerdictRow], list[str]]] = {}
         self._views: dict[str, SessionView] = {}
+        self._changes: dict[str, _ChangesEntry] = {}
+        self._classifier = None  # the ledger's ClassifierCache, made on the first build
         self.problems: list[str] = []
 
     def session_ids(self) -> list[str]:
@@ -342,6 +396,63 @@ class Dashboard:
         self._verdicts[session.id] = (stamp, rows, problems)
         return rows, problems
 
+    def _changes_files(self, session: Session) -> tuple:
+        """A cheap stamp of what the change ledger reads besides the events file (a few stats, no listing)."""
+        d = self.root / session.id
+        ws = d / L.WORKSPACE
+        paths = (ws / "experiments", ws / "experiments" / "results.tsv", ws / "results.tsv", ws / "submissions",
+                 ws / ".git" / "logs" / "HEAD", d / L.RUNNER / "anchor")
+        verdicts = self._verdicts.get(session.id)
+        return (session.started_at, session.finished_at, session.gpus, session.anchor,
+                verdicts[0] if verdicts else (), *(_stat_key(p) for p in paths))
+
+    def _changes_for(self, session: Session) -> ChangeShares | None:
+        """The session's last built change shares (None before the first build)."""
+        entry = self._changes.get(session.id)
+        return entry.shares if entry is not None else None
+
+    def changes_due(self, session_id: str) -> bool:
+        """Whether the session's change ledger must be (re)built: never built, its files changed, or its events
+        changed and the last build is older than `changes_refresh_s`."""
+        view = self._views.get(session_id)
+        if view is None or not view.complete:
+            return False
+        entry = self._changes.get(session_id)
+        if entry is None or entry.files != self._changes_files(view.session):
+            return True
+        return (entry.follows_events and entry.events != _stat_key(self.root / session_id / L.EVENTS_FILE)
+                and time.monotonic() - entry.built_at >= self.changes_refresh_s)
+
+    def refresh_changes(self, session_ids: Iterable[str] | None = None) -> list[str]:
+        """Rebuild the change shares of the sessions that are due (all loaded ones when None); returns the ids
+        whose shares changed (their views are replaced, so the caller can hand `views()` on)."""
+        from nanogpt_tui.reports.ledger import ClassifierCache, build_ledger
+
+        if self._classifier is None:
+            self._classifier = ClassifierCache()  # classifications of code already seen are not redone
+        changed = []
+        for sid in list(self._views) if session_ids is None else list(session_ids):
+            if not self.changes_due(sid):
+                continue
+            view = self._views[sid]
+            files = self._changes_files(view.session)
+            events = _stat_key(self.root / sid / L.EVENTS_FILE)
+            follows_events = True
+            try:
+                ledger = build_ledger(self.root / sid, view.session, [r.verdict for r in view.verdicts],
+                                      baselines_dir=self.baselines_dir, now=self.clock(), classifier=self._classifier)
+                shares = ChangeShares.from_ledger(ledger)
+                follows_events = not any("commit" in source for source in ledger.sources)
+            except Exception as err:  # noqa: BLE001  a session's ledger must not stop the others' updates
+                self.problems.append(f"{sid}: its GPU-hours per kind of change could not be worked out "
+                                     f"({type(err).__name__}: {err}); the next change to its files retries.")
+                shares = None
+            self._changes[sid] = _ChangesEntry(files, events, time.monotonic(), shares, follows_events)
+            if shares != view.changes:
+                self._views[sid] = replace(view, changes=shares)
+                changed.append(sid)
+        return changed
+
     def load(self, session_id: str, quick: bool = False) -> SessionView:
         session = load_session(self.root / session_id)
         if quick:
@@ -358,18 +469,21 @@ class Dashboard:
             usage = reader.update()
         except OSError as err:
             usage, problems = reader.summary, [*problems, f"{session_id}: events file unreadable ({err})"]
-        view = SessionView(session=session, verdicts=rows, usage=usage, gap_s=gap, problems=problems)
+        view = SessionView(session=session, verdicts=rows, usage=usage, gap_s=gap, problems=problems,
+                           changes=self._changes_for(session))
         self._views[session_id] = view
         return view
 
     def reload(self, session_ids: Iterable[str] | None = None, quick: bool = False) -> list[SessionView]:
         """Re-read the given sessions (all when None) and return every view, oldest first. `quick` reads only
-        session.json (a first look while verdicts and events, slower to read, are still to come)."""
+        session.json (a first look while verdicts and events, slower to read, are still to come). Change shares
+        are the last built (`refresh_changes()` brings them up to date)."""
         present = self.session_ids()
         for gone in set(self._views) - set(present):
             self._views.pop(gone, None)
             self._usage.pop(gone, None)
             self._verdicts.pop(gone, None)
+            self._changes.pop(gone, None)
         wanted = set(present) if session_ids is None else set(session_ids) | (set(present) - set(self._views))
         problems = []
         for sid in present:
@@ -473,9 +587,11 @@ class LogTail:
 
     `open()` returns the last lines by reading backwards from the end in blocks (a 1 GB file opens in
     milliseconds); `read_new()` returns complete lines appended since; `read_older()` reads lines before the
-    window's start. A file that shrank or was replaced is read again from its tail. When the writer gets
+    window's start; `read_around(offset)` moves the window's start to lines around a line found by
+    `search_log`. A file that shrank or was replaced is read again from its tail. When the writer gets
     more than `max_lag_bytes` ahead, the lines in between are skipped with one note, so a flood cannot make
-    the reader fall ever further behind.
+    the reader fall ever further behind. After each read, `offsets` holds the byte offset of each line it
+    returned.
     """
 
     BLOCK = 64 * 1024
@@ -485,6 +601,7 @@ class LogTail:
         self.start = 0  # byte offset of the first line handed out
         self.offset = 0  # byte offset after the last complete line handed out
         self.max_lag_bytes = max_lag_bytes
+        self.offsets: list[int] = []  # where each line the last read returned begins
         self._inode: int | None = None
 
     @staticmethod
@@ -495,6 +612,7 @@ class LogTail:
     def _lines_before(self, handle, end: int, n: int) -> tuple[int, list[bytes]]:
         """The last `n` complete lines before byte `end` (which sits at a line start) and where the first begins."""
         if end <= 0 or n <= 0:
+            self.offsets = []
             return end, []
         pos, buf = end, b""
         while pos > 0 and buf.count(b"\n") <= n:
@@ -509,7 +627,15 @@ class LogTail:
             lines.pop(0)  # a partial line: the block boundary cut it
         lines = lines[-n:]
         start = end - sum(len(x) + 1 for x in lines)
+        self._set_offsets(start, lines)
         return start, lines
+
+    def _set_offsets(self, start: int, lines: list[bytes]) -> None:
+        offsets, pos = [], start
+        for line in lines:
+            offsets.append(pos)
+            pos += len(line) + 1
+        self.offsets = offsets
 
     def open(self, n: int = LOG_WINDOW_LINES) -> list[str]:
         """The last `n` complete lines; later `read_new()` calls continue from there."""
@@ -524,6 +650,7 @@ class LogTail:
                 return [self._decode(x) for x in lines]
         except FileNotFoundError:
             self.start = self.offset = 0
+            self.offsets = []
             return []
 
     def _complete_end(self, handle, size: int) -> int:
@@ -542,6 +669,7 @@ class LogTail:
     def read_new(self, max_lines: int = LOG_WINDOW_LINES) -> tuple[list[str], bool]:
         """Lines appended since the last call, and whether the window restarted (file replaced, or too far
         behind: then the lines are the new tail and the caller should drop what it holds)."""
+        self.offsets = []
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -559,15 +687,19 @@ class LogTail:
         if end < 0:
             return [], False
         chunk = data[: end + 1]
+        first = self.offset
         self.offset += len(chunk)
         lines = chunk.split(b"\n")[:-1]
-        if len(lines) > max_lines:
+        restarted = len(lines) > max_lines
+        if restarted:
+            first = self.offset - sum(len(x) + 1 for x in lines[-max_lines:])
             lines = lines[-max_lines:]
-            return [self._decode(x) for x in lines], True
-        return [self._decode(x) for x in lines], False
+        self._set_offsets(first, lines)
+        return [self._decode(x) for x in lines], restarted
 
     def read_older(self, n: int) -> list[str]:
         """Up to `n` lines before the window's first line (empty at the start of the file)."""
+        self.offsets = []
         if self.start <= 0:
             return []
         try:
@@ -577,19 +709,135 @@ class LogTail:
             return []
         return [self._decode(x) for x in lines]
 
+    def read_around(self, offset: int, before: int, after: int) -> list[str]:
+        """`before` lines before the line starting at byte `offset`, that line, and up to `after` - 1 lines after
+        it; the window's start moves there (`read_older()` goes on from it). `read_new()` is not affected: it
+        still continues from the end."""
+        self.offsets = []
+        try:
+            with open(self.path, "rb") as handle:
+                start, older = self._lines_before(handle, offset, before)
+                handle.seek(offset)
+                newer: list[bytes] = []
+                buf = b""
+                while len(newer) < after:
+                    block = handle.read(self.BLOCK)
+                    if not block:
+                        break  # the last line has no newline yet: a writer is mid-line
+                    buf += block
+                    *complete, buf = buf.split(b"\n")
+                    newer.extend(complete)
+                newer = newer[:after]
+        except FileNotFoundError:
+            return []
+        self.start = start
+        lines = older + newer
+        self._set_offsets(start, lines)
+        return [self._decode(x) for x in lines]
+
     @property
     def at_start(self) -> bool:
         return self.start <= 0
 
+    def position(self) -> tuple[int, int, int | None]:
+        """(start, offset, inode): where the window stands, to `resume` a tail on the same file later."""
+        return self.start, self.offset, self._inode
+
+    def resume(self, position: tuple[int, int, int | None], max_lag_bytes: int) -> bool:
+        """Stand at a `position` taken earlier, if the file is still the same one and has grown by at most
+        `max_lag_bytes` since (then `read_new()` returns what was appended meanwhile); False otherwise."""
+        start, offset, inode = position
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        if inode is None or st.st_ino != inode or st.st_size < offset or st.st_size - offset > max_lag_bytes:
+            return False
+        self.start, self.offset, self._inode = start, offset, inode
+        return True
+
+
+# ------------------------------------------------------------------------------------------ log search
+
+SEARCH_CHUNK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class LogMatch:
+    """A display line `search_log` found: where its raw line begins in the file, and the line's text."""
+
+    offset: int
+    text: str
+    wrapped: bool = False  # found below the starting point (the search went on from the end of the file)
+
+
+def _lines_backwards(handle, lo: int, hi: int, chunk_bytes: int = SEARCH_CHUNK_BYTES):
+    """(offset, raw line) of the complete lines between byte `lo` (a line start) and byte `hi` (a line start, or
+    the end of the last complete line), the last first, read in chunks of `chunk_bytes`."""
+    pos, carry = hi, b""
+    while pos > lo:
+        step = min(chunk_bytes, pos - lo)
+        pos -= step
+        handle.seek(pos)
+        data = handle.read(step) + carry  # ends at a line boundary: right before what was handed out already
+        parts = data.split(b"\n")
+        parts.pop()  # empty: data ends with a newline
+        carry = b""
+        if pos > lo:
+            carry = parts.pop(0) + b"\n"  # cut by the chunk's start: completed by the next chunk
+        end = pos + len(data)
+        for line in reversed(parts):
+            end -= len(line) + 1
+            yield end, line
+
+
+def search_log(path: str | os.PathLike[str], needle: str, render: Callable[[str], list[LogLine]], *, before: int,
+               after: int | None = None, kinds: tuple[str, ...] | None = None,
+               cancelled: Callable[[], bool] | None = None, progress: Callable[[float], None] | None = None,
+               chunk_bytes: int = SEARCH_CHUNK_BYTES) -> LogMatch | None:
+    """The nearest display line above byte `before` that contains `needle` (case-insensitive), searching the
+    file upwards from there; when there is none and `after` is given (the start of the last line the caller
+    holds), the last one below it, searching up from the end of the file (wrapping around). Lines are matched
+    as they are shown: rendered by `render` (so masked keys are never found by their value) and of the event
+    types in `kinds` (None: all). Runs for as long as the file takes (call it off the UI thread); `cancelled`
+    is asked between lines, and `progress` hears the share of the file searched. None when nothing matched."""
+    want = needle.lower()
+    if not want:
+        return None
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        regions = [(0, min(before, size), False)]
+        if after is not None and after < size:
+            handle.seek(0)
+            regions.append((after, LogTail(path)._complete_end(handle, size), True))
+        total = sum(hi - lo for lo, hi, _ in regions) or 1
+        done = 0
+        for lo, hi, wrapped in regions:
+            for n, (offset, raw) in enumerate(_lines_backwards(handle, lo, hi, chunk_bytes)):
+                if n % 1000 == 0:
+                    if cancelled is not None and cancelled():
+                        return None
+                    if progress is not None:
+                        progress((done + hi - offset) / total)
+                if wrapped and offset <= after:
+                    break  # the caller's own last line: everything below it was searched
+                for line in reversed(render(LogTail._decode(raw))):
+                    if (kinds is None or line.kind in kinds) and want in line.text.lower():
+                        return LogMatch(offset, line.text, wrapped)
+            done += hi - lo
+    return None
+
 
 # ------------------------------------------------------------------------------------- rendering log lines
 
-@dataclass(frozen=True)
-class LogLine:
-    """One displayed line: its event type (for the filter) and its plain, sanitised, masked text."""
+class LogLine(NamedTuple):
+    """One displayed line: its event type (for the filter), its plain, sanitised, masked text, and where the raw
+    line it came from begins in the file (-1 when it came from no file). A named tuple: log views hold tens of
+    thousands, and a tuple is half the objects of a dataclass for the cycle collector to walk."""
 
     kind: str
     text: str
+    offset: int = -1
 
 
 def log_line_renderer(secrets: Iterable[str] | None = None, max_chars: int = 1_000

@@ -10,6 +10,15 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def smoke_baselines(dest: Path) -> Path:
+    """`dest` (made if needed) holding the record timeline and the smoke record's code, without its data or logs."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "human_baselines" / "records.tsv", dest / "records.tsv")
+    shutil.copytree(REPO / "human_baselines" / "smoke", dest / "smoke",
+                    ignore=shutil.ignore_patterns("data", "logs", "__pycache__"))
+    return dest
+
+
 @pytest.fixture
 def baselines_dir(tmp_path: Path) -> Path:
     """A copy of human_baselines/records.tsv in a temporary folder."""

@@ -1,10 +1,9 @@
 """One session's report section, read from its folder: submissions and verdicts, progress, budget, tokens and cost,
 the best submission's diff against the anchor, reproducibility facts, and the change ledger; headless.
 
-Conventions (the control room uses the same): a verdict happens at its `finished_at` (else `started_at`); the
-GPU-hours at a moment are (moment - session start) x the session's GPUs; a verdict's % of human progress is
-its own `speedup.percent_of_human_progress`, else its seconds faster over the timeline's anchor-to-target gap;
-the progress curve steps at each counted verdict (valid, significant, comparable) that beats the best so far.
+How a verdict's moment, GPU-hours and % of human progress are read is in `nanogpt_tui.reports.conventions` (the
+control room uses the same functions); the progress curve steps at each counted verdict (valid, significant,
+comparable) that beats the best so far.
 """
 
 from __future__ import annotations
@@ -19,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from nanogpt_tui import __version__
-from nanogpt_tui.errors import UserError
 from nanogpt_tui.records import Timeline
+from nanogpt_tui.reports.conventions import finite_number as _num
+from nanogpt_tui.reports.conventions import gap_for, gpu_hours_at, judge_label, verdict_moment, verdict_percent
 from nanogpt_tui.reports.ledger import Ledger, ClassifierCache, build_ledger, read_code
 from nanogpt_tui.scoring import ProgressCurve, ProgressPoint
 from nanogpt_tui.sessions import layout as L
 from nanogpt_tui.sessions import model as M
-from nanogpt_tui.sessions.model import Session, load_session, parse_iso
+from nanogpt_tui.sessions.model import Session, load_session
 from nanogpt_tui.validator.verdict import Verdict, load_verdicts
 
 DIFF_MAX_LINES = 3000
@@ -36,57 +36,6 @@ def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def gap_for(timeline: Timeline | None, anchor: str, target: str | None) -> float | None:
-    """Seconds of human progress from anchor to target, None where either is not on the timeline."""
-    if timeline is None or not target or anchor not in timeline or target not in timeline:
-        return None
-    try:
-        return timeline.gap(anchor, target)
-    except UserError:
-        return None
-
-
-def gpu_hours_at(session: Session, moment: str | dt.datetime | None) -> float | None:
-    start = parse_iso(session.started_at)
-    when = parse_iso(moment) if isinstance(moment, str) or moment is None else moment
-    if start is None or when is None:
-        return None
-    return max(0.0, (when - start).total_seconds()) / 3600 * max(1, session.gpus)
-
-
-def verdict_moment(verdict: Verdict) -> str | None:
-    return verdict.finished_at or verdict.started_at
-
-
-def verdict_percent(verdict: Verdict, gap_s: float | None) -> float | None:
-    speedup = verdict.speedup or {}
-    value = _num(speedup.get("percent_of_human_progress"))
-    if value is not None:
-        return value
-    faster = _num(speedup.get("seconds_faster"))
-    if gap_s and faster is not None:
-        return 100.0 * faster / gap_s
-    return None
-
-
-def judge_label(verdict: Verdict) -> str:
-    if (verdict.static or {}).get("ok") is False:
-        return "rules broken"
-    judge = verdict.judge or {}
-    status = judge.get("status")
-    if status == "answered":
-        return "flagged" if judge.get("cheating") else "cleared"
-    if status in ("skipped", "unavailable", "failed"):
-        return status
-    return "-" if verdict.kind == "baseline" else "not run"
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -24,7 +25,7 @@ from nanogpt_tui.tui.messages import DashboardUpdated, FileGrew, Problem
 from nanogpt_tui.tui.screens.detail import DetailScreen
 from nanogpt_tui.tui.screens.dialogs import ConfirmKill, ExportDialog, ExtendDialog, HelpScreen
 from nanogpt_tui.tui.screens.main import MainScreen
-from nanogpt_tui.tui.screens.new_session import FormChoices, NewSessionScreen
+from nanogpt_tui.tui.screens.new_session import AUTO_HOST, FormChoices, NewSessionScreen
 from nanogpt_tui.tui.watch import BackendRefresher, SessionMonitor
 
 PLOT_EVERY_TICKS = 5
@@ -67,6 +68,7 @@ class ControlRoom(App[None]):
         self.monitor: SessionMonitor | None = None
         self.refresher: BackendRefresher | None = None
         self.loaded = False  # the first views have arrived (tests and benchmarks wait for it)
+        self._frozen = False
 
     def get_default_screen(self) -> Screen:
         return MainScreen()
@@ -77,8 +79,7 @@ class ControlRoom(App[None]):
         for note in self.startup_notes:
             self._problem(note)
         if self.live:
-            self.monitor = SessionMonitor(Dashboard(self.sessions_root, self.timeline), self._views_from_thread,
-                                          self._file_from_thread)
+            self.monitor = SessionMonitor(self.make_dashboard(), self._views_from_thread, self._file_from_thread)
             self.monitor.start()
             self.refresher = BackendRefresher(self.manager, lambda text: self.post_message(Problem(text)),
                                               self.refresh_every_s)
@@ -89,6 +90,9 @@ class ControlRoom(App[None]):
 
     def on_unmount(self) -> None:
         self.stop_watchers()
+        if self._frozen:
+            gc.unfreeze()  # the app's objects can be collected again (an app run in tests, or in a longer process)
+            self._frozen = False
 
     def stop_watchers(self) -> None:
         """Tell the watcher threads to stop; they are daemons, so quitting never waits on a slow backend."""
@@ -102,11 +106,16 @@ class ControlRoom(App[None]):
         self.stop_watchers()
         self.exit()
 
+    def make_dashboard(self) -> Dashboard:
+        return Dashboard(self.sessions_root, self.timeline, baselines_dir=self.config.paths.baselines_dir,
+                         clock=self.clock)
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="load")
     def load_once(self) -> None:
-        dashboard = Dashboard(self.sessions_root, self.timeline)
-        views = dashboard.reload()
-        self.post_message(DashboardUpdated(views, dashboard.problems))
+        dashboard = self.make_dashboard()
+        dashboard.reload()
+        dashboard.refresh_changes()
+        self.post_message(DashboardUpdated(dashboard.views(), dashboard.problems))
 
     def _views_from_thread(self, views: list[SessionView], problems: list[str]) -> None:
         self.post_message(DashboardUpdated(views, problems))
@@ -144,7 +153,14 @@ class ControlRoom(App[None]):
     def on_dashboard_updated(self, message: DashboardUpdated) -> None:
         self.views = message.views
         self._by_id = {v.id: v for v in message.views}
+        was_loaded = self.loaded
         self.loaded = all(v.complete for v in message.views)  # past the monitor's first, quick look
+        if self.loaded and not was_loaded and not self._frozen:
+            # What exists once the sessions are loaded (modules, styles, widgets) lives as long as the app: moved
+            # out of the cycle collector's reach, its full collections walk only what came since, and pause the
+            # UI for a fraction of the time (they come every few seconds while logs flood in).
+            self._frozen = True
+            gc.freeze()
         self._to_screens(lambda screen: screen.update_views(self.views))
         for problem in message.problems + [p for v in message.views for p in v.problems]:
             self._problem(problem)
@@ -301,10 +317,12 @@ class ControlRoom(App[None]):
             ("kill", "Kill session", "Stop the focused session now (asks first)"),
             ("extend", "Extend session", "Add GPU-hours to the focused session"),
             ("export", "Export report", "Write a report of the focused session or of all sessions"),
-            ("search", "Search the log", "Highlight text in the focused session's log"),
+            ("search", "Search the log", "Find text anywhere in the focused session's log file (enter: next "
+             "match up)"),
             ("follow", "Follow the log on/off", "Keep the newest log lines in view"),
             ("filter", "Filter the log by event type", "Cycle: all, agent, tools, submissions, errors, ..."),
             ("toggle_dates", "Plot the human timeline by date", "Switch the plot between GPU-hours and dates"),
+            ("filter_host", "Filter sessions by host", "Cycle: every host, then each Docker host of the pool"),
             ("back", "Back to all sessions", "Leave the session's detail screen"),
         )
         for action, title, help_text in commands:
@@ -330,7 +348,7 @@ def form_choices(config: Config, focused: SessionView | None) -> FormChoices:
     s = focused.session if focused else None
     return FormChoices(
         agents=agent_names(), strategies=builtin_names(), anchors=anchors,
-        hosts=[h.name for h in config.hosts],
+        hosts=[AUTO_HOST, *(h.name for h in config.hosts)],
         default_agent=s.agent if s else "claude", default_strategy=s.strategy if s else "default",
         default_anchor=s.anchor if s else config.benchmark.anchor,
         default_budget=s.budget_gpu_hours if s else config.benchmark.budget_gpu_hours,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,12 @@ from nanogpt_tui.sessions import layout as L
 
 FIRST_LINES = 200  # read and shown first when a log opens; the rest of the first fill comes right after
 INITIAL_LINES = 1_000  # the first fill: enough to read back a while; older lines come on demand (scrolling up)
+POSITIONS_KEPT = 8  # files a follower remembers where it stood in, to resume them (the log panel keeps their lines)
+# A file left for a while is resumed (the lines appended since are read) only if it grew by at most this much;
+# further behind, reading its tail afresh is cheaper than catching up.
+RESUME_MAX_LAG_BYTES = 256 * 1024
+JUMP_LINES_BEFORE, JUMP_LINES_AFTER = 500, 500  # the window read around a line a search found in the file
+_new_line = tuple.__new__  # a LogLine from its fields, at the speed of a tuple
 
 ViewsCallback = Callable[[list[SessionView], list[str]], None]
 FileCallback = Callable[[str, str], None]  # (session id, "log" | "events")
@@ -56,6 +63,12 @@ class SessionMonitor:
     def reload(self, ids: set[str] | None = None) -> None:
         views = self.dashboard.reload(ids)
         self.on_views(views, list(self.dashboard.problems))
+        self.refresh_changes()
+
+    def refresh_changes(self) -> None:
+        """Rebuild the change shares that are due, after the views went out (they never wait for a ledger)."""
+        if self.dashboard.refresh_changes():
+            self.on_views(self.dashboard.views(), list(self.dashboard.problems))
 
     def _paths(self) -> list[Path]:
         paths = [self.root]
@@ -110,6 +123,8 @@ class SessionMonitor:
                     dirty, structural = self._classify(changes)
                     if dirty:
                         self.reload(dirty)
+                    else:
+                        self.refresh_changes()  # a quiet second: events written lately may be due now
                     if structural or set(self.dashboard.session_ids()) != known:
                         break  # new or removed sessions: watch the new set of folders
             except (OSError, RuntimeError) as err:
@@ -185,10 +200,14 @@ class LogFollower:
     """Follows one log (container.log, or an events file) in a thread with a bounded window.
 
     The thread owns the `LogTail`; the UI asks for work through `poke()` (the file grew), `request_older(n)`,
-    `reopen()` and `switch(path)` (follow another file: the same thread, so moving between sessions starts
-    no thread), and collects rendered lines with `drain()` when `on_batch` tells it some are waiting. Lines
-    pile up in one buffer between drains, so a flood produces one UI update per drain, not one per line.
+    `reopen()` and `switch(path, resume)` (follow another file: the same thread, so moving between sessions
+    starts no thread), and collects rendered lines with `drain()` when `on_batch` tells it some are waiting.
+    Lines pile up in one buffer between drains, so a flood produces one UI update per drain, not one per line.
     Every request carries the generation it was made for: work for a file switched away from is dropped.
+
+    It remembers where the lines drained so far end in the last `POSITIONS_KEPT` files, so `switch(path,
+    resume=True)` back to one of them reads only what was appended since (the caller still holds the lines
+    before): moving between sessions re-reads no file, unless one grew too much meanwhile.
     """
 
     def __init__(self, path: Path, render: Callable[[str], list[LogLine]], on_batch: Callable[[], None], *,
@@ -209,6 +228,10 @@ class LogFollower:
         self._older: list[LogLine] | None = None
         self._reset = False
         self._at_start = False
+        self._jump: tuple[list[LogLine], bool, int] | None = None
+        self._ready: tuple[int, int, int | None] | None = None  # the tail's position once the buffer is drained
+        self._drained: tuple[Path, tuple[int, int, int | None]] | None = None  # what the caller has, and where
+        self._positions: OrderedDict[Path, tuple[int, int, int | None]] = OrderedDict()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.opened_at: float | None = None  # monotonic time the first window was ready (benchmarks read it)
@@ -234,28 +257,46 @@ class LogFollower:
     def reopen(self) -> None:
         self._ask("open", self.initial)
 
+    def jump(self, offset: int) -> None:
+        """Read the lines around the line starting at byte `offset` (a search found it there) into a window of
+        their own, which `take_jump()` hands over; scrolling up goes on from its start."""
+        self._ask("jump", offset)
+
+    def take_jump(self) -> tuple[list[LogLine], bool, int] | None:
+        """(lines, whether the file's start is among them, the offset jumped to) once a `jump` was read."""
+        with self._lock:
+            jump, self._jump = self._jump, None
+            return jump
+
     def hold(self) -> None:
         """Drop whatever was read and not drained, and ignore requests made so far (until `switch`)."""
         with self._lock:
             self._generation += 1
-            self._new, self._older, self._reset = [], None, False
+            self._new, self._older, self._reset, self._ready, self._jump = [], None, False, None, None
 
-    def switch(self, path: Path) -> None:
-        """Follow `path` instead: whatever was read of the previous file and not drained is dropped."""
+    def switch(self, path: Path, resume: bool = False) -> None:
+        """Follow `path` instead: whatever was read of the previous file and not drained is dropped. `resume`:
+        the caller still holds the lines drained from `path` before, so only later ones are wanted (when the
+        follower remembers where they ended; otherwise the window restarts, as for a new file)."""
         self.hold()
-        self._ask("switch", Path(path))
+        self._ask("switch", (Path(path), resume))
 
     def drain(self) -> tuple[list[LogLine], list[LogLine] | None, bool, bool]:
         """(new lines, older lines or None, whether the window restarted, whether the file's start is shown)."""
         with self._lock:
             new, older, reset = self._new, self._older, self._reset
             self._new, self._older, self._reset = [], None, False
+            if self._ready is not None:
+                self._drained = (self.path, self._ready)
             return new, older, reset, self._at_start
 
     def _render_all(self, raw: list[str]) -> list[LogLine]:
+        """Display lines for raw lines the tail just read, each carrying the offset of its raw line."""
         out: list[LogLine] = []
-        for line in raw:
-            out.extend(self.render(line))
+        offsets = self._tail.offsets if len(self._tail.offsets) == len(raw) else [-1] * len(raw)
+        for line, offset in zip(raw, offsets):
+            for shown in self.render(line):
+                out.append(_new_line(LogLine, (shown[0], shown[1], offset)))
         return out
 
     def _run(self) -> None:
@@ -276,10 +317,33 @@ class LogFollower:
                 self.on_batch()
                 time.sleep(self.fallback_poll_s)
 
+    def _remember(self) -> None:
+        """Keep where the drained lines of the file followed so far end, to resume it later."""
+        with self._lock:
+            drained, self._drained, self._ready = self._drained, None, None
+        if drained is not None and drained[0] == self.path:
+            self._positions[self.path] = drained[1]
+            self._positions.move_to_end(self.path)
+            while len(self._positions) > POSITIONS_KEPT:
+                self._positions.popitem(last=False)
+
     def _handle(self, what: str, generation: int, arg) -> None:
         if what == "switch":
-            self.path, self._tail = arg, LogTail(arg)
-            what, arg = "open", self.initial
+            self._remember()
+            path, resume = arg
+            position = self._positions.pop(path, None)
+            self.path, self._tail = path, LogTail(path)
+            if resume and position is not None and self._tail.resume(position, RESUME_MAX_LAG_BYTES):
+                with self._lock:
+                    if generation != self._generation:
+                        return
+                    self._at_start = self._tail.at_start
+                    # The caller holds the lines up to here already.
+                    self._ready = self._tail.position()
+                    self._drained = (path, self._ready)
+                what = "new"
+            else:
+                what, arg = "open", self.initial
         if what == "open":
             # The screenful first, so a big log shows at once; the rest of the first fill comes as older lines.
             first = min(arg, FIRST_LINES)
@@ -289,10 +353,18 @@ class LogFollower:
                     return
                 self._new, self._reset, self._older = lines[-self.window:], True, None
                 self._at_start = self._tail.at_start
+                self._ready = self._tail.position()
             if self.opened_at is None:
                 self.opened_at = time.monotonic()
             if arg > first and not self._tail.at_start:
                 self._requests.put(("older", generation, arg - first))
+        elif what == "jump":
+            lines = self._render_all(self._tail.read_around(arg, JUMP_LINES_BEFORE, JUMP_LINES_AFTER))
+            with self._lock:
+                if generation != self._generation:
+                    return
+                self._jump = (lines[: self.window], self._tail.at_start, arg)
+                self._at_start = self._tail.at_start
         elif what == "older":
             lines = self._render_all(self._tail.read_older(arg))
             with self._lock:
@@ -300,6 +372,7 @@ class LogFollower:
                     return
                 self._older = lines + (self._older or [])
                 self._at_start = self._tail.at_start
+                self._ready = self._tail.position()
         else:
             # One read takes everything appended so far, so a queue of pokes costs one stat each after it.
             raw, restarted = self._tail.read_new(self.window)
@@ -318,4 +391,5 @@ class LogFollower:
                         del self._new[:-self.window]
                         self._reset = True
                 self._at_start = self._tail.at_start
+                self._ready = self._tail.position()
         self.on_batch()

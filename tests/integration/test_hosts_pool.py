@@ -8,7 +8,6 @@ Skipped, with the reason, only where a second daemon cannot be started (not root
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from nanogpt_tui.sessions import layout as L
 from nanogpt_tui.sessions import manager as manager_module
 from nanogpt_tui.sessions.control import read_deadline
 from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
-from tests.conftest import REPO
+from tests.conftest import REPO, smoke_baselines
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -161,11 +160,7 @@ def hosts():
 @pytest.fixture
 def config_path(hosts, tmp_path, monkeypatch):
     a, b = hosts
-    baselines = tmp_path / "human_baselines"
-    baselines.mkdir()
-    shutil.copy(REPO / "human_baselines" / "records.tsv", baselines)
-    shutil.copytree(REPO / "human_baselines" / "smoke", baselines / "smoke",
-                    ignore=shutil.ignore_patterns("data", "logs"))
+    smoke_baselines(tmp_path / "human_baselines")
     path = tmp_path / "nanogpt-tui.toml"
     path.write_text(f'schema_version = 1\n[paths]\nbaselines_dir = "human_baselines"\nsessions_dir = "sessions"\n'
                     f'[docker]\nimage = "{IMAGE}"\ndata_volume = "{VOLUME}"\n'

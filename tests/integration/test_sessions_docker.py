@@ -4,9 +4,7 @@ in-container watchdog with no host process at all. Skipped, with the reason, onl
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import shutil
 import time
 import uuid
 
@@ -16,7 +14,7 @@ import pytest
 from nanogpt_tui.config import load_config
 from nanogpt_tui.sessions import layout as L
 from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
-from tests.conftest import REPO
+from tests.conftest import smoke_baselines
 from tests.integration.test_docker_backend import _daemon_problem, _daemon_url
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
@@ -63,10 +61,7 @@ def docker_env():
 @pytest.fixture
 def manager(docker_env, tmp_path, monkeypatch):
     image, volume = docker_env
-    baselines = tmp_path / "human_baselines"
-    baselines.mkdir()
-    shutil.copy(REPO / "human_baselines" / "records.tsv", baselines)
-    shutil.copytree(REPO / "human_baselines" / "smoke", baselines / "smoke", ignore=shutil.ignore_patterns("data", "logs"))
+    smoke_baselines(tmp_path / "human_baselines")
     path = tmp_path / "nanogpt-tui.toml"
     path.write_text(f'schema_version = 1\n[paths]\nbaselines_dir = "human_baselines"\nsessions_dir = "sessions"\n'
                     f'[docker]\nimage = "{image}"\ndata_volume = "{volume}"\n'

@@ -131,6 +131,31 @@ def add_events(d: Path, usages: list[tuple[int, int, float]], texts: list[str] =
         handle.write("".join(lines))
 
 
+# Experiments of known kinds, each from the previous one: (folder, kind, status, wall seconds, code).
+LR_CODE = ANCHOR_CODE.replace("0.05", "0.04")
+ZLOSS_CODE = LR_CODE.replace("print('train')\n", "def loss_fn(logits, target):\n    return torch.nn.functional."
+                             "cross_entropy(logits, target) + 1e-4 * logits.logsumexp(-1).pow(2).mean()\n\n"
+                             "print('train')\n")
+COMPILE_CODE = ZLOSS_CODE.replace("print('train')\n", "model = torch.compile(model, dynamic=False)\nprint('train')\n")
+EXPERIMENTS = (("01_lr", "hyperparameter", "keep", 3600, LR_CODE),
+               ("02_zloss", "algorithmic", "keep", 1800, ZLOSS_CODE),
+               ("03_compile", "systems", "discard", 900, COMPILE_CODE))
+
+
+def add_experiments(d: Path, experiments=EXPERIMENTS) -> None:
+    """Experiment folders and a results.tsv recording each one's wall time, so its GPU-hours are known exactly
+    (wall time x the session's GPUs)."""
+    started = M.parse_iso(json.loads((d / L.SESSION_FILE).read_text())["started_at"])
+    root = d / L.WORKSPACE / "experiments"
+    rows = ["experiment\tstatus\twall_s\tfinished_at\tkind\tdescription"]
+    for i, (name, kind, status, wall_s, code) in enumerate(experiments):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        (root / name / "train_gpt.py").write_text(code)
+        rows.append(f"{name}\t{status}\t{wall_s}\t{iso(started + dt.timedelta(hours=1 + i))}\t{kind}\t"
+                    f"try {name.split('_', 1)[1]}")
+    (root / "results.tsv").write_text("\n".join(rows) + "\n")
+
+
 def add_log(d: Path, lines: list[str]) -> None:
     with open(d / L.CONTAINER_LOG, "a") as handle:
         handle.write("".join(line + "\n" for line in lines))
@@ -144,6 +169,7 @@ def build_fixed_sessions(root: Path) -> list[str]:
     add_verdict(a, 1, hours_after_start=2.5, outcome="validated", mean_ms=161_760.0, p=0.0008)
     add_verdict(a, 2, hours_after_start=5.0, outcome="not-significant", mean_ms=160_900.0, p=0.04)
     add_verdict(a, 3, hours_after_start=7.9, outcome="validated", mean_ms=157_980.0, p=0.0006)
+    add_experiments(a)  # GPU-hours: hp 8 + 3 submissions x 40 min x 8 GPUs = 24, algo 4, systems 2
     add_events(a, [(1_250_000, 42_000, 3.12), (2_400_000, 61_000, 5.87)])
     add_log(a, ["[runner 18:00:01] starting the agent; deadline 2026-11-23T02:00:00+00:00 (230400 s left)",
                 json.dumps({"type": "system", "subtype": "init", "session_id": "s-1", "model": "claude-opus-4-6",

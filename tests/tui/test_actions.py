@@ -70,10 +70,10 @@ def test_arrows_and_tab_move_between_sessions_and_the_log_follows(tui_env):
         async with app.run_test(size=SIZE) as pilot:
             screen = await started(pilot, 2)
             grid = screen.query_one(SessionGrid)
-            assert screen.selected == a.id and grid.card(a.id).has_class("-selected")
+            assert screen.selected == a.id and grid.card(a.id).selected
             await pilot.press("right")
-            assert screen.selected == b.id and grid.card(b.id).has_class("-selected")
-            assert not grid.card(a.id).has_class("-selected")
+            assert screen.selected == b.id and grid.card(b.id).selected
+            assert not grid.card(a.id).selected
             await wait_for(pilot, lambda: any("tick" in x.text for x in log_panel(app).view.lines),
                            what="b's log")
             assert log_panel(app).path == tui_env.root / b.id / L.CONTAINER_LOG
@@ -219,8 +219,11 @@ def test_a_launch_that_fails_says_why(tui_env):
             form.query_one("#host", Select).value = "gpu-box-2"  # tcp://10.0.0.2: nothing answers there
             form.query_one("#budget", Input).value = "0.01"
             await pilot.press("ctrl+s")
+            # The pool keeps a session for an unreachable host pending (it backs off and tries again) and says
+            # why; a launch refused outright says so too.
             await wait_for(pilot, lambda: any(m.startswith("Could not start the session") or "failed" in m
-                                              for m in messages(app)), timeout=60, what="the failure")
+                                              or ("pending" in m and "gpu-box-2 does not answer" in m)
+                                              for m in messages(app)), timeout=60, what="the reason")
             assert not any("Traceback" in m for m in messages(app))
 
     run(scenario())
@@ -354,6 +357,33 @@ def test_every_action_is_in_the_command_palette(tui_env):
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmKill), what="the kill dialog")
             await pilot.press("n")
+
+    run(scenario())
+
+
+# ----------------------------------------------------------------------------------- host filter
+
+
+def test_h_filters_the_sessions_by_host(fixed_env):
+    async def scenario():
+        app = live_app()
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await started(pilot, 3)
+
+            def shown() -> list[str]:
+                return [c.view.session.host for c in screen.query(SessionCard)]
+
+            assert sorted(shown()) == ["gpu-box-1", "gpu-box-2", "gpu-box-3"]
+            # The config's hosts first, then any other a session runs on; then every host again.
+            for host in ("gpu-box-1", "gpu-box-2", "gpu-box-3"):
+                await pilot.press("h")
+                await wait_for(pilot, lambda: shown() == [host], what=f"only {host}'s card")
+                assert f"1 session on host {host}" in str(screen.query_one("#title").render())
+                assert screen.selected is not None and app.view(screen.selected).session.host == host
+            await pilot.press("h")
+            await wait_for(pilot, lambda: len(shown()) == 3, what="every card again")
+            assert "Showing the sessions of every host." in messages(app)
+            assert "Filter sessions by host" in [c.title for c in app.get_system_commands(app.screen)]
 
     run(scenario())
 

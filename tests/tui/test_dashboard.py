@@ -268,7 +268,7 @@ def test_the_monitor_reloads_changed_sessions_and_reports_growing_logs(tmp_path,
 def test_the_headless_parts_import_no_ui():
     code = ("import json, sys\n"
             "import nanogpt_tui.dashboard, nanogpt_tui.demo, nanogpt_tui.tui, nanogpt_tui.tui.watch\n"
-            "import nanogpt_tui.tui.reporting\n"
+            "import nanogpt_tui.tui.reporting, nanogpt_tui.reports.conventions, nanogpt_tui.reports.session\n"
             "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     loaded = set(json.loads(out))

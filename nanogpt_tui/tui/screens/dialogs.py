@@ -127,7 +127,8 @@ Sessions                                   Log (focused session)
   k              kill (asks first)
   e              extend (asks GPU-hours)     Plot and panes
   r              export a report              d      human timeline by calendar date
-  ctrl+p         command palette              l/p/v  show log / plot / verdicts (small terminals)
+  h              filter by host (cycles)      l/p/v  show log / plot / verdicts (small terminals)
+  ctrl+p         command palette
   ?              this help
   q              quit: sessions keep running; opening the control room again re-attaches
 """

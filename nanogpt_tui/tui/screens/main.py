@@ -19,6 +19,9 @@ from nanogpt_tui.tui.widgets.plot import ProgressPlot
 from nanogpt_tui.tui.widgets.verdict_table import VerdictTable
 
 NARROW_WIDTH = 120  # below this the lower area shows one pane at a time (l, p, v switch)
+# After a move to another session the plot is redrawn once the moves pause for this long: drawing it is the
+# costliest thing on this screen, and keys held down should move the selection, not wait for plots.
+REPLOT_AFTER_MOVE_S = 0.25
 PANES = ("log", "plot", "verdicts")
 
 
@@ -76,6 +79,7 @@ class MainScreen(SessionActions, Screen):
         Binding("f", "follow", "follow"),
         Binding("t", "filter", "filter", show=False),
         Binding("d", "toggle_dates", "by date", show=False),
+        Binding("h", "filter_host", "host", show=False),
         Binding("l", "pane('log')", "log", show=False),
         Binding("p", "pane('plot')", "plot", show=False),
         Binding("v", "pane('verdicts')", "verdicts", show=False),
@@ -87,6 +91,8 @@ class MainScreen(SessionActions, Screen):
         self.pane = "log"
         self._title: Text | None = None
         self._plot_key: tuple | None = None
+        self._replot_timer = None  # a redraw of the plot waiting for moves between sessions to pause
+        self.host_filter: str | None = None  # show only the sessions on this host (None: every host)
 
     def compose(self) -> ComposeResult:
         yield Static(Text(""), id="title")
@@ -112,7 +118,32 @@ class MainScreen(SessionActions, Screen):
 
     # --- data ---------------------------------------------------------------------------------------------
 
+    def shown(self, views: list[SessionView]) -> list[SessionView]:
+        """The views the host filter lets through."""
+        if self.host_filter is None:
+            return views
+        return [v for v in views if v.session.host == self.host_filter]
+
+    def hosts(self) -> list[str]:
+        """The hosts to filter by: the config's, then any other a session runs on (e.g. `local`)."""
+        names = [h.name for h in self.app.config.hosts]
+        return names + sorted({v.session.host for v in self.app.views if v.session.host} - set(names))
+
+    def action_filter_host(self) -> None:
+        hosts = self.hosts()
+        choices: list[str | None] = [None, *hosts]
+        index = choices.index(self.host_filter) if self.host_filter in choices else 0
+        self.host_filter = choices[(index + 1) % len(choices)]
+        self.update_views(self.app.views)
+        if self.host_filter is None:
+            self.notify("Showing the sessions of every host.", timeout=1.5)
+        else:
+            count = len(self.shown(self.app.views))
+            self.notify(f"Showing the {count} session(s) on host {self.host_filter} (h: next host).", timeout=1.5,
+                        markup=False)
+
     def update_views(self, views: list[SessionView]) -> None:
+        views = self.shown(views)
         grid = self.query_one(SessionGrid)
         added = grid.update_views(views)
         if self.selected not in {v.id for v in views}:
@@ -128,7 +159,8 @@ class MainScreen(SessionActions, Screen):
         elif not views and self.query_one(LogPanel).path is not None:
             self.query_one(LogPanel).show(None, "")
         self.query_one(VerdictTable).update_rows([row for v in views for row in v.verdicts])
-        self.replot()
+        if self._replot_timer is None:
+            self.replot()
         self.update_title()
 
     def tick(self) -> None:
@@ -136,11 +168,12 @@ class MainScreen(SessionActions, Screen):
         self.query_one(SessionGrid).refresh_cards()
 
     def update_title(self) -> None:
-        views = self.app.views
+        views = self.shown(self.app.views)
         running = sum(1 for v in views if v.session.status == "running")
         hints = " · l/p/v log/plot/verdicts" if self.has_class("-narrow") else ""
+        where = f" on host {self.host_filter}" if self.host_filter is not None else ""
         title = Text.assemble(("nanogpt-tui", "bold"), " control room · ",
-                              f"{len(views)} session{'s' if len(views) != 1 else ''}, {running} running",
+                              f"{len(views)} session{'s' if len(views) != 1 else ''}{where}, {running} running",
                               (f"{hints} · ? help · ctrl+p commands · q quit (sessions keep running)",
                                "bright_black"))
         title.no_wrap, title.overflow = True, "ellipsis"
@@ -166,14 +199,30 @@ class MainScreen(SessionActions, Screen):
         plot.set_data(data, human_timeline_by_date(self.app.timeline, s.anchor, s.target))
 
     def select(self, session_id: str) -> None:
-        changed = session_id != self.selected
+        """Make `session_id` the session the log, plot and actions refer to. The card's mark and the log's
+        switch happen here together, so the key that asked is answered by one frame; the plot follows later."""
+        changed, first = session_id != self.selected, self.selected is None
         self.selected = session_id
-        self.query_one(SessionGrid).select(session_id, announce=False)
+        grid = self.query_one(SessionGrid)
+        if grid.selected == session_id:
+            grid.show_selection()  # the grid announced it: mark the card now, with the log's switch
+        else:
+            grid.select(session_id, announce=False)
         view = self.app.view(session_id)
         if view is not None and changed:
             path = self.app.sessions_root / session_id / L.CONTAINER_LOG
             self.query_one(LogPanel).show(path, f"{session_id} · container.log")
-            self.call_after_refresh(self.replot)  # after the frame that answers the key
+            if self._replot_timer is not None:
+                self._replot_timer.stop()
+            if first:
+                self._replot_timer = None
+                self.call_after_refresh(self.replot)  # the first selection: after the frame that shows it
+            else:
+                self._replot_timer = self.set_timer(REPLOT_AFTER_MOVE_S, self._replot_after_move)
+
+    def _replot_after_move(self) -> None:
+        self._replot_timer = None
+        self.replot()
 
     # --- events -------------------------------------------------------------------------------------------
 

@@ -13,6 +13,9 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from nanogpt_tui.sessions.manager import LaunchRequest
 
+# The host choice that lets the pool place a Docker session by free GPUs.
+AUTO_HOST = "any (by free GPUs)"
+
 
 @dataclass(frozen=True)
 class FormChoices:
@@ -98,7 +101,7 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
             self._fail("A session needs at least one GPU (the budget counts GPU-hours).")
             return None
         return LaunchRequest(agent=agent, strategy=strategy, anchor=anchor, budget_gpu_hours=budget, gpus=gpus,
-                             backend=backend, host=None if backend == "local" else host)
+                             backend=backend, host=None if backend == "local" or host == AUTO_HOST else host)
 
     def action_launch(self) -> None:
         request = self.build_request()

@@ -1,13 +1,16 @@
-"""One session at a glance: agent and strategy, anchor, status, host and GPUs, budget gauge, best result, usage."""
+"""One session at a glance: agent and strategy, anchor, status, host and GPUs, budget gauge, best result, where
+its GPU-hours went by kind of change, usage."""
 
 from __future__ import annotations
 
+from rich.segment import Segment
 from rich.text import Text
+from textual.color import Color
 from textual.message import Message
-from textual.reactive import reactive
+from textual.strip import Strip
 from textual.widget import Widget
 
-from nanogpt_tui.dashboard import SessionView, format_duration, format_gpu_hours, judge_label, time_left_text
+from nanogpt_tui.dashboard import SessionView, format_gpu_hours, judge_label, time_left_text
 from nanogpt_tui.sessions import model as M
 
 STATUS_STYLES = {
@@ -30,18 +33,16 @@ class SessionCard(Widget):
     """A card in the session grid. Everything drawn is a `Text` built from data: nothing is parsed as markup.
 
     Cards take no focus: the grid holds it and moves a selection between them (a focus change repaints the
-    whole screen in Textual; a selection repaints two cards).
+    whole screen in Textual; a selection repaints two cards). The selected card's border and background are
+    set on it directly (`mark`), not through a CSS class: a class change makes Textual match the whole
+    stylesheet against the card again, which took about half the time of a whole move between sessions.
+    A card draws its own lines (Textual's line API): its texts are built when its view or the clock moves, it
+    repaints only when they changed, and its strips are kept until its texts, width or colours change.
     """
 
     DEFAULT_CSS = """
-    SessionCard { height: 10; border: round $panel-lighten-2; padding: 0 1; text-wrap: nowrap;
-                  text-overflow: ellipsis; }
-    SessionCard.-selected { border: round $accent-darken-1; }
-    SessionGrid:focus > SessionCard.-selected { border: round $accent; background: $boost; }
+    SessionCard { height: 11; border: round $panel-lighten-2; padding: 0 1; }
     """
-
-    view: reactive[SessionView | None] = reactive(None, always_update=True)
-    """The session shown; replaced whenever its files change."""
 
     class Open(Message):
         """`enter` on a card: open the session's detail screen."""
@@ -50,122 +51,183 @@ class SessionCard(Widget):
             super().__init__()
             self.session_id = session_id
 
-    def __init__(self, view: SessionView) -> None:
-        super().__init__(id=f"card-{_css_id(view.id)}")
-        self.session_id = view.id
-        self._clock_key: tuple = ()
-        self.set_reactive(SessionCard.view, view)
-        self._set_title(view)
-
-    def _set_title(self, view: SessionView) -> None:
-        self.border_title = Text(view.id)
-
-    def watch_view(self, view: SessionView | None) -> None:
-        if view is not None:
-            self._set_title(view)
-
-    @staticmethod
-    def signature(view: SessionView | None) -> tuple:
-        """What the card draws from its view (besides the clock): equal signatures draw the same card."""
-        if view is None:
-            return ()
-        s, u = view.session, view.usage
-        return (view.complete, s.status, s.status_reason, s.total_gpu_hours, s.deadline, s.started_at,
-                s.finished_at, s.host,
-                tuple(s.gpu_ids), tuple(r.verdict.verdict_id for r in view.verdicts), u.input_tokens,
-                u.output_tokens, u.cost_usd, u.cost_complete)
-
     class Clicked(Message):
         def __init__(self, session_id: str, double: bool) -> None:
             super().__init__()
             self.session_id = session_id
             self.double = double
 
-    def clock_key(self, now) -> tuple:
-        """The parts of the card that move with the clock, as drawn; unchanged, the card needs no repaint."""
-        if self.view is None:
-            return ()
-        b = self.view.budget_figures(now)
-        return (round(b["fraction"] * 100), format_gpu_hours(b["used"]), format_duration(b["seconds_left"]),
-                self.size.width)
+    def __init__(self, view: SessionView) -> None:
+        super().__init__(id=f"card-{_css_id(view.id)}")
+        self.session_id = view.id
+        self.view: SessionView = view
+        """The session shown; replaced (through `show`) whenever its files change."""
+        self._texts: list[Text] = []
+        self._texts_width = -1
+        self._strips: list[Strip] | None = None
+        self._strips_key: tuple = ()
+        self._base_style = None
+        self._mark: tuple = (False, False, None)
+        self.selected = False
+        """Whether the grid's selection is on this card (`mark` sets it)."""
+        self.border_title = Text(view.id)
+
+    def mark(self, selected: bool, grid_focused: bool, colors: dict[str, Color]) -> None:
+        """Show whether the card is selected (a brighter border, and a lighter background while the grid has
+        focus), with the theme's `colors` (accent, accent-darken-1, boost)."""
+        mark = (selected, selected and grid_focused, colors.get("accent"))
+        if mark == self._mark:
+            return
+        self._mark, self.selected = mark, selected
+        if selected:
+            self.styles.border = ("round", colors["accent"] if grid_focused else colors["accent-darken-1"])
+            self.styles.background = colors["boost"] if grid_focused else None
+        else:
+            self.styles.border = None  # back to the stylesheet's
+            self.styles.background = None
+
+    # --- what is drawn ------------------------------------------------------------------------------------
+
+    def show(self, view: SessionView) -> None:
+        """Show a fresh view of the session; repaints only if a line of the card changed."""
+        self.view = view
+        self.update_texts()
+
+    def update_texts(self) -> bool:
+        """Rebuild the card's lines (the view, or the clock, moved); repaint when they changed. Returns whether
+        they did."""
+        if not self.is_mounted:
+            return False
+        width = max(10, self.size.width)
+        texts = card_lines(self.view, self.app.clock(), width)
+        if texts == self._texts and width == self._texts_width:
+            return False
+        self._texts, self._texts_width, self._strips = texts, width, None
+        self.refresh()
+        return True
+
+    @property
+    def plain_lines(self) -> list[str]:
+        """The card's lines as plain text (tests read them)."""
+        return [t.plain for t in self._texts]
+
+    def on_mount(self) -> None:
+        self.update_texts()
+
+    def on_resize(self) -> None:
+        self.update_texts()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips = None  # selected or not: the colours under the text changed
+
+    # --- drawing ------------------------------------------------------------------------------------------
+
+    def render_lines(self, crop):
+        # The base style walks the DOM for colours: work it out once per repaint, not once per line.
+        self._base_style = self.rich_style
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        base = self._base_style or self.rich_style
+        if self._strips is None or self._strips_key != (width, base):
+            if max(10, width) != self._texts_width:
+                self._texts_width = max(10, width)
+                self._texts = card_lines(self.view, self.app.clock(), self._texts_width)
+            console = self.app.console
+            strips = []
+            for text in self._texts:
+                line = text.copy()
+                line.truncate(width, overflow="ellipsis")
+                # `Text.render` leaves the text's own style to the caller: under the spans, over the base.
+                segments = Segment.apply_style(line.render(console), base + console.get_style(line.style))
+                strips.append(Strip(segments).extend_cell_length(width, base).crop(0, width))
+            self._strips, self._strips_key = strips, (width, base)
+        return self._strips[y] if y < len(self._strips) else Strip.blank(width, base)
 
     def on_click(self, event) -> None:
         self.post_message(self.Clicked(self.session_id, event.chain >= 2))
 
-    def render(self) -> Text:
-        view = self.view
-        if view is None:
-            return Text("")
-        s = view.session
-        now = self.app.clock()
-        self._clock_key = self.clock_key(now)
-        width = max(10, self.size.width)
-        lines: list[Text] = []
 
-        head = Text(no_wrap=True, overflow="ellipsis")
-        head.append(s.agent, style="bold")
-        head.append(f" · {s.strategy}")
-        status = Text(f"● {s.status}", style=STATUS_STYLES.get(s.status, "bold"))
-        pad = width - head.cell_len - status.cell_len
-        if pad >= 1:
-            head.append(" " * pad)
-            head.append_text(status)
-        else:
-            head = Text.assemble(status, " ", head)
-        lines.append(head)
+def card_lines(view: SessionView, now, width: int) -> list[Text]:
+    """The lines of a session's card at `now`, for a card `width` cells wide (longer lines end in an ellipsis)."""
+    s = view.session
+    lines: list[Text] = []
 
-        anchor = f"anchor {s.anchor}" + (f" → {s.target}" if s.target else "")
-        gpus = f"{s.gpus} GPU" + ("s" if s.gpus != 1 else "")
-        if s.gpu_ids:
-            gpus += " [" + ",".join(map(str, s.gpu_ids)) + "]"
-        lines.append(Text(anchor, style="bright_black"))
-        lines.append(Text(f"{s.backend} · {s.host} · {gpus}"))
+    head = Text(no_wrap=True, overflow="ellipsis")
+    head.append(s.agent, style="bold")
+    head.append(f" · {s.strategy}")
+    status = Text(f"● {s.status}", style=STATUS_STYLES.get(s.status, "bold"))
+    pad = width - head.cell_len - status.cell_len
+    if pad >= 1:
+        head.append(" " * pad)
+        head.append_text(status)
+    else:
+        head = Text.assemble(status, " ", head)
+    lines.append(head)
 
-        b = view.budget_figures(now)
-        pct = Text(f" {b['fraction'] * 100:3.0f}%")
-        lines.append(gauge(b["fraction"], width - pct.cell_len) + pct)
-        budget = Text(f"{format_gpu_hours(b['used'])}/{format_gpu_hours(b['total'])} GPU-h")
-        if b["seconds_left"] is not None:
-            budget.append(f" · {time_left_text(b['seconds_left'])}")
-        elif s.status in M.FINAL:
-            budget.append(f" · {s.status_reason}", style="bright_black")
-        if b["burn"]:
-            budget.append(f" · {b['burn']:g} GPU-h/h")
-        lines.append(budget)
+    anchor = f"anchor {s.anchor}" + (f" → {s.target}" if s.target else "")
+    gpus = f"{s.gpus} GPU" + ("s" if s.gpus != 1 else "")
+    if s.gpu_ids:
+        gpus += " [" + ",".join(map(str, s.gpu_ids)) + "]"
+    lines.append(Text(anchor, style="bright_black"))
+    lines.append(Text(f"{s.backend} · {s.host or 'not placed yet'} · {gpus}"))
 
-        best = view.best_seconds_faster
-        if not view.complete:
-            lines.append(Text("reading verdicts and usage…", style="bright_black"))
-        elif best is None and view.validated:
-            # Validated, but no anchor timing to measure a speedup against (`submit --baseline` gives one).
-            lines.append(Text(f"best: {view.validated} validated, speedup unmeasured (no anchor baseline)",
-                              style="yellow"))
-        elif best is None:
-            lines.append(Text("best: no validated submission yet", style="bright_black"))
-        else:
-            line = Text.assemble("best ", (f"{best:+.2f} s", "bold green"))
-            pct_best = view.best_percent
-            line.append(f" · {pct_best:.1f}% of human progress" if pct_best is not None else " · % n/a (no timeline)",
-                        style=None if pct_best is not None else "bright_black")
-            lines.append(line)
+    b = view.budget_figures(now)
+    pct = Text(f" {b['fraction'] * 100:3.0f}%")
+    lines.append(gauge(b["fraction"], width - pct.cell_len) + pct)
+    budget = Text(f"{format_gpu_hours(b['used'])}/{format_gpu_hours(b['total'])} GPU-h")
+    if b["seconds_left"] is not None:
+        budget.append(f" · {time_left_text(b['seconds_left'])}")
+    elif s.status in M.FINAL:
+        budget.append(f" · {s.status_reason}", style="bright_black")
+    if b["burn"]:
+        budget.append(f" · {b['burn']:g} GPU-h/h")
+    lines.append(budget)
 
-        last = view.last_verdict
-        if not view.complete:
-            lines.append(Text(""))
-        elif last is None:
-            lines.append(Text("last verdict: none", style="bright_black"))
-        else:
-            v = last.verdict
-            line = Text(f"last {v.submission}: ")
-            line.append(v.outcome, style=OUTCOME_STYLES.get(v.outcome, ""))
-            if last.p_value is not None:
-                line.append(f" p={last.p_value:.2g}")
-            line.append(f" · judge {judge_label(v)}", style="bright_black")
-            lines.append(line)
+    best = view.best_seconds_faster
+    if not view.complete:
+        lines.append(Text("reading verdicts and usage…", style="bright_black"))
+    elif best is None and view.validated:
+        # Validated, but no anchor timing to measure a speedup against (`submit --baseline` gives one).
+        lines.append(Text(f"best: {view.validated} validated, speedup unmeasured (no anchor baseline)",
+                          style="yellow"))
+    elif best is None:
+        lines.append(Text("best: no validated submission yet", style="bright_black"))
+    else:
+        line = Text.assemble("best ", (f"{best:+.2f} s", "bold green"))
+        pct_best = view.best_percent
+        line.append(f" · {pct_best:.1f}% of human progress" if pct_best is not None else " · % n/a (no timeline)",
+                    style=None if pct_best is not None else "bright_black")
+        lines.append(line)
 
-        if view.complete:
-            lines.append(Text(view.usage.text(), style="bright_black" if not view.usage.total_tokens else ""))
-        return Text("\n", no_wrap=True, overflow="ellipsis").join(lines)
+    last = view.last_verdict
+    if not view.complete:
+        lines.append(Text(""))
+    elif last is None:
+        lines.append(Text("last verdict: none", style="bright_black"))
+    else:
+        v = last.verdict
+        line = Text(f"last {v.submission}: ")
+        line.append(v.outcome, style=OUTCOME_STYLES.get(v.outcome, ""))
+        if last.p_value is not None:
+            line.append(f" p={last.p_value:.2g}")
+        line.append(f" · judge {judge_label(v)}", style="bright_black")
+        lines.append(line)
+
+    if not view.complete:
+        lines.append(Text(""))
+    elif view.changes is None:
+        lines.append(Text("GPU-h by kind of change: classifying…", style="bright_black"))
+    else:
+        classified = view.changes.changes_gpu_hours > 0
+        lines.append(Text.assemble(("GPU-h ", "bright_black"), (view.changes.compact(), "" if classified
+                                                                else "bright_black")))
+
+    if view.complete:
+        lines.append(Text(view.usage.text(), style="bright_black" if not view.usage.total_tokens else ""))
+    return lines
 
 
 def _css_id(session_id: str) -> str:

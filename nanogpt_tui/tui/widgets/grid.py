@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.color import Color
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
@@ -28,7 +29,7 @@ class SessionGrid(VerticalScroll, can_focus=True):
     ]
 
     DEFAULT_CSS = """
-    SessionGrid { layout: grid; grid-size: 2; grid-gutter: 0 1; grid-rows: 10; height: auto; }
+    SessionGrid { layout: grid; grid-size: 2; grid-gutter: 0 1; grid-rows: 11; height: auto; }
     SessionGrid > .empty { column-span: 4; height: 3; color: $text-muted; padding: 1 2; }
     """
 
@@ -43,9 +44,12 @@ class SessionGrid(VerticalScroll, can_focus=True):
         super().__init__(id=id)
         self.columns = 2
         self.selected: str | None = None
+        self._colors: dict[str, Color] = {}
+        self._colors_theme: str | None = None
 
     def on_mount(self) -> None:
         self.mount(Static(Text("Reading the sessions folder…"), classes="empty"))
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.show_selection())
 
     @property
     def cards(self) -> list[SessionCard]:
@@ -79,12 +83,10 @@ class SessionGrid(VerticalScroll, can_focus=True):
             card = existing.get(view.id)
             if card is None:
                 card = SessionCard(view)
-                card.set_class(view.id == self.selected, "-selected")
+                card.mark(view.id == self.selected, self.has_focus, self.selection_colors())
                 added.append(card)
-            elif card.signature(view) != card.signature(card.view):
-                card.view = view
             else:
-                card.set_reactive(SessionCard.view, view)  # same figures: keep the data, skip the repaint
+                card.show(view)  # repaints only when a line of the card changed
         if added:
             self.mount_all(added)
         self.call_after_refresh(self.set_columns)
@@ -97,23 +99,47 @@ class SessionGrid(VerticalScroll, can_focus=True):
 
     def refresh_cards(self) -> None:
         """Redraw the cards of live sessions whose budget figures or time left, as drawn, moved with the clock."""
-        now = self.app.clock()
         for card in self.cards:
-            if card.view is not None and card.view.session.is_active and card.clock_key(now) != card._clock_key:
-                card.refresh()
+            if card.view.session.is_active:
+                card.update_texts()
 
     def select(self, session_id: str | None, *, announce: bool = True) -> None:
-        """Mark `session_id`'s card selected (only two cards change) and tell the screen."""
+        """Select `session_id`'s card. Announced, the screen is told and marks the card (`show_selection`) in
+        the same handler that switches the log, so the key is answered by one frame; otherwise it is marked
+        here."""
         if session_id == self.selected:
             return
         self.selected = session_id
-        for card in self.cards:
-            card.set_class(card.session_id == session_id, "-selected")
-        card = self.card(session_id) if session_id else None
-        if card is not None:
-            self.scroll_to_widget(card, animate=False)
         if announce and session_id is not None:
             self.post_message(self.Selected(session_id))
+        else:
+            self.show_selection()
+
+    def show_selection(self) -> None:
+        """Mark the selected card (only two cards change) and scroll it into view."""
+        focused, colors = self.has_focus, self.selection_colors()
+        selected = None
+        for card in self.cards:
+            card.mark(card.session_id == self.selected, focused, colors)
+            if card.session_id == self.selected:
+                selected = card
+        if selected is not None:
+            self.scroll_to_widget(selected, animate=False)
+
+    def selection_colors(self) -> dict[str, Color]:
+        """The theme's colours for the selected card, worked out once per theme."""
+        theme = self.app.theme
+        if self._colors_theme != theme:
+            variables = self.app.get_css_variables()
+            self._colors = {name: Color.parse(variables[name]) for name in ("accent", "accent-darken-1", "boost")}
+            self._colors_theme = theme
+        return self._colors
+
+    def on_focus(self) -> None:
+        self.show_selection()
+
+    def on_blur(self) -> None:
+        self.show_selection()
 
     def _index(self) -> int:
         ids = [c.session_id for c in self.cards]

@@ -97,10 +97,15 @@ class LogView(ScrollView, can_focus=True):
     def _kinds(self) -> tuple[str, ...] | None:
         return LOG_FILTERS.get(self.filter_name)
 
-    def _refilter(self) -> None:
+    @property
+    def widest(self) -> int:
+        """The width of the widest line shown (the horizontal scroll range)."""
+        return self._width
+
+    def _refilter(self, widest: int | None = None) -> None:
         kinds = self._kinds()
         self._visible = self._lines if kinds is None else [x for x in self._lines if x.kind in kinds]
-        self._width = max((len(x.text) for x in self._visible), default=0)
+        self._width = widest if widest is not None else max((len(x.text) for x in self._visible), default=0)
         self._match = None
         self._resize()
 
@@ -124,11 +129,13 @@ class LogView(ScrollView, can_focus=True):
         self.detached = False
         self._refilter()
 
-    def replace(self, lines: list[LogLine], at_file_start: bool) -> None:
+    def replace(self, lines: list[LogLine], at_file_start: bool, *, widest: int | None = None) -> None:
+        """Show `lines` instead (the last `window` of them); `widest`: their widest, when the caller knows it
+        for the lines shown under the current filter."""
         self._lines = list(lines[-self.window:])
         self.at_file_start = at_file_start
         self.detached = False
-        self._refilter()
+        self._refilter(widest if len(lines) <= self.window else None)
 
     def append(self, lines: list[LogLine]) -> None:
         if not lines or self.detached:
@@ -260,6 +267,42 @@ class LogView(ScrollView, can_focus=True):
     @property
     def match_index(self) -> int | None:
         return self._match
+
+    @property
+    def match_line(self) -> LogLine | None:
+        """The line of the current match, if any."""
+        return self._visible[self._match] if self._match is not None and self._match < len(self._visible) else None
+
+    def _edge_offset(self, lines) -> int | None:
+        return next((x.offset for x in lines if x.offset >= 0), None)
+
+    @property
+    def first_offset(self) -> int | None:
+        """Where the first line held (read from a file) begins in it; None when none was."""
+        return self._edge_offset(self._lines)
+
+    @property
+    def last_offset(self) -> int | None:
+        """Where the last line held (read from a file) begins in it; None when none was."""
+        return self._edge_offset(reversed(self._lines))
+
+    def show_found(self, lines: list[LogLine], at_file_start: bool, offset: int, text: str) -> bool:
+        """Show a window read around a line a search found in the file (detached from the end, like older lines
+        read in), with that line as the current match; False when the line is not among those shown (the
+        filter hides it, or the file changed since)."""
+        self._lines = list(lines[: self.window])
+        self.at_file_start = at_file_start
+        self.detached = True
+        self.follow = False
+        self._refilter()
+        for i, line in enumerate(self._visible):
+            if line.offset == offset and line.text == text:
+                self._match = i
+                height = self.scrollable_content_region.height
+                self.scroll_to(y=max(0, i - height // 2), animate=False, immediate=True)
+                self.refresh()
+                return True
+        return False
 
     # --- scrolling: up pauses follow, the top asks for older lines -----------------------------------------
 

@@ -1,0 +1,80 @@
+"""How a verdict is read, shared by the reports and the control room (`nanogpt_tui.dashboard`); headless and light.
+
+Conventions: a verdict happens at its `finished_at` (else `started_at`); the GPU-hours at a moment are (moment -
+session start) x the session's GPUs; a verdict's % of human progress is its own
+`speedup.percent_of_human_progress`, else its seconds faster over the timeline's anchor-to-target gap (never
+invented, and never from a value that is not a finite number); the judge's result reads as one or two words with
+the static rule checks folded in.
+
+Only the standard library and the session model are imported here, so the control room can use it without
+loading the report machinery (the change ledger, the classifier).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import TYPE_CHECKING, Any
+
+from nanogpt_tui.errors import UserError
+from nanogpt_tui.records import Timeline
+from nanogpt_tui.sessions.model import Session, parse_iso
+
+if TYPE_CHECKING:
+    from nanogpt_tui.validator.verdict import Verdict
+
+
+def finite_number(value: Any) -> float | None:
+    """`value` as a float when it is a finite int or float (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def gap_for(timeline: Timeline | None, anchor: str, target: str | None) -> float | None:
+    """Seconds of human progress from anchor to target, None where either is not on the timeline."""
+    if timeline is None or not target or anchor not in timeline or target not in timeline:
+        return None
+    try:
+        return timeline.gap(anchor, target)
+    except UserError:
+        return None
+
+
+def gpu_hours_at(session: Session, moment: str | dt.datetime | None) -> float | None:
+    """GPU-hours the session had used at `moment` (an ISO time or a datetime): its start plus elapsed wall-clock
+    time, times its GPUs; None when either time is unknown."""
+    start = parse_iso(session.started_at)
+    when = parse_iso(moment) if isinstance(moment, str) or moment is None else moment
+    if start is None or when is None:
+        return None
+    return max(0.0, (when - start).total_seconds()) / 3600 * max(1, session.gpus)
+
+
+def verdict_moment(verdict: Verdict) -> str | None:
+    return verdict.finished_at or verdict.started_at
+
+
+def verdict_percent(verdict: Verdict, gap_s: float | None) -> float | None:
+    """The verdict's own % of human progress, else one computed from the timeline's gap; never invented."""
+    speedup = verdict.speedup or {}
+    value = finite_number(speedup.get("percent_of_human_progress"))
+    if value is not None:
+        return value
+    faster = finite_number(speedup.get("seconds_faster"))
+    if gap_s and faster is not None:
+        return 100.0 * faster / gap_s
+    return None
+
+
+def judge_label(verdict: Verdict) -> str:
+    """The judge's result in a word or two, with the static rule checks folded in."""
+    if (verdict.static or {}).get("ok") is False:
+        return "rules broken"
+    judge = verdict.judge or {}
+    status = judge.get("status")
+    if status == "answered":
+        return "flagged" if judge.get("cheating") else "cleared"
+    if status in ("skipped", "unavailable", "failed"):
+        return status
+    return "-" if verdict.kind == "baseline" else "not run"
