@@ -612,19 +612,9 @@ def test_systems_names_are_kernels_their_launchers_custom_ops_and_kernel_imports
                         "data_generator", "train_gpt"}
 
 
-MUON_STEP = '''    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            for p in group["params"]:
-                dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.lerp_(p.grad, 1 - group["momentum"])
-                update = newton_schulz(p.grad.lerp(buf, group["momentum"]))
-                p.add_(update.view_as(p), alpha=-group["lr"] * max(1, p.size(-2) / p.size(-1)) ** 0.5)
-'''
+# Muon.step as TRITON_RECORD has it (the edit below replaces exactly this text).
+MUON_STEP = TRITON_RECORD[TRITON_RECORD.index("    @torch.no_grad()\n    def step(self):\n        for group"):
+                          TRITON_RECORD.index("\n\n\nclass DistAdam")] + "\n"
 SHARDED_MUON_STEP = '''    @torch.no_grad()
     def step(self):
         rank, world_size = dist.get_rank(), dist.get_world_size()
