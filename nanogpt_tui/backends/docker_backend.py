@@ -46,6 +46,9 @@ from nanogpt_tui.fsutil import atomic_write_json
 from nanogpt_tui.sessions import layout as L
 
 DEFAULT_TIMEOUT_S = 60.0
+# A tcp:// host that does not answer (down, or its packets dropped) fails after this long instead of the read
+# timeout: the control room's refresh of a pool must not wait a minute per call on a dead node.
+CONNECT_TIMEOUT_S = 10.0
 # Environment variables whose values never leave the container's config: inspect.json, reports, the UI.
 SECRET_ENV = re.compile(r"API_KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 REDACTED = "<redacted>"
@@ -199,6 +202,8 @@ def _reason(err: BaseException) -> str:
         if id(e) in seen:
             continue
         seen.add(id(e))
+        if isinstance(e, requests.exceptions.ConnectTimeout):
+            return "no answer: the connection timed out"
         if isinstance(e, OSError) and e.strerror:
             return e.strerror
         stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
@@ -259,7 +264,12 @@ class DockerBackend:
         """The SDK client, created on first use (creating it asks the daemon for its API version)."""
         with self._lock:
             if self._client is None:
-                kwargs: dict[str, Any] = {"base_url": self.url, "timeout": self.timeout, "max_pool_size": 64}
+                timeout: float | tuple[float, float] = self.timeout
+                if self.url.startswith("tcp://"):
+                    # requests takes (connect, read); the SDK only does arithmetic on the timeout in `stop` and
+                    # `restart`, which this backend never calls.
+                    timeout = (min(CONNECT_TIMEOUT_S, self.timeout), self.timeout)
+                kwargs: dict[str, Any] = {"base_url": self.url, "timeout": timeout, "max_pool_size": 64}
                 tls = self._tls_config()
                 if tls is not None:
                     kwargs["tls"] = tls

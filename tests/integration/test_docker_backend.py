@@ -114,6 +114,39 @@ def test_dead_daemon_is_one_sentence_not_a_traceback(tmp_path):
         DockerBackend("tcp://127.0.0.1:9", None, "closed").ping()
 
 
+def test_a_tcp_host_that_drops_connections_fails_after_the_connect_timeout(monkeypatch):
+    """A node whose packets are dropped: its SYNs go unanswered (here, a listener whose accept queue is full), and
+    the call fails after CONNECT_TIMEOUT_S, not after the 30 s read timeout."""
+    import socket
+
+    from nanogpt_tui.backends import docker_backend
+
+    monkeypatch.setattr(docker_backend, "CONNECT_TIMEOUT_S", 1.0)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):  # fill the accept queue; further SYNs are dropped by the kernel
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            fillers.append(c)
+        time.sleep(0.2)
+        backend = DockerBackend(f"tcp://127.0.0.1:{port}", None, "blackhole", timeout=30.0)
+        started = time.monotonic()
+        with pytest.raises(UserError) as err:
+            backend.ping()
+        assert str(err.value).startswith(f"Cannot reach the Docker daemon at tcp://127.0.0.1:{port} (no answer: the "
+                                         "connection timed out); start it")
+        assert time.monotonic() - started < 10
+    finally:
+        for c in fillers:
+            c.close()
+        server.close()
+
+
 def test_dead_daemon_through_the_cli(tmp_path, monkeypatch, capsys):
     from nanogpt_tui.cli import main
 
