@@ -54,6 +54,14 @@ def _alive(pid: int, ticks: int) -> bool:
     return info is not None and info[1] == ticks and info[2] != "Z"
 
 
+def watch_tree(seen: dict[int, int], pid: int) -> dict[int, int]:
+    """`seen` with the processes now below `pid` added and those that have ended dropped: called while `pid` runs,
+    it keeps every live process that was ever below it, orphans included (bounded by what is alive)."""
+    alive = {p: ticks for p, ticks in seen.items() if _alive(p, ticks)}
+    alive.update(descendants(pid))
+    return alive
+
+
 def kill_tree(tree: dict[int, int], sig: int) -> None:
     """Signal each process of `tree` that is still the same process (same start time)."""
     for pid, ticks in tree.items():
@@ -87,25 +95,35 @@ def wait_gone(tree: dict[int, int], pgid: int | None = None, timeout_s: float = 
 
 
 def stop_tree(proc: subprocess.Popen, first: int = signal.SIGTERM, grace_s: float = 10.0,
-              gone_timeout_s: float = GONE_TIMEOUT_S, on_kill: Callable[[], None] | None = None) -> None:
+              gone_timeout_s: float = GONE_TIMEOUT_S, on_kill: Callable[[], None] | None = None,
+              known: dict[int, int] | None = None) -> bool:
     """Send `first` to the group of `proc` (started with `start_new_session=True`), give it `grace_s` seconds,
-    SIGKILL what is left of its group and of its process tree, and wait until all of it is gone. `on_kill` is
-    called when the leader outlived the grace period (it is about to be SIGKILLed)."""
-    tree = descendants(proc.pid)
+    SIGKILL what is left of its group and of its process tree, and wait until all of it is gone; True when it is.
+
+    The tree is read from /proc only while `proc` has not been reaped (afterwards its pid may belong to another
+    process); `known` adds processes seen earlier (pid -> start ticks), e.g. by a caller that watched the tree
+    while it ran. `on_kill` is called when the leader outlived the grace period (it is about to be SIGKILLed)."""
+    tree = dict(known or {})
+    if proc.poll() is None:
+        tree.update(descendants(proc.pid))
     try:
         os.killpg(proc.pid, first)
     except (ProcessLookupError, PermissionError):
         pass
+    if proc.poll() is None:
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            tree.update(descendants(proc.pid))  # started meanwhile; the leader still runs, so its pid is its own
+            if on_kill is not None:
+                on_kill()
     try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        if on_kill is not None:
-            on_kill()
-    tree.update(descendants(proc.pid))  # started meanwhile, while the leader still ran
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # the group's pid stays taken while members remain
     except (ProcessLookupError, PermissionError):
         pass
     kill_tree(tree, signal.SIGKILL)
-    proc.wait()
-    wait_gone(tree, proc.pid, gone_timeout_s)
+    try:
+        proc.wait(timeout=gone_timeout_s)
+    except subprocess.TimeoutExpired:
+        return False  # stuck in the kernel (uninterruptible sleep): nothing more a signal can do
+    return wait_gone(tree, proc.pid, gone_timeout_s)

@@ -18,6 +18,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
@@ -291,18 +292,28 @@ class DockerBackend:
         except docker.errors.APIError:
             raise
         except (docker.errors.DockerException, requests.exceptions.ConnectionError,
-                requests.exceptions.ChunkedEncodingError) as err:
+                requests.exceptions.ChunkedEncodingError, requests.exceptions.Timeout) as err:
             raise self._unreachable(err) from None
+
+    def _refused(self, err: docker.errors.APIError, what: str) -> UserError:
+        return UserError(f"Docker host {self.name} answered {what} with an error ({_api_message(err)}); check its "
+                         "daemon (`docker info` there).")
 
     def ping(self) -> bool:
         """True when the daemon answers; a `UserError` saying how to fix it otherwise."""
         with self._daemon():
-            return bool(self.client.ping())
+            try:
+                return bool(self.client.ping())
+            except docker.errors.APIError as err:
+                raise self._refused(err, "a ping") from None
 
     def daemon_id(self) -> str:
         """The Docker daemon's own id (stable across restarts, new when the host is reinstalled)."""
         with self._daemon():
-            return str(self.client.api.info().get("ID") or self.url)
+            try:
+                return str(self.client.api.info().get("ID") or self.url)
+            except docker.errors.APIError as err:
+                raise self._refused(err, "`info`") from None
 
     def close(self) -> None:
         with self._lock:
@@ -333,7 +344,15 @@ class DockerBackend:
         """What this host lacks for a session to start: one sentence each, with the command that fixes it.
 
         `shared_dir` (a remote host: the sessions folder, which bind mounts name by its path on the host) is checked
-        by a short-lived container that looks for it, once the image is there."""
+        by a short-lived container that looks for a file written there just before, once the image is there: a
+        folder of the same name on the host that is not the shared one fails the check."""
+        try:
+            return self._missing(image, data_volume, docker_cmd, shared_dir)
+        except docker.errors.APIError as err:
+            return [str(self._refused(err, "the pre-start check"))]
+
+    def _missing(self, image: str | None, data_volume: str | None, docker_cmd: str,
+                 shared_dir: Path | None) -> list[str]:
         problems = []
         with self._daemon():
             has_image = bool(image) and self.has_image(image)
@@ -349,12 +368,20 @@ class DockerBackend:
                                     f"create it (`{docker_cmd} volume create {data_volume}`) and fill it as "
                                     "image/README.md shows.")
             if has_image and shared_dir is not None:
+                token = f".probe-{uuid.uuid4().hex}"
                 try:
-                    code, _ = self.run_once(image, ["test", "-d", "/probe"], timeout=60,
+                    (Path(shared_dir) / token).write_text("nanogpt-tui shared folder probe\n")
+                except OSError:
+                    token = "."  # not writable here: at least the folder must be there
+                try:
+                    code, _ = self.run_once(image, ["test", "-e", f"/probe/{token}"], timeout=60,
                                             mounts=[docker.types.Mount("/probe", str(shared_dir), type="bind",
                                                                        read_only=True)])
                 except docker.errors.APIError:  # "bind source path does not exist"
                     code = -1
+                finally:
+                    if token != ".":
+                        (Path(shared_dir) / token).unlink(missing_ok=True)
                 if code != 0:
                     problems.append(f"The sessions folder {shared_dir} is not visible on Docker host {self.name}: "
                                     "mount the shared filesystem there at the same path (bind mounts name host "

@@ -80,6 +80,7 @@ class SessionManager:
         self._followers: dict[str, object] = {}  # session id -> the thread copying its Docker logs
         self._host_down: dict[str, tuple[float, str]] = {}  # host -> (monotonic time to ask again, why)
         self._next_placement: dict[str, float] = {}  # pending session id -> monotonic time to try again
+        self._shared_seen: set[str] = set()  # remote hosts that have shown they see the sessions folder
 
     # --- backends -------------------------------------------------------------------------------------------
 
@@ -235,14 +236,17 @@ class SessionManager:
             self._host_down.pop(name, None)
 
     def hosts(self, *, rediscover: bool = False, sessions: list[Session] | None = None) -> list[P.HostView]:
-        """Every Docker host of the config: does it answer, its GPUs (configured or discovered), who holds them."""
+        """Every Docker host of the config: does it answer, its GPUs (configured or discovered), who holds them.
+        A host that failed within HOST_RETRY_S is not asked again (unless `rediscover`)."""
         if sessions is None:
             sessions, _ = self.list()
+        skip = (lambda _name: None) if rediscover else self._skip_host
+        skipped = {h.name for h in self.config.hosts if skip(h.name)}
         views = P.survey(self.config.hosts, sessions, lambda name: self.backend_for("docker", name),
-                         P.DiscoveryCache(self.root), self.config.docker.image, rediscover=rediscover,
-                         skip=None if rediscover else self._skip_host)
+                         P.DiscoveryCache(self.root), self.config.docker.image, rediscover=rediscover, skip=skip)
         for view in views:
-            self._mark_host(view.name, view.problem or None)
+            if view.name not in skipped:  # a skipped host keeps its back-off: it is asked again when it ends
+                self._mark_host(view.name, view.problem or None)
         return views
 
     def preflight(self, host: str, image: str | None = None) -> list[str]:
@@ -250,11 +254,16 @@ class SessionManager:
         each with the command that fixes it."""
         cfg = self.host_config(host)
         backend = self.backend_for("docker", host)
-        shared = None if cfg.url.startswith("unix://") else self.root.resolve()
+        # A remote host must see the sessions folder (once seen, it is not probed again by this process).
+        shared = None if cfg.url.startswith("unix://") or host in self._shared_seen else self.root.resolve()
         try:
-            return backend.missing(image or self.config.docker.image, self.config.docker.data_volume, P.docker_command(cfg), shared)
+            problems = backend.missing(image or self.config.docker.image, self.config.docker.data_volume,
+                                       P.docker_command(cfg), shared)
         except UserError as err:
             return [str(err)]
+        if shared is not None and not problems:
+            self._shared_seen.add(host)
+        return problems
 
     @contextmanager
     def _placement_lock(self) -> Iterator[None]:
@@ -322,20 +331,27 @@ class SessionManager:
         if session.backend != "docker":
             self._ensure_local_data(session)
             return self._start_placed(session, grace_s)
+        views = self.hosts()  # pings and discovery, outside the lock: a slow host must not stall other launches
         with self._placement_lock():
             session = self.get(session.id)  # another process may have started or killed it meanwhile
             if session.status != M.PENDING or session.started_at is not None:
                 return session
             sessions, _ = self.list()
-            placement = P.place(self.hosts(sessions=sessions), session.gpus,
-                                forced=session.host if session.host_forced else None,
+            for view in views:  # who holds what, as of now
+                view.held, view.sessions = P.holders(sessions, view.name), P.live_on(sessions, view.name)
+            placement = P.place(views, session.gpus, forced=session.host if session.host_forced else None,
                                 preflight=lambda host: self.preflight(host, session.image))
             if placement.host is None:
+                self._next_placement[session.id] = time.monotonic() + PLACEMENT_RETRY_S
+                if placement.impossible:
+                    session.transition(M.FAILED, placement.reason)
+                    self.save(session)
+                    raise UserError(f"Session {session.id} cannot run: {placement.reason}")
                 session.transition(M.PENDING, placement.reason)
                 self.save(session)
-                self._next_placement[session.id] = time.monotonic() + PLACEMENT_RETRY_S
                 if placement.blocking:
-                    raise UserError(f"Session {session.id} cannot start yet: {placement.reason}")
+                    raise UserError(f"Session {session.id} is pending: {placement.reason} It starts by itself once "
+                                    f"that is done (`nanogpt-tui sessions kill {session.id}` drops it).")
                 return session
             session.host, session.gpu_ids = placement.host, placement.gpu_ids
             return self._start_placed(session, grace_s)
@@ -478,9 +494,14 @@ class SessionManager:
         if session.status in M.FINAL:
             raise UserError(f"Session {session.id} has already ended ({session.status}); nothing to kill.")
         if session.status == M.PENDING and session.started_at is None:
-            session.transition(M.KILLED, reason + " before it started")
-            self.save(session)
-            return session
+            with self._placement_lock():  # a placement in progress must not start it after this
+                session = self.get(session.id)
+                if session.status == M.PENDING and session.started_at is None:
+                    session.transition(M.KILLED, reason + " before it started")
+                    self.save(session)
+                    return session
+            if session.status in M.FINAL:
+                return session
         handle = self.handle(session)
         if handle:
             self.backend_for(session.backend, session.host).stop(handle, grace_s)
@@ -494,6 +515,10 @@ class SessionManager:
         """Add GPU-hours (or wall-clock hours x GPUs); the deadline moves in control/ and session.json."""
         if (gpu_hours is None) == (wall_hours is None):
             raise UserError("Say how much to extend by: --gpu-hours H or --wall-hours H.")
+        with self._placement_lock():  # a placement starting this session must not save over the extension
+            return self._extend(session_id, gpu_hours, wall_hours, reason)
+
+    def _extend(self, session_id: str, gpu_hours: float | None, wall_hours: float | None, reason: str) -> Session:
         session = self.get(session_id)
         if session.status not in (M.RUNNING, M.UNREACHABLE, M.PENDING):
             raise UserError(f"Session {session.id} has ended ({session.status}); only a live session can be "

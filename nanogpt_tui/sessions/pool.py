@@ -110,7 +110,8 @@ class Placement:
     host: str | None  # None: nothing fits now (see reason)
     gpu_ids: list[int]
     reason: str
-    blocking: bool = False  # waiting will not help: the user must act (create an image or volume, ask for fewer GPUs)
+    blocking: bool = False  # waiting alone will not help: the user must act (create an image or a volume)
+    impossible: bool = False  # it can never fit (more GPUs than any host has)
 
 
 def holders(sessions: Iterable[M.Session], host: str, exclude: str | None = None) -> dict[int, str]:
@@ -139,7 +140,8 @@ def place(views: Sequence[HostView], gpus: int, *, forced: str | None = None,
     candidates = [v for v in views if forced is None or v.name == forced]
     if forced is not None and not candidates:
         raise UserError(f"There is no Docker host named {forced!r} in the config; `nanogpt-tui hosts list` shows them.")
-    pool_has_gpus = any(v.gpus.offered for v in views)
+    # A host that answers but whose GPUs are unknown (discovery could not run) may have some.
+    pool_has_gpus = any(v.gpus.offered or (v.answers and v.gpus.ids is None) for v in views)
     waiting: list[str] = []
     fits: list[tuple[int, int, HostView, list[int]]] = []
     unpinned: list[tuple[int, int, HostView]] = []
@@ -152,6 +154,9 @@ def place(views: Sequence[HostView], gpus: int, *, forced: str | None = None,
             down.append(v.problem)
             continue
         offered = v.gpus.offered
+        if v.gpus.ids is None:
+            waiting.append(f"{v.name}'s GPUs are unknown ({v.gpus.detail or 'not discovered yet'})")
+            continue
         if not offered:
             if forced is not None or not pool_has_gpus:
                 unpinned.append((len(v.sessions), order, v))
@@ -179,15 +184,16 @@ def place(views: Sequence[HostView], gpus: int, *, forced: str | None = None,
                 return Placement(v.name, [], f"{v.name} offers no GPUs, so none are pinned (the budget counts "
                                              f"{gpus})")
             problems.extend(missing)
-    if problems:
+    if problems and not waiting:
         return Placement(None, [], " ".join(problems), blocking=True)
     reachable_gpu_hosts = [v for v in candidates if v.answers and v.gpus.offered]
     if reachable_gpu_hosts and not waiting and largest < gpus:
         where = forced or "the pool"
         return Placement(None, [], f"No host in {where} has {gpus} GPUs (the largest has {largest}); ask for "
-                                   f"{largest} or fewer, or add a host with more.", blocking=True)
+                                   f"{largest} or fewer, or add a host with more.", impossible=True)
+    notes = [problem.rstrip(".") for problem in [*down, *problems] if problem]
     return Placement(None, [], f"waiting for {gpus} GPU(s): " + "; ".join(waiting + too_small)
-                     + "".join(f". {problem.rstrip('.')}" for problem in down if problem) + ("." if down else ""))
+                     + "".join(f". {note}" for note in notes) + ("." if notes else ""))
 
 
 # --- what Docker says (the survey) ------------------------------------------------------------------------------
@@ -252,12 +258,14 @@ def discover(backend, host: HostConfig, image: str, cache: DiscoveryCache, *, fo
         # Not cached: once the image is there, discovery runs again.
         return HostGpus(None, "unknown", f"image {image} is missing, so GPUs could not be discovered")
     elif status != "ok":
-        found = HostGpus((), "none", f"nvidia-smi failed: {output.strip().splitlines()[-1][:160] if output.strip() else status}")
+        # Not cached: a timeout or a driver hiccup must not make a GPU node a CPU box for good.
+        last = output.strip().splitlines()[-1][:160] if output.strip() else status
+        return HostGpus(None, "unknown", f"nvidia-smi failed: {last}")
     else:
         try:
             gpus = parse_gpu_query(output)
         except ValueError as err:
-            found = HostGpus((), "none", f"unexpected nvidia-smi output ({err})")
+            return HostGpus(None, "unknown", f"unexpected nvidia-smi output ({err})")
         else:
             found = HostGpus(tuple(g.index for g in gpus), "discovered" if gpus else "none",
                              "" if gpus else "nvidia-smi lists no GPU", gpus)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from nanogpt_tui.fsutil import atomic_write_json
-from nanogpt_tui.procgroup import stop_tree
+from nanogpt_tui.procgroup import stop_tree, watch_tree
 from nanogpt_tui.sessions.control import read_deadline
 from nanogpt_tui.sessions.layout import (
     CONTAINER_CONTROL,
@@ -39,11 +39,13 @@ def say(text: str) -> None:
     print(f"[runner {stamp}] {text}", flush=True)
 
 
-def stop_agent(proc: subprocess.Popen, grace_s: float) -> None:
+def stop_agent(proc: subprocess.Popen, grace_s: float, seen: dict[int, int]) -> None:
     """SIGINT to the agent's whole process group, a grace period, then SIGKILL to whatever is left of its process
-    tree (a retiming run, torchrun's workers in their own sessions), waiting until all of it is gone."""
-    stop_tree(proc, first=signal.SIGINT, grace_s=grace_s,
-              on_kill=lambda: say(f"the agent did not stop within {grace_s:g} s of SIGINT; sending SIGKILL"))
+    tree (a retiming run, torchrun's workers in their own sessions; `seen` holds those watched while it ran),
+    waiting until all of it is gone."""
+    if not stop_tree(proc, first=signal.SIGINT, grace_s=grace_s, known=seen,
+                     on_kill=lambda: say(f"the agent did not stop within {grace_s:g} s of SIGINT; sending SIGKILL")):
+        say("warning: some of the agent's processes did not end after SIGKILL")
 
 
 def run() -> int:
@@ -95,10 +97,11 @@ def run() -> int:
         f"({deadline.seconds_left():.0f} s left)")
     proc = subprocess.Popen(["bash", str(agent_dir / "run.sh")], cwd=workspace, start_new_session=True)
     last_deadline = deadline.deadline
+    seen: dict[int, int] = {}  # the agent's process tree as last watched (pid -> start ticks), for the final sweep
     while True:
         code = proc.poll()
         if code is not None:
-            stop_tree(proc, first=signal.SIGKILL, grace_s=0.0)  # leftovers of a finished agent
+            stop_tree(proc, first=signal.SIGKILL, grace_s=0.0, known=seen)  # leftovers of a finished agent
             try:
                 deadline = read_deadline(control_dir)
             except ValueError:
@@ -111,7 +114,7 @@ def run() -> int:
             return finish("agent-failed", EXIT_FAILED, code)
         if stop_requested.is_set():
             say("stop requested; stopping the agent")
-            stop_agent(proc, min(deadline.grace_s, 10.0))
+            stop_agent(proc, min(deadline.grace_s, 10.0), seen)
             return finish("stopped", EXIT_STOPPED, proc.returncode)
         try:
             deadline = read_deadline(control_dir)
@@ -123,8 +126,9 @@ def run() -> int:
             last_deadline = deadline.deadline
         if deadline.seconds_left() <= 0:
             say("the deadline has passed; stopping the agent")
-            stop_agent(proc, deadline.grace_s)
+            stop_agent(proc, deadline.grace_s, seen)
             return finish("deadline", EXIT_DEADLINE, proc.returncode)
+        seen = watch_tree(seen, proc.pid)  # while it runs its pid is its own; workers may leave its group
         time.sleep(POLL_S)
 
 

@@ -29,7 +29,6 @@ from nanogpt_tui.backends.docker_backend import (
 )
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.sessions import layout as L
-from tests.conftest import REPO
 
 TEST_LABEL = "nanogpt-tui.test-run"
 RUN_ID = uuid.uuid4().hex[:10]
@@ -460,7 +459,7 @@ def test_gpu_discovery_without_nvidia_runtime_finds_none_and_is_cached(backend, 
 
 @pytest.mark.docker
 @pytest.mark.timeout(900)
-def test_preflight_names_what_is_missing_with_the_command_that_fixes_it(backend, image, data_volume):
+def test_preflight_names_what_is_missing_with_the_command_that_fixes_it(backend, image, data_volume, tmp_path):
     assert backend.missing(image, data_volume, "docker") == []
     problems = backend.missing("nanogpt-tui-test:does-not-exist", f"no-such-volume-{RUN_ID}", "docker -H x")
     assert problems == [
@@ -473,7 +472,8 @@ def test_preflight_names_what_is_missing_with_the_command_that_fixes_it(backend,
     assert backend.missing(image, None, "docker", shared_dir=Path("/nonexistent-shared-folder")) == [
         "The sessions folder /nonexistent-shared-folder is not visible on Docker host local: mount the shared "
         "filesystem there at the same path (bind mounts name host paths)."]
-    assert backend.missing(image, None, "docker", shared_dir=REPO) == []
+    assert backend.missing(image, None, "docker", shared_dir=tmp_path) == []
+    assert list(tmp_path.iterdir()) == []  # the probe's token file is gone again
 
 
 @pytest.mark.docker

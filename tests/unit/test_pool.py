@@ -61,8 +61,8 @@ def test_forced_host_and_too_many_gpus():
     views = [view("a", range(8)), view("b", range(4))]
     assert P.place(views, 2, forced="a").gpu_ids == [0, 1]
     got = P.place(views, 8, forced="b")
-    assert got.blocking and got.reason.startswith("No host in b has 8 GPUs (the largest has 4)")
-    assert P.place(views, 16).blocking
+    assert got.impossible and got.reason.startswith("No host in b has 8 GPUs (the largest has 4)")
+    assert P.place(views, 16).impossible
     with pytest.raises(UserError, match="no Docker host named 'zz'"):
         P.place(views, 1, forced="zz")
 
@@ -87,6 +87,21 @@ def test_a_fitting_host_that_misses_the_image_is_passed_over_then_blocks():
     assert got.host is None and got.blocking
     assert got.reason == "The image x is not on Docker host a: build it there. The data volume v does not exist on " \
                          "Docker host b."
+
+
+def test_a_missing_image_on_a_free_host_waits_for_a_busy_host_that_has_it():
+    busy = [session("s1", host="b", gpus=8, ids=range(8))]
+    views = [view("a", range(8), busy), view("b", range(8), busy)]
+    got = P.place(views, 8, preflight=lambda h: ["The image x is not on Docker host a."] if h == "a" else [])
+    assert got.host is None and not got.blocking  # b will free its GPUs: waiting helps
+    assert got.reason == "waiting for 8 GPU(s): b has 0 of 8 free (held by s1). The image x is not on Docker host a."
+
+
+def test_a_host_whose_gpus_are_unknown_is_not_taken_for_a_cpu_box():
+    unknown = P.HostView("gpu", "ssh://u@gpu", True, "", P.HostGpus(None, "unknown", "image x is missing"))
+    got = P.place([unknown, view("cpu", ())], 8)
+    assert got.host is None and "gpu's GPUs are unknown (image x is missing)" in got.reason
+    assert P.place([unknown, view("cpu", ())], 1, forced="cpu").host == "cpu"  # named: it runs unpinned there
 
 
 def test_parse_gpu_query_of_a_real_h200():
