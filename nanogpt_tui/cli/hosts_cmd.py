@@ -38,7 +38,7 @@ def _manager(args):
 def _gpus(view) -> str:
     ids = view.gpus.ids
     if ids is None:
-        return "unknown"
+        return "unknown" + (f" ({view.gpus.detail})" if view.gpus.detail else "")
     if not ids:
         return "none" + (f" ({view.gpus.detail})" if view.gpus.detail else "")
     return f"{','.join(map(str, ids))} ({view.gpus.source})"
