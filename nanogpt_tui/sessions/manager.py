@@ -324,8 +324,8 @@ class SessionManager:
 
     def start(self, session: Session, grace_s: float = DEFAULT_GRACE_S) -> Session:
         """Place the session (a Docker host with enough free GPUs, or the one it names) and start it. While nothing
-        fits it stays pending with the reason; when the user must act first (a missing image or data volume, more
-        GPUs than any host has) it stays pending and a `UserError` says what to do."""
+        fits it stays pending with the reason; when the user must act first (a missing image or data volume) it
+        stays pending and a `UserError` says what to do; asking for more GPUs than any host has fails it."""
         if session.status not in (M.PENDING,):
             raise UserError(f"Session {session.id} is {session.status}; only a pending session can start.")
         if session.backend != "docker":
