@@ -625,8 +625,10 @@ class DockerBackend:
                 if stop_event.wait(0.05):
                     try:
                         stream.close()
-                    except (OSError, docker.errors.DockerException, AttributeError):
-                        pass  # already closed, or a transport that cannot be cancelled (paramiko ssh)
+                    except (OSError, docker.errors.DockerException, AttributeError, NameError):
+                        # Already closed, or a transport the SDK cannot cancel (ssh: its close() fails with an
+                        # UnboundLocalError): the copy loop stops at the next chunk instead.
+                        pass
                     return
 
         watcher = threading.Thread(target=close_on_stop, name=f"logs-stop-{container_id[:12]}", daemon=True)
@@ -655,6 +657,8 @@ class DockerBackend:
 
         try:
             for chunk in stream:
+                if stop_event.is_set():
+                    break  # a stream that could not be closed: write nothing more (a new follower takes over)
                 commit(parser.feed(chunk))
         except (OSError, ValueError, AttributeError, requests.exceptions.RequestException,
                 docker.errors.DockerException) as err:
