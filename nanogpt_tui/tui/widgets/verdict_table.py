@@ -33,12 +33,22 @@ class VerdictTable(DataTable):
         self.show_session = show_session
         self.rows_by_key: dict[str, VerdictRow] = {}
         self._signature: tuple = ()
+        self._widths: dict[str, int] | None = None
 
     def on_mount(self) -> None:
+        self._set_columns({})
+
+    def _set_columns(self, widths: dict[str, int]) -> None:
+        """(Re)create the columns, each as wide as its label or widest cell. The widths are set here rather than
+        left to DataTable's auto width, which measures new rows only when the table next goes idle: a frame drawn
+        before that (on a busy machine) showed every column cut to its label's width."""
+        self.clear(columns=True)
         for key, label in COLUMNS:
             if key == "session" and not self.show_session:
                 continue
-            self.add_column(Text(label, justify="right" if key in RIGHT else "left"), key=key)
+            self.add_column(Text(label, justify="right" if key in RIGHT else "left"), key=key,
+                            width=max(len(label), widths.get(key, 0)))
+        self._widths = widths
 
     def update_rows(self, rows: list[VerdictRow]) -> None:
         rows = sorted(rows, key=lambda r: (r.time or "", r.verdict.verdict_id), reverse=True)
@@ -49,12 +59,16 @@ class VerdictTable(DataTable):
         selected = None
         if self.row_count and self.cursor_row < self.row_count:
             selected = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        self.clear()
+        all_cells = [row.cells() for row in rows]
+        widths = {column: max((Text(c[column]).cell_len for c in all_cells), default=0) for column, _ in COLUMNS}
+        if widths != self._widths:
+            self._set_columns(widths)
+        else:
+            self.clear()
         self.rows_by_key = {}
-        for row in rows:
+        for row, cells in zip(rows, all_cells):
             key = f"{row.session_id}/{row.verdict.verdict_id}"
             self.rows_by_key[key] = row
-            cells = row.cells()
             out = []
             for column, _ in COLUMNS:
                 if column == "session" and not self.show_session:
