@@ -474,10 +474,16 @@ class SessionManager:
             session.container_id, self.session_dir(session.id) / L.CONTAINER_LOG)
 
     def close(self) -> None:
-        """Stop copying logs (the sessions keep running; a later manager resumes the copy)."""
+        """Stop copying logs and close the connections to the Docker hosts (an ssh:// host holds an ssh process
+        per connection); the sessions keep running and a later manager resumes the copy."""
         for follower in self._followers.values():
             follower.close()
         self._followers.clear()
+        for backend in self._backends.values():
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
+        self._backends.clear()
 
     def _grace(self, session: Session) -> float:
         try:
