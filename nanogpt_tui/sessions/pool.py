@@ -72,12 +72,6 @@ class HostGpus:
     def offered(self) -> tuple[int, ...]:
         return self.ids or ()
 
-    def describe(self) -> str:
-        if not self.ids:
-            return "no GPUs" + (f" ({self.detail})" if self.detail else "")
-        names = sorted({g.name for g in self.gpus if g.name})
-        return f"{len(self.ids)} GPU(s)" + (f" {', '.join(names)}" if names else "") + f" [{self.source}]"
-
 
 @dataclass
 class HostView:
