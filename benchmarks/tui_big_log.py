@@ -20,8 +20,8 @@ from pathlib import Path
 
 from tui_common import Terminal, make_session, write_config
 
-from nanogpt_tui.dashboard import LogTail
 from nanogpt_tui.sessions import model as M
+from nanogpt_tui.tui.data.logtail import LogTail
 
 LAST = "the last line of the big log: 0xC0FFEE"
 

@@ -48,12 +48,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--gpu-hours", type=float, metavar="H")
     group.add_argument("--wall-hours", type=float, metavar="H", help="wall-clock hours (x the session's GPUs)")
     p.set_defaults(func=cmd_extend)
-    p = sub.add_parser("logs", help="print a session's container.log",
-                       description="Print a session's container.log; --follow keeps printing new lines.")
+    p = sub.add_parser("logs", help="print a session's container.log as the control room shows it",
+                       description="Print a session's container.log as the control room's Log pane shows it "
+                                   "(agent events as readable lines); --follow keeps printing new lines.")
     p.add_argument("id", metavar="ID")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing as the session writes")
     p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--only", choices=LOG_FILTER_NAMES, default="all",
+                   help="only these lines, as the Log pane's `t` filter shows them (default: all)")
+    shown.add_argument("--raw", action="store_true", help="each line as written (agent JSON not rendered; escape "
+                                                      "sequences still stripped and keys masked)")
     p.set_defaults(func=cmd_logs)
+
+
+# The Log pane's filters (`nanogpt_tui.tui.data.logrender.LOG_FILTERS`, checked equal by a test): spelled here so
+# building the parser imports nothing.
+LOG_FILTER_NAMES = ("all", "agent", "tools", "submissions", "errors", "usage", "output")
 
 
 def _manager(args):
@@ -147,37 +158,42 @@ def cmd_extend(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from collections import deque
-
-    from nanogpt_tui.sessions import layout as L
-
+    # The control room's own tail and line renderer: agent JSON reads as event lines, escape sequences are
+    # stripped and keys masked, exactly as the Log pane shows them (`--raw` keeps each line as written).
     from nanogpt_tui.agents.render import env_secrets, mask_secrets, sanitize
+    from nanogpt_tui.sessions import layout as L
+    from nanogpt_tui.tui.data.logrender import LOG_FILTERS, LogLine, log_line_renderer
+    from nanogpt_tui.tui.data.logtail import LogTail
 
-    secrets = env_secrets()
+    secrets = tuple(env_secrets())
+    if args.raw:
+        def render(raw: str) -> list[LogLine]:
+            return [LogLine("raw", mask_secrets(sanitize(raw), secrets))]
+    else:
+        render = log_line_renderer(secrets)
+    kinds = LOG_FILTERS[args.only]
 
-    def show(raw: bytes) -> None:
-        # Container output is untrusted: no terminal escape sequences, no keys.
-        sys.stdout.write(mask_secrets(sanitize(raw.decode("utf-8", "replace").rstrip("\n")), secrets) + "\n")
+    def show(raws) -> None:
+        for raw in raws:
+            for line in render(raw):
+                if kinds is None or line.kind in kinds:
+                    sys.stdout.write(line.text + "\n")
+        sys.stdout.flush()
 
     manager = _manager(args)
     session = manager.get(args.id)
-    path = manager.session_dir(session.id) / L.CONTAINER_LOG
-    with open(path, "rb") as handle:
-        if args.tail:
-            for line in deque(handle, maxlen=args.tail):
-                show(line)
-        else:
-            for line in handle:
-                show(line)
-        sys.stdout.flush()
-        while args.follow:
-            line = handle.readline()
-            if line:
-                show(line)
-                sys.stdout.flush()
-                continue
-            session = manager.refresh(manager.get(session.id))
-            if session.status not in ("running", "pending", "unreachable"):
-                break
-            time.sleep(0.2)
+    tail = LogTail(manager.session_dir(session.id) / L.CONTAINER_LOG)
+    show(tail.open(args.tail) if args.tail else tail.read_all())
+    while args.follow:
+        lines, restarted = tail.read_new()
+        if restarted:
+            sys.stdout.write("… (the log was replaced or ran too far ahead; showing its tail)\n")
+        if lines:
+            show(lines)
+            continue
+        session = manager.refresh(manager.get(session.id))
+        if session.status not in ("running", "pending", "unreachable"):
+            show(tail.read_new()[0])  # what was written between the last read and the end
+            break
+        time.sleep(0.2)
     return 0

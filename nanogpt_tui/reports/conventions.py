@@ -1,4 +1,4 @@
-"""How a verdict is read, shared by the reports and the control room (`nanogpt_tui.dashboard`); headless and light.
+"""How a verdict is read, shared by the reports and the control room (`nanogpt_tui.tui.data`); headless and light.
 
 Conventions: a verdict happens at its `finished_at` (else `started_at`); the GPU-hours at a moment are (moment -
 session start) x the session's GPUs; a verdict's % of human progress is its own

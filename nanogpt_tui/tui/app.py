@@ -16,11 +16,12 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from nanogpt_tui.config import Config, load_config
-from nanogpt_tui.dashboard import Dashboard, SessionView
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.records import Timeline, load_timeline
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
+from nanogpt_tui.tui.data.dashboard import Dashboard
+from nanogpt_tui.tui.data.views import SessionView
 from nanogpt_tui.tui.messages import DashboardUpdated, FileGrew, Problem
 from nanogpt_tui.tui.screens.detail import DetailScreen
 from nanogpt_tui.tui.screens.dialogs import ConfirmKill, ExportDialog, ExtendDialog, HelpScreen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from nanogpt_tui.dashboard import SessionView
+from nanogpt_tui.tui.data.views import SessionView
 
 
 class DashboardUpdated(Message):

@@ -13,9 +13,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
-from nanogpt_tui.dashboard import LOG_WINDOW_LINES, Dashboard, LogLine, LogTail, SessionView
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.tui.data.dashboard import Dashboard
+from nanogpt_tui.tui.data.logrender import LogLine
+from nanogpt_tui.tui.data.logtail import LOG_WINDOW_LINES, LogTail
+from nanogpt_tui.tui.data.views import SessionView
 
 FIRST_LINES = 200  # read and shown first when a log opens; the rest of the first fill comes right after
 INITIAL_LINES = 1_000  # the first fill: enough to read back a while; older lines come on demand (scrolling up)

@@ -9,14 +9,14 @@ import threading
 import pytest
 from textual.widgets import Static
 
-from nanogpt_tui import dashboard
 from nanogpt_tui.config import load_config
-from nanogpt_tui.dashboard import Dashboard
 from nanogpt_tui.records import load_timeline
 from nanogpt_tui.reports import ledger
 from nanogpt_tui.reports import session as report_session
 from nanogpt_tui.reports.session import load_session_data
 from nanogpt_tui.tui.app import create_app
+from nanogpt_tui.tui.data import views as data_views
+from nanogpt_tui.tui.data.dashboard import Dashboard
 from nanogpt_tui.tui.screens.detail import DetailScreen
 from nanogpt_tui.tui.watch import SessionMonitor
 from nanogpt_tui.tui.widgets.grid import SessionGrid
@@ -186,16 +186,16 @@ def test_cards_and_the_detail_screen_show_the_shares(fixed_env):
 
 def test_the_control_room_and_the_report_read_verdicts_with_the_same_functions():
     for name in ("gap_for", "gpu_hours_at", "verdict_percent", "judge_label"):
-        assert getattr(dashboard, name) is getattr(report_session, name)
+        assert getattr(data_views, name) is getattr(report_session, name)
     verdict = Verdict(submission="s", submission_dir="/w/s", verdict_id="s__01", kind="submission",
                       session_id="x", anchor="a", target="b", started_at="2026-11-20T18:00:00Z",
                       finished_at="2026-11-20T19:00:00Z")
     verdict.speedup = {"percent_of_human_progress": float("nan"), "seconds_faster": 6.32}
-    assert dashboard.verdict_percent(verdict, 63.2) == pytest.approx(10.0)  # NaN is no percentage
+    assert data_views.verdict_percent(verdict, 63.2) == pytest.approx(10.0)  # NaN is no percentage
     verdict.speedup = {"percent_of_human_progress": True, "seconds_faster": True}
-    assert dashboard.verdict_percent(verdict, 63.2) is None  # nor is a boolean
-    s = dashboard.Session(id="x", agent="a", strategy="s", strategy_hash="h", anchor="a", target=None,
-                          backend="local", host="local", image=None, gpus=4, budget_gpu_hours=1.0,
-                          created_at="2026-11-20T18:00:00Z", started_at="2026-11-20T18:00:00Z")
+    assert data_views.verdict_percent(verdict, 63.2) is None  # nor is a boolean
+    s = data_views.Session(id="x", agent="a", strategy="s", strategy_hash="h", anchor="a", target=None,
+                           backend="local", host="local", image=None, gpus=4, budget_gpu_hours=1.0,
+                           created_at="2026-11-20T18:00:00Z", started_at="2026-11-20T18:00:00Z")
     at = dt.datetime(2026, 11, 20, 19, 30, tzinfo=dt.timezone.utc)
-    assert dashboard.gpu_hours_at(s, at) == dashboard.gpu_hours_at(s, "2026-11-20T19:30:00Z") == 6.0
+    assert data_views.gpu_hours_at(s, at) == data_views.gpu_hours_at(s, "2026-11-20T19:30:00Z") == 6.0

@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from nanogpt_tui.dashboard import (
-    Dashboard,
-    LogTail,
-    format_duration,
-    human_timeline_by_date,
-    log_line_renderer,
-    plot_data,
-    record_short,
-    short_id,
-    submission_diff,
-    submissions,
-)
 from nanogpt_tui.records import load_timeline
 from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.tui.data.dashboard import Dashboard
+from nanogpt_tui.tui.data.diffs import submission_diff, submissions
+from nanogpt_tui.tui.data.formatting import format_duration, record_short, short_id
+from nanogpt_tui.tui.data.logrender import log_line_renderer
+from nanogpt_tui.tui.data.logtail import LogTail
+from nanogpt_tui.tui.data.plotdata import human_timeline_by_date, plot_data
 from nanogpt_tui.tui.watch import LogFollower, SessionMonitor
-from tests.tui.sessions_data import BIGRAM, FA3, NOW, add_log, build_fixed_sessions, make_session
+from tests.tui.sessions_data import BIGRAM, FA3, NOW, add_log, build_fixed_sessions, make_session, write_config
 
 # ------------------------------------------------------------------------------------------------ log tail
 
@@ -134,6 +126,32 @@ def test_log_lines_are_plain_text_sanitised_and_masked():
     assert plain.kind == "output"
     assert plain.text == "[b]bold?[/b] token=*** sk-ant-***"
     assert render("") == []
+
+
+def test_sessions_logs_prints_the_log_as_the_log_pane_shows_it(tmp_path, baselines_dir, capsys, monkeypatch):
+    from nanogpt_tui.cli import main
+    from nanogpt_tui.cli.sessions_cmd import LOG_FILTER_NAMES
+    from nanogpt_tui.tui.data.logrender import LOG_FILTERS
+
+    assert LOG_FILTER_NAMES == tuple(LOG_FILTERS)
+    root = tmp_path / "sessions"
+    d = make_session(root, "s-logs", agent="claude", strategy="default", status="killed", ended_hours_ago=1)
+    tool = json.dumps({"type": "assistant", "message": {"id": "m1", "content": [
+        {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "nvidia-smi"}}]}})
+    add_log(d, ["[runner] started", tool, "\x1b[31mstep:10/1600 val_loss:4.1\x1b[0m"])
+    monkeypatch.setenv("NANOGPT_TUI_CONFIG", str(write_config(tmp_path, baselines_dir, root)))
+    assert main(["sessions", "logs", "s-logs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    # The same lines, in the same words, as the Log pane: the tool call as an event line, escapes stripped.
+    render = log_line_renderer()
+    assert out == [x.text for raw in (d / L.CONTAINER_LOG).read_text().splitlines() for x in render(raw)]
+    assert len(out) == 3 and "Bash" in out[1] and "nvidia-smi" in out[1] and out[2] == "step:10/1600 val_loss:4.1"
+    assert main(["sessions", "logs", "s-logs", "--only", "tools"]) == 0
+    assert capsys.readouterr().out.splitlines() == [out[1]]
+    assert main(["sessions", "logs", "s-logs", "--tail", "1", "--follow"]) == 0  # an ended session: no wait
+    assert capsys.readouterr().out.splitlines() == [out[2]]
+    assert main(["sessions", "logs", "s-logs", "--raw", "--tail", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith('{"type": "assistant"')
 
 
 # ---------------------------------------------------------------------------------------- session views
@@ -260,16 +278,3 @@ def test_the_monitor_reloads_changed_sessions_and_reports_growing_logs(tmp_path,
         assert monitor.mode == "watchfiles"
     finally:
         monitor.stop()
-
-
-# ------------------------------------------------------------------------------------------ import hygiene
-
-
-def test_the_headless_parts_import_no_ui():
-    code = ("import json, sys\n"
-            "import nanogpt_tui.dashboard, nanogpt_tui.demo, nanogpt_tui.tui, nanogpt_tui.tui.watch\n"
-            "import nanogpt_tui.tui.reporting, nanogpt_tui.reports.conventions, nanogpt_tui.reports.session\n"
-            "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))\n")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    loaded = set(json.loads(out))
-    assert not loaded & {"textual", "rich", "plotext", "textual_plotext", "docker", "watchfiles"}

@@ -8,8 +8,10 @@ import threading
 import time
 
 from nanogpt_tui.config import load_config
-from nanogpt_tui.dashboard import LogTail, log_line_renderer, search_log
 from nanogpt_tui.tui.app import create_app
+from nanogpt_tui.tui.data.logrender import log_line_renderer
+from nanogpt_tui.tui.data.logsearch import search_log
+from nanogpt_tui.tui.data.logtail import LogTail
 from nanogpt_tui.tui.screens.main import MainScreen
 from nanogpt_tui.tui.watch import INITIAL_LINES, RESUME_MAX_LAG_BYTES, LogFollower
 from nanogpt_tui.tui.widgets.log_panel import LogPanel

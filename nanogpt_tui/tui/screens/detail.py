@@ -13,15 +13,11 @@ from textual.screen import Screen
 from textual.widgets import OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from nanogpt_tui.dashboard import (
-    LogLine,
-    SessionView,
-    format_gpu_hours,
-    submission_diff,
-    submissions,
-    time_left_text,
-)
 from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.tui.data.diffs import submission_diff, submissions
+from nanogpt_tui.tui.data.formatting import format_gpu_hours, time_left_text
+from nanogpt_tui.tui.data.logrender import LogLine
+from nanogpt_tui.tui.data.views import SessionView
 from nanogpt_tui.tui.screens.main import SessionActions
 from nanogpt_tui.tui.widgets.card import STATUS_STYLES
 from nanogpt_tui.tui.widgets.footer import KeyFooter

@@ -10,8 +10,9 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
-from nanogpt_tui.dashboard import SessionView, format_gpu_hours, judge_label, time_left_text
 from nanogpt_tui.sessions import model as M
+from nanogpt_tui.tui.data.formatting import format_gpu_hours, time_left_text
+from nanogpt_tui.tui.data.views import SessionView, judge_label
 
 STATUS_STYLES = {
     M.RUNNING: "bold green", M.PENDING: "bold yellow", M.UNREACHABLE: "bold yellow", M.EXITED: "bold blue",

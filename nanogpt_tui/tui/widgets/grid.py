@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from nanogpt_tui.dashboard import SessionView
+from nanogpt_tui.tui.data.views import SessionView
 from nanogpt_tui.tui.widgets.card import SessionCard
 
 MIN_CARD_WIDTH = 38

@@ -16,7 +16,8 @@ from textual.message import Message
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
-from nanogpt_tui.dashboard import LOG_FILTERS, LogLine, LogMatch, log_line_renderer, search_log
+from nanogpt_tui.tui.data.logrender import LOG_FILTERS, LogLine, log_line_renderer
+from nanogpt_tui.tui.data.logsearch import LogMatch, search_log
 from nanogpt_tui.tui.watch import POSITIONS_KEPT, LogFollower
 from nanogpt_tui.tui.widgets.log_view import LogView
 

@@ -11,7 +11,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from nanogpt_tui.dashboard import LOG_FILTERS, LOG_WINDOW_LINES, LogLine
+from nanogpt_tui.tui.data.logrender import LOG_FILTERS, LogLine
+from nanogpt_tui.tui.data.logtail import LOG_WINDOW_LINES
 
 KIND_STYLES = {
     "error": Style(color="red", bold=True),

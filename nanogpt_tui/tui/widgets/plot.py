@@ -8,7 +8,7 @@ import datetime as dt
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
 
-from nanogpt_tui.dashboard import PlotData
+from nanogpt_tui.tui.data.plotdata import PlotData
 
 SERIES_COLORS = ("cyan", "green", "orange", "magenta", "blue", "red", "yellow", "white")
 DASH = "┄"

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
-from nanogpt_tui.dashboard import format_utc, judge_label
+from nanogpt_tui.tui.data.formatting import format_utc
+from nanogpt_tui.tui.data.views import judge_label
 from nanogpt_tui.tui.widgets.card import OUTCOME_STYLES
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
-from nanogpt_tui.dashboard import VerdictRow
+from nanogpt_tui.tui.data.views import VerdictRow
 from nanogpt_tui.tui.widgets.card import OUTCOME_STYLES
 
 COLUMNS = (("time", "time (UTC)"), ("session", "session"), ("submission", "submission"), ("outcome", "outcome"),
