@@ -1,0 +1,60 @@
+"""Classifying a code change against its parent as hyperparameter tuning, an algorithmic change or systems work.
+
+Headless and standard library only (`ast`, `difflib`). The kinds:
+
+- `hyperparameter`: only literal values changed: learning rates, step counts, schedule constants, sizes,
+  tuples of window sizes (`1750 -> 1700`, `(3, 7, 11) -> (3, 5, 11)`, `2 * 1024 -> 3 * 1024`); also a
+  knob added or removed (an assignment of a literal at module level, in a class or in `__init__`, a literal
+  parameter default, a literal keyword argument such as `head_dim=128`), a literal replaced by a reference to
+  a knob, and the arithmetic shape of a schedule function (`get_lr`, `*_schedule`, `*warmup*`, ...) or of a
+  hyperparameter class's field (`Hyperparameters`, `*Config`, `Args`, `*Settings`, `HParams`: anchored, so
+  `AttnArgs` is not one). State set up inside a function (`idx = 0`, `futures = []`, `self.thread = None`)
+  is no knob: it goes with the code that uses it.
+- `systems`: kernels, compilation, communication, precision plumbing, host-side concurrency: a change whose
+  changed names are mostly those of `torch.compile`, Inductor/Dynamo, Triton, `torch.distributed`
+  collectives, CUDA streams and graphs, pinned memory, dtypes and casts (`.bfloat16()`, `.float()`,
+  `.to(dtype=torch.float32)`, `.type_as(...)`, fp8, autocast), attention kernels (FlashAttention, flex
+  attention, SDPA), threads, events, queues and executors; any change inside a `@triton.jit` function or a
+  `torch.library` custom op, or in a file of kernels (named so, `triton_kernels.py`, or mostly kernels:
+  importing triton is not enough, every 2025 record's single train_gpt.py does); a literal inside a systems
+  call or setting (`torch.compile(dynamic=...)`, `NCCL_*`); a change in the header of a statement whose body
+  is systems work (`if isinstance(m, (nn.Embedding, nn.Linear)): m.bfloat16()`); run.sh. In the share of
+  changed names, names the changed code binds itself (its locals, parameters, the attributes it assigns) and
+  language glue (`len`, `.append`, `.size`) are left out, names bound to a thread, event, queue, stream or
+  future (or an instance of the file's own class wrapping one) count as systems, and dtype/device/rank
+  plumbing counts fully where it is what changed, half inside wholly new code.
+- `algorithmic`: any other change of structure: the model, the optimizer, data handling, the loss.
+- `none`: nothing that runs changed (comments, docstrings, formatting, log messages, reordered defs,
+  type annotations, a consistent rename of a name the code defines, the run id or log path).
+
+A change usually touches several places; each changed place (an *evidence* item: file, line, the
+enclosing scope, the AST node types, before/after) gets a kind of its own, and the change as a whole is
+labelled by the strongest kind present, algorithmic > systems > hyperparameter > none. A **mixed** change
+(e.g. a new loss term plus retuned learning rates, the way most human records look) is therefore
+`algorithmic`, with `mixed: true` and `parts` counting the places of each kind; systems work plus retuned
+constants is `systems`. The reasoning: retuning constants usually accompanies a new idea, and the
+question the label answers is whether the change did more than retune.
+
+
+The package, by concern: `model` (kinds, evidence, classification), `syntax` (AST helpers), the evidence of each
+kind (`systems`, `knobs` for hyperparameters, `neutral` for no change), `places` (judging one changed place),
+`diff` (walking two versions side by side), `decision` (the kind from the evidence), `sources` (entry points) and
+`distance`.
+"""
+
+from __future__ import annotations
+
+from nanogpt_tui.classify.distance import code_distance, nearest
+from nanogpt_tui.classify.knobs import KNOB_CLASS, SCHEDULE_SCOPE, literal_value
+from nanogpt_tui.classify.model import ALGORITHMIC, HYPERPARAMETER, KINDS, NEUTRAL, NONE, PRECEDENCE, SYSTEMS, \
+    Classification, Evidence
+from nanogpt_tui.classify.sources import CODE_SUFFIXES, classify_dirs, classify_sources, code_files
+from nanogpt_tui.classify.syntax import dotted, is_literal
+from nanogpt_tui.classify.systems import is_systems_token, is_weak_systems_token, systems_names
+
+__all__ = [
+    "ALGORITHMIC", "CODE_SUFFIXES", "HYPERPARAMETER", "KINDS", "KNOB_CLASS", "NEUTRAL", "NONE", "PRECEDENCE",
+    "SCHEDULE_SCOPE", "SYSTEMS", "Classification", "Evidence", "classify_dirs", "classify_sources", "code_distance",
+    "code_files", "dotted", "is_literal", "is_systems_token", "is_weak_systems_token", "literal_value", "nearest",
+    "systems_names",
+]

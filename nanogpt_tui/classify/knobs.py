@@ -1,0 +1,127 @@
+"""The evidence of hyperparameter tuning: literals and their values, knobs, schedule scopes, state set up."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from nanogpt_tui.classify.syntax import dotted, is_literal
+
+
+# Scopes whose arithmetic is a schedule or a set of knobs: shape changes there are tuning.
+SCHEDULE_SCOPE = re.compile(r"(^|_)(lr|lrs|schedule|sched|warmup|cooldown|decay|momentum|window|ws|frac)(_|$)|"
+                            r"schedule|warmup|cooldown", re.IGNORECASE)
+
+
+# Classes whose fields are knobs: anchored, so `AttnArgs` (a bundle of tensors) is not one.
+KNOB_CLASS = re.compile(r"^(\w*hyperparam(eter)?s?|h?params|args|\w*settings|\w*config)$", re.IGNORECASE)
+
+
+# Calls a schedule's arithmetic may make without becoming something else.
+ARITHMETIC_CALLS = frozenset({"min", "max", "abs", "round", "int", "float", "math", "pow", "sum", "len"})
+
+
+ARITHMETIC_NODES = (ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Name, ast.Constant,
+                    ast.Attribute, ast.Subscript, ast.Tuple, ast.List, ast.keyword, ast.Call, ast.Return,
+                    ast.Assign, ast.AugAssign, ast.AnnAssign, ast.If, ast.Expr, ast.operator, ast.unaryop,
+                    ast.boolop, ast.cmpop, ast.expr_context, ast.Slice, ast.Pass)
+
+
+@functools.lru_cache(maxsize=64)
+def _args_with_literal_defaults(tree: ast.AST) -> tuple[ast.arg, ...]:
+    """The parameters whose default is a literal (`head_dim=128`), in every signature of a tree."""
+    out: list[ast.arg] = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.arguments):
+            positional = [*n.posonlyargs, *n.args]
+            pairs = list(zip(positional[len(positional) - len(n.defaults):], n.defaults))
+            pairs += [(a, d) for a, d in zip(n.kwonlyargs, n.kw_defaults) if d is not None]
+            out.extend(a for a, d in pairs if is_literal(d))
+    return tuple(out)
+
+
+_STATE_VALUES = (0, None, False, "", -1)
+
+
+def _is_state_init(node: ast.AST) -> bool:
+    """`idx = 0`, `futures: list = []`, `self.thread = None`: state set up, not a knob."""
+    if not _assigns_literal(node):
+        return False
+    value = node.value  # type: ignore[attr-defined]
+    if isinstance(value, (ast.List, ast.Tuple, ast.Set)) and not value.elts:
+        return True
+    if isinstance(value, ast.Dict) and not value.keys:
+        return True
+    v = literal_value(value)
+    return any(type(v) is type(s) and v == s for s in _STATE_VALUES) or v == 0.0 and isinstance(v, float)
+
+
+_BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+           ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b}
+
+
+def literal_value(node: ast.AST) -> Any:
+    """The value of a literal expression, or a marker object when it cannot be worked out cheaply."""
+    try:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.UnaryOp):
+            v = literal_value(node.operand)
+            return {ast.USub: lambda x: -x, ast.UAdd: lambda x: +x, ast.Not: lambda x: not x,
+                    ast.Invert: lambda x: ~x}[type(node.op)](v)
+        if isinstance(node, ast.BinOp):
+            a, b = literal_value(node.left), literal_value(node.right)
+            if isinstance(node.op, ast.Pow):
+                if isinstance(b, (int, float)) and abs(b) <= 64 and isinstance(a, (int, float)) and abs(a) < 1e6:
+                    return a ** b
+                return _Opaque(ast.dump(node))
+            return _BINOPS[type(node.op)](a, b)
+        if isinstance(node, ast.Tuple):
+            return tuple(literal_value(e) for e in node.elts)
+        if isinstance(node, ast.List):
+            return [literal_value(e) for e in node.elts]
+    except Exception:  # noqa: BLE001 - a literal we cannot evaluate (1/0, "a" - 1) is compared by its text
+        pass
+    return _Opaque(ast.dump(node))
+
+
+@dataclass(frozen=True)
+class _Opaque:
+    text: str
+
+
+def _same_literal(a: ast.AST, b: ast.AST) -> bool:
+    va, vb = literal_value(a), literal_value(b)
+    if isinstance(va, float) and isinstance(vb, float) and math.isnan(va) and math.isnan(vb):
+        return True
+    return type(va) is type(vb) and va == vb if not isinstance(va, (int, float)) or isinstance(va, bool) \
+        else (not isinstance(vb, bool) and isinstance(vb, (int, float)) and va == vb)
+
+
+def _assigns_literal(node: ast.AST) -> bool:
+    if isinstance(node, ast.Assign):
+        return is_literal(node.value) and all(isinstance(t, (ast.Name, ast.Attribute)) for t in node.targets)
+    if isinstance(node, ast.AnnAssign):
+        return node.value is not None and is_literal(node.value) and isinstance(node.target, (ast.Name, ast.Attribute))
+    return False
+
+
+def _literal_vs_reference(a: ast.AST, b: ast.AST) -> bool:
+    def ref(n: ast.AST) -> bool:
+        return isinstance(n, (ast.Name, ast.Attribute)) and dotted(n) is not None
+    return (is_literal(a) and ref(b)) or (ref(a) and is_literal(b))
+
+
+def _is_arithmetic(node: ast.AST) -> bool:
+    for n in ast.walk(node):
+        if not isinstance(n, ARITHMETIC_NODES):
+            return False
+        if isinstance(n, ast.Call):
+            name = dotted(n.func) or ""
+            if name.split(".")[0] not in ARITHMETIC_CALLS:
+                return False
+    return True

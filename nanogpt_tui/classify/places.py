@@ -1,0 +1,402 @@
+"""Judging one changed place: the kind of a changed literal or a changed structure, with the reason (evidence)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nanogpt_tui.classify.knobs import (
+    _args_with_literal_defaults, _assigns_literal, _is_arithmetic, _is_state_init, KNOB_CLASS,
+    _literal_vs_reference, SCHEDULE_SCOPE,
+)
+from nanogpt_tui.classify.model import ALGORITHMIC, Evidence, HYPERPARAMETER, NEUTRAL, SNIPPET_CHARS, SYSTEMS
+from nanogpt_tui.classify.neutral import _identifiers, LOG_CALLS, _renamed_identifiers, RUN_LABEL
+from nanogpt_tui.classify.syntax import (
+    _clean, dotted, is_literal, _multiset_difference, _operators, _safe_unparse, _Shapes, _target_names, _tokens,
+)
+from nanogpt_tui.classify.systems import (
+    _bindings, _custom_op_decorated, _file_handles, _glue, _handle_classes, _is_kernel_file, is_systems_token,
+    is_weak_systems_token, KERNEL_NAME, SYSTEMS_SHARE, _triton_decorated,
+)
+
+
+@dataclass
+class _Scope:
+    name: str
+    node: ast.AST | None
+
+
+class PlaceJudge:
+    """Judges each changed place between two versions of one file and records it as evidence (`evidence`)."""
+
+    def __init__(self, file: str, old_tree: ast.Module, new_tree: ast.Module,
+                 kernel_names: frozenset[str] = frozenset()) -> None:
+        self.file = file
+        self.shapes = _Shapes()
+        self.evidence: list[Evidence] = []
+        self.old_tree, self.new_tree = old_tree, new_tree
+        self.kernel_names = kernel_names
+        self.file_is_systems = _is_kernel_file(file, new_tree) or _is_kernel_file(file, old_tree)
+        self.handle_classes = _handle_classes(old_tree) | _handle_classes(new_tree)
+        self.handles = set(_file_handles(old_tree, self.handle_classes) | _file_handles(new_tree, self.handle_classes))
+        self._function_handles: dict[int, set[str]] = {}  # per enclosing function, filled as needed
+        self._ids_old, self._ids_new = _identifiers(old_tree), _identifiers(new_tree)
+        self._literal_default_args = {id(a) for t in (old_tree, new_tree) for a in _args_with_literal_defaults(t)}
+
+    def is_sys(self, token: str) -> bool:
+        return is_systems_token(token, self.kernel_names)
+
+    # ---- snippets and places
+
+    @staticmethod
+    def snippet(node: ast.AST | Sequence[ast.AST] | None) -> str | None:
+        if node is None:
+            return None
+        nodes = list(node) if isinstance(node, (list, tuple)) else [node]
+        if not nodes:
+            return None
+        parts = []
+        for n in nodes:
+            try:
+                text = ast.unparse(n)
+            except Exception:  # noqa: BLE001 - unparse of an odd node: fall back to its type
+                text = type(n).__name__
+            parts.append(" ".join(text.split()))
+        text = "; ".join(parts)
+        return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS - 1] + "…"
+
+    @staticmethod
+    def line_of(*nodes: Any) -> int | None:
+        for n in nodes:
+            if isinstance(n, (list, tuple)):
+                n = n[0] if n else None
+            line = getattr(n, "lineno", None)
+            if line:
+                return line
+        return None
+
+    @staticmethod
+    def scope_name(scopes: Sequence[_Scope]) -> str:
+        names = [s.name for s in scopes if s.name]
+        return ".".join(names) or "<module>"
+
+    # ---- scope properties
+
+    def systems_scope(self, scopes: Sequence[_Scope]) -> str | None:
+        if self.file_is_systems:
+            return f"{self.file} holds kernels"
+        for s in scopes:
+            node = s.node
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                decorator = _triton_decorated(node)
+                if decorator:
+                    return f"inside @{decorator} {node.name}"
+                decorator = _custom_op_decorated(node)
+                if decorator:
+                    return f"inside the custom op @{decorator} {node.name}"
+                if KERNEL_NAME.search(node.name):
+                    return f"inside the kernel function {node.name}"
+        return None
+
+    @staticmethod
+    def knob_scope(scopes: Sequence[_Scope]) -> str | None:
+        for s in reversed(scopes):
+            node = s.node
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and SCHEDULE_SCOPE.search(node.name):
+                return f"schedule function {node.name}"
+            if isinstance(node, ast.ClassDef) and KNOB_CLASS.search(node.name):
+                return f"hyperparameter class {node.name}"
+        return None
+
+    @staticmethod
+    def in_log_call(ancestors: Sequence[ast.AST]) -> str | None:
+        for node in reversed(ancestors):
+            if isinstance(node, ast.Call):
+                name = dotted(node.func) or ""
+                if any(part in LOG_CALLS for part in name.split(".")[-1:]) or name.split(".")[0] in LOG_CALLS:
+                    return f"inside {name}(...)"
+            if isinstance(node, ast.Assert):
+                return "an assertion message"
+            if isinstance(node, ast.JoinedStr):
+                return "inside an f-string"
+            if isinstance(node, ast.stmt):
+                break
+        return None
+
+    @staticmethod
+    def literal_context(ancestors: Sequence[ast.AST]) -> tuple[str, list[str]]:
+        """A name for where a literal sits (`Hyperparameters.lr`, `torch.compile(dynamic=)`) and the names
+        around it that decide whether it is a systems setting."""
+        label, names = "", []
+        for node in reversed(ancestors):
+            if isinstance(node, ast.keyword) and node.arg and not label:
+                label = f"{node.arg}="
+                names.append(f"kw:{node.arg}")
+            elif isinstance(node, ast.Call):
+                func = dotted(node.func)
+                if func:
+                    names.append(func)
+                    label = f"{func}({label})" if label else f"{func}(...)"
+                break
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    names.extend(_tokens(t))
+                if not label:
+                    label = ", ".join(filter(None, (dotted(t) or _safe_unparse(t) for t in targets)))
+                break
+            elif isinstance(node, ast.stmt):
+                break
+        return label, names
+
+    # ---- recording
+
+    def record(self, change: str, kind: str, why: str, scopes: Sequence[_Scope], old: Any, new: Any,
+               label: str = "") -> None:
+        nodes_old = old if isinstance(old, (list, tuple)) else ([old] if old is not None else [])
+        nodes_new = new if isinstance(new, (list, tuple)) else ([new] if new is not None else [])
+        types = sorted({type(n).__name__ for n in nodes_old}), sorted({type(n).__name__ for n in nodes_new})
+        node_text = [" ".join(types[0]) + (" -> " + " ".join(types[1]) if types[1] and types[1] != types[0] else "")
+                     if types[0] else " ".join(types[1])]
+        scope = self.scope_name(scopes)
+        if label:
+            scope = f"{scope}.{label}" if scope != "<module>" else label
+        self.evidence.append(Evidence(
+            file=self.file, line=self.line_of(nodes_new, nodes_old), scope=scope, change=change, kind=kind,
+            nodes=node_text, before=self.snippet(nodes_old), after=self.snippet(nodes_new), why=why))
+
+    def literal_change(self, a: ast.AST, b: ast.AST, scopes: Sequence[_Scope], ancestors: Sequence[ast.AST]) -> None:
+        cosmetic = self.in_log_call(ancestors)
+        label, names = self.literal_context(ancestors)
+        if cosmetic:
+            self.record("literal", NEUTRAL, f"text {cosmetic}", scopes, a, b, label)
+            return
+        systems = self.systems_scope(scopes)
+        if systems is None:
+            hits = [n for n in names if self.is_sys(n)]
+            if isinstance(a, ast.Constant) and isinstance(a.value, str) and is_systems_token(f"env:{a.value}"):
+                hits.append(a.value)
+            if hits:
+                systems = f"a setting of {', '.join(sorted(set(hits)))}"
+        if systems:
+            self.record("literal", SYSTEMS, systems, scopes, a, b, label)
+        else:
+            self.record("literal", HYPERPARAMETER, "literal value", scopes, a, b, label)
+
+    def structural_change(self, change: str, old: Sequence[ast.AST], new: Sequence[ast.AST],
+                          scopes: Sequence[_Scope], ancestors: Sequence[ast.AST]) -> None:
+        old, new = list(old), list(new)
+        cosmetic = self.in_log_call(ancestors)
+        if cosmetic:
+            self.record(change, NEUTRAL, f"logging {cosmetic}", scopes, old, new)
+            return
+        if all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)
+               and (dotted(n.value.func) or "").split(".")[-1] in LOG_CALLS for n in [*old, *new]):
+            self.record(change, NEUTRAL, "logging calls", scopes, old, new)
+            return
+        if all(isinstance(n, ast.Pass) for n in [*old, *new]):
+            self.record(change, NEUTRAL, "pass statements", scopes, old, new)
+            return
+        label = self.run_label(old, new, ancestors)
+        if label:
+            self.record(change, NEUTRAL, f"names the run ({label})", scopes, old, new)
+            return
+        renamed = self.consistent_rename(old, new)
+        if renamed:
+            self.record(change, NEUTRAL, "a consistent rename: " + ", ".join(f"{a} -> {b}" for a, b in renamed[:4]),
+                        scopes, old, new)
+            return
+        share, hits, changed = self.systems_share(old, new, scopes)
+        # Imports: systems modules are systems work; any other import just follows the code that uses it.
+        if all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in [*old, *new]):
+            hits = sorted({t for n in [*old, *new] for t in _tokens(n) if self.is_sys(t)})
+            if hits:
+                self.record(change, SYSTEMS, f"imports {', '.join(_clean(h) for h in hits)}", scopes, old, new)
+            else:
+                self.record(change, NEUTRAL, "an import", scopes, old, new)
+            return
+        systems = self.systems_scope(scopes)
+        if systems is None:
+            for n in [*old, *new]:
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    inner = self.systems_scope([_Scope(n.name, n)]) if not self.file_is_systems else None
+                    if inner:
+                        systems = inner.replace("inside", "adds or removes")
+        if systems is None:
+            systems = self.systems_guard(old, new, ancestors)
+        if systems:
+            self.record(change, SYSTEMS, systems, scopes, old, new)
+            return
+        if hits and share >= SYSTEMS_SHARE:
+            self.record(change, SYSTEMS, "changes " + ", ".join(_clean(h) for h in hits[:6]), scopes, old, new)
+            return
+        # A knob added or removed: an assignment of a literal value where knobs live, a literal default of a
+        # parameter, a literal keyword argument.
+        if not (old and new) and all(self.is_knob(n, scopes, ancestors) for n in [*old, *new]):
+            self.record(change, HYPERPARAMETER, "a knob " + ("added" if new else "removed"), scopes, old, new)
+            return
+        if not (old and new) and all(id(n) in self._literal_default_args for n in [*old, *new]):
+            self.record(change, NEUTRAL, "a parameter with a literal default (the default is the knob)", scopes, old,
+                        new)
+            return
+        if not (old and new) and all(isinstance(n, ast.stmt) and _is_state_init(n) for n in [*old, *new]) \
+                and self.in_function(scopes):
+            self.record(change, NEUTRAL, "state set up (an empty container, a counter, a flag)", scopes, old, new)
+            return
+        # A literal replaced by a reference to a knob (or back).
+        if len(old) == len(new) == 1 and _literal_vs_reference(old[0], new[0]):
+            self.record(change, HYPERPARAMETER, "a value now read from a knob", scopes, old, new)
+            return
+        knob = self.knob_scope(scopes)
+        if knob and all(_is_arithmetic(n) for n in [*old, *new]):
+            self.record(change, HYPERPARAMETER, f"arithmetic of the {knob}", scopes, old, new)
+            return
+        why = "structure changed"
+        if changed:
+            names = sorted({_clean(t) for t in changed if not t.startswith(("kw:", "op:"))})[:6]
+            if names:
+                why += ": " + ", ".join(names)
+        self.record(change, ALGORITHMIC, why, scopes, old, new)
+
+    # ---- judging a structural change
+
+    def systems_share(self, old: Sequence[ast.AST], new: Sequence[ast.AST],
+                      scopes: Sequence[_Scope] = ()) -> tuple[float, list[str], list[str]]:
+        """The share of the changed names that are systems names, the systems names, and the names counted.
+
+        Names the changed code binds itself (its locals, parameters, attributes it assigns, its definitions) say
+        nothing about what kind of code it is and are left out, so a rewritten optimizer step full of new locals
+        is judged by what it calls (`dist.reduce_scatter_tensor`, `.wait`); a name bound to a thread, event,
+        stream or future is a systems name wherever it is used. Precision plumbing (`dtype=`, `.to(...)`) counts
+        fully where it is what changed, half inside wholly new or removed code."""
+        tokens_old = [t for n in old for t in [*_tokens(n), *_operators(n)]]
+        tokens_new = [t for n in new for t in [*_tokens(n), *_operators(n)]]
+        changed = _multiset_difference(tokens_old, tokens_new) if old and new else tokens_old + tokens_new
+        bound, handles = _bindings([*old, *new], self.handle_classes)
+        handles |= self.handles
+        function = next((s.node for s in reversed(scopes)
+                         if isinstance(s.node, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+        if function is not None:  # a local of the enclosing function bound to a handle elsewhere in it
+            if id(function) not in self._function_handles:
+                self._function_handles[id(function)] = _bindings([function], self.handle_classes)[1]
+            handles |= self._function_handles[id(function)]
+        roots = bound | handles
+        counted = [t for t in (self._localize(t, roots, handles) for t in changed) if t is not None and not _glue(t)]
+        weak_weight = 1.0 if old and new else 0.5
+        weight = 0.0
+        hits: set[str] = set()
+        for t in counted:
+            if self.is_sys(t):
+                weight += 1
+                hits.add(t)
+            elif is_weak_systems_token(t):
+                weight += weak_weight
+                hits.add(t)
+        return weight / max(1, len(counted)), sorted(hits), counted
+
+    def _localize(self, token: str, roots: set[str], handles: set[str]) -> str | None:
+        """A changed name as the share counts it: None for a name the code binds itself, the method part of a
+        chain on such a name (`x.float` -> `.float`), `handle:...` for a use of a systems handle."""
+        if token.startswith("def:"):
+            return token if self.is_sys(token) else None
+        if token.startswith(("kw:", "env:", "import:", "op:", ".")):
+            return token
+        if token in ("self", "cls"):
+            return None
+        parts = token.split(".")
+        for i in range(len(parts), 0, -1):
+            root = ".".join(parts[:i])
+            root = root[:-2] if root.endswith("()") else root
+            if root in roots:
+                if root in handles:
+                    return "handle:" + token
+                rest = parts[i:]
+                return "." + ".".join(rest) if rest else None
+        return token
+
+    def systems_guard(self, old: Sequence[ast.AST], new: Sequence[ast.AST], ancestors: Sequence[ast.AST]) -> str | None:
+        """A change in the header of a statement whose body is systems work (a cast, a compile, a collective) is
+        judged by that body: `if isinstance(m, nn.Embedding): m.bfloat16()` -> `(nn.Embedding, nn.Linear)`
+        decides what runs in bfloat16."""
+        if ancestors and isinstance(ancestors[-1], ast.Call) and all(isinstance(n, ast.keyword) for n in [*old, *new]):
+            func = dotted(ancestors[-1].func)
+            if func and self.is_sys(func):
+                return f"a setting of {func}"
+        compound = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith)
+        same_body = len(old) == len(new) == 1 and type(old[0]) is type(new[0]) and isinstance(old[0], compound) \
+            and all(self.shapes.exact(getattr(old[0], f, [])) == self.shapes.exact(getattr(new[0], f, []))
+                    for f in ("body", "orelse"))
+        if same_body:
+            stmt: ast.AST | None = new[0]  # the same body under a changed header
+        elif any(isinstance(n, ast.stmt) for n in [*old, *new]):
+            return None
+        else:
+            stmt = next((a for a in reversed(ancestors) if isinstance(a, ast.stmt)), None)
+        if not isinstance(stmt, compound):
+            return None
+        if not stmt.body or len(stmt.body) > 3:
+            return None
+        names: list[str] = []
+        for st in stmt.body:
+            found = [t for t in _tokens(st) if self.is_sys(t)]
+            if not found:
+                return None
+            names.extend(found)
+        return "decides where systems work runs: " + ", ".join(sorted({_clean(t) for t in names})[:4])
+
+    def consistent_rename(self, old: Sequence[ast.AST], new: Sequence[ast.AST]) -> list[tuple[str, str]]:
+        """The (old, new) identifier pairs when the change only renames names the code defines, everywhere
+        (`rotary_cos -> cos`: the old name is gone from the new file); [] otherwise."""
+        if not old or len(old) != len(new):
+            return []
+        pairs: list[tuple[str, str]] = []
+        if not _renamed_identifiers(list(old), list(new), pairs) or not pairs:
+            return []
+        used_new, bound_new = self._ids_new
+        _, bound_old = self._ids_old
+        mapping: dict[str, str] = {}
+        for a, b in pairs:
+            if mapping.setdefault(a, b) != b or a not in bound_old or b not in bound_new or a in used_new:
+                return []
+        return sorted(mapping.items())
+
+    @staticmethod
+    def run_label(old: Sequence[ast.AST], new: Sequence[ast.AST], ancestors: Sequence[ast.AST]) -> str | None:
+        """A change to the value of `run_id`, a log path or a tag: it names the run, it does not change it."""
+        stmts = [n for n in [*old, *new] if isinstance(n, ast.stmt)]
+        if stmts and len(stmts) == len(old) + len(new):
+            candidates: list[ast.AST] = stmts
+        elif not stmts:
+            stmt = next((a for a in reversed(ancestors) if isinstance(a, ast.stmt)), None)
+            candidates = [stmt] if stmt is not None else []
+        else:
+            return None
+        names: list[str] = []
+        for st in candidates:
+            if not isinstance(st, (ast.Assign, ast.AnnAssign)):
+                return None
+            targets = st.targets if isinstance(st, ast.Assign) else [st.target]
+            found = [n for t in targets for n in _target_names(t)]
+            if not found or not all(RUN_LABEL.search(n.split(".")[-1]) for n in found):
+                return None
+            names.extend(found)
+        return ", ".join(names) if names else None
+
+    def is_knob(self, node: ast.AST, scopes: Sequence[_Scope], ancestors: Sequence[ast.AST] = ()) -> bool:
+        """An assignment of a literal (not state set up inside a function: `idx = 0`, `futures = []`), a
+        parameter's literal default (`def __init__(self, ..., head_dim=128)`), a literal keyword argument
+        (`GPT(..., head_dim=128)`)."""
+        if isinstance(node, ast.keyword):
+            return node.arg is not None and is_literal(node.value)
+        if ancestors and isinstance(ancestors[-1], ast.arguments) and isinstance(node, ast.expr):
+            return is_literal(node)
+        if not _assigns_literal(node):
+            return False
+        return not (self.in_function(scopes) and _is_state_init(node))
+
+    @staticmethod
+    def in_function(scopes: Sequence[_Scope]) -> bool:
+        inner = next((s.node for s in reversed(scopes) if s.node is not None), None)
+        return isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef))
