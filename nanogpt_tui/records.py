@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nanogpt_tui.errors import UserError
+from nanogpt_tui.record_log import MAIN_FILE, code_section, split_code_section
 
 MANIFEST_NAME = "records.tsv"
 MANIFEST_COLUMNS = (
     "number", "name", "date", "record_dir", "title", "record_time_s", "retimed_seconds_faster_vs_fa3",
-    "log_path", "commit", "code_sha256", "code_lines", "note", "pr",
+    "log_path", "commit", "code_sha256", "code_lines", "note", "pr", "code_files",
 )
 FA3 = "2025-09-03_FA3"
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/KellerJordan/modded-nanogpt"
@@ -47,6 +48,8 @@ class Record:
     code_lines: int | None
     note: str
     pr: str
+    # (file name, sha256) of each file the code section splits into, train_gpt.py first; empty without code.
+    code_files: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_retiming(self) -> bool:
@@ -186,7 +189,11 @@ def _record_from_row(row: dict[str, str]) -> Record:
     time_s = number("record_time_s", float)
     if time_s <= 0:
         raise ValueError("`record_time_s` must be positive")
+    code_files = parse_code_files(row["code_files"])
+    if code_files and not sha:
+        raise ValueError("`code_files` is set but `code_sha256` is empty")
     return Record(
+        code_files=code_files,
         number=number("number", int), name=name, date=date, record_dir=row["record_dir"].strip(),
         title=row["title"].strip(), record_time_s=time_s,
         retimed_seconds_faster_vs_fa3=number("retimed_seconds_faster_vs_fa3", float, optional=True),
@@ -195,20 +202,56 @@ def _record_from_row(row: dict[str, str]) -> Record:
     )
 
 
+def parse_code_files(raw: str) -> tuple[tuple[str, str], ...]:
+    """`train_gpt.py:<sha256>;triton_kernels.py:<sha256>` as (name, sha256) pairs, train_gpt.py first."""
+    raw = raw.strip()
+    if not raw:
+        return ()
+    pairs: list[tuple[str, str]] = []
+    for item in raw.split(";"):
+        name, _, sha = item.partition(":")
+        name, sha = name.strip(), sha.strip().lower()
+        if not name or "/" in name or name.startswith(".") or len(sha) != 64 \
+                or any(c not in "0123456789abcdef" for c in sha):
+            raise ValueError(f"`code_files` entry {item!r} is not NAME:SHA256")
+        pairs.append((name, sha))
+    if pairs[0][0] != MAIN_FILE:
+        raise ValueError(f"`code_files` must list {MAIN_FILE} first")
+    if len({n for n, _ in pairs}) != len(pairs):
+        raise ValueError("`code_files` names a file twice")
+    return tuple(pairs)
+
+
+def format_code_files(files: dict[str, str]) -> str:
+    """The `code_files` manifest value for a record's files (name -> text)."""
+    return ";".join(f"{name}:{sha256_text(text)}" for name, text in files.items())
+
+
 # --- code recovery -------------------------------------------------------------------------------------------
 
 
-def code_from_log(log_text: str) -> str:
-    """The `train_gpt.py` source a speedrun log begins with: every line before the first line of `=` characters,
-    each ending in a newline. Raises ValueError when the log has no such section."""
-    lines = log_text.splitlines()
-    for index, line in enumerate(lines):
-        stripped = line.strip()
-        if stripped and set(stripped) == {"="}:
-            if index == 0:
-                raise ValueError("the log starts with the separator line, so it holds no code")
-            return "".join(f"{ln}\n" for ln in lines[:index])
-    raise ValueError("the log has no line of '=' characters separating the code from the run's output")
+def record_files_from_log(record: Record, log_text: str, where: str) -> dict[str, str]:
+    """The record's files recovered from its log, each checked against the manifest; `where` names the log in
+    errors. Raises UserError unless the section and every file match."""
+    try:
+        section = code_section(log_text)
+    except ValueError as err:
+        raise UserError(f"The log at {where} cannot give {record.name}'s code: {err}; check the manifest's "
+                        "log_path.") from None
+    digest = sha256_text(section)
+    if digest != record.code_sha256:
+        raise UserError(f"The code recovered from {where} has sha256 {digest[:12]}..., not the manifest's "
+                        f"{record.code_sha256[:12]}...; refusing it (the mirror may serve a different file).")
+    try:
+        files = split_code_section(section)
+    except ValueError as err:
+        raise UserError(f"The code section of {where} cannot be split into files: {err}; check the log.") from None
+    if record.code_files:
+        found = [(name, sha256_text(text)) for name, text in files.items()]
+        if found != list(record.code_files):
+            raise UserError(f"The files split from {where} ({', '.join(files)}) differ from the manifest's "
+                            f"({', '.join(n for n, _ in record.code_files)}) for {record.name}; refusing them.")
+    return files
 
 
 def sha256_text(text: str) -> str:
@@ -219,7 +262,8 @@ def fetch_record(timeline: Timeline, name: str, baselines_dir: Path, *, base_url
                  timeout_s: float = 60.0, force: bool = False) -> Path:
     """Download a record's training log, recover its code, check it against the manifest, and install it.
 
-    Writes `<baselines_dir>/<name>/train_gpt.py` and `run.sh`; nothing is written unless every check passes.
+    Writes every file of the log's code section (`train_gpt.py`, `triton_kernels.py`, ...) and `run.sh` into
+    `<baselines_dir>/<name>/`; nothing is written unless every check passes.
     """
     record = timeline.get(name)
     if not record.can_fetch:
@@ -241,15 +285,10 @@ def fetch_record(timeline: Timeline, name: str, baselines_dir: Path, *, base_url
         log_text = payload.decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"The log at {url} is not UTF-8 text; check that --base-url points at raw files.") from None
-    try:
-        code = code_from_log(log_text)
-    except ValueError as err:
-        raise UserError(f"The log at {url} cannot give {name}'s code: {err}; check the manifest's log_path.") from None
-    digest = sha256_text(code)
-    if digest != record.code_sha256:
-        raise UserError(f"The code recovered from {url} has sha256 {digest[:12]}..., not the manifest's "
-                        f"{record.code_sha256[:12]}...; refusing it (the mirror may serve a different file).")
-    _install(dest, {"train_gpt.py": code.encode("utf-8"), "run.sh": RUN_SH_8XH100.encode("utf-8")})
+    files = record_files_from_log(record, log_text, url)
+    payloads = {filename: text.encode("utf-8") for filename, text in files.items()}
+    payloads.setdefault("run.sh", RUN_SH_8XH100.encode("utf-8"))
+    _install(dest, payloads)
     return dest
 
 
@@ -272,15 +311,29 @@ def import_record(source_dir: Path, name: str, baselines_dir: Path, timeline: Ti
     except UnicodeDecodeError:
         raise UserError(f"{source_dir / 'train_gpt.py'} is not UTF-8 text; check the file.") from None
     if timeline is not None and name in timeline:
-        expected = timeline.get(name).code_sha256
-        if expected and sha256_text(code) != expected:
-            raise UserError(f"{source_dir / 'train_gpt.py'} differs from record {name!r} in the manifest (sha256 "
-                            "mismatch); import it under another name, e.g. --name " + f"{name}-local.")
+        _check_import_matches(timeline.get(name), source_dir, files, code)
     files.setdefault("run.sh", RUN_SH_8XH100.encode("utf-8"))
     dest = Path(baselines_dir) / name
     _refuse_existing(dest, force)
     _install(dest, files)
     return dest
+
+
+def _check_import_matches(record: Record, source_dir: Path, files: dict[str, bytes], code: str) -> None:
+    """A folder imported under a manifest name must hold that record's files, each with the manifest's sha256."""
+    rename = f"import it under another name, e.g. --name {record.name}-local."
+    if not record.code_files:
+        if record.code_sha256 and sha256_text(code) != record.code_sha256:
+            raise UserError(f"{source_dir / MAIN_FILE} differs from record {record.name!r} in the manifest (sha256 "
+                            f"mismatch); {rename}")
+        return
+    for filename, expected in record.code_files:
+        if filename not in files:
+            raise UserError(f"{source_dir} lacks {filename}, which record {record.name!r} has; copy it there or "
+                            f"{rename}")
+        if hashlib.sha256(files[filename]).hexdigest() != expected:
+            raise UserError(f"{source_dir / filename} differs from record {record.name!r} in the manifest (sha256 "
+                            f"mismatch); {rename}")
 
 
 def _refuse_existing(dest: Path, force: bool) -> None:

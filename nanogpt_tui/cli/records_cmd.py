@@ -20,9 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("fetch", help="download a record's code from its upstream training log",
-                       description="Download NAME's training log from BASE_URL/<commit>/<log_path>, recover "
-                                   "train_gpt.py from it, check its sha256 against the manifest and write "
-                                   "human_baselines/NAME/ (train_gpt.py, run.sh).")
+                       description="Download NAME's training log from BASE_URL/<commit>/<log_path>, split its "
+                                   "code section into the record's files (train_gpt.py, triton_kernels.py, ...), "
+                                   "check each sha256 against the manifest and write human_baselines/NAME/ "
+                                   "(those files and run.sh).")
     p.add_argument("name", metavar="NAME", help="record name, as `records list` shows it")
     p.add_argument("--base-url", default=DEFAULT_BASE_URL, metavar="URL",
                    help=f"where raw upstream files are served (default {DEFAULT_BASE_URL})")
@@ -71,7 +72,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     config = config_from(args)
     dest = fetch_record(timeline_from(config), args.name, config.paths.baselines_dir, base_url=args.base_url,
                         timeout_s=args.timeout, force=args.force)
-    print(f"Fetched {args.name} into {dest} (train_gpt.py sha256 verified, run.sh written).")
+    code = sorted(p.name for p in dest.iterdir() if p.suffix == ".py")
+    print(f"Fetched {args.name} into {dest}: {len(code)} file{'s' if len(code) != 1 else ''} "
+          f"({', '.join(code)}), each sha256-verified; run.sh written.")
     return 0
 
 

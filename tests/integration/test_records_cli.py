@@ -9,18 +9,32 @@ import pytest
 
 from nanogpt_tui.cli import main
 from nanogpt_tui.records import MANIFEST_COLUMNS, sha256_text
+from tests.fakes.record_logs import log_of, section_of
 from tests.fakes.static_server import StaticServer
 
 CODE = "import os\n\nprint('a tiny record')\n"
-LOG = CODE + "=" * 100 + "\nstep:10/10 val_loss:3.2700 train_time:1000ms step_avg:100.00ms\n"
+LOG = log_of({"train_gpt.py": CODE})
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 LOG_PATH = "records/track_1_short/2099-01-01_Test/run log.txt"
+# A record in the 2026 style: train_gpt.py reads and imports triton_kernels.py beside it.
+MAIN_2026 = ("import os\nimport sys\n\nwith open(sys.argv[0]) as f:\n    code = f.read()\n"
+             "with open(os.path.join(os.path.dirname(sys.argv[0]), 'triton_kernels.py')) as f:\n"
+             "    code += f\"\\n\\n{'-'*40}\\n# triton_kernels.py\\n{'-'*40}\\n\\n\"\n    code += f.read()\n\n"
+             "from triton_kernels import relu_square\n\nprint(relu_square)\n")
+KERNELS_2026 = "import torch\n\n\ndef relu_square(x):\n    return torch.relu(x) ** 2\n"
+FILES_2026 = {"train_gpt.py": MAIN_2026, "triton_kernels.py": KERNELS_2026}
 
 
-def add_test_record(baselines_dir: Path, sha: str = sha256_text(CODE)) -> None:
-    row = ["999", "2099-01-01_Test", "2099-01-01", "2099-01-01_Test", "A test record", "50.0", "", LOG_PATH,
-           COMMIT, sha, "3", "", ""]
-    assert len(row) == len(MANIFEST_COLUMNS)
+def add_test_record(baselines_dir: Path, sha: str | None = None, files: dict[str, str] | None = None,
+                    name: str = "2099-01-01_Test", log_path: str = LOG_PATH) -> None:
+    files = files or {"train_gpt.py": CODE}
+    section = section_of(files)
+    code_files = ";".join(f"{n}:{sha256_text(t)}" for n, t in files.items())
+    values = {"number": "999", "name": name, "date": "2099-01-01", "record_dir": name, "title": "A test record",
+              "record_time_s": "50.0", "log_path": log_path, "commit": COMMIT,
+              "code_sha256": sha or sha256_text(section), "code_lines": str(section.count("\n")),
+              "code_files": code_files}
+    row = [values.get(column, "") for column in MANIFEST_COLUMNS]
     with (baselines_dir / "records.tsv").open("a") as handle:
         handle.write("\t".join(row) + "\n")
 
@@ -57,17 +71,44 @@ def test_fetch_writes_code_and_run_sh(config_file, baselines_dir, capsys):
         assert main(["records", "fetch", "2099-01-01_Test", "--base-url", server.url, "--force"]) == 0
 
 
+def test_fetch_splits_a_multi_file_record_into_its_files(config_file, baselines_dir, capsys):
+    add_test_record(baselines_dir, files=FILES_2026)
+    with StaticServer({url_path(): log_of(FILES_2026).encode()}) as server:
+        assert main(["records", "fetch", "2099-01-01_Test", "--base-url", server.url]) == 0
+    dest = baselines_dir / "2099-01-01_Test"
+    assert sorted(p.name for p in dest.iterdir()) == ["run.sh", "train_gpt.py", "triton_kernels.py"]
+    assert (dest / "train_gpt.py").read_text() == MAIN_2026
+    assert (dest / "triton_kernels.py").read_text() == KERNELS_2026
+    assert "2 files" in capsys.readouterr().out
+
+
+def test_fetch_refuses_a_file_that_differs_from_the_manifest(config_file, baselines_dir, capsys):
+    # The section's hash matches but one file's does not (a manifest row edited by hand): nothing is written.
+    other = dict(FILES_2026, **{"triton_kernels.py": KERNELS_2026 + "# other\n"})
+    add_test_record(baselines_dir, files=other, sha=sha256_text(section_of(FILES_2026)))
+    with StaticServer({url_path(): log_of(FILES_2026).encode()}) as server:
+        assert main(["records", "fetch", "2099-01-01_Test", "--base-url", server.url]) == 2
+    assert "differ from the manifest's" in capsys.readouterr().err
+    assert not (baselines_dir / "2099-01-01_Test").exists()
+
+
 @pytest.mark.parametrize(
     ("files", "sha", "message"),
     [
         ({}, None, "failed with HTTP 404"),
         ({url_path(): b"no separator here\n"}, None, "no line of '=' characters"),
         ({url_path(): ("different code\n" + "=" * 100 + "\n").encode()}, None, "refusing it"),
+        ({url_path(): log_of({"train_gpt.py": CODE, "../evil.py": "x = 1\n"}).encode()}, None,
+         "does not name a plain file"),
         ({url_path(): b"\xff\xfe\x00bad"}, None, "is not UTF-8 text"),
     ],
 )
 def test_fetch_failures_are_clear_and_write_nothing(config_file, baselines_dir, capsys, files, sha, message):
-    add_test_record(baselines_dir)
+    served = files.get(url_path(), b"")
+    if b"evil" in served:  # the manifest pins that very section, so only the split can refuse it
+        add_test_record(baselines_dir, sha=sha256_text(served.decode().split("=" * 100)[0]))
+    else:
+        add_test_record(baselines_dir)
     with StaticServer(files) as server:
         assert main(["records", "fetch", "2099-01-01_Test", "--base-url", server.url]) == 2
     err = capsys.readouterr().err
@@ -89,18 +130,23 @@ def test_fetch_unknown_record_and_network_failure(config_file, baselines_dir, ca
 def test_import_local_record_folder(config_file, baselines_dir, tmp_path, capsys):
     src = tmp_path / "checkout" / "2099-01-01_Test"
     src.mkdir(parents=True)
-    (src / "train_gpt.py").write_text(CODE)
-    (src / "triton_kernels.py").write_text("# kernels\n")
+    (src / "train_gpt.py").write_text(MAIN_2026)
+    (src / "triton_kernels.py").write_text(KERNELS_2026)
     (src / "README.md").write_text("not code\n")
     (src / "run.log").write_text("output\n")
-    add_test_record(baselines_dir)
+    add_test_record(baselines_dir, files=FILES_2026)
     assert main(["records", "import", str(src), "--name", "2099-01-01_Test"]) == 0
     dest = baselines_dir / "2099-01-01_Test"
     assert sorted(p.name for p in dest.iterdir()) == ["run.sh", "train_gpt.py", "triton_kernels.py"]
-    # A custom name is accepted; a manifest name whose code differs is refused.
-    (src / "train_gpt.py").write_text(CODE + "# tuned\n")
+    assert (dest / "triton_kernels.py").read_text() == KERNELS_2026
+    # A custom name is accepted; a manifest name whose code differs, or lacks a file, is refused.
+    (src / "triton_kernels.py").write_text(KERNELS_2026 + "# tuned\n")
     assert main(["records", "import", str(src), "--name", "2099-01-01_Test", "--force"]) == 2
-    assert "differs from record '2099-01-01_Test'" in capsys.readouterr().err
+    assert "triton_kernels.py differs from record '2099-01-01_Test'" in capsys.readouterr().err
+    (src / "triton_kernels.py").unlink()
+    assert main(["records", "import", str(src), "--name", "2099-01-01_Test", "--force"]) == 2
+    assert "lacks triton_kernels.py" in capsys.readouterr().err
+    (src / "train_gpt.py").write_text(CODE + "# tuned\n")
     assert main(["records", "import", str(src), "--name", "my-variant"]) == 0
     assert (baselines_dir / "my-variant" / "train_gpt.py").read_text().endswith("# tuned\n")
 

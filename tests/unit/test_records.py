@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from nanogpt_tui.errors import UserError
-from nanogpt_tui.records import FA3, MANIFEST_COLUMNS, code_from_log, load_timeline
+from nanogpt_tui.record_log import code_section as code_from_log
+from nanogpt_tui.record_log import join_code_files, split_code_section
+from nanogpt_tui.records import FA3, MANIFEST_COLUMNS, load_timeline
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,7 +74,9 @@ def _manifest(tmp_path: Path, rows: list[list[str]]) -> Path:
     return tmp_path
 
 
-GOOD_ROW = ["1", "2099-01-01_X", "2099-01-01", "2099-01-01_X", "t", "100.0", "", "a.log", "c" * 40, "", "", "", ""]
+GOOD_ROW = ["1", "2099-01-01_X", "2099-01-01", "2099-01-01_X", "t", "100.0", "", "a.log", "c" * 40, "", "", "", "",
+            ""]
+assert len(GOOD_ROW) == len(MANIFEST_COLUMNS)
 
 
 @pytest.mark.parametrize(
@@ -83,6 +87,10 @@ GOOD_ROW = ["1", "2099-01-01_X", "2099-01-01", "2099-01-01_X", "t", "100.0", "",
         ({9: "abc"}, r"line 2: `code_sha256` 'abc' is not a sha256"),
         ({1: "../evil"}, r"line 2: `name` '../evil' is not a usable folder name"),
         ({5: "-1"}, r"`record_time_s` must be positive"),
+        ({9: "a" * 64, 13: "triton_kernels.py:" + "b" * 64}, r"`code_files` must list train_gpt.py first"),
+        ({9: "a" * 64, 13: "train_gpt.py:xyz"}, r"`code_files` entry 'train_gpt.py:xyz' is not NAME:SHA256"),
+        ({9: "a" * 64, 13: "train_gpt.py:" + "b" * 64 + ";../x.py:" + "b" * 64}, r"is not NAME:SHA256"),
+        ({13: "train_gpt.py:" + "b" * 64}, r"`code_files` is set but `code_sha256` is empty"),
     ],
 )
 def test_malformed_rows_are_reported_by_line(tmp_path, change, message):
@@ -116,3 +124,32 @@ def test_code_from_log_takes_everything_before_the_separator():
         code_from_log("=" * 100 + "\nout\n")
     # A line that merely contains '=' is code, not the separator.
     assert code_from_log("a == b\n====\n") == "a == b\n"
+
+
+def test_manifest_pins_every_file_of_multi_file_records(timeline):
+    fp8 = timeline.get("2026-07-17_FP8DownProjection")
+    assert [name for name, _ in fp8.code_files] == ["train_gpt.py", "triton_kernels.py"]
+    assert [name for name, _ in timeline.get(FA3).code_files] == ["train_gpt.py"]
+    assert all(r.code_files for r in timeline if r.can_fetch)
+
+
+def test_split_code_section_undoes_the_file_headers():
+    main = "import os\n\nprint('main')\n"
+    kernels = "import triton\n# -----------------------------------------------------------------------------\n"
+    section = main + f"\n\n{'-' * 40}\n# triton_kernels.py\n{'-' * 40}\n\n" + kernels + "\n"
+    assert split_code_section(section) == {"train_gpt.py": main, "triton_kernels.py": kernels}
+    assert join_code_files(split_code_section(section)) == section
+    # One file: the section is that file and print()'s newline.
+    assert split_code_section(main + "\n") == {"train_gpt.py": main}
+    # A file without a final newline comes back without one.
+    assert split_code_section("x = 1\n\n\n" + "-" * 40 + "\n# k.py\n" + "-" * 40 + "\n\ny = 2\n") == \
+        {"train_gpt.py": "x = 1\n", "k.py": "y = 2"}
+
+
+@pytest.mark.parametrize(("header", "message"), [("../up.py", "does not name a plain file"),
+                                                 ("train_gpt.py", "names train_gpt.py twice"),
+                                                 ("", "does not name a plain file")])
+def test_split_code_section_refuses_bad_headers(header, message):
+    section = "x = 1\n\n\n" + "-" * 40 + f"\n# {header}\n" + "-" * 40 + "\n\ny = 2\n\n"
+    with pytest.raises(ValueError, match=message):
+        split_code_section(section)

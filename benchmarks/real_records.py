@@ -1,0 +1,207 @@
+"""Measurements on the real record logs, read from a bare snapshot of KellerJordan/modded-nanogpt (never copied
+into the repository): fill the manifest's per-file hashes and stacks, fetch every record into folders, and run
+the static rules over real history.
+
+    .venv/bin/python benchmarks/real_records.py SNAPSHOT_GIT_DIR manifest [--write]   # code_files + stack columns
+    .venv/bin/python benchmarks/real_records.py SNAPSHOT_GIT_DIR fetch --out DIR      # records fetch, all records
+    .venv/bin/python benchmarks/real_records.py SNAPSHOT_GIT_DIR rules --out DIR      # pairs and anchors
+
+`fetch` serves the snapshot's files on 127.0.0.1 and runs `records fetch`'s own code against it; `rules` reads
+the folders `fetch` wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import io
+import json
+import subprocess
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nanogpt_tui.record_log import MAIN_FILE, code_section, split_code_section  # noqa: E402
+from nanogpt_tui.records import (  # noqa: E402
+    FA3, MANIFEST_COLUMNS, fetch_record, format_code_files, load_timeline, sha256_text,
+)
+
+BASELINES = REPO / "human_baselines"
+
+
+def git_show(snapshot: Path, commit: str, path: str) -> bytes | None:
+    done = subprocess.run(["git", "-C", str(snapshot), "show", f"{commit}:{path}"], capture_output=True)
+    return done.stdout if done.returncode == 0 else None
+
+
+def records_with_code(timeline):
+    return [r for r in timeline if r.can_fetch]
+
+
+# --- manifest ------------------------------------------------------------------------------------------------
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    text = (BASELINES / "records.tsv").read_text(encoding="utf-8")
+    reader = csv.DictReader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE)
+    rows = list(reader)
+    problems = 0
+    for row in rows:
+        for column in MANIFEST_COLUMNS:
+            row.setdefault(column, "")
+        if not (row["log_path"] and row["commit"] and row["code_sha256"]):
+            continue
+        payload = git_show(args.snapshot, row["commit"], row["log_path"])
+        if payload is None:
+            print(f"{row['name']}: the snapshot lacks {row['log_path']} at {row['commit'][:12]}")
+            problems += 1
+            continue
+        log = payload.decode("utf-8")
+        section = code_section(log)
+        if sha256_text(section) != row["code_sha256"]:
+            print(f"{row['name']}: the section's sha256 differs from the manifest's")
+            problems += 1
+            continue
+        files = split_code_section(section)
+        row["code_files"] = format_code_files(files)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(MANIFEST_COLUMNS), delimiter="\t", quoting=csv.QUOTE_NONE,
+                            lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    if args.write:
+        (BASELINES / "records.tsv").write_text(out.getvalue(), encoding="utf-8")
+        load_timeline(BASELINES)  # the manifest it wrote must read back
+        print(f"wrote {BASELINES / 'records.tsv'}")
+    else:
+        sys.stdout.write(out.getvalue())
+    return 1 if problems else 0
+
+
+# --- fetch ---------------------------------------------------------------------------------------------------
+
+
+class SnapshotServer:
+    """Serves `/<commit>/<path>` from the snapshot on 127.0.0.1, as raw.githubusercontent.com would."""
+
+    def __init__(self, snapshot: Path) -> None:
+        def handler_get(handler: BaseHTTPRequestHandler) -> None:
+            commit, _, path = urllib.parse.unquote(handler.path.lstrip("/")).partition("/")
+            body = git_show(snapshot, commit, path)
+            handler.send_response(200 if body is not None else 404)
+            handler.send_header("Content-Length", str(len(body or b"")))
+            handler.end_headers()
+            handler.wfile.write(body or b"")
+
+        handler = type("Handler", (BaseHTTPRequestHandler,), {"do_GET": handler_get,
+                                                             "log_message": lambda *a: None})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+
+
+def folder_check(folder: Path) -> list[str]:
+    """What is wrong with a fetched record folder: a .py file that does not parse, or a companion that
+    train_gpt.py opens or imports and the folder lacks."""
+    problems = []
+    trees = {}
+    for path in sorted(folder.glob("*.py")):
+        try:
+            trees[path.name] = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        except SyntaxError as err:
+            problems.append(f"{path.name} does not parse (line {err.lineno})")
+    main = trees.get(MAIN_FILE)
+    if main is None:
+        return problems or [f"no {MAIN_FILE}"]
+    for name in companions_named(main):
+        if not (folder / name).is_file():
+            problems.append(f"{MAIN_FILE} needs {name}, which is missing")
+    return problems
+
+
+def companions_named(tree: ast.AST) -> set[str]:
+    """Files train_gpt.py reads next to itself (`open(... 'x.py')`) and modules it imports that the record
+    ships (`from triton_kernels import ...`, a module its own log names)."""
+    named = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(".py") \
+                and "/" not in node.value and " " not in node.value:
+            named.add(node.value)
+    return named
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    timeline = load_timeline(BASELINES)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    server = SnapshotServer(args.snapshot)
+    results = []
+    for record in records_with_code(timeline):
+        try:
+            folder = fetch_record(timeline, record.name, out, base_url=server.url, force=True)
+            problems = folder_check(folder)
+            imported = local_imports(folder)
+        except Exception as err:  # noqa: BLE001 - a measurement: report every failure and go on
+            problems, imported = [f"fetch failed: {err}"], []
+        results.append({"name": record.name, "date": record.date.isoformat(), "ok": not problems,
+                        "files": sorted(p.name for p in (out / record.name).glob("*")) if not problems else [],
+                        "local_imports": imported, "problems": problems})
+    server.httpd.shutdown()
+    since_fa3 = [r for r in results if r["date"] >= timeline.get(FA3).date.isoformat()]
+    multi = [r for r in results if len([f for f in r["files"] if f.endswith(".py")]) > 1]
+    summary = {
+        "records_with_code": len(results), "fetched_ok": sum(r["ok"] for r in results),
+        "since_fa3": len(since_fa3), "since_fa3_ok": sum(r["ok"] for r in since_fa3),
+        "multi_file": len(multi), "failures": [r for r in results if not r["ok"]],
+    }
+    if args.json:
+        print(json.dumps({"summary": summary, "records": results}, indent=2))
+    else:
+        for r in results:
+            print(f"{'ok  ' if r['ok'] else 'FAIL'} {r['name']:48} {' '.join(r['files'])} "
+                  f"{'; '.join(r['problems'])}")
+        print(f"\nfetched into folders whose .py files parse and whose {MAIN_FILE} finds its companions: "
+              f"{summary['since_fa3_ok']}/{summary['since_fa3']} records with code from {FA3} on "
+              f"({summary['fetched_ok']}/{summary['records_with_code']} of all records with code; "
+              f"{summary['multi_file']} multi-file)")
+    return 0 if summary["fetched_ok"] == summary["records_with_code"] else 1
+
+
+def local_imports(folder: Path) -> list[str]:
+    """Modules train_gpt.py imports that are files of the record, each checked to exist beside it."""
+    tree = ast.parse((folder / MAIN_FILE).read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        names = [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else \
+            [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        for name in names:
+            if (folder / f"{name.split('.')[0]}.py").is_file():
+                found.append(name)
+    return sorted(set(found))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("snapshot", type=Path, help="bare git directory of a KellerJordan/modded-nanogpt snapshot")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("manifest", help="fill code_files (and the stack columns) from the logs")
+    p.add_argument("--write", action="store_true", help="rewrite human_baselines/records.tsv")
+    p.set_defaults(func=cmd_manifest)
+    p = sub.add_parser("fetch", help="fetch every record with code into OUT")
+    p.add_argument("--out", required=True, help="folder outside the repository for the record folders")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_fetch)
+    args = parser.parse_args(argv)
+    if Path(getattr(args, "out", "/")).resolve().is_relative_to(REPO):
+        parser.error("--out must be outside the repository: real record code is never written inside it")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
