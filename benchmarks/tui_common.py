@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nanogpt_tui.sessions import layout as L  # noqa: E402
+from nanogpt_tui.contract import layout as L  # noqa: E402
 from nanogpt_tui.sessions import model as M  # noqa: E402
 from nanogpt_tui.sessions.model import Session, iso, save_session  # noqa: E402
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nanogpt_tui.config import Config
+from nanogpt_tui.contract.env import ENV_SCRIPTED_RUNS
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
 from nanogpt_tui.sessions.model import Session
 
 DEMO_FOLDER = "demo"
-DEMO_ENV = (("BENCHMARK_SCRIPTED_RUNS", "3"),)
+DEMO_ENV = ((ENV_SCRIPTED_RUNS, "3"),)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from nanogpt_tui.contract.env import (
+    ENV_AGENT_EFFORT,
+    ENV_AGENT_MODEL,
+    ENV_CLAUDE_PARTIAL,
+    ENV_CODEX_PROVIDER,
+    ENV_REPLAY_FILE,
+    ENV_REPLAY_LOOP,
+    ENV_REPLAY_SPEED,
+)
+from nanogpt_tui.contract.layout import CONTAINER_RUNNER
 from nanogpt_tui.errors import UserError
 
 HARNESS_DIR = Path(__file__).resolve().parent / "harnesses"
@@ -53,7 +63,7 @@ class AgentSpec:
     def harness_present(self) -> bool:
         return (self.harness_dir / ENTRY).is_file() and all(p.is_file() for p in self.shared_files().values())
 
-    def entry_command(self, runner_dir: str = "/runner") -> list[str]:
+    def entry_command(self, runner_dir: str = CONTAINER_RUNNER) -> list[str]:
         return ["bash", f"{runner_dir}/agent/{ENTRY}"]
 
     def keys_text(self) -> str:
@@ -71,12 +81,12 @@ AGENTS: tuple[AgentSpec, ...] = (
     AgentSpec(
         name="claude", description="Claude Code in print mode (stream-json), resumed until the deadline.",
         harness="claude", clis=("claude",), key_options=(("ANTHROPIC_API_KEY",),),
-        config_env=("BENCHMARK_AGENT_MODEL", "BENCHMARK_AGENT_EFFORT", "BENCHMARK_CLAUDE_PARTIAL")),
+        config_env=(ENV_AGENT_MODEL, ENV_AGENT_EFFORT, ENV_CLAUDE_PARTIAL)),
     AgentSpec(
         name="codex", description="Codex CLI `exec --json`, its thread resumed until the deadline.",
         harness="codex", clis=("codex",),
         key_options=(("OPENAI_API_KEY",), ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT")),
-        config_env=("BENCHMARK_AGENT_MODEL", "BENCHMARK_AGENT_EFFORT", "BENCHMARK_CODEX_PROVIDER",
+        config_env=(ENV_AGENT_MODEL, ENV_AGENT_EFFORT, ENV_CODEX_PROVIDER,
                     "OPENAI_API_VERSION")),
     AgentSpec(
         name="claude-autoresearch",
@@ -84,14 +94,14 @@ AGENTS: tuple[AgentSpec, ...] = (
                     "experiments logged in results.tsv, never stopping.",
         harness="claude-autoresearch", clis=("claude",), key_options=(("ANTHROPIC_API_KEY",),),
         default_strategy="autoresearch", shared=(("claude.sh", "claude/run.sh"),),
-        config_env=("BENCHMARK_AGENT_MODEL", "BENCHMARK_AGENT_EFFORT", "BENCHMARK_CLAUDE_PARTIAL")),
+        config_env=(ENV_AGENT_MODEL, ENV_AGENT_EFFORT, ENV_CLAUDE_PARTIAL)),
     AgentSpec(
         name="scripted", description="An offline agent that follows a fixed script (for demos and tests).",
         harness="scripted", clis=(), key_options=(), default_strategy="default"),
     AgentSpec(
         name="replay", description="Replays a recorded Claude Code or Codex stream with its original timing.",
         harness="replay", clis=(), key_options=(), default_strategy=None, uses_prompts=False,
-        config_env=("BENCHMARK_REPLAY_FILE", "BENCHMARK_REPLAY_SPEED", "BENCHMARK_REPLAY_LOOP")),
+        config_env=(ENV_REPLAY_FILE, ENV_REPLAY_SPEED, ENV_REPLAY_LOOP)),
 )
 
 

@@ -21,51 +21,24 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from nanogpt_tui.agents.events import OWN_FIELDS, event_line
+from nanogpt_tui.contract.deadline import read_deadline
+from nanogpt_tui.contract.env import ENV_CONTROL_DIR, ENV_EVENTS_PATH
+from nanogpt_tui.contract.layout import CONTAINER_CONTROL
 from nanogpt_tui.errors import UserError
-
-DEADLINE_FILE = "deadline.json"
 
 
 def control_dir(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
-    return Path(env.get("BENCHMARK_CONTROL_DIR") or "/control")
-
-
-def read_deadline(control: Path) -> float:
-    """The deadline as a Unix time, from `deadline_epoch` (or the ISO `deadline`) in deadline.json."""
-    path = Path(control) / DEADLINE_FILE
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist, so the session deadline is unknown; the host writes it "
-                        "when the session starts (check BENCHMARK_CONTROL_DIR).") from None
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path} cannot be read as JSON ({err}); the host must rewrite it.") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{path} is not a JSON object with a deadline; the host must rewrite it.")
-    epoch = obj.get("deadline_epoch")
-    if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) and math.isfinite(epoch):
-        return float(epoch)
-    iso = obj.get("deadline")
-    if isinstance(iso, str):
-        try:
-            moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-        if moment is not None and moment.tzinfo is not None:
-            return moment.timestamp()
-    raise UserError(f"{path} has neither a numeric deadline_epoch nor a timezone-aware ISO deadline; "
-                    "the host must rewrite it.")
+    return Path(env.get(ENV_CONTROL_DIR) or CONTAINER_CONTROL)
 
 
 def seconds_left(control: Path, now: float | None = None) -> int:
-    left = read_deadline(control) - (time.time() if now is None else now)
-    return math.floor(left)
+    """Whole seconds until the deadline (negative once passed); raises DeadlineError when it cannot be read."""
+    return math.floor(read_deadline(control).seconds_left(time.time() if now is None else now))
 
 
 # -------------------------------------------------------------------------------------------------- relay
@@ -129,21 +102,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="Helpers for agent harnesses inside a session.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("seconds-left", help="whole seconds until the session deadline (negative once passed)")
-    p.add_argument("--control-dir", type=Path, help="default: $BENCHMARK_CONTROL_DIR, else /control")
+    p.add_argument("--control-dir", type=Path, help=f"default: ${ENV_CONTROL_DIR}, else {CONTAINER_CONTROL}")
     p = sub.add_parser("relay", help="copy stdin lines to the events file and stdout")
     p.add_argument("--session-file", type=Path, help="write the latest session/thread id here")
-    p.add_argument("--events", help="events file (default: $BENCHMARK_EVENTS_PATH; none: stdout only)")
+    p.add_argument("--events", help=f"events file (default: ${ENV_EVENTS_PATH}; none: stdout only)")
     p = sub.add_parser("event", help="append one of our own event lines to the events file and stdout")
     p.add_argument("type", choices=sorted(OWN_FIELDS))
     p.add_argument("--text")
-    p.add_argument("--events", help="events file (default: $BENCHMARK_EVENTS_PATH)")
+    p.add_argument("--events", help=f"events file (default: ${ENV_EVENTS_PATH})")
     args = parser.parse_args(argv)
     prog = "nanogpt_tui.agents.control"
     try:
         if args.command == "seconds-left":
             print(seconds_left(args.control_dir or control_dir()))
             return 0
-        events = args.events if args.events is not None else os.environ.get("BENCHMARK_EVENTS_PATH")
+        events = args.events if args.events is not None else os.environ.get(ENV_EVENTS_PATH)
         if args.command == "relay":
             if args.session_file is not None:
                 args.session_file.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from nanogpt_tui.contract.deadline import read_deadline_or_none
+from nanogpt_tui.contract.env import ENV_CONTROL_DIR, ENV_EVENTS_PATH, ENV_REPLAY_FILE
+from nanogpt_tui.contract.layout import CONTAINER_CONTROL
 from nanogpt_tui.errors import UserError
 
 TIME_KEYS = ("timestamp", "ts")
@@ -115,15 +118,9 @@ def replay(lines: Sequence[bytes], *, speed: float = 1.0, gap: float = 0.5, max_
 
 
 def _deadline_reader(control: Path) -> Callable[[], float | None]:
-    from nanogpt_tui.agents.control import read_deadline
-
     def read() -> float | None:
-        if not (control / "deadline.json").exists():
-            return None
-        try:
-            return read_deadline(control)
-        except UserError:
-            return None
+        deadline = read_deadline_or_none(control)
+        return None if deadline is None else deadline.epoch
     return read
 
 
@@ -137,16 +134,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-gap", type=float, default=30.0,
                         help="longest recorded pause kept, in seconds, before the speed-up (default 30)")
     parser.add_argument("--loop", action="store_true", help="start again at the end, until the deadline")
-    parser.add_argument("--events", help="events file (default: $BENCHMARK_EVENTS_PATH)")
+    parser.add_argument("--events", help=f"events file (default: ${ENV_EVENTS_PATH})")
     args = parser.parse_args(argv)
     try:
         try:
             data = args.file.read_bytes()
         except OSError as err:
             raise UserError(f"Cannot read the recorded stream {args.file} ({err.strerror}); "
-                            "check BENCHMARK_REPLAY_FILE.") from None
-        events = args.events if args.events is not None else os.environ.get("BENCHMARK_EVENTS_PATH")
-        control = Path(os.environ.get("BENCHMARK_CONTROL_DIR") or "/control")
+                            f"check {ENV_REPLAY_FILE}.") from None
+        events = args.events if args.events is not None else os.environ.get(ENV_EVENTS_PATH)
+        control = Path(os.environ.get(ENV_CONTROL_DIR) or CONTAINER_CONTROL)
         replay(data.splitlines(keepends=True), speed=args.speed, gap=args.gap, max_gap=args.max_gap,
                events_path=events or None, sink=sys.stdout.buffer, deadline=_deadline_reader(control),
                loop=args.loop)

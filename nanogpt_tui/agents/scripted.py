@@ -45,6 +45,19 @@ from pathlib import Path
 from typing import Any
 
 from nanogpt_tui.agents.events import append_event
+from nanogpt_tui.contract.deadline import read_deadline_or_none
+from nanogpt_tui.contract.env import (
+    ENV_ANCHOR_DIR,
+    ENV_CONTROL_DIR,
+    ENV_EVENTS_PATH,
+    ENV_LOG_DIR,
+    ENV_RUN_ID,
+    ENV_RUNNER_DIR,
+    ENV_SCRIPTED_PLAN,
+    ENV_SCRIPTED_RUNS,
+    ENV_SUBMISSION_DIR,
+    ENV_WORKSPACE,
+)
 from nanogpt_tui.procgroup import stop_tree
 
 AGENT_NAME = "scripted"
@@ -59,16 +72,6 @@ STOP_GRACE_S = 8.0  # between SIGINT to a child's process group and SIGKILL (sub
 TAIL_CHARS = 600
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
-ENV_WORKSPACE = "BENCHMARK_WORKSPACE"
-ENV_RUNNER_DIR = "BENCHMARK_RUNNER_DIR"
-ENV_CONTROL_DIR = "BENCHMARK_CONTROL_DIR"
-ENV_EVENTS_PATH = "BENCHMARK_EVENTS_PATH"
-ENV_SUBMISSION_DIR = "BENCHMARK_SUBMISSION_DIR"
-ENV_ANCHOR_DIR = "BENCHMARK_ANCHOR_DIR"
-ENV_LOG_DIR = "BENCHMARK_LOG_DIR"
-ENV_RUN_ID = "BENCHMARK_RUN_ID"
-ENV_PLAN = "BENCHMARK_SCRIPTED_PLAN"
-ENV_RUNS = "BENCHMARK_SCRIPTED_RUNS"
 
 
 class PlanError(Exception):
@@ -118,7 +121,7 @@ def load_plan(path: Path) -> Plan:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise PlanError(f"The plan {path} does not exist; pass --plan FILE or set {ENV_PLAN}.") from None
+        raise PlanError(f"The plan {path} does not exist; pass --plan FILE or set {ENV_SCRIPTED_PLAN}.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise PlanError(f"The plan {path} is not valid TOML ({err}); fix it.") from None
     return plan_from_dict(data, path)
@@ -323,31 +326,6 @@ def append_result(path: Path, row: ResultRow) -> None:
 
 # --------------------------------------------------------------------------------------------- the agent
 
-def read_deadline_epoch(control_dir: Path | None) -> float | None:
-    """The deadline in `deadline.json` as a Unix time; None when there is no readable one."""
-    if control_dir is None:
-        return None
-    try:
-        data = json.loads((control_dir / "deadline.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    epoch = data.get("deadline_epoch")
-    if isinstance(epoch, (int, float)) and not isinstance(epoch, bool):
-        return float(epoch)
-    text = data.get("deadline")
-    if isinstance(text, str):
-        try:
-            stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=dt.timezone.utc)
-        return stamp.timestamp()
-    return None
-
-
 def tail(text: str, limit: int = TAIL_CHARS) -> str:
     text = text.strip()
     return text if len(text) <= limit else "…" + text[-limit:]
@@ -403,7 +381,8 @@ class ScriptedAgent:
         self.val_loss_target = self._val_loss_target()
         self.started = time.monotonic()
         self.stop_signal: int | None = None
-        self._deadline: float | None = read_deadline_epoch(control_dir)
+        first = read_deadline_or_none(control_dir)
+        self._deadline: float | None = first.epoch if first else None
         self._deadline_read_at = time.monotonic()
         self._calls = 0
         self._git_ok: bool | None = None
@@ -453,7 +432,8 @@ class ScriptedAgent:
         if now - self._deadline_read_at >= DEADLINE_REREAD_S:
             # The host rewrites the file when the session is extended; a file being replaced reads as
             # nothing for an instant, so keep the last deadline then.
-            self._deadline = read_deadline_epoch(self.control_dir) or self._deadline
+            latest = read_deadline_or_none(self.control_dir)
+            self._deadline = latest.epoch if latest else self._deadline
             self._deadline_read_at = now
         return None if self._deadline is None else self._deadline - time.time()
 
@@ -823,8 +803,8 @@ class ScriptedAgent:
 def resolve_plan_path(cli_plan: Path | None, env: Mapping[str, str]) -> Path:
     if cli_plan is not None:
         return cli_plan
-    if env.get(ENV_PLAN):
-        return Path(env[ENV_PLAN])
+    if env.get(ENV_SCRIPTED_PLAN):
+        return Path(env[ENV_SCRIPTED_PLAN])
     if env.get(ENV_RUNNER_DIR) and (Path(env[ENV_RUNNER_DIR]) / "agent" / "plan.toml").is_file():
         return Path(env[ENV_RUNNER_DIR]) / "agent" / "plan.toml"
     return DEFAULT_PLAN
@@ -835,7 +815,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="The scripted offline agent: runs a plan of experiments on the "
                                                  "session's workspace, submits what it keeps, stops at the deadline.")
     parser.add_argument("--plan", type=Path, metavar="FILE",
-                        help=f"the plan (default: ${ENV_PLAN}, $BENCHMARK_RUNNER_DIR/agent/plan.toml, or the "
+                        help=f"the plan (default: ${ENV_SCRIPTED_PLAN}, ${ENV_RUNNER_DIR}/agent/plan.toml, or the "
                              "built-in smoke plan)")
     args = parser.parse_args(argv)
     env = os.environ
@@ -856,14 +836,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PlanError as err:
         return fail(str(err))
     runs = plan.runs
-    if env.get(ENV_RUNS):
+    if env.get(ENV_SCRIPTED_RUNS):
         try:
-            runs = int(env[ENV_RUNS])
+            runs = int(env[ENV_SCRIPTED_RUNS])
         except ValueError:
             runs = 0
         if runs < 2:
-            return fail(f"{ENV_RUNS} must be an integer of at least 2 (a t-test needs two runs), "
-                        f"not {env[ENV_RUNS]!r}.")
+            return fail(f"{ENV_SCRIPTED_RUNS} must be an integer of at least 2 (a t-test needs two runs), "
+                        f"not {env[ENV_SCRIPTED_RUNS]!r}.")
     if not (workspace / "train_gpt.py").is_file():
         return fail(f"The workspace {workspace} holds no train_gpt.py; run the agent in a session workspace.")
     agent = ScriptedAgent(plan, workspace=workspace, anchor_dir=anchor_dir,

@@ -40,6 +40,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nanogpt_tui.contract.deadline import read_deadline_or_none
+from nanogpt_tui.contract.env import (
+    ENV_AGENT,
+    ENV_ANCHOR,
+    ENV_ANCHOR_DIR,
+    ENV_CONTROL_DIR,
+    ENV_GPUS,
+    ENV_RUN_ID,
+    ENV_RUNNER_DIR,
+    ENV_SESSION_HOURS,
+    ENV_STRATEGY,
+    ENV_SUBMISSION_DIR,
+    ENV_SUBMIT_COMMAND,
+    ENV_TARGET,
+    ENV_WORKSPACE,
+)
+from nanogpt_tui.contract.layout import CONTAINER_CONTROL, CONTAINER_RUNNER, CONTAINER_WORKSPACE
 from nanogpt_tui.errors import UserError
 
 MANIFEST = "strategy.toml"
@@ -239,14 +256,6 @@ def available_strategies(environ: Mapping[str, str] | None = None) -> list[tuple
 
 # ------------------------------------------------------------------------------ composing inside a session
 
-def _read_deadline(control_dir: Path) -> dict[str, object]:
-    try:
-        obj = json.loads((control_dir / "deadline.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
-
-
 def _val_loss_target(anchor_dir: Path) -> str | None:
     try:
         meta = tomllib.loads((anchor_dir / "record.toml").read_text(encoding="utf-8"))
@@ -260,31 +269,31 @@ def prompt_context(environ: Mapping[str, str] | None = None, now: float | None =
     """Placeholder values from the session's environment and control files."""
     env = os.environ if environ is None else environ
     unknown = "(unknown)"
-    workspace = env.get("BENCHMARK_WORKSPACE", "/workspace")
-    runner = Path(env.get("BENCHMARK_RUNNER_DIR", "/runner"))
-    control = Path(env.get("BENCHMARK_CONTROL_DIR", "/control"))
-    anchor_dir = env.get("BENCHMARK_ANCHOR_DIR") or str(runner / "anchor")
-    deadline = _read_deadline(control)
+    workspace = env.get(ENV_WORKSPACE, CONTAINER_WORKSPACE)
+    runner = Path(env.get(ENV_RUNNER_DIR, CONTAINER_RUNNER))
+    control = Path(env.get(ENV_CONTROL_DIR, CONTAINER_CONTROL))
+    anchor_dir = env.get(ENV_ANCHOR_DIR) or str(runner / "anchor")
+    deadline = read_deadline_or_none(control)
+    gpus = deadline.gpus if deadline is not None and deadline.gpus is not None else env.get(ENV_GPUS, unknown)
     ctx = {
-        "anchor": env.get("BENCHMARK_ANCHOR", unknown),
-        "target": env.get("BENCHMARK_TARGET", unknown),
-        "session_hours": env.get("BENCHMARK_SESSION_HOURS", unknown),
+        "anchor": env.get(ENV_ANCHOR, unknown),
+        "target": env.get(ENV_TARGET, unknown),
+        "session_hours": env.get(ENV_SESSION_HOURS, unknown),
         "workspace": workspace,
-        "submission_dir": env.get("BENCHMARK_SUBMISSION_DIR", f"{workspace}/submissions"),
+        "submission_dir": env.get(ENV_SUBMISSION_DIR, f"{workspace}/submissions"),
         "data_dir": f"{workspace}/data",
         "anchor_dir": anchor_dir,
-        "run_id": env.get("BENCHMARK_RUN_ID", unknown),
-        "agent": env.get("BENCHMARK_AGENT", unknown),
-        "strategy": env.get("BENCHMARK_STRATEGY", unknown),
-        "submit": env.get("BENCHMARK_SUBMIT_COMMAND", "nanogpt-tui submit"),
+        "run_id": env.get(ENV_RUN_ID, unknown),
+        "agent": env.get(ENV_AGENT, unknown),
+        "strategy": env.get(ENV_STRATEGY, unknown),
+        "submit": env.get(ENV_SUBMIT_COMMAND, "nanogpt-tui submit"),
         "val_loss_target": _val_loss_target(Path(anchor_dir)) or "3.28",
-        "deadline": str(deadline.get("deadline", unknown)),
-        "gpus": str(deadline.get("gpus", env.get("BENCHMARK_GPUS", unknown))),
+        "deadline": deadline.iso if deadline is not None else unknown,
+        "gpus": str(gpus),
         "hours_left": unknown,
     }
-    epoch = deadline.get("deadline_epoch")
-    if isinstance(epoch, (int, float)) and not isinstance(epoch, bool):
-        left = (float(epoch) - (time.time() if now is None else now)) / 3600.0
+    if deadline is not None:
+        left = deadline.seconds_left(time.time() if now is None else now) / 3600.0
         ctx["hours_left"] = f"{max(left, 0.0):.1f}"
     return ctx
 
@@ -296,12 +305,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("prompt", help="print the composed first or resume prompt")
     p.add_argument("kind", choices=PROMPT_KINDS)
     p.add_argument("--strategy", metavar="DIR_OR_NAME",
-                   help="strategy folder or name (default: $BENCHMARK_RUNNER_DIR/strategy, i.e. /runner/strategy)")
+                   help=f"strategy folder or name (default: ${ENV_RUNNER_DIR}/strategy, i.e. {CONTAINER_RUNNER}/strategy)")
     p = sub.add_parser("hash", help="print a strategy folder's content hash")
     p.add_argument("strategy", nargs="?", metavar="DIR_OR_NAME")
     args = parser.parse_args(argv)
     try:
-        spec = args.strategy or str(Path(os.environ.get("BENCHMARK_RUNNER_DIR", "/runner")) / "strategy")
+        spec = args.strategy or str(Path(os.environ.get(ENV_RUNNER_DIR, CONTAINER_RUNNER)) / "strategy")
         strategy = resolve_strategy(spec) if not Path(spec).is_dir() else load_strategy(spec)
         if args.command == "prompt":
             sys.stdout.write(strategy.compose(args.kind, prompt_context()))

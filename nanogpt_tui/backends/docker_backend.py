@@ -42,9 +42,9 @@ from nanogpt_tui.backends.base import (
     LaunchSpec,
 )
 from nanogpt_tui.config import TLSConfig
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fsutil import atomic_write_json
-from nanogpt_tui.sessions import layout as L
 
 DEFAULT_TIMEOUT_S = 60.0
 # A tcp:// host that does not answer (down, or its packets dropped) fails after this long instead of the read

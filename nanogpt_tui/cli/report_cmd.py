@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from nanogpt_tui.cli.common import config_from, print_json, print_table, timeline_from
+from nanogpt_tui.contract.layout import SESSION_FILE
 from nanogpt_tui.errors import UserError
 
 
@@ -95,7 +96,7 @@ def _timeline_or_none(config):
 
 def _resolve_session(config, text: str) -> Path:
     path = Path(text)
-    if path.is_dir() and (path / "session.json").is_file():
+    if path.is_dir() and (path / SESSION_FILE).is_file():
         return path
     if path.is_dir():
         raise UserError(f"{path} holds no session.json; pass a session folder or a session id.")

@@ -161,7 +161,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     # The control room's own tail and line renderer: agent JSON reads as event lines, escape sequences are
     # stripped and keys masked, exactly as the Log pane shows them (`--raw` keeps each line as written).
     from nanogpt_tui.agents.render import env_secrets, mask_secrets, sanitize
-    from nanogpt_tui.sessions import layout as L
+    from nanogpt_tui.contract import layout as L
     from nanogpt_tui.tui.data.logrender import LOG_FILTERS, LogLine, log_line_renderer
     from nanogpt_tui.tui.data.logtail import LogTail
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from nanogpt_tui.cli.common import config_from, print_json
+from nanogpt_tui.contract.env import ENV_ANCHOR_DIR, ENV_EVENTS_PATH, ENV_WORKSPACE
 from nanogpt_tui.errors import UserError
 
 
@@ -22,12 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--judge", choices=("anthropic", "openai", "none"),
                    help="judge provider (default: judge.provider); none skips the judge and the verdict says so")
     p.add_argument("--anchor", type=Path, metavar="DIR",
-                   help="the anchor record's folder (default: $BENCHMARK_ANCHOR_DIR, /runner/anchor, "
+                   help=f"the anchor record's folder (default: ${ENV_ANCHOR_DIR}, /runner/anchor, "
                         "or human_baselines/<benchmark.anchor>)")
     p.add_argument("--data", type=Path, metavar="DIR",
-                   help="folder linked in as data/ for the runs (default: $BENCHMARK_WORKSPACE/data or ./data)")
+                   help=f"folder linked in as data/ for the runs (default: ${ENV_WORKSPACE}/data or ./data)")
     p.add_argument("--verdicts", type=Path, metavar="DIR",
-                   help="where to write the verdict (default: $BENCHMARK_WORKSPACE/verdicts)")
+                   help=f"where to write the verdict (default: ${ENV_WORKSPACE}/verdicts)")
     p.add_argument("--val-loss-target", type=float, metavar="X",
                    help="val_loss target (default: the anchor's record.toml, else benchmark.val_loss_target)")
     p.add_argument("--run-timeout", type=float, metavar="S", help="seconds one run may take")
@@ -69,7 +70,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         timeline = None
     progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
         (lambda line: print(line, flush=True))
-    events_path = env.get("BENCHMARK_EVENTS_PATH")
+    events_path = env.get(ENV_EVENTS_PATH)
     if events_path:
         from nanogpt_tui.agents.events import append_event
 

@@ -49,7 +49,7 @@ from typing import Any
 
 from nanogpt_tui.classify import ALGORITHMIC, HYPERPARAMETER, KINDS, NONE, SYSTEMS, Classification, \
     classify_sources, code_distance
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.sessions.model import Session, parse_iso
 from nanogpt_tui.validator.verdict import Verdict
 

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from nanogpt_tui.classify import ALGORITHMIC, HYPERPARAMETER, KINDS, SYSTEMS
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.records import Timeline
 from nanogpt_tui.reports.figure import FigureSpec, HumanLineSpec, Series
 from nanogpt_tui.reports.ledger import ClassifierCache
 from nanogpt_tui.reports.session import SessionData, load_session_data
 from nanogpt_tui.scoring import ProgressCurve, human_lines
-from nanogpt_tui.sessions import layout as L
 from nanogpt_tui.sessions import model as M
 
 OUTCOMES_SCHEMA_VERSION = 1

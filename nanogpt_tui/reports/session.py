@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from nanogpt_tui import __version__
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.records import Timeline
 from nanogpt_tui.reports.conventions import finite_number as _num
 from nanogpt_tui.reports.conventions import gap_for, gpu_hours_at, judge_label, verdict_moment, verdict_percent
 from nanogpt_tui.reports.ledger import Ledger, ClassifierCache, build_ledger, read_code
 from nanogpt_tui.scoring import ProgressCurve, ProgressPoint
-from nanogpt_tui.sessions import layout as L
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.model import Session, load_session
 from nanogpt_tui.validator.verdict import Verdict, load_verdicts

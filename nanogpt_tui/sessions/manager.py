@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -19,10 +18,12 @@ from pathlib import Path
 
 from nanogpt_tui.backends.base import SESSION_LABEL, BackendState, LaunchSpec
 from nanogpt_tui.config import Config, HostConfig
+from nanogpt_tui.contract import layout as L
+from nanogpt_tui.contract.deadline import DEFAULT_GRACE_S, DeadlineError, read_deadline, write_deadline
+from nanogpt_tui.contract.env import ENV_AGENT_EFFORT, ENV_AGENT_MODEL, contract_env
+from nanogpt_tui.contract.runner_exit import ExitReason, RunnerExit, read_runner_exit
 from nanogpt_tui.errors import UserError
-from nanogpt_tui.sessions import layout as L
 from nanogpt_tui.sessions import model as M
-from nanogpt_tui.sessions.control import DEFAULT_GRACE_S, write_deadline
 from nanogpt_tui.sessions import pool as P
 from nanogpt_tui.sessions.model import Extension, Session, iso, load_session, parse_iso, save_session, utc_now
 
@@ -50,7 +51,7 @@ class LaunchRequest:
     backend: str = "docker"
     host: str | None = None  # Docker: None lets the pool place the session by free GPUs
     image: str | None = None
-    extra_env: tuple[tuple[str, str], ...] = ()  # e.g. BENCHMARK_SCRIPTED_RUNS for the demo
+    extra_env: tuple[tuple[str, str], ...] = ()  # e.g. the scripted agent's retimings per submit for the demo
 
 
 def _copy_code(src: Path, dest: Path) -> None:
@@ -283,11 +284,11 @@ class SessionManager:
             mounts = dict(workspace=str(d / L.WORKSPACE), runner=str(d / L.RUNNER), control=str(d / L.CONTROL))
         else:
             mounts = dict(workspace=L.CONTAINER_WORKSPACE, runner=L.CONTAINER_RUNNER, control=L.CONTAINER_CONTROL)
-        env = L.contract_env(**mounts, run_id=session.id, agent=session.agent, strategy=session.strategy,
+        env = contract_env(**mounts, run_id=session.id, agent=session.agent, strategy=session.strategy,
                              session_hours=session.total_gpu_hours / max(1, session.gpus), anchor=session.anchor,
                              target=session.target)
-        env["BENCHMARK_AGENT_MODEL"] = session.agent_model or ""
-        env["BENCHMARK_AGENT_EFFORT"] = session.agent_effort or ""
+        env[ENV_AGENT_MODEL] = session.agent_model or ""
+        env[ENV_AGENT_EFFORT] = session.agent_effort or ""
         env.update(extra)
         for key in PASSED_ENV:
             if os.environ.get(key):
@@ -392,12 +393,8 @@ class SessionManager:
             return f"{session.pid}:{session.pid_start_ticks or 0}" if session.pid else None
         return session.container_id
 
-    def runner_exit(self, session: Session) -> dict | None:
-        path = self.session_dir(session.id) / L.WORKSPACE / "logs" / L.RUNNER_EXIT_FILE
-        try:
-            return json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError, OSError):
-            return None
+    def runner_exit(self, session: Session) -> RunnerExit | None:
+        return read_runner_exit(self.session_dir(session.id) / L.WORKSPACE / "logs")
 
     def refresh(self, session: Session) -> Session:
         """Bring the session's status up to date with its backend; enforce the deadline from the host side; start
@@ -444,16 +441,16 @@ class SessionManager:
         follower = self._followers.pop(session.id, None)
         if follower is not None:
             follower.join(30.0)  # the container has ended: its last lines are on their way to container.log
-        exit_info = self.runner_exit(session) or {}
-        code = state.exit_code if state.exit_code is not None else exit_info.get("exit_code")
+        exit_info = self.runner_exit(session) or RunnerExit(reason="", exit_code=None)
+        code = state.exit_code if state.exit_code is not None else exit_info.exit_code
         session.exit_code = code
-        reason = exit_info.get("reason")
-        ended_at = parse_iso(exit_info.get("at")) if exit_info.get("at") else None
-        if reason == "deadline":
+        reason = exit_info.reason
+        ended_at = parse_iso(exit_info.at) if exit_info.at else None
+        if reason == ExitReason.DEADLINE:
             session.transition(M.OUT_OF_BUDGET, "the deadline passed; the watchdog stopped the agent", ended_at)
-        elif reason == "agent-exited" and code == 0:
+        elif reason == ExitReason.AGENT_EXITED and code == 0:
             session.transition(M.EXITED, "the agent finished", ended_at)
-        elif reason == "stopped":
+        elif reason == ExitReason.STOPPED:
             session.transition(M.KILLED, "stopped by a signal", ended_at)
         else:
             what = reason or "no runner record"
@@ -487,10 +484,8 @@ class SessionManager:
 
     def _grace(self, session: Session) -> float:
         try:
-            from nanogpt_tui.sessions.control import read_deadline
-
             return read_deadline(self.session_dir(session.id) / L.CONTROL).grace_s
-        except ValueError:
+        except DeadlineError:
             return DEFAULT_GRACE_S
 
     # --- steering -------------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nanogpt_tui.contract.layout import SESSION_FILE
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fsutil import atomic_write_json
-from nanogpt_tui.sessions.layout import SESSION_FILE
 
 SESSION_SCHEMA_VERSION = 1
 

@@ -17,21 +17,20 @@ import threading
 import time
 from pathlib import Path
 
-from nanogpt_tui.fsutil import atomic_write_json
-from nanogpt_tui.procgroup import stop_tree, watch_tree
-from nanogpt_tui.sessions.control import read_deadline
-from nanogpt_tui.sessions.layout import (
-    CONTAINER_CONTROL,
-    CONTAINER_RUNNER,
-    ENV_CONTROL_DIR,
-    ENV_LOG_DIR,
-    ENV_RUNNER_DIR,
-    ENV_WORKSPACE,
-    RUNNER_EXIT_FILE,
+from nanogpt_tui.contract.deadline import DeadlineError, read_deadline
+from nanogpt_tui.contract.env import ENV_CONTROL_DIR, ENV_LOG_DIR, ENV_RUNNER_DIR, ENV_WORKSPACE
+from nanogpt_tui.contract.layout import CONTAINER_CONTROL, CONTAINER_RUNNER, CONTAINER_WORKSPACE
+from nanogpt_tui.contract.runner_exit import (
+    EXIT_AGENT_DONE,
+    EXIT_DEADLINE,
+    EXIT_FAILED,
+    EXIT_STOPPED,
+    ExitReason,
+    write_runner_exit,
 )
+from nanogpt_tui.procgroup import stop_tree, watch_tree
 
 POLL_S = 0.5
-EXIT_AGENT_DONE, EXIT_FAILED, EXIT_DEADLINE, EXIT_STOPPED = 0, 1, 3, 130
 
 
 def say(text: str) -> None:
@@ -49,31 +48,28 @@ def stop_agent(proc: subprocess.Popen, grace_s: float, seen: dict[int, int]) -> 
 
 
 def run() -> int:
-    workspace = Path(os.environ.get(ENV_WORKSPACE, "/workspace"))
+    workspace = Path(os.environ.get(ENV_WORKSPACE, CONTAINER_WORKSPACE))
     runner_dir = Path(os.environ.get(ENV_RUNNER_DIR, CONTAINER_RUNNER))
     control_dir = Path(os.environ.get(ENV_CONTROL_DIR, CONTAINER_CONTROL))
     log_dir = Path(os.environ.get(ENV_LOG_DIR, str(workspace / "logs")))
     log_dir.mkdir(parents=True, exist_ok=True)
     agent_dir = runner_dir / "agent"
 
-    def finish(reason: str, code: int, agent_exit: int | None = None) -> int:
-        atomic_write_json(log_dir / RUNNER_EXIT_FILE, {
-            "schema_version": 1, "reason": reason, "exit_code": code, "agent_exit_code": agent_exit,
-            "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        })
+    def finish(reason: ExitReason, code: int, agent_exit: int | None = None) -> int:
+        write_runner_exit(log_dir, reason, code, agent_exit)
         say(f"session ends: {reason} (exit {code})")
         return code
 
     try:
         deadline = read_deadline(control_dir)
-    except ValueError as err:
-        say(f"cannot start: {err}; the host must write the deadline before starting the session")
-        return finish("no-deadline", EXIT_FAILED)
+    except DeadlineError as err:
+        say(f"cannot start: the host must write the deadline before starting the session ({err})")
+        return finish(ExitReason.NO_DEADLINE, EXIT_FAILED)
     if deadline.seconds_left() <= 0:
-        return finish("deadline", EXIT_DEADLINE)
+        return finish(ExitReason.DEADLINE, EXIT_DEADLINE)
     if not (agent_dir / "run.sh").is_file():
         say(f"cannot start: {agent_dir}/run.sh is missing")
-        return finish("no-agent", EXIT_FAILED)
+        return finish(ExitReason.NO_AGENT, EXIT_FAILED)
 
     stop_requested = threading.Event()
 
@@ -90,7 +86,7 @@ def run() -> int:
         code = subprocess.call(["bash", str(install)], cwd=workspace)
         if code != 0:
             say(f"install.sh exited with status {code}")
-            return finish("install-failed", EXIT_FAILED, code)
+            return finish(ExitReason.INSTALL_FAILED, EXIT_FAILED, code)
         marker.write_text("ok\n")
 
     say(f"starting the agent; deadline {deadline.deadline.isoformat(timespec='seconds')} "
@@ -104,22 +100,22 @@ def run() -> int:
             stop_tree(proc, first=signal.SIGKILL, grace_s=0.0, known=seen)  # leftovers of a finished agent
             try:
                 deadline = read_deadline(control_dir)
-            except ValueError:
+            except DeadlineError:
                 pass
             if deadline.seconds_left() <= 0:
                 # The agent saw the deadline itself (harnesses check it before each resume): out of budget.
-                return finish("deadline", EXIT_DEADLINE, code)
+                return finish(ExitReason.DEADLINE, EXIT_DEADLINE, code)
             if code == 0:
-                return finish("agent-exited", EXIT_AGENT_DONE, code)
-            return finish("agent-failed", EXIT_FAILED, code)
+                return finish(ExitReason.AGENT_EXITED, EXIT_AGENT_DONE, code)
+            return finish(ExitReason.AGENT_FAILED, EXIT_FAILED, code)
         if stop_requested.is_set():
             say("stop requested; stopping the agent")
             stop_agent(proc, min(deadline.grace_s, 10.0), seen)
-            return finish("stopped", EXIT_STOPPED, proc.returncode)
+            return finish(ExitReason.STOPPED, EXIT_STOPPED, proc.returncode)
         try:
             deadline = read_deadline(control_dir)
-        except ValueError as err:
-            say(f"warning: {err}; keeping the last deadline")
+        except DeadlineError as err:
+            say(f"warning: {err} Keeping the last deadline.")
         if deadline.deadline != last_deadline:
             say(f"deadline moved to {deadline.deadline.isoformat(timespec='seconds')} "
                 f"({deadline.seconds_left():.0f} s left)")
@@ -127,7 +123,7 @@ def run() -> int:
         if deadline.seconds_left() <= 0:
             say("the deadline has passed; stopping the agent")
             stop_agent(proc, deadline.grace_s, seen)
-            return finish("deadline", EXIT_DEADLINE, proc.returncode)
+            return finish(ExitReason.DEADLINE, EXIT_DEADLINE, proc.returncode)
         seen = watch_tree(seen, proc.pid)  # while it runs its pid is its own; workers may leave its group
         time.sleep(POLL_S)
 

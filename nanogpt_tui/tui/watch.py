@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nanogpt_tui.errors import UserError
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.tui.data.dashboard import Dashboard
 from nanogpt_tui.tui.data.logrender import LogLine
 from nanogpt_tui.tui.data.logtail import LOG_WINDOW_LINES, LogTail

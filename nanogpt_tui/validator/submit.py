@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nanogpt_tui.config import Config
+from nanogpt_tui.contract.env import ENV_ANCHOR, ENV_ANCHOR_DIR, ENV_RUN_ID, ENV_TARGET, ENV_WORKSPACE
+from nanogpt_tui.contract.layout import CONTAINER_ANCHOR
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.records import Timeline
 from nanogpt_tui.scoring import percent_of_human_progress
@@ -81,10 +83,10 @@ def resolve_plan(candidate_dir: Path, config: Config, *, env: Mapping[str, str],
                         "/workspace/submissions/submission_1.")
     if not (candidate_dir / "train_gpt.py").is_file() or not (candidate_dir / "run.sh").is_file():
         raise UserError(f"{candidate_dir} must hold train_gpt.py and run.sh; copy both into the submission folder.")
-    workspace = Path(env["BENCHMARK_WORKSPACE"]) if env.get("BENCHMARK_WORKSPACE") else None
+    workspace = Path(env[ENV_WORKSPACE]) if env.get(ENV_WORKSPACE) else None
     # The anchor's code comes from a place the agent cannot write (the read-only /runner mount in a session).
     if anchor_dir is None:
-        for candidate in (env.get("BENCHMARK_ANCHOR_DIR"), "/runner/anchor"):
+        for candidate in (env.get(ENV_ANCHOR_DIR), CONTAINER_ANCHOR):
             if candidate and Path(candidate).is_dir():
                 anchor_dir = Path(candidate)
                 break
@@ -95,8 +97,8 @@ def resolve_plan(candidate_dir: Path, config: Config, *, env: Mapping[str, str],
         raise UserError(f"The anchor folder {anchor_dir} holds no train_gpt.py; pass --anchor DIR, or fetch the "
                         f"anchor with `nanogpt-tui records fetch {config.benchmark.anchor}`.")
     meta = record_metadata(anchor_dir)
-    anchor = env.get("BENCHMARK_ANCHOR") or meta.get("name") or anchor_dir.name
-    target = env.get("BENCHMARK_TARGET") or meta.get("target") or (
+    anchor = env.get(ENV_ANCHOR) or meta.get("name") or anchor_dir.name
+    target = env.get(ENV_TARGET) or meta.get("target") or (
         config.benchmark.target if anchor == config.benchmark.anchor else None)
     if verdicts_dir is None:
         if workspace is not None:
@@ -125,7 +127,7 @@ def resolve_plan(candidate_dir: Path, config: Config, *, env: Mapping[str, str],
                       verdicts_dir=Path(verdicts_dir), data_dir=Path(data_dir) if data_dir else None, runs=n_runs,
                       val_loss_target=target_loss, p_value_threshold=config.validation.p_value_threshold,
                       run_timeout_s=run_timeout_s if run_timeout_s is not None else config.validation.run_timeout_s,
-                      judge_provider=provider, session_id=env.get("BENCHMARK_RUN_ID"), kind=kind)
+                      judge_provider=provider, session_id=env.get(ENV_RUN_ID), kind=kind)
 
 
 def _reference(plan: SubmitPlan, previous: list[Verdict], timeline: Timeline | None):

@@ -18,7 +18,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
+from nanogpt_tui.contract.env import contract_env
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.model import Extension, Session, iso, save_session
 from nanogpt_tui.validator.retime import RunOutcome
@@ -444,7 +445,7 @@ def run_scripted_session(root: Path, *, config_path: Path, record: Path = FAST_R
     session.deadline = iso(session.budget().deadline)
     session.transition(M.RUNNING, "started on local", now)
     save_session(d, session)
-    contract = L.contract_env(workspace=str(workspace), runner=str(d / L.RUNNER), control=str(d / L.CONTROL),
+    contract = contract_env(workspace=str(workspace), runner=str(d / L.RUNNER), control=str(d / L.CONTROL),
                               run_id=session_id, agent="scripted", strategy="default",
                               session_hours=budget_gpu_hours / gpus, anchor=FA3, target=TARGET)
     env = {**os.environ, **contract, "NANOGPT_TUI_CONFIG": str(config_path), "BENCHMARK_SCRIPTED_RUNS": str(runs)}

@@ -27,8 +27,9 @@ from nanogpt_tui.backends.docker_backend import (
     redact_attrs,
     redact_env,
 )
+from nanogpt_tui.contract import layout as L
+from nanogpt_tui.contract.env import contract_env
 from nanogpt_tui.errors import UserError
-from nanogpt_tui.sessions import layout as L
 
 TEST_LABEL = "nanogpt-tui.test-run"
 RUN_ID = uuid.uuid4().hex[:10]
@@ -251,7 +252,7 @@ def session_spec(tmp_path: Path, image: str, code: str, *, env: dict | None = No
     (runner / "agent" / "run.sh").write_text("echo agent\n")
     control.mkdir()
     (control / L.DEADLINE_FILE).write_text("{}\n")
-    contract = L.contract_env(workspace=L.CONTAINER_WORKSPACE, runner=L.CONTAINER_RUNNER,
+    contract = contract_env(workspace=L.CONTAINER_WORKSPACE, runner=L.CONTAINER_RUNNER,
                               control=L.CONTAINER_CONTROL, run_id=session_id, agent="test", strategy="none",
                               session_hours=1, anchor="smoke", target=None)
     return LaunchSpec(

@@ -23,10 +23,10 @@ import pytest
 from nanogpt_tui.backends.docker_backend import DockerBackend
 from nanogpt_tui.backends.testimage import PATH, build_package_wheel, make_rootfs_tarball, plan
 from nanogpt_tui.config import load_config
+from nanogpt_tui.contract import layout as L
+from nanogpt_tui.contract.deadline import read_deadline
 from nanogpt_tui.errors import UserError
-from nanogpt_tui.sessions import layout as L
 from nanogpt_tui.sessions import manager as manager_module
-from nanogpt_tui.sessions.control import read_deadline
 from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
 from tests.conftest import REPO, smoke_baselines
 

@@ -13,8 +13,9 @@ import pytest
 
 from nanogpt_tui.backends.base import LaunchSpec
 from nanogpt_tui.backends.local import LocalBackend
-from nanogpt_tui.sessions import layout as L
-from nanogpt_tui.sessions.control import write_deadline
+from nanogpt_tui.contract import layout as L
+from nanogpt_tui.contract.deadline import write_deadline
+from nanogpt_tui.contract.env import contract_env
 
 TICKER = Path(__file__).resolve().parents[1] / "fakes" / "harnesses" / "ticker"
 
@@ -28,7 +29,7 @@ def make_session(tmp_path: Path, seconds: float, grace_s: float = 2.0, **env) ->
     control.mkdir()
     write_deadline(control, dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds), gpus=1,
                    budget_gpu_hours=seconds / 3600, grace_s=grace_s)
-    contract = L.contract_env(workspace=str(ws), runner=str(runner), control=str(control), run_id="t", agent="ticker",
+    contract = contract_env(workspace=str(ws), runner=str(runner), control=str(control), run_id="t", agent="ticker",
                               strategy="none", session_hours=seconds / 3600, anchor="smoke", target=None)
     return LaunchSpec(session_id="t", image=None, command=[sys.executable, "-m", "nanogpt_tui.sessions.runner"],
                       env={"PATH": "/usr/bin:/bin", **contract, **env}, workspace_dir=ws, runner_dir=runner,

@@ -12,7 +12,7 @@ import docker
 import pytest
 
 from nanogpt_tui.config import load_config
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
 from tests.conftest import smoke_baselines
 from tests.integration.test_docker_backend import _daemon_problem, _daemon_url

@@ -11,8 +11,8 @@ import pytest
 
 from nanogpt_tui.cli import main
 from nanogpt_tui.config import load_config
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.errors import UserError
-from nanogpt_tui.sessions import layout as L
 from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
 
 REPLAY_ENV = (("BENCHMARK_REPLAY_SPEED", "50"), ("BENCHMARK_REPLAY_LOOP", "1"))

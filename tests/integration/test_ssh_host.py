@@ -21,7 +21,7 @@ import pytest
 
 from nanogpt_tui.backends.docker_backend import DockerBackend
 from nanogpt_tui.config import load_config
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.sessions import manager as manager_module
 from nanogpt_tui.sessions.manager import SessionManager
 from tests.conftest import smoke_baselines

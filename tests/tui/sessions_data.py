@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from nanogpt_tui.agents.events import event_line
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.model import Extension, Session, iso, save_session
 from nanogpt_tui.validator.retime import RunOutcome

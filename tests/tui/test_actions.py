@@ -11,9 +11,9 @@ import pytest
 from textual.widgets import Input, Select
 
 from nanogpt_tui.config import load_config
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
+from nanogpt_tui.contract.deadline import read_deadline
 from nanogpt_tui.sessions import model as M
-from nanogpt_tui.sessions.control import read_deadline
 from nanogpt_tui.sessions.manager import SessionManager
 from nanogpt_tui.tui.app import create_app
 from nanogpt_tui.tui.screens.detail import DetailScreen

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from nanogpt_tui.records import load_timeline
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.tui.data.dashboard import Dashboard
 from nanogpt_tui.tui.data.diffs import submission_diff, submissions
 from nanogpt_tui.tui.data.formatting import format_duration, record_short, short_id

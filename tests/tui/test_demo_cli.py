@@ -6,8 +6,8 @@ import json
 
 from nanogpt_tui.cli import main
 from nanogpt_tui.config import load_config
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.demo import DEMO_FOLDER, demo_config
-from nanogpt_tui.sessions import layout as L
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.manager import SessionManager
 

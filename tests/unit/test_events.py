@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nanogpt_tui.agents.control import main as control_main
-from nanogpt_tui.agents.control import read_deadline, relay, seconds_left, session_id_of
+from nanogpt_tui.agents.control import relay, seconds_left, session_id_of
 from nanogpt_tui.agents.events import (Event, EventStream, append_event, event_line, summarize_usage)
 from nanogpt_tui.agents.parsers import parse_line, parse_log_line
 from nanogpt_tui.agents.render import fold, mask_secrets, render_event, render_events, sanitize
@@ -324,7 +324,7 @@ def test_seconds_left_reads_the_deadline(tmp_path):
     assert seconds_left(tmp_path, now=1000.5) == -1
     (tmp_path / "deadline.json").write_text(json.dumps({"deadline": "2026-11-27T06:00:00Z"}))
     expected = datetime(2026, 11, 27, 6, 0, tzinfo=timezone.utc).timestamp()
-    assert read_deadline(tmp_path) == expected
+    assert seconds_left(tmp_path, now=expected - 5.5) == 5
 
 
 @pytest.mark.parametrize("content", [None, "{not json", '["a"]', '{"deadline": "tomorrow"}',

@@ -8,6 +8,11 @@ import sys
 
 CORE_MODULES = [
     "nanogpt_tui",
+    "nanogpt_tui.contract",
+    "nanogpt_tui.contract.layout",
+    "nanogpt_tui.contract.env",
+    "nanogpt_tui.contract.deadline",
+    "nanogpt_tui.contract.runner_exit",
     "nanogpt_tui.config",
     "nanogpt_tui.records",
     "nanogpt_tui.scoring",
@@ -23,9 +28,7 @@ CORE_MODULES = [
     "nanogpt_tui.agents.catalog",
     "nanogpt_tui.agents.control",
     "nanogpt_tui.agents.replay",
-    "nanogpt_tui.sessions.layout",
     "nanogpt_tui.sessions.model",
-    "nanogpt_tui.sessions.control",
     "nanogpt_tui.sessions.pool",
     "nanogpt_tui.sessions.manager",
     "nanogpt_tui.sessions.runner",
@@ -70,7 +73,7 @@ UI_FORBIDDEN = ("textual", "rich", "textual_plotext", "plotext", "docker", "watc
 
 _USE_THE_DATA_LAYER = '''
 import datetime as dt, json, pathlib, sys, tempfile
-from nanogpt_tui.sessions import layout
+from nanogpt_tui.contract import layout
 from nanogpt_tui.sessions.model import Session, iso, save_session
 from nanogpt_tui.tui.data.dashboard import Dashboard
 from nanogpt_tui.tui.data.diffs import submission_diff, submissions

@@ -9,7 +9,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -66,15 +65,16 @@ def test_compose_fills_placeholders_and_keeps_unknown_ones(tmp_path):
 def test_prompt_context_from_the_session(tmp_path):
     control = tmp_path / "control"
     control.mkdir()
-    (control / "deadline.json").write_text(json.dumps({"deadline": "2026-11-30T00:00:00Z",
-                                                       "deadline_epoch": 1000.0 + 7200, "gpus": 8}))
+    epoch = 1795996800.0  # 2026-11-30T00:00:00Z
+    (control / "deadline.json").write_text(json.dumps({"deadline": "2026-11-30T00:00:00.000Z",
+                                                       "deadline_epoch": epoch, "gpus": 8}))
     anchor = tmp_path / "runner" / "anchor"
     anchor.mkdir(parents=True)
     (anchor / "record.toml").write_text("val_loss_target = 2.0\n")
     ctx = prompt_context({"BENCHMARK_WORKSPACE": "/workspace", "BENCHMARK_CONTROL_DIR": str(control),
                           "BENCHMARK_RUNNER_DIR": str(tmp_path / "runner"), "BENCHMARK_ANCHOR": "smoke",
-                          "BENCHMARK_SESSION_HOURS": "0.5"}, now=1000.0)
-    assert ctx["hours_left"] == "2.0" and ctx["gpus"] == "8" and ctx["deadline"] == "2026-11-30T00:00:00Z"
+                          "BENCHMARK_SESSION_HOURS": "0.5"}, now=epoch - 7200)
+    assert ctx["hours_left"] == "2.0" and ctx["gpus"] == "8" and ctx["deadline"] == "2026-11-30T00:00:00.000Z"
     assert ctx["val_loss_target"] == "2" and ctx["anchor"] == "smoke" and ctx["target"] == "(unknown)"
     assert ctx["submission_dir"] == "/workspace/submissions" and ctx["submit"] == "nanogpt-tui submit"
 
@@ -144,13 +144,13 @@ def test_strategy_prompt_command_inside_a_session(tmp_path):
     copy_strategy(BUILTIN_DIR / "default", runner / "strategy")
     control = tmp_path / "control"
     control.mkdir()
-    (control / "deadline.json").write_text(json.dumps({"deadline": "2026-11-30T00:00:00Z",
-                                                       "deadline_epoch": time.time() + 3600 * 10, "gpus": 8}))
+    (control / "deadline.json").write_text(json.dumps({"deadline": "2026-11-30T00:00:00.000Z",
+                                                       "deadline_epoch": 1795996800.0, "gpus": 8}))
     env = {**os.environ, "BENCHMARK_RUNNER_DIR": str(runner), "BENCHMARK_CONTROL_DIR": str(control),
            "BENCHMARK_ANCHOR": "2025-09-03_FA3", "BENCHMARK_WORKSPACE": "/workspace"}
     out = subprocess.run([sys.executable, "-m", "nanogpt_tui.agents.strategy", "prompt", "resume"], env=env,
                          capture_output=True, text=True, check=True).stdout
-    assert out.startswith("Continue the work") and "2026-11-30T00:00:00Z" in out and "{{" not in out
+    assert out.startswith("Continue the work") and "2026-11-30T00:00:00.000Z" in out and "{{" not in out
     out = subprocess.run([sys.executable, "-m", "nanogpt_tui.agents.strategy", "hash"], env=env,
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == content_hash(BUILTIN_DIR / "default")

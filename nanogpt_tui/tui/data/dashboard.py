@@ -13,7 +13,7 @@ from pathlib import Path
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.records import Timeline
 from nanogpt_tui.reports.conventions import gap_for, verdict_percent
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.model import Session, load_session
 from nanogpt_tui.tui.data.views import ChangeShares, SessionView, UsageSummary, VerdictRow

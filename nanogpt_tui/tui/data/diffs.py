@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
 
 
 def submissions(session_dir: Path) -> list[Path]:

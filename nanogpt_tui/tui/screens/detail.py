@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.tui.data.diffs import submission_diff, submissions
 from nanogpt_tui.tui.data.formatting import format_gpu_hours, time_left_text
 from nanogpt_tui.tui.data.logrender import LogLine

@@ -9,7 +9,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Static
 
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.tui.data.plotdata import human_timeline_by_date, plot_data
 from nanogpt_tui.tui.data.views import SessionView
 from nanogpt_tui.tui.widgets.card import SessionCard

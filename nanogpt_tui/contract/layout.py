@@ -1,0 +1,45 @@
+"""Where everything of a session lives, on the host and inside its container.
+
+Host side, `sessions/<id>/`:
+    session.json        the session's metadata and status history (versioned, written atomically)
+    container.log       everything the container (or local process tree) printed
+    events.jsonl        -> workspace/logs/events.jsonl: the agent's event stream (raw agent JSON lines, or
+                        nanogpt-tui events from the scripted agent and `submit`)
+    workspace/          mounted at /workspace: a git repo holding the anchor's code, with experiments/,
+                        submissions/, verdicts/, logs/, home/
+    runner/             mounted read-only at /runner: agent/ (harness), strategy/ (prompts), anchor/ (the
+                        anchor's code, the reference `submit` compares with)
+    control/            mounted read-only at /control: files the host writes and the container reads
+                        (deadline.json)
+    inspect.json        the container's redacted `docker inspect` (Docker backend)
+
+Inside, paths come from the environment (`nanogpt_tui.contract.env`), so the same runner works in a container and as
+a local process tree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SESSION_FILE = "session.json"
+CONTAINER_LOG = "container.log"
+EVENTS_FILE = "events.jsonl"
+INSPECT_FILE = "inspect.json"
+WORKSPACE = "workspace"
+RUNNER = "runner"
+CONTROL = "control"
+DEADLINE_FILE = "deadline.json"  # in control/: read and written by nanogpt_tui.contract.deadline only
+RUNNER_EXIT_FILE = "runner_exit.json"  # in workspace/logs/: how the runner ended (nanogpt_tui.contract.runner_exit)
+WORKSPACE_DIRS = ("experiments", "submissions", "verdicts", "logs", "home")
+
+# Container-side mount points.
+CONTAINER_WORKSPACE = "/workspace"
+CONTAINER_RUNNER = "/runner"
+CONTAINER_CONTROL = "/control"
+CONTAINER_DATA = "/workspace/data"
+CONTAINER_ANCHOR = "/runner/anchor"  # the anchor's code, read-only: what `submit` compares with
+
+
+def session_dir(sessions_root: Path, session_id: str) -> Path:
+    """The folder of one session."""
+    return Path(sessions_root) / session_id
