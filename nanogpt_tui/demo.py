@@ -4,6 +4,9 @@ They live in their own sessions folder, `<sessions_dir>/demo/`, so they never mi
 smoke record's synthetic shards are shared with other local sessions (`paths.local_data_dir`). No GPU,
 Docker or API key is needed: the scripted agent follows a fixed plan, trains the smoke record on the CPU and
 validates with `submit --judge none` (3 retimings each, through BENCHMARK_SCRIPTED_RUNS: with 2, a one-sided t-test rarely reaches p < 0.01).
+Their target is the last record of the smoke track (`human_baselines/records.tsv`, track `smoke`: our own records,
+each timed against its predecessor), so they score % of human progress against that track's times, which were
+measured on the hardware the manifest names.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
 from nanogpt_tui.sessions.model import Session
 
 DEMO_FOLDER = "demo"
+DEMO_ANCHOR = "smoke"
 DEMO_ENV = ((ENV_SCRIPTED_RUNS, "3"),)
 
 
@@ -61,6 +65,26 @@ def strategy_for_scripted(name: str, say: Callable[[str], None]) -> str:
     return name
 
 
+def smoke_target(config: Config) -> tuple[str | None, str]:
+    """The smoke track's last record (the demo's 100%) and a sentence naming the hardware its times are from;
+    (None, why) when the manifest holds no later smoke record."""
+    from nanogpt_tui.records import load_timeline
+
+    try:
+        timeline = load_timeline(config.paths.baselines_dir)
+        last = timeline.last_of_track(DEMO_ANCHOR) if DEMO_ANCHOR in timeline else None
+    except UserError as err:
+        return None, f"note: {err} The demo sessions show seconds faster only."
+    if last is None:
+        return None, "note: the record manifest has no smoke track, so the demo sessions show seconds faster only."
+    anchor = timeline.get(DEMO_ANCHOR)
+    gap = timeline.gap(DEMO_ANCHOR, last.name)
+    where = last.hardware or "hardware the manifest does not name"
+    return last.name, (f"% of human progress is against the smoke track ({anchor.record_time_s:.2f} s -> "
+                       f"{last.name} {last.record_time_s:.2f} s, a {gap:.2f} s gap), timed on {where}; "
+                       "times on this machine differ from those.")
+
+
 def live_demo_sessions(manager: SessionManager) -> list[Session]:
     sessions, _ = manager.list()
     return [s for s in sessions if s.status in M.ACTIVE]
@@ -78,10 +102,12 @@ def start_demo(config: Config, *, say: Callable[[str], None] = print, fresh: boo
         say(f"{len(running)} demo session(s) still running in {cfg.paths.sessions_dir}; re-attaching.")
         return cfg, running
     started = []
+    target, note = smoke_target(cfg)
+    say(note)
     for spec in DEMO_SESSIONS:
         strategy = strategy_for_scripted(spec.strategy, say)
-        request = LaunchRequest(agent="scripted", strategy=strategy, anchor="smoke", backend="local",
-                                budget_gpu_hours=spec.budget_gpu_hours, gpus=1, extra_env=DEMO_ENV)
+        request = LaunchRequest(agent="scripted", strategy=strategy, anchor=DEMO_ANCHOR, target=target,
+                                backend="local", budget_gpu_hours=spec.budget_gpu_hours, gpus=1, extra_env=DEMO_ENV)
         try:
             session = manager.launch(request)
         except UserError as err:

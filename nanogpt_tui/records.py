@@ -24,6 +24,10 @@ MANIFEST_COLUMNS = (
     "number", "name", "date", "record_dir", "title", "record_time_s", "retimed_seconds_faster_vs_fa3",
     "log_path", "commit", "code_sha256", "code_lines", "note", "pr", "code_files",
 )
+# Optional columns: a manifest without them is all track 1 (the speedrun's 8xH100 track).
+OPTIONAL_COLUMNS = ("track", "hardware")
+TRACK_1 = "track_1"
+SMOKE_TRACK = "smoke"
 FA3 = "2025-09-03_FA3"
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/KellerJordan/modded-nanogpt"
 RUN_SH_8XH100 = "#!/usr/bin/env bash\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\ntorchrun --standalone --nproc_per_node=8 train_gpt.py\n"
@@ -50,6 +54,8 @@ class Record:
     pr: str
     # (file name, sha256) of each file the code section splits into, train_gpt.py first; empty without code.
     code_files: tuple[tuple[str, str], ...] = ()
+    track: str = TRACK_1  # records compare (gap, lines, predecessors) only within their own track
+    hardware: str = ""  # where record_time_s was measured, when the manifest says (the smoke track's own times)
 
     @property
     def is_retiming(self) -> bool:
@@ -97,7 +103,18 @@ class Timeline:
     def between(self, anchor: str, target: str) -> list[Record]:
         """The new records after `anchor` up to and including `target`, in order (re-timings left out)."""
         a, t = self._ordered_pair(anchor, target)
-        return [r for r in self.records[a + 1 : t + 1] if not r.is_retiming]
+        track = self.records[a].track
+        return [r for r in self.records[a + 1 : t + 1] if not r.is_retiming and r.track == track]
+
+    def track(self, name: str) -> list[Record]:
+        """Every record of the track named `name`, in table order."""
+        return [r for r in self.records if r.track == name]
+
+    def last_of_track(self, anchor: str) -> Record | None:
+        """The latest new record on `anchor`'s track after `anchor`, None when the anchor is the track's last."""
+        a = self._index[self.get(anchor).name]
+        later = [r for r in self.records[a + 1:] if r.track == self.records[a].track and not r.is_retiming]
+        return later[-1] if later else None
 
     def seconds_faster(self, record: str, anchor: str) -> float:
         """How many seconds `record` beats `anchor`: the same-hardware re-timed figures where both are known,
@@ -117,7 +134,10 @@ class Timeline:
         return gap
 
     def _ordered_pair(self, anchor: str, target: str) -> tuple[int, int]:
-        self.get(anchor), self.get(target)
+        anchor_record, target_record = self.get(anchor), self.get(target)
+        if anchor_record.track != target_record.track:
+            raise UserError(f"The target {target!r} is on the {target_record.track} track and the anchor {anchor!r} "
+                            f"on the {anchor_record.track} track; pick a target on the anchor's track.")
         a, t = self._index[anchor], self._index[target]
         if t <= a:
             raise UserError(f"The target {target!r} does not come after the anchor {anchor!r} in the timeline; "
@@ -151,7 +171,7 @@ def parse_manifest(text: str, path: Path) -> Timeline:
     records: list[Record] = []
     seen: set[str] = set()
     for line_no, row in enumerate(reader, start=2):
-        if None in row or any(v is None for v in row.values()):
+        if None in row or any(v is None for k, v in row.items() if k not in OPTIONAL_COLUMNS):
             raise UserError(f"{path} line {line_no} has the wrong number of tab-separated fields; fix that line.")
         try:
             record = _record_from_row(row)
@@ -199,6 +219,7 @@ def _record_from_row(row: dict[str, str]) -> Record:
         retimed_seconds_faster_vs_fa3=number("retimed_seconds_faster_vs_fa3", float, optional=True),
         log_path=row["log_path"].strip(), commit=row["commit"].strip(), code_sha256=sha,
         code_lines=number("code_lines", int, optional=True), note=row["note"].strip(), pr=row["pr"].strip(),
+        track=(row.get("track") or "").strip() or TRACK_1, hardware=(row.get("hardware") or "").strip(),
     )
 
 

@@ -51,20 +51,23 @@ def cmd_list(args: argparse.Namespace) -> int:
             "name": r.name, "number": r.number, "date": r.date.isoformat(), "title": r.title,
             "record_time_s": r.record_time_s, "seconds_faster_vs_fa3": faster,
             "code": "present" if r.code_present(baselines) else "missing",
-            "fetchable": r.can_fetch, "retiming": r.is_retiming,
+            "fetchable": r.can_fetch, "retiming": r.is_retiming, "track": r.track, "hardware": r.hardware or None,
         })
     if args.json:
         print_json(rows)
         return 0
     print_table(
-        ["#", "name", "date", "time s", "faster vs FA3 s", "code", "title"],
-        [[r["number"], r["name"], r["date"], f"{r['record_time_s']:.2f}",
+        ["track", "#", "name", "date", "time s", "faster vs FA3 s", "code", "title"],
+        [[r["track"], r["number"], r["name"], r["date"], f"{r['record_time_s']:.2f}",
           "" if r["seconds_faster_vs_fa3"] is None else f"{r['seconds_faster_vs_fa3']:.2f}",
           r["code"] if r["fetchable"] or r["code"] == "present" else "n/a", r["title"][:60]] for r in rows],
-        right={0, 3, 4},
+        right={1, 4, 5},
     )
     print(f"\n{len(rows)} records; 'faster vs FA3' is the NanoGPT-Bench same-hardware re-timing ({FA3} = 0). "
           "Fetch code with `nanogpt-tui records fetch NAME`.")
+    for track in sorted({r["track"] for r in rows if r["hardware"]}):
+        hardware = sorted({r["hardware"] for r in rows if r["track"] == track and r["hardware"]})
+        print(f"The {track} track's times are our own, measured on {'; '.join(hardware)}.")
     return 0
 
 

@@ -73,6 +73,13 @@ def _manager(args):
     return SessionManager(config_from(args))
 
 
+def _left(summary: dict) -> str:
+    """Time left for a live session; `ended HH:MM` (UTC) for one that ended."""
+    if summary.get("ended_at"):
+        return f"ended {summary['ended_at'][11:16]}"
+    return _hours(summary["seconds_left"])
+
+
 def _hours(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -116,7 +123,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         print_table(["id", "status", "host", "gpus", "GPU-h used/budget", "left", "reason"],
                     [[x["id"], x["status"], x["host"] or "-", x["gpus"],
-                      f"{x['used_gpu_hours']:.3f}/{x['budget_gpu_hours']:g}", _hours(x["seconds_left"]),
+                      f"{x['used_gpu_hours']:.3f}/{x['budget_gpu_hours']:g}", _left(x),
                       x["reason"][:60]] for x in summaries])
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
@@ -137,7 +144,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"  {session.backend} on {session.host or '(not placed yet)'} · GPUs {session.gpus} {session.gpu_ids or ''}")
     print(f"  status {session.status}: {session.status_reason}")
     print(f"  budget {x['used_gpu_hours']:.3f} of {x['budget_gpu_hours']:g} GPU-hours used · deadline "
-          f"{session.deadline or '-'} ({_hours(x['seconds_left'])} left)")
+          f"{session.deadline or '-'} ({_left(x) if x['ended_at'] else _hours(x['seconds_left']) + ' left'})")
     for t in session.transitions:
         print(f"    {t.at}  {t.status:<13} {t.reason}")
     for e in session.extensions:

@@ -44,7 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "part is the code) and print the one-sided t-test p-value that mean val_loss is below the "
                     "target, and the mean, standard deviation and 95%% CI of train_time.")
     p.add_argument("logs", metavar="LOG", nargs="+", type=Path)
-    p.add_argument("--val-loss-target", type=float, metavar="X", help="default: benchmark.val_loss_target (3.28)")
+    p.add_argument("--val-loss-target", type=float, metavar="X",
+                   help="default: the target of the record whose code the logs begin with (its record.toml), "
+                        "else benchmark.val_loss_target (3.28)")
+    p.add_argument("--group", action="store_true",
+                   help="logs of different code: statistics for each program (without it they are refused)")
     p.add_argument("--json", action="store_true",
                    help='print {"n", "p_value", "mean_val_loss", "mean_train_time_ms", "std_train_time_ms", '
                         '"ci95_train_time_ms"}')
@@ -99,19 +103,84 @@ def _finite_or_none(value):
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from nanogpt_tui.validator.runlog import read_final_lines
+    from nanogpt_tui.validator.runlog import read_run_logs
     from nanogpt_tui.validator.stats import log_stats
 
     config = config_from(args)
-    target = args.val_loss_target if args.val_loss_target is not None else config.benchmark.val_loss_target
-    lines = read_final_lines(args.logs)
-    result = log_stats([ln.val_loss for ln in lines], [ln.train_time_ms for ln in lines], target)
+    logs = read_run_logs(args.logs)
+    groups: dict[str | None, list] = {}
+    for log in logs:
+        groups.setdefault(log.code, []).append(log)
+    if len(groups) > 1 and not args.group:
+        sizes = ", ".join(f"{len(g)} ({_code_name(code, config)})" for code, g in groups.items())
+        raise UserError(f"The {len(logs)} logs come from {len(groups)} different programs ({sizes}), so their "
+                        "statistics would mix different code; pass the logs of one program, or --group for each.")
+    results = []
+    for code, group in groups.items():
+        target, source = _loss_target(args, code, config)
+        if len(group) < 2:
+            only = group[0].final
+            raise UserError(f"A p-value and a confidence interval need at least two runs and {group[0].path} is the "
+                            f"only log of its program (val_loss {only.val_loss:.4f}, train_time "
+                            f"{only.train_time_ms:.0f} ms); pass the logs of several runs.")
+        result = log_stats([g.final.val_loss for g in group], [g.final.train_time_ms for g in group], target)
+        results.append((code, target, source, result))
     if args.json:
-        print_json(result.to_dict())
+        rows = [dict(r.to_dict(), val_loss_target=target, target_from=source, program=_code_name(code, config))
+                for code, target, source, r in results]
+        print_json(rows if args.group else rows[0])
         return 0
-    lo, hi = result.ci95_train_time_ms
-    print(f"runs: {result.n}")
-    print(f"mean val_loss: {result.mean_val_loss:.4f}  p-value (mean < {target}): {result.p_value:.4g}")
-    print(f"mean train_time: {result.mean_train_time_ms:.1f} ms  std {result.std_train_time_ms:.1f} ms  "
-          f"95% CI [{lo:.1f}, {hi:.1f}] ms")
+    for code, target, source, result in results:
+        if args.group:
+            print(f"{_code_name(code, config)}:")
+        lo, hi = result.ci95_train_time_ms
+        print(f"runs: {result.n}")
+        print(f"mean val_loss: {result.mean_val_loss:.4f}  p val_loss (mean < {target}, {source}): "
+              f"{result.p_value:.4g}")
+        print(f"mean train_time: {result.mean_train_time_ms:.1f} ms  std {result.std_train_time_ms:.1f} ms  "
+              f"95% CI [{lo:.1f}, {hi:.1f}] ms")
     return 0
+
+
+def _record_dirs(config) -> list[Path]:
+    root = config.paths.baselines_dir
+    return sorted(p.parent for p in Path(root).glob("*/train_gpt.py")) if Path(root).is_dir() else []
+
+
+def _matching_record(code: str | None, config) -> Path | None:
+    """The record folder in human_baselines/ whose train_gpt.py is the code a log begins with."""
+    if code is None:
+        return None
+    for folder in _record_dirs(config):
+        try:
+            if (folder / "train_gpt.py").read_text(encoding="utf-8").rstrip("\n") + "\n" == code:
+                return folder
+        except (OSError, UnicodeDecodeError):
+            continue
+    return None
+
+
+def _code_name(code: str | None, config) -> str:
+    if code is None:
+        return "logs without their code"
+    folder = _matching_record(code, config)
+    if folder is not None:
+        return f"record {folder.name}"
+    import hashlib
+
+    return f"code {hashlib.sha256(code.encode()).hexdigest()[:12]}"
+
+
+def _loss_target(args: argparse.Namespace, code: str | None, config) -> tuple[float, str]:
+    """The val_loss target and where it came from: --val-loss-target, else the record the logs ran (its
+    record.toml), else benchmark.val_loss_target."""
+    from nanogpt_tui.validator.submit import record_metadata
+
+    if args.val_loss_target is not None:
+        return args.val_loss_target, "--val-loss-target"
+    folder = _matching_record(code, config)
+    if folder is not None:
+        meta = record_metadata(folder)
+        if "val_loss_target" in meta:
+            return float(meta["val_loss_target"]), f"{folder.name}'s record.toml"
+    return config.benchmark.val_loss_target, "benchmark.val_loss_target"

@@ -34,6 +34,8 @@ def classify_timeline(timeline: Timeline, baselines_dir: Path, *, start: str | N
             records = records[:names.index(end) + 1] if end in names else records
     pairs, skipped = [], []
     for parent, child in zip(records, records[1:]):
+        if parent.track != child.track:
+            continue  # the first record of a track has no predecessor on it
         missing = [r.name for r in (parent, child) if not r.code_present(baselines_dir)]
         if missing:
             skipped.append({"parent": parent.name, "child": child.name,

@@ -90,6 +90,15 @@ def session_dirs(sessions_dir: Path) -> list[Path]:
             if p.is_dir() and not p.name.startswith(".") and (p / L.SESSION_FILE).is_file()]
 
 
+def _agent_wrote(session_dir: Path) -> bool:
+    """Whether the session's agent wrote any event (a session killed while starting has none)."""
+    events = session_dir / L.EVENTS_FILE
+    try:
+        return events.stat().st_size > 0
+    except OSError:
+        return False
+
+
 def load_outcomes(sessions_dir: Path, timeline: Timeline | None, *, baselines_dir: Path | None = None,
                   now: dt.datetime | None = None, require_percent: bool = True) -> Outcomes:
     """Every finished session under `sessions_dir` with its outcome; the rest listed in `skipped`."""
@@ -108,6 +117,10 @@ def load_outcomes(sessions_dir: Path, timeline: Timeline | None, *, baselines_di
             continue
         if s.started_at is None:
             result.skipped.append({"session": s.id, "reason": f"{s.status} before it started"})
+            continue
+        if s.status in (M.KILLED, M.FAILED) and not data.verdicts and not _agent_wrote(path):
+            result.skipped.append({"session": s.id, "reason": f"{s.status} before its agent ran (no events, no "
+                                                              "verdicts), so it is no data point"})
             continue
         if require_percent and not data.gap_s:
             result.skipped.append({"session": s.id, "reason": _no_percent(s)})

@@ -559,6 +559,9 @@ def session_summary(session: Session, now: dt.datetime | None = None) -> dict:
         "id": session.id, "agent": session.agent, "strategy": session.strategy, "anchor": session.anchor,
         "status": session.status, "reason": session.status_reason, "backend": session.backend, "host": session.host,
         "gpus": session.gpus, "gpu_ids": session.gpu_ids, "budget_gpu_hours": session.total_gpu_hours,
-        "used_gpu_hours": round(budget.used_gpu_hours(now), 6), "seconds_left": budget.seconds_left(now),
+        "used_gpu_hours": round(budget.used_gpu_hours(now), 6),
+        # An ended session has no time left (not a countdown gone negative): it has when it ended.
+        "seconds_left": None if session.status in M.FINAL else budget.seconds_left(now),
+        "ended_at": session.finished_at if session.status in M.FINAL else None,
         "deadline": session.deadline, "exit_code": session.exit_code,
     }

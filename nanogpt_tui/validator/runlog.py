@@ -25,15 +25,39 @@ class FinalLine:
     train_time_ms: float
 
 
+def _separator_index(lines: list[str]) -> int | None:
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if len(stripped) >= 10 and set(stripped) == {"="}:
+            return index
+    return None
+
+
 def output_section(text: str) -> str:
     """The run's output: logs that begin with the code (records print their own source) start after the first
     line of `=` characters; logs without that separator are all output."""
     lines = text.splitlines()
-    for index, line in enumerate(lines):
-        stripped = line.strip()
-        if len(stripped) >= 10 and set(stripped) == {"="}:
-            return "\n".join(lines[index + 1 :])
-    return text
+    index = _separator_index(lines)
+    return text if index is None else "\n".join(lines[index + 1 :])
+
+
+def code_section(text: str) -> str | None:
+    """The code a log begins with (everything before the first line of `=` characters, trailing blank lines
+    dropped), or None when the log has no such section."""
+    lines = text.splitlines()
+    index = _separator_index(lines)
+    if not index:
+        return None
+    return "\n".join(lines[:index]).rstrip("\n") + "\n"
+
+
+@dataclass(frozen=True)
+class RunLog:
+    """One run's log as `stats` reads it: where it is, its scoring line, and the code it ran (if it says)."""
+
+    path: Path
+    final: FinalLine
+    code: str | None
 
 
 def last_val_line(text: str) -> FinalLine | None:
@@ -59,6 +83,12 @@ def final_line(text: str) -> FinalLine | None:
 
 def read_final_lines(paths: list[Path]) -> list[FinalLine]:
     """Each file one run; every file must hold a final line, else a clear error names the file."""
+    return [log.final for log in read_run_logs(paths)]
+
+
+def read_run_logs(paths: list[Path]) -> list[RunLog]:
+    """Each file one run, with the code it begins with; every file must hold a final line, else a clear error
+    names the file."""
     results = []
     for path in paths:
         try:
@@ -71,5 +101,5 @@ def read_final_lines(paths: list[Path]) -> list[FinalLine]:
             detail = (f"its last validation line is at step {last.step} of {last.total_steps}" if last
                       else "it has no `step:N/N val_loss:X train_time:Yms` line")
             raise UserError(f"The log {path} did not finish: {detail}; pass only logs of completed runs.")
-        results.append(line)
+        results.append(RunLog(path=Path(path), final=line, code=code_section(text)))
     return results

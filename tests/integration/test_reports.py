@@ -19,6 +19,7 @@ from scipy import stats
 from nanogpt_tui.cli import main
 from nanogpt_tui.records import load_timeline
 from nanogpt_tui.reports.writer import write_report
+from nanogpt_tui.sessions import layout as L
 from nanogpt_tui.sessions import model as M
 from tests.fakes.sessions import (
     ANCHOR_FIXTURE,
@@ -535,3 +536,20 @@ def test_reports_stay_headless():
     loaded = set(json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                                            text=True, cwd=REPO).stdout))
     assert not loaded & {"textual", "rich", "docker", "matplotlib", "anthropic", "openai", "torch"}
+
+
+def test_reproduce_leaves_out_a_session_killed_before_its_agent_ran(tmp_path, capsys):
+    sessions = tmp_path / "sessions"
+    write_sessions_folder(sessions, {("codex", "default"): [8.6, 9.0]})
+    never = write_session(sessions, FakeSession(agent="codex", strategy="default", status=M.KILLED,
+                                                used_gpu_hours=0.01, session_id="killed-at-start"))
+    (never.path / L.WORKSPACE / "logs" / L.EVENTS_FILE).write_text("")  # as the manager creates it
+    config = make_config(tmp_path, sessions)
+    code, out, _ = run_cli(capsys, "--config", str(config), "reproduce", "--json", "--no-figure")
+    table = json.loads(out)
+    (g,) = table["groups"]
+    assert g["n"] == 2 and "killed-at-start" not in g["sessions"]
+    assert {"session": "killed-at-start",
+            "reason": "killed before its agent ran (no events, no verdicts), so it is no data point"} in table["skipped"]
+    code, out, _ = run_cli(capsys, "--config", str(config), "reproduce", "--no-figure")
+    assert "skipped killed-at-start: killed before its agent ran" in out

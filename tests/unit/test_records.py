@@ -9,7 +9,7 @@ import pytest
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.record_log import code_section as code_from_log
 from nanogpt_tui.record_log import join_code_files, split_code_section
-from nanogpt_tui.records import FA3, MANIFEST_COLUMNS, load_timeline
+from nanogpt_tui.records import FA3, MANIFEST_COLUMNS, OPTIONAL_COLUMNS, SMOKE_TRACK, TRACK_1, load_timeline
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -153,3 +153,33 @@ def test_split_code_section_refuses_bad_headers(header, message):
     section = "x = 1\n\n\n" + "-" * 40 + f"\n# {header}\n" + "-" * 40 + "\n\ny = 2\n\n"
     with pytest.raises(ValueError, match=message):
         split_code_section(section)
+
+
+def _tracked_manifest(tmp_path: Path) -> Path:
+    """Track-1 rows as the real manifest has them (no track or hardware field) and a second track after them."""
+    header = "\t".join(MANIFEST_COLUMNS + OPTIONAL_COLUMNS)
+    rows = [["1", "2099-01-01_A", "2099-01-01", "", "a", "100.0", "", "", "", "", "", "", "", ""],
+            ["2", "2099-02-01_B", "2099-02-01", "", "b", "90.0", "", "", "", "", "", "", "", ""],
+            ["0", "toy", "2099-01-05", "toy", "toy 0", "10.0", "", "", "", "", "", "", "", "", "toy", "CPU X"],
+            ["1", "toy-1", "2099-01-06", "toy-1", "toy 1", "6.0", "", "", "", "", "", "", "", "", "toy", "CPU X"],
+            ["2", "toy-2", "2099-01-07", "toy-2", "toy 2", "4.0", "", "", "", "", "", "", "", "", "toy", "CPU X"]]
+    (tmp_path / "records.tsv").write_text("\n".join([header] + ["\t".join(r) for r in rows]) + "\n")
+    return tmp_path
+
+
+def test_tracks_keep_their_own_gaps_lines_and_predecessors(tmp_path):
+    from nanogpt_tui.scoring import human_lines
+
+    timeline = load_timeline(_tracked_manifest(tmp_path))
+    assert timeline.get("2099-01-01_A").track == TRACK_1 and timeline.get("toy").hardware == "CPU X"
+    assert [r.name for r in timeline.track("toy")] == ["toy", "toy-1", "toy-2"]
+    assert [r.name for r in timeline.between("toy", "toy-2")] == ["toy-1", "toy-2"]
+    assert [r.name for r in timeline.between("2099-01-01_A", "2099-02-01_B")] == ["2099-02-01_B"]
+    assert timeline.gap("toy", "toy-2") == pytest.approx(6.0)
+    assert timeline.last_of_track("toy").name == "toy-2" and timeline.last_of_track("toy-2") is None
+    assert timeline.last_of_track("2099-01-01_A").name == "2099-02-01_B"
+    lines = human_lines(timeline, "toy", "toy-2")
+    assert [(ln.index, ln.percent) for ln in lines] == [(1, pytest.approx(400 / 6)), (2, pytest.approx(100.0))]
+    with pytest.raises(UserError, match="on the toy track and the anchor '2099-01-01_A' on the track_1 track"):
+        timeline.gap("2099-01-01_A", "toy-2")
+
