@@ -19,7 +19,7 @@ from scipy import stats
 from nanogpt_tui.cli import main
 from nanogpt_tui.records import load_timeline
 from nanogpt_tui.reports.writer import write_report
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.sessions import model as M
 from tests.fakes.sessions import (
     ANCHOR_FIXTURE,
