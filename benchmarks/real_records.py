@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from nanogpt_tui.record_log import MAIN_FILE, code_section, split_code_section  # noqa: E402
+from nanogpt_tui.stack import stack_from_log  # noqa: E402
 from nanogpt_tui.records import (  # noqa: E402
     FA3, MANIFEST_COLUMNS, fetch_record, format_code_files, load_timeline, sha256_text,
 )
@@ -70,6 +71,7 @@ def cmd_manifest(args: argparse.Namespace) -> int:
             continue
         files = split_code_section(section)
         row["code_files"] = format_code_files(files)
+        row.update(stack_from_log(log, files).manifest_values())
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(MANIFEST_COLUMNS), delimiter="\t", quoting=csv.QUOTE_NONE,
                             lineterminator="\n", extrasaction="ignore")
@@ -186,6 +188,54 @@ def local_imports(folder: Path) -> list[str]:
     return sorted(set(found))
 
 
+ANCHORS = (FA3, "2026-01-19_BigramHashEmbedding", "2026-07-17_FP8DownProjection")
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    """Every consecutive pair of records with code from FA3 on, and every later record against each anchor."""
+    from nanogpt_tui.validator.rules import check_rules
+
+    timeline = load_timeline(BASELINES)
+    out = Path(args.out)
+    since = [r for r in records_with_code(timeline) if r.date >= timeline.get(FA3).date and (out / r.name).is_dir()]
+    order = sorted(since, key=lambda r: timeline.records.index(r))
+
+    def check(anchor, candidate) -> dict:
+        report = check_rules(out / anchor.name, out / candidate.name)
+        judge = getattr(report, "needs_judge", [])
+        return {"anchor": anchor.name, "candidate": candidate.name, "ok": report.ok,
+                "violations": [f"{v.rule} {v.file}:{v.line} {v.message}" for v in report.violations],
+                "needs_judge": [f"{q.rule} {q.file}:{q.line} {q.message}" for q in judge]}
+
+    pairs = [check(a, b) for a, b in zip(order, order[1:])]
+    by_anchor = {}
+    for name in ANCHORS:
+        anchor = timeline.get(name)
+        later = [r for r in order if timeline.records.index(r) > timeline.records.index(anchor)]
+        by_anchor[name] = [check(anchor, r) for r in later]
+    summary = {"pairs": len(pairs), "pairs_ok": sum(p["ok"] for p in pairs),
+               "anchors": {n: {"later": len(v), "ok": sum(p["ok"] for p in v),
+                               "needs_judge_cases": sum(len(p["needs_judge"]) for p in v)}
+                           for n, v in by_anchor.items()},
+               "pairs_needs_judge_cases": sum(len(p["needs_judge"]) for p in pairs)}
+    if args.json:
+        print(json.dumps({"summary": summary, "pairs": pairs, "anchors": by_anchor}, indent=2))
+    else:
+        for p in pairs + [p for v in by_anchor.values() for p in v]:
+            if not p["ok"] or p["needs_judge"]:
+                print(f"{p['anchor']} -> {p['candidate']}:")
+                for line in p["violations"]:
+                    print(f"  violation  {line}")
+                for line in p["needs_judge"]:
+                    print(f"  judge      {line}")
+        print(f"\nconsecutive pairs accepted: {summary['pairs_ok']}/{summary['pairs']} "
+              f"(needs-the-judge cases: {summary['pairs_needs_judge_cases']})")
+        for name, figures in summary["anchors"].items():
+            print(f"later records accepted against {name}: {figures['ok']}/{figures['later']} "
+                  f"(needs-the-judge cases: {figures['needs_judge_cases']})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("snapshot", type=Path, help="bare git directory of a KellerJordan/modded-nanogpt snapshot")
@@ -197,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder outside the repository for the record folders")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fetch)
+    p = sub.add_parser("rules", help="static rules on consecutive pairs and against each anchor")
+    p.add_argument("--out", required=True, help="the folder `fetch` wrote")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rules)
     args = parser.parse_args(argv)
     if Path(getattr(args, "out", "/")).resolve().is_relative_to(REPO):
         parser.error("--out must be outside the repository: real record code is never written inside it")

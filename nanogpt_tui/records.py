@@ -18,11 +18,12 @@ from pathlib import Path
 
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.record_log import MAIN_FILE, code_section, split_code_section
+from nanogpt_tui.stack import ENV_COLUMNS, Stack
 
 MANIFEST_NAME = "records.tsv"
 MANIFEST_COLUMNS = (
     "number", "name", "date", "record_dir", "title", "record_time_s", "retimed_seconds_faster_vs_fa3",
-    "log_path", "commit", "code_sha256", "code_lines", "note", "pr", "code_files",
+    "log_path", "commit", "code_sha256", "code_lines", "note", "pr", "code_files", *ENV_COLUMNS,
 )
 # Optional columns: a manifest without them is all track 1 (the speedrun's 8xH100 track).
 OPTIONAL_COLUMNS = ("track", "hardware")
@@ -56,6 +57,8 @@ class Record:
     code_files: tuple[tuple[str, str], ...] = ()
     track: str = TRACK_1  # records compare (gap, lines, predecessors) only within their own track
     hardware: str = ""  # where record_time_s was measured, when the manifest says (the smoke track's own times)
+    # The stack the record's log states (Python, PyTorch, CUDA, Triton, GPU, how FlashAttention is loaded).
+    stack: Stack = Stack()
 
     @property
     def is_retiming(self) -> bool:
@@ -213,7 +216,7 @@ def _record_from_row(row: dict[str, str]) -> Record:
     if code_files and not sha:
         raise ValueError("`code_files` is set but `code_sha256` is empty")
     return Record(
-        code_files=code_files,
+        code_files=code_files, stack=Stack.from_manifest(row),
         number=number("number", int), name=name, date=date, record_dir=row["record_dir"].strip(),
         title=row["title"].strip(), record_time_s=time_s,
         retimed_seconds_faster_vs_fa3=number("retimed_seconds_faster_vs_fa3", float, optional=True),

@@ -10,7 +10,7 @@ from nanogpt_tui.cli.common import config_from, print_json
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     image = subparsers.add_parser(
-        "image", help="build the local test image",
+        "image", help="the benchmark image's build plan and the local test image",
         description="Images for sessions. The benchmark image (CUDA, PyTorch, FlashAttention-3, agent CLIs, "
                     "FineWeb) is built with `docker build image/` (see image/README.md); `build-test` makes the "
                     "small CPU test image that the Docker tests and offline demos use, with no registry.")
@@ -25,6 +25,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="rebuild every step, ignoring the caches")
     p.add_argument("--json", action="store_true", help="print what was built and how long it took as JSON")
     p.set_defaults(func=cmd_build_test)
+
+    p = commands.add_parser(
+        "plan", help="the docker build command for an anchor record's stack",
+        description="Print the exact `docker build` command that builds the benchmark image for ANCHOR's stack "
+                    "(as its log states it), with what will differ from the record and whether that may differ. "
+                    "Run it from the repository root; it sends only the files the image needs, so the classic "
+                    "builder works too.")
+    p.add_argument("--anchor", required=True, metavar="NAME", help="the anchor record")
+    p.add_argument("--exact", action="store_true",
+                   help="pin a PyTorch nightly exactly (it may no longer be downloadable) instead of its release")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=cmd_plan)
+
+
+def print_plan(plan) -> None:
+    """The plan as `image plan` and `refresh` show it."""
+    print(f"Image for {plan.anchor} (tag {plan.tag}):\n")
+    print("  " + plan.command() + "\n")
+    differences = plan.mismatches
+    if not differences:
+        print("The image will match the record's stack in every field.")
+    for m in differences:
+        verdict = "MUST MATCH: this image would be refused" if m.must_match else "may differ"
+        print(f"- {m.sentence()} ({verdict}: {m.why}).")
+    for note in plan.notes:
+        print(f"- {note}")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from nanogpt_tui.cli.common import timeline_from
+    from nanogpt_tui.errors import UserError
+    from nanogpt_tui.stack import plan_image
+
+    record = timeline_from(config_from(args)).get(args.anchor)
+    try:
+        plan = plan_image(record.name, record.stack, exact=args.exact)
+    except ValueError as err:
+        raise UserError(f"No image plan for {record.name}: {err}; choose an anchor whose log states its stack "
+                        "(`nanogpt-tui records env NAME`).") from None
+    if args.json:
+        print_json(plan.to_dict())
+    else:
+        print_plan(plan)
+    return 0
 
 
 def cmd_build_test(args: argparse.Namespace) -> int:

@@ -31,6 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace the record's folder if it exists")
     p.set_defaults(func=cmd_fetch)
 
+    p = sub.add_parser("env", help="the software stack a record's log states",
+                       description="The stack NAME ran with, as its training log states it (Python, PyTorch, CUDA, "
+                                   "Triton, GPU) and how its code loads FlashAttention, with which fields an "
+                                   "image must share with it as an anchor.")
+    p.add_argument("name", metavar="NAME", help="record name, as `records list` shows it")
+    p.add_argument("--json", action="store_true", help="print the stack as JSON")
+    p.set_defaults(func=cmd_env)
+
     p = sub.add_parser("import", help="adopt a local record folder",
                        description="Copy a local record folder (train_gpt.py, and optionally run.sh, "
                                    "triton_kernels.py and other .py/.sh files) into human_baselines/NAME/.")
@@ -78,6 +86,32 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     code = sorted(p.name for p in dest.iterdir() if p.suffix == ".py")
     print(f"Fetched {args.name} into {dest}: {len(code)} file{'s' if len(code) != 1 else ''} "
           f"({', '.join(code)}), each sha256-verified; run.sh written.")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from nanogpt_tui.stack import FIELD_RULES
+
+    record = timeline_from(config_from(args)).get(args.name)
+    stack = record.stack
+    if args.json:
+        print_json({"name": record.name, "stack": stack.to_dict(), "stated": stack.stated,
+                    "must_match": [r.field for r in FIELD_RULES if r.must_match],
+                    "may_differ": [r.field for r in FIELD_RULES if not r.must_match]})
+        return 0
+    if not stack.stated:
+        print(f"{record.name}: the manifest has no stack for this record (no training log with its environment).")
+        return 0
+    rules = {r.field: r for r in FIELD_RULES}
+    labels = {"python": "Python", "torch": "PyTorch", "cuda": "CUDA", "triton": "Triton", "gpu": "GPU",
+              "attention": "FlashAttention", "kernel_repo": "kernel repo", "kernel_version": "kernel version",
+              "tiktoken": "tiktoken"}
+    print(f"{record.name} (#{record.number}, {record.date.isoformat()}), as its log states:")
+    print_table(["field", "value", "an image must"],
+                [[labels[f], getattr(stack, f) or "-",
+                  "match" if rules[f].must_match else "-"] for f in labels])
+    print("\nMust match: " + "; ".join(r.why for r in FIELD_RULES if r.must_match) + ".")
+    print("May differ: " + "; ".join(r.why for r in FIELD_RULES if not r.must_match) + ".")
     return 0
 
 

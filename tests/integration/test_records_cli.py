@@ -200,3 +200,22 @@ def test_every_command_has_help_and_version(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.startswith("nanogpt-tui 0.")
+
+
+def test_records_env_and_image_plan_show_the_two_stacks(config_file, capsys):
+    assert main(["records", "env", "2025-09-03_FA3", "--json"]) == 0
+    fa3 = json.loads(capsys.readouterr().out)
+    assert fa3["stack"] | {"torch": "2.9.0.dev20250718+cu126", "triton": "3.4.0", "attention": "flash_attn_interface"} \
+        == fa3["stack"] and "torch" in fa3["must_match"] and "python" in fa3["may_differ"]
+    assert main(["records", "env", "2026-07-17_FP8DownProjection"]) == 0
+    out = capsys.readouterr().out
+    assert "2.10.0+cu128" in out and "kernels-community/flash-attn3" in out and "Must match:" in out
+    assert main(["image", "plan", "--anchor", "2026-07-17_FP8DownProjection"]) == 0
+    out = capsys.readouterr().out
+    assert "--build-arg TORCH_VERSION=2.10.0+cu128" in out and "docker build -f image/Dockerfile" in out
+    assert main(["image", "plan", "--anchor", "2025-09-03_FA3", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["build_args"]["TORCH_VERSION"] == "2.9.0+cu126"
+    assert {d["field"]: d["must_match"] for d in plan["differences"]} == {"torch": False, "python": False}
+    assert main(["image", "plan", "--anchor", "2024-10-04_record3"]) == 2
+    assert "states no PyTorch version" in capsys.readouterr().err

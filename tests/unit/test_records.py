@@ -75,7 +75,7 @@ def _manifest(tmp_path: Path, rows: list[list[str]]) -> Path:
 
 
 GOOD_ROW = ["1", "2099-01-01_X", "2099-01-01", "2099-01-01_X", "t", "100.0", "", "a.log", "c" * 40, "", "", "", "",
-            ""]
+            ""] + [""] * 9  # code_files, then the stack columns (env_*)
 assert len(GOOD_ROW) == len(MANIFEST_COLUMNS)
 
 
