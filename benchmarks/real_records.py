@@ -73,7 +73,9 @@ def cmd_manifest(args: argparse.Namespace) -> int:
         row["code_files"] = format_code_files(files)
         row.update(stack_from_log(log, files).manifest_values())
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(MANIFEST_COLUMNS), delimiter="\t", quoting=csv.QUOTE_NONE,
+    # Our columns in their order, then any other the manifest holds (optional ones such as `track`), kept.
+    columns = list(MANIFEST_COLUMNS) + [c for c in (reader.fieldnames or []) if c not in MANIFEST_COLUMNS]
+    writer = csv.DictWriter(out, fieldnames=columns, delimiter="\t", quoting=csv.QUOTE_NONE,
                             lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)

@@ -158,11 +158,16 @@ def test_split_code_section_refuses_bad_headers(header, message):
 def _tracked_manifest(tmp_path: Path) -> Path:
     """Track-1 rows as the real manifest has them (no track or hardware field) and a second track after them."""
     header = "\t".join(MANIFEST_COLUMNS + OPTIONAL_COLUMNS)
-    rows = [["1", "2099-01-01_A", "2099-01-01", "", "a", "100.0", "", "", "", "", "", "", "", ""],
-            ["2", "2099-02-01_B", "2099-02-01", "", "b", "90.0", "", "", "", "", "", "", "", ""],
-            ["0", "toy", "2099-01-05", "toy", "toy 0", "10.0", "", "", "", "", "", "", "", "", "toy", "CPU X"],
-            ["1", "toy-1", "2099-01-06", "toy-1", "toy 1", "6.0", "", "", "", "", "", "", "", "", "toy", "CPU X"],
-            ["2", "toy-2", "2099-01-07", "toy-2", "toy 2", "4.0", "", "", "", "", "", "", "", "", "toy", "CPU X"]]
+    blank = [""] * (len(MANIFEST_COLUMNS) - 6)  # log, code and stack columns left empty
+
+    def row(*first: str, track: tuple[str, ...] = ()) -> list[str]:
+        return [*first, *blank, *track]
+
+    rows = [row("1", "2099-01-01_A", "2099-01-01", "", "a", "100.0"),
+            row("2", "2099-02-01_B", "2099-02-01", "", "b", "90.0"),
+            row("0", "toy", "2099-01-05", "toy", "toy 0", "10.0", track=("toy", "CPU X")),
+            row("1", "toy-1", "2099-01-06", "toy-1", "toy 1", "6.0", track=("toy", "CPU X")),
+            row("2", "toy-2", "2099-01-07", "toy-2", "toy 2", "4.0", track=("toy", "CPU X"))]
     (tmp_path / "records.tsv").write_text("\n".join([header] + ["\t".join(r) for r in rows]) + "\n")
     return tmp_path
 
