@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from nanogpt_tui.cli.common import config_from, print_json, print_table, timeline_from
@@ -102,7 +103,10 @@ def _resolve_session(config, text: str) -> Path:
         raise UserError(f"{path} holds no session.json; pass a session folder or a session id.")
     from nanogpt_tui.sessions.manager import SessionManager
 
-    session = SessionManager(config).get(text)
+    manager = SessionManager(config)
+    if (manager.session_dir(text) / "session.json").is_file():
+        return manager.session_dir(text)  # by its exact id, read (or found broken) by the caller
+    session = manager.get(text)
     return Path(config.paths.sessions_dir) / session.id
 
 
@@ -119,9 +123,18 @@ def _pct(v, digits: int = 2) -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     from nanogpt_tui.reports.writer import parse_formats, write_report
 
+    from nanogpt_tui.sessions.model import BrokenSession, read_session
+
     config = config_from(args)
     formats = parse_formats(args.format)
-    dirs = [_resolve_session(config, s) for s in args.sessions]
+    dirs, broken = [], []
+    for d in [_resolve_session(config, s) for s in args.sessions]:
+        read = read_session(d)
+        (broken if isinstance(read, BrokenSession) else dirs).append(read if isinstance(read, BrokenSession) else d)
+    for b in broken:
+        print(f"broken, left out of the report: {b}", file=sys.stderr)
+    if not dirs:
+        raise UserError("Every session named is broken, so there is nothing to report on; fix them as said above.")
     timeline = _timeline_or_none(config)
     batches = [[d] for d in dirs] if args.each else [dirs]
     for batch in batches:
@@ -131,7 +144,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         result = write_report(batch, timeline=timeline, baselines_dir=config.paths.baselines_dir, out_dir=out,
                               formats=formats, force=args.force)
         print(f"report written to {result.out_dir}: {', '.join(p.name for p in result.files)}")
-    return 0
+    return 1 if broken else 0
 
 
 # ------------------------------------------------------------------------------------------------ reproduce

@@ -110,21 +110,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     from nanogpt_tui.sessions.manager import session_summary
 
     manager = _manager(args)
-    sessions, problems = manager.list()
+    scan = manager.scan()
+    problems = list(scan.strays)
     summaries = []
-    for s in sessions:
+    for s in scan.sessions:
         try:
             s = manager.refresh(s)
         except Exception as err:  # one unreachable backend must not hide the other sessions  # noqa: BLE001
             problems.append(f"{s.id}: could not refresh its status ({err})")
         summaries.append(session_summary(s))
     if args.json:
-        print_json(summaries)
+        print_json(summaries + [b.to_dict() for b in scan.broken])
     else:
-        print_table(["id", "status", "host", "gpus", "GPU-h used/budget", "left", "reason"],
-                    [[x["id"], x["status"], x["host"] or "-", x["gpus"],
-                      f"{x['used_gpu_hours']:.3f}/{x['budget_gpu_hours']:g}", _left(x),
-                      x["reason"][:60]] for x in summaries])
+        rows = [[x["id"], x["status"], x["host"] or "-", x["gpus"],
+                 f"{x['used_gpu_hours']:.3f}/{x['budget_gpu_hours']:g}", _left(x),
+                 x["reason"][:60]] for x in summaries]
+        rows += [[b.id, "broken", "-", "-", "-", "-", f"bad field `{b.field}`" if b.field else "unreadable"]
+                 for b in scan.broken]
+        print_table(["id", "status", "host", "gpus", "GPU-h used/budget", "left", "reason"], rows)
+    for broken in scan.broken:
+        print(f"broken: {broken}", file=sys.stderr)
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     return 0

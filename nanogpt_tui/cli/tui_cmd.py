@@ -38,8 +38,7 @@ def cmd_open(args: argparse.Namespace) -> int:
         return 0
     from nanogpt_tui.tui.app import create_app
 
-    create_app(config_from(args)).run()
-    return 0
+    return run_app(create_app(config_from(args)))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -58,5 +57,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     from nanogpt_tui.tui.app import create_app
 
-    create_app(config, initial_selection=sessions[0].id if sessions else None).run()
-    return 0
+    return run_app(create_app(config, initial_selection=sessions[0].id if sessions else None))
+
+
+def run_app(app, **options) -> int:
+    """Run the control room; when an internal error ended it, print its one line and return non-zero."""
+    app.run(**options)
+    if app.crash:
+        print(app.crash, file=sys.stderr)
+    return app.return_code or 0

@@ -112,6 +112,7 @@ def load_outcomes(sessions_dir: Path, timeline: Timeline | None, *, baselines_di
             result.problems.append(str(err))
             continue
         s = data.session
+        result.problems.extend(data.problems)  # an unreadable verdict does not count: say so beside the numbers
         if s.status in M.ACTIVE:
             result.skipped.append({"session": s.id, "reason": f"still {s.status}: its budget has not ended"})
             continue

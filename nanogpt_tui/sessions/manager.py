@@ -25,7 +25,8 @@ from nanogpt_tui.contract.runner_exit import ExitReason, RunnerExit, read_runner
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions import pool as P
-from nanogpt_tui.sessions.model import Extension, Session, iso, load_session, parse_iso, save_session, utc_now
+from nanogpt_tui.sessions.model import (BrokenSession, Extension, Session, iso, load_session, parse_iso, read_session,
+                                        save_session, utc_now)
 
 RECORD_FILES = (".py", ".sh", ".toml")
 # Environment passed from the host into a session: the agents' API credentials and endpoints, nothing else.
@@ -38,6 +39,20 @@ HOST_RETRY_S = 5.0
 # A pending Docker session asks the pool for a place at most this often.
 PLACEMENT_RETRY_S = 5.0
 PLACEMENT_LOCK = ".placement.lock"
+
+
+@dataclass
+class SessionScan:
+    """What a sessions folder holds: the sessions, the broken ones (session.json unreadable or invalid), and one
+    sentence for each folder that is no session at all."""
+
+    sessions: list[Session]
+    broken: list[BrokenSession]
+    strays: list[str]
+
+    @property
+    def problems(self) -> list[str]:
+        return [str(b) for b in self.broken] + self.strays
 
 
 @dataclass(frozen=True)
@@ -114,19 +129,26 @@ class SessionManager:
     def session_dir(self, session_id: str) -> Path:
         return L.session_dir(self.root, session_id)
 
-    def list(self) -> tuple[list[Session], list[str]]:
-        """Every session, oldest first, and one sentence for each folder that could not be read."""
-        sessions, problems = [], []
+    def scan(self) -> SessionScan:
+        """Every session, oldest first; every broken one; a sentence for each folder that is not a session."""
+        scan = SessionScan([], [], [])
         if not self.root.is_dir():
-            return [], []
+            return scan
         for path in sorted(self.root.iterdir()):
-            if path.is_dir() and not path.name.startswith(".") and (path / L.SESSION_FILE).exists():
-                try:
-                    sessions.append(load_session(path))
-                except UserError as err:
-                    problems.append(str(err))
-        sessions.sort(key=lambda s: s.created_at)
-        return sessions, problems
+            if path.name.startswith(".") or not path.is_dir():
+                continue
+            if (path / L.SESSION_FILE).exists():
+                read = read_session(path)
+                (scan.broken if isinstance(read, BrokenSession) else scan.sessions).append(read)
+            elif path.name != REPORTS_DIR:
+                scan.strays.append(stray_sentence(path))
+        scan.sessions.sort(key=lambda s: s.created_at)
+        return scan
+
+    def list(self) -> tuple[list[Session], list[str]]:
+        """Every readable session, oldest first, and one sentence for each folder that could not be read."""
+        scan = self.scan()
+        return scan.sessions, scan.problems
 
     def get(self, session_id: str) -> Session:
         """A session by id or unique prefix (or suffix, e.g. the agent-strategy part)."""
@@ -550,6 +572,19 @@ class SessionManager:
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 return session
             time.sleep(poll_s)
+
+
+REPORTS_DIR = "reports"  # group reports and the reproduce figure live beside the sessions
+
+
+def stray_sentence(path: Path) -> str:
+    """What to say of a folder in the sessions folder that holds no session.json."""
+    if (path / L.WORKSPACE).is_dir():
+        return (f"{path} holds a workspace but no session.json: a session whose creation was interrupted (by an "
+                f"older version, before sessions were created atomically); nothing runs there, remove it with "
+                f"`rm -r {path}`.")
+    return (f"{path} is not a session (it holds no session.json); move it out of the sessions folder, or remove it "
+            f"with `rm -r {path}`.")
 
 
 def session_summary(session: Session, now: dt.datetime | None = None) -> dict:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nanogpt_tui.contract.layout import SESSION_FILE
 from nanogpt_tui.errors import UserError
+from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, Fields, parse_timestamp, whole
 from nanogpt_tui.fsutil import atomic_write_json
 
 SESSION_SCHEMA_VERSION = 1
@@ -36,9 +38,17 @@ def iso(t: dt.datetime | None) -> str | None:
 
 
 def parse_iso(text: str | None) -> dt.datetime | None:
+    """A timestamp of a session file (strict ISO 8601 with a timezone; `BadField` otherwise), None for none."""
     if not text:
         return None
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parse_timestamp(text)
+
+
+# What a session id, a backend name and a GPU id may be (ids name folders and containers).
+SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+BACKEND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+MAX_GPU_ID = 1023
+MAX_SESSION_FILE_BYTES = 16 * 1024 * 1024  # session.json is a few KB; far more is not ours
 
 
 @dataclass
@@ -47,12 +57,21 @@ class Transition:
     status: str
     reason: str
 
+    @classmethod
+    def read(cls, f: Fields) -> "Transition":
+        return cls(at=f.timestamp("at"), status=f.text("status", choices=STATUSES), reason=f.text("reason"))
+
 
 @dataclass
 class Extension:
     at: str
     gpu_hours: float
     reason: str = ""
+
+    @classmethod
+    def read(cls, f: Fields) -> "Extension":
+        return cls(at=f.timestamp("at"), gpu_hours=f.number("gpu_hours", positive=True, maximum=MAX_GPU_HOURS),
+                   reason=f.text("reason", ""))
 
 
 @dataclass
@@ -159,19 +178,110 @@ class Session:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Session":
-        if not isinstance(data, dict):
-            raise ValueError("session.json must hold a JSON object")
-        version = data.get("schema_version")
+    def from_dict(cls, data: Any, folder_name: str | None = None) -> "Session":
+        """A session from its JSON object, every field checked (type, range, finiteness, strict timestamps);
+        `BadField` names the first bad one. Unknown fields are ignored (a newer version may add some)."""
+        f = Fields(data)
+        version = f.integer("schema_version")
         if version != SESSION_SCHEMA_VERSION:
-            raise ValueError(f"schema_version is {version!r}; this version of nanogpt-tui reads "
-                             f"{SESSION_SCHEMA_VERSION}")
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known["extensions"] = [Extension(**e) for e in known.get("extensions") or []]
-        known["transitions"] = [Transition(**t) for t in known.get("transitions") or []]
-        if known.get("status") not in STATUSES:
-            raise ValueError(f"unknown status {known.get('status')!r}")
-        return cls(**known)
+            raise BadField("schema_version", f"is {version}; this version of nanogpt-tui reads "
+                                             f"{SESSION_SCHEMA_VERSION}")
+        session_id = f.text("id", pattern=SESSION_ID)
+        if folder_name is not None and session_id != folder_name:
+            raise BadField("id", f"is {session_id!r} but the folder is named {folder_name!r}")
+        session = cls(
+            id=session_id, agent=f.text("agent", non_empty=True), strategy=f.text("strategy", non_empty=True),
+            strategy_hash=f.text("strategy_hash"), anchor=f.text("anchor", non_empty=True),
+            target=f.text("target", None, optional=True), backend=f.text("backend", pattern=BACKEND_NAME),
+            host=f.text("host", ""), image=f.text("image", None, optional=True),
+            gpus=f.integer("gpus", minimum=1, maximum=MAX_GPUS),
+            budget_gpu_hours=f.number("budget_gpu_hours", positive=True, maximum=MAX_GPU_HOURS),
+            created_at=f.timestamp("created_at"),
+            gpu_ids=f.values("gpu_ids", lambda v, name: whole(v, name, minimum=0, maximum=MAX_GPU_ID), []),
+            extensions=f.items("extensions", Extension.read, []),
+            started_at=f.timestamp("started_at", None, optional=True),
+            deadline=f.timestamp("deadline", None, optional=True),
+            finished_at=f.timestamp("finished_at", None, optional=True),
+            status=f.text("status", choices=STATUSES), status_reason=f.text("status_reason", ""),
+            transitions=f.items("transitions", Transition.read, []),
+            container_id=f.text("container_id", None, optional=True),
+            pid=f.integer("pid", None, optional=True, minimum=1, maximum=2 ** 31),
+            pid_start_ticks=f.integer("pid_start_ticks", None, optional=True, minimum=0, maximum=2 ** 63),
+            exit_code=f.integer("exit_code", None, optional=True, minimum=-(2 ** 31), maximum=2 ** 31),
+            agent_model=f.text("agent_model", None, optional=True),
+            agent_effort=f.text("agent_effort", None, optional=True),
+            data_dir=f.text("data_dir", None, optional=True), host_forced=f.boolean("host_forced", False),
+            config=f.mapping("config", {}), schema_version=version,
+        )
+        if len(set(session.gpu_ids)) != len(session.gpu_ids):
+            raise BadField("gpu_ids", f"names a GPU twice ({session.gpu_ids})")
+        if session.total_gpu_hours > MAX_GPU_HOURS:
+            raise BadField("extensions", f"bring the budget to {session.total_gpu_hours:g} GPU-hours, above the "
+                                         f"most allowed, {MAX_GPU_HOURS:g}")
+        started, finished = parse_iso(session.started_at), parse_iso(session.finished_at)
+        if started is not None and finished is not None and finished < started:
+            raise BadField("finished_at", f"is {session.finished_at}, before started_at ({session.started_at})")
+        return session
+
+
+@dataclass(frozen=True)
+class BrokenSession:
+    """A session folder whose session.json cannot be read or does not hold a valid session: shown as broken, never
+    a crash. `sentence` says which file, which field and what to do."""
+
+    id: str  # the folder's name
+    path: Path
+    field: str | None  # the bad field (None when the file itself is unreadable or missing)
+    sentence: str
+
+    status = "broken"
+
+    def __str__(self) -> str:
+        return self.sentence
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "broken": self.sentence}
+
+
+def read_session(session_dir: Path) -> Session | BrokenSession:
+    """The session in `session_dir`, or a `BrokenSession` saying why not (never another exception for bad data)."""
+    session_dir = Path(session_dir)
+    path = session_dir / SESSION_FILE
+
+    def broken(field: str | None, what: str, fix: str) -> BrokenSession:
+        return BrokenSession(session_dir.name, session_dir, field, f"{path} {what}; {fix}")
+
+    fix = ("the session's other files are intact: restore session.json from a backup, or remove the folder "
+           f"(`rm -r {session_dir}`)")
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_SESSION_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return broken(None, "does not exist, so this folder is not a session", fix)
+    except IsADirectoryError:
+        return broken(None, "is a folder, not a file", fix)
+    except OSError as err:
+        return broken(None, f"cannot be read ({err.strerror})", "check its permissions and the disk")
+    if len(raw) > MAX_SESSION_FILE_BYTES:
+        return broken(None, f"is larger than {MAX_SESSION_FILE_BYTES // 2 ** 20} MB, far more than a session "
+                            "file holds", fix)
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        return broken(None, "is not UTF-8 text", fix)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, NaN, an integer of over 4300 digits
+        return broken(None, f"is not readable JSON ({err})", fix)
+    try:
+        return Session.from_dict(data, folder_name=session_dir.name)
+    except BadField as err:
+        return broken(err.field, f"has a bad field: {err}", f"fix that field (or restore the file from a backup); "
+                                                           f"`nanogpt-tui sessions show {session_dir.name}` reads it "
+                                                           "again")
+
+
+def _reject_constant(name: str) -> Any:
+    # JSON has no NaN or Infinity; Python's json module accepts them unless told otherwise.
+    raise BadField("(a value)", f"is {name}, which JSON does not allow")
 
 
 def save_session(session_dir: Path, session: Session) -> None:
@@ -179,15 +289,8 @@ def save_session(session_dir: Path, session: Session) -> None:
 
 
 def load_session(session_dir: Path) -> Session:
-    path = Path(session_dir) / SESSION_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{session_dir} holds no session.json; it is not a session folder.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{path} is not readable JSON ({err}); the session's other files are intact, restore "
-                        "session.json from a backup or remove the folder.") from None
-    try:
-        return Session.from_dict(data)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"{path} does not follow the session schema ({err}); check the file.") from None
+    """The session in `session_dir`; a `UserError` with the broken session's sentence otherwise."""
+    result = read_session(session_dir)
+    if isinstance(result, BrokenSession):
+        raise UserError(result.sentence)
+    return result

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import sys
+import tempfile
+import traceback
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -30,6 +33,27 @@ from nanogpt_tui.tui.screens.new_session import AUTO_HOST, FormChoices, NewSessi
 from nanogpt_tui.tui.watch import BackendRefresher, SessionMonitor
 
 PLOT_EVERY_TICKS = 5
+CRASH_DIR = ".crash"  # in the sessions folder (hidden: not a session); one trace file per control room that died
+
+
+def crash_summary() -> str:
+    error = sys.exc_info()[1]
+    return "unknown error" if error is None else f"{type(error).__name__}: {str(error)[:200]}"
+
+
+def write_crash_log(sessions_root: Path) -> Path:
+    """Write the exception being handled, in full, to a new file; returns its path."""
+    folder = sessions_root / CRASH_DIR
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        folder = Path(tempfile.gettempdir())
+    path = folder / f"control-room-{M.utc_now().strftime('%Y%m%dT%H%M%S%fZ')}.log"
+    try:
+        path.write_text("".join(traceback.format_exc()), encoding="utf-8")
+    except OSError as err:
+        return Path(f"(nowhere: writing {path} failed, {err.strerror})")
+    return path
 
 
 class ControlRoom(App[None]):
@@ -70,9 +94,20 @@ class ControlRoom(App[None]):
         self.refresher: BackendRefresher | None = None
         self.loaded = False  # the first views have arrived (tests and benchmarks wait for it)
         self._frozen = False
+        self.crash: str | None = None  # one line when an internal error ended the app
 
     def get_default_screen(self) -> Screen:
         return MainScreen()
+
+    def _fatal_error(self) -> None:
+        """An unhandled exception ends the app: the full trace goes to a file and `crash` says in one line what
+        happened and where the trace is (the CLI prints it and exits non-zero); Textual's own handler would print a
+        trace of thousands of lines."""
+        log = write_crash_log(self.sessions_root)
+        self.crash = (f"nanogpt-tui: the control room stopped on an internal error ({crash_summary()}); the full "
+                      f"trace is in {log}. The sessions keep running; `nanogpt-tui` opens it again.")
+        self.bell()
+        self._close_messages_no_wait()
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 

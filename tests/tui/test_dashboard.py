@@ -203,7 +203,7 @@ def test_unreadable_files_are_reported_and_the_rest_still_loads(tmp_path, timeli
     views = dash.reload()
     assert [v.id for v in views] == [ids[0], ids[2]]
     assert any("is not readable JSON" in p for p in dash.problems)
-    assert any("does not follow the verdict schema" in p for p in views[0].problems)
+    assert any("has a bad field: `(top level)` is list" in p for p in views[0].problems)
 
 
 def test_plot_data_with_and_without_a_human_timeline(tmp_path, timeline):

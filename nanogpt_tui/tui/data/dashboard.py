@@ -219,6 +219,10 @@ class Dashboard:
                 except UserError as err:
                     self._views.pop(sid, None)
                     problems.append(str(err))
+                except Exception as err:  # noqa: BLE001  one session's files must never stop the others' updates
+                    self._views.pop(sid, None)
+                    problems.append(f"{sid}: its files could not be read ({type(err).__name__}: {err}); the next "
+                                    "change to them retries.")
         self.problems = problems
         return self.views()
 
