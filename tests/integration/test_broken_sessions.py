@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
 from tests.fakes.sessions import write_sessions_folder
 from tests.integration.test_reports import make_config, run_cli
 

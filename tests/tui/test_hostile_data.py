@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 from nanogpt_tui.config import load_config
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.tui.app import create_app
 from nanogpt_tui.tui.widgets.card import SessionCard
 from tests.tui.conftest import run, wait_for

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, finite, parse_timestamp
-from nanogpt_tui.sessions import layout as L
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.model import BrokenSession, Extension, Session, Transition, read_session, save_session
 from nanogpt_tui.validator.retime import RunOutcome
