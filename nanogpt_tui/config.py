@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nanogpt_tui.errors import UserError
+from nanogpt_tui.fields import MAX_GPU_HOURS
 
 CONFIG_ENV = "NANOGPT_TUI_CONFIG"
 CONFIG_FILENAME = "nanogpt-tui.toml"
@@ -182,6 +184,8 @@ class _Reader:
         elif kind == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self.fail(key, "a number")
+            if not math.isfinite(value):  # TOML has nan and inf
+                raise self.fail(key, "a finite number")
             value = float(value)
         else:  # pragma: no cover - programming error
             raise ValueError(kind)
@@ -221,7 +225,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     benchmark = BenchmarkConfig(
         anchor=r.get("anchor", d.anchor, "str"),
         target=r.get("target", d.target, "str"),
-        budget_gpu_hours=r.get("budget_gpu_hours", d.budget_gpu_hours, "float", minimum=0.001),
+        budget_gpu_hours=r.get("budget_gpu_hours", d.budget_gpu_hours, "float", minimum=0.001,
+                                maximum=MAX_GPU_HOURS),
         gpus_per_session=r.get("gpus_per_session", d.gpus_per_session, "int", minimum=1, maximum=64),
         val_loss_target=r.get("val_loss_target", d.val_loss_target, "float", minimum=0.0),
     )

@@ -161,3 +161,15 @@ def whole(value: Any, field: str, *, minimum: int | None = None, maximum: int | 
     if maximum is not None and value > maximum:
         raise BadField(field, f"is {value!r}, above the most allowed, {maximum}")
     return value
+
+
+def number_from_text(text: str, field: str, *, integer: bool = False, minimum: float | None = None,
+                     maximum: float | None = None, positive: bool = False) -> float | int:
+    """A number typed by a person (command line, forms), checked like a file's: `BadField` naming `field`."""
+    try:
+        value = int(text.strip()) if integer else float(text.strip())
+    except (ValueError, AttributeError):
+        raise BadField(field, f"is {_shown(text)}, not a {'whole ' if integer else ''}number") from None
+    if integer:
+        return whole(value, field, minimum=1 if positive and minimum is None else minimum, maximum=maximum)
+    return finite(value, field, minimum=minimum, maximum=maximum, positive=positive)

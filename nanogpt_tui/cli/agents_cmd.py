@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from nanogpt_tui.cli.common import print_json, print_table
+from nanogpt_tui.cli.common import number, print_json, print_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file", type=Path, metavar="FILE", help="events.jsonl or container.log")
     p.add_argument("--follow", "-f", action="store_true", help="keep reading as the file grows (Ctrl-C stops)")
     p.add_argument("--all", action="store_true", help="also show streaming deltas and per-message usage")
-    p.add_argument("--width", type=int, default=240, metavar="N", help="fold payloads longer than N characters")
+    p.add_argument("--width", type=number(integer=True, minimum=20, maximum=100_000), default=240, metavar="N", help="fold payloads longer than N characters")
     p.add_argument("--usage", action="store_true", help="end with the token and cost totals")
     p.set_defaults(func=cmd_agents_events)
 

@@ -9,11 +9,31 @@ from collections.abc import Sequence
 from typing import Any
 
 from nanogpt_tui.config import Config, load_config
+from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, number_from_text
 from nanogpt_tui.records import Timeline, load_timeline
 
 
 def config_from(args: argparse.Namespace) -> Config:
     return load_config(getattr(args, "config", None))
+
+
+def number(*, integer: bool = False, minimum: float | None = None, maximum: float | None = None,
+           positive: bool = False):
+    """An argparse `type` for a finite number in range: argparse refuses anything else in one sentence, before the
+    command runs (so nothing is created from a bad number)."""
+    def parse(text: str) -> float | int:
+        try:
+            return number_from_text(text, "value", integer=integer, minimum=minimum, maximum=maximum,
+                                    positive=positive)
+        except BadField as err:
+            raise argparse.ArgumentTypeError(f"it {err.problem}") from None
+    parse.__name__ = "whole number" if integer else "number"  # argparse names the type in its messages
+    return parse
+
+
+GPU_HOURS = number(positive=True, maximum=MAX_GPU_HOURS)
+GPU_COUNT = number(integer=True, minimum=1, maximum=MAX_GPUS)
+SECONDS = number(positive=True, maximum=365 * 24 * 3600.0)
 
 
 def timeline_from(config: Config) -> Timeline:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nanogpt_tui.cli.common import config_from, print_json, print_table, timeline_from
+from nanogpt_tui.cli.common import SECONDS, config_from, print_json, print_table, timeline_from
 from nanogpt_tui.records import DEFAULT_BASE_URL, FA3, fetch_record, import_record
 
 
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name", metavar="NAME", help="record name, as `records list` shows it")
     p.add_argument("--base-url", default=DEFAULT_BASE_URL, metavar="URL",
                    help=f"where raw upstream files are served (default {DEFAULT_BASE_URL})")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="network timeout in seconds")
+    p.add_argument("--timeout", type=SECONDS, default=60.0, metavar="S", help="network timeout in seconds")
     p.add_argument("--force", action="store_true", help="replace the record's folder if it exists")
     p.set_defaults(func=cmd_fetch)
 

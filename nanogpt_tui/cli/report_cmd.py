@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from nanogpt_tui.cli.common import config_from, print_json, print_table, timeline_from
+from nanogpt_tui.cli.common import config_from, number, print_json, print_table, timeline_from
 from nanogpt_tui.contract.layout import SESSION_FILE
 from nanogpt_tui.errors import UserError
 
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="where to draw the figure (default: SESSIONS_DIR/reports/reproduce.png)")
     p.add_argument("--no-figure", action="store_true", help="do not draw the figure")
     p.add_argument("--force", action="store_true", help="replace an existing figure")
-    p.add_argument("--threshold", type=float, default=10.0, metavar="PERCENT",
+    p.add_argument("--threshold", type=number(minimum=-1000.0, maximum=1000.0), default=10.0, metavar="PERCENT",
                    help="the finding's threshold (default: 10, as published)")
     p.set_defaults(func=cmd_reproduce)
 
@@ -58,7 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the folder of session folders (default: paths.sessions_dir)")
     p.add_argument("--by", default="strategy", choices=("strategy", "agent", "group", "model"),
                    help="what to compare (default: strategy; group = agent and strategy)")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default: 0.05)")
+    p.add_argument("--alpha", type=number(positive=True, maximum=0.5), default=0.05,
+                   help="significance level (default: 0.05)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_compare)
 

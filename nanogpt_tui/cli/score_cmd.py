@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nanogpt_tui.cli.common import config_from, print_json, timeline_from
+from nanogpt_tui.cli.common import config_from, number, print_json, timeline_from
 from nanogpt_tui.scoring import human_lines, percent_of_human_progress
 
 
@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the gap comes from the record timeline (same-hardware re-timings where known).")
     p.add_argument("--anchor", help="anchor record (default: the config's benchmark.anchor)")
     p.add_argument("--target", help="100%% target record (default: the config's benchmark.target)")
-    p.add_argument("--seconds-faster", type=float, required=True, metavar="S",
+    p.add_argument("--seconds-faster", type=number(minimum=-1e6, maximum=1e6), required=True, metavar="S",
                    help="the candidate's seconds faster than the anchor")
     p.add_argument("--lines", action="store_true", help="also list the human record lines between anchor and target")
     p.add_argument("--json", action="store_true", help='print {"percent": ..., "gap_s": ...}')

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from nanogpt_tui.cli.common import config_from, print_json, print_table
+from nanogpt_tui.cli.common import GPU_COUNT, GPU_HOURS, config_from, number, print_json, print_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", default="default", help="prompting strategy name or folder (default: default)")
     p.add_argument("--record", help="anchor record (default: benchmark.anchor)")
     p.add_argument("--target", help="100%% target record (default: benchmark.target)")
-    p.add_argument("--budget-gpu-hours", type=float, metavar="H", help="compute budget (default: benchmark.budget_gpu_hours)")
-    p.add_argument("--gpus", type=int, metavar="N", help="GPUs for the session (default: benchmark.gpus_per_session; 1 for local)")
+    p.add_argument("--budget-gpu-hours", type=GPU_HOURS, metavar="H", help="compute budget (default: benchmark.budget_gpu_hours)")
+    p.add_argument("--gpus", type=GPU_COUNT, metavar="N", help="GPUs for the session (default: benchmark.gpus_per_session; 1 for local)")
     p.add_argument("--backend", choices=("docker", "local"), default="docker", help="where it runs (default: docker)")
     p.add_argument("--host", help="Docker host name from the config (default: the pool places the session on a "
                                   "host with enough free GPUs)")
@@ -45,15 +45,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "the agent loop and watchdog honour it without a restart.")
     p.add_argument("id", metavar="ID")
     group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--gpu-hours", type=float, metavar="H")
-    group.add_argument("--wall-hours", type=float, metavar="H", help="wall-clock hours (x the session's GPUs)")
+    group.add_argument("--gpu-hours", type=GPU_HOURS, metavar="H")
+    group.add_argument("--wall-hours", type=GPU_HOURS, metavar="H", help="wall-clock hours (x the session's GPUs)")
     p.set_defaults(func=cmd_extend)
     p = sub.add_parser("logs", help="print a session's container.log as the control room shows it",
                        description="Print a session's container.log as the control room's Log pane shows it "
                                    "(agent events as readable lines); --follow keeps printing new lines.")
     p.add_argument("id", metavar="ID")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing as the session writes")
-    p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    p.add_argument("--tail", type=number(integer=True, minimum=0), metavar="N", help="only the last N lines")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("--only", choices=LOG_FILTER_NAMES, default="all",
                    help="only these lines, as the Log pane's `t` filter shows them (default: all)")

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from nanogpt_tui.cli.common import config_from, print_json
+from nanogpt_tui.cli.common import SECONDS, config_from, number, print_json
 from nanogpt_tui.contract.env import ENV_ANCHOR_DIR, ENV_EVENTS_PATH, ENV_WORKSPACE
 from nanogpt_tui.errors import UserError
 
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the LLM judge, N retimings, statistics; writes a verdict JSON to the session's verdicts/ "
                     "folder and prints it. Exits 0 only for a valid, significant, comparable submission.")
     p.add_argument("dir", metavar="DIR", type=Path, help="the submission folder, e.g. submissions/submission_1")
-    p.add_argument("--runs", type=int, help="number of retimings (default: validation.runs, 10)")
+    p.add_argument("--runs", type=number(integer=True, minimum=1, maximum=1000), help="number of retimings (default: validation.runs, 10)")
     p.add_argument("--judge", choices=("anthropic", "openai", "none"),
                    help="judge provider (default: judge.provider); none skips the judge and the verdict says so")
     p.add_argument("--anchor", type=Path, metavar="DIR",
@@ -29,9 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"folder linked in as data/ for the runs (default: ${ENV_WORKSPACE}/data or ./data)")
     p.add_argument("--verdicts", type=Path, metavar="DIR",
                    help=f"where to write the verdict (default: ${ENV_WORKSPACE}/verdicts)")
-    p.add_argument("--val-loss-target", type=float, metavar="X",
+    p.add_argument("--val-loss-target", type=number(positive=True, maximum=100.0), metavar="X",
                    help="val_loss target (default: the anchor's record.toml, else benchmark.val_loss_target)")
-    p.add_argument("--run-timeout", type=float, metavar="S", help="seconds one run may take")
+    p.add_argument("--run-timeout", type=SECONDS, metavar="S", help="seconds one run may take")
     p.add_argument("--baseline", action="store_true",
                    help="retime the anchor itself (DIR is the anchor's code) as the session's same-hardware "
                         "reference for speedups; skips rules and judge")
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "part is the code) and print the one-sided t-test p-value that mean val_loss is below the "
                     "target, and the mean, standard deviation and 95%% CI of train_time.")
     p.add_argument("logs", metavar="LOG", nargs="+", type=Path)
-    p.add_argument("--val-loss-target", type=float, metavar="X",
+    p.add_argument("--val-loss-target", type=number(positive=True, maximum=100.0), metavar="X",
                    help="default: the target of the record whose code the logs begin with (its record.toml), "
                         "else benchmark.val_loss_target (3.28)")
     p.add_argument("--group", action="store_true",

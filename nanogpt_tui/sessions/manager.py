@@ -23,6 +23,7 @@ from nanogpt_tui.contract.deadline import DEFAULT_GRACE_S, DeadlineError, read_d
 from nanogpt_tui.contract.env import ENV_AGENT_EFFORT, ENV_AGENT_MODEL, contract_env
 from nanogpt_tui.contract.runner_exit import ExitReason, RunnerExit, read_runner_exit
 from nanogpt_tui.errors import UserError
+from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, finite, whole
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions import pool as P
 from nanogpt_tui.sessions.model import (BrokenSession, Extension, Session, iso, load_session, parse_iso, read_session,
@@ -183,6 +184,16 @@ class SessionManager:
         from nanogpt_tui.agents.strategy import resolve_strategy
 
         cfg = self.config
+        # Numbers first: nothing is resolved or created from a bad one.
+        gpus = request.gpus if request.gpus is not None else (1 if request.backend == "local"
+                                                              else cfg.benchmark.gpus_per_session)
+        budget = request.budget_gpu_hours if request.budget_gpu_hours is not None else cfg.benchmark.budget_gpu_hours
+        try:
+            whole(gpus, "gpus", minimum=1, maximum=MAX_GPUS)
+            finite(budget, "budget_gpu_hours", positive=True, maximum=MAX_GPU_HOURS)
+        except BadField as err:
+            raise UserError(f"The session's {err}; a session needs 1 to {MAX_GPUS} GPUs and a budget above 0 and at "
+                            f"most {MAX_GPU_HOURS:g} GPU-hours.") from None
         agent = get_agent(request.agent)
         strategy = resolve_strategy(request.strategy)
         check_strategy_fits(agent, strategy.agents, strategy.name)
@@ -192,13 +203,6 @@ class SessionManager:
             raise UserError(f"The anchor record {anchor!r} has no code in {anchor_dir}; fetch it first with "
                             f"`nanogpt-tui records fetch {anchor}` (or import it).")
         target = request.target or (cfg.benchmark.target if anchor == cfg.benchmark.anchor else None)
-        gpus = request.gpus if request.gpus is not None else (1 if request.backend == "local"
-                                                              else cfg.benchmark.gpus_per_session)
-        if gpus < 1:
-            raise UserError("--gpus must be at least 1 (the budget counts GPU-hours).")
-        budget = request.budget_gpu_hours if request.budget_gpu_hours is not None else cfg.benchmark.budget_gpu_hours
-        if budget <= 0:
-            raise UserError("--budget-gpu-hours must be positive.")
         if request.backend == "docker":
             host = request.host or ""  # placed by free GPUs when it starts
             if request.host:
@@ -547,8 +551,11 @@ class SessionManager:
             raise UserError(f"Session {session.id} has ended ({session.status}); only a live session can be "
                             "extended.")
         added = gpu_hours if gpu_hours is not None else wall_hours * max(1, session.gpus)
-        if added <= 0:
-            raise UserError("The extension must be positive.")
+        try:
+            finite(added, "extension", positive=True, maximum=MAX_GPU_HOURS - session.total_gpu_hours)
+        except BadField as err:
+            raise UserError(f"The {err} GPU-hours; extend by a finite number above 0 that keeps the budget at most "
+                            f"{MAX_GPU_HOURS:g} GPU-hours.") from None
         session.extensions.append(Extension(at=iso(utc_now()), gpu_hours=added, reason=reason))
         if session.started_at is not None:
             deadline = session.budget().deadline

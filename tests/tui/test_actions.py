@@ -154,7 +154,7 @@ def test_extend_asks_for_gpu_hours_and_moves_the_deadline(tui_env):
             assert isinstance(app.screen, ExtendDialog)
             await pilot.press("a", "b", "c", "enter")  # not a number: the dialog says so and stays
             assert isinstance(app.screen, ExtendDialog)
-            assert "is not a number" in str(app.screen.query_one("#error").render())
+            assert "is 'abc', not a number" in str(app.screen.query_one("#error").render())
             app.screen.query_one(Input).value = ""
             await pilot.press("0", ".", "5", "enter")
             await wait_for(pilot, lambda: any(m.startswith(f"Extended {session.id} by 0.5") for m in messages(app)),
@@ -188,7 +188,12 @@ def test_new_session_form_launches_a_real_local_session(tui_env):
             form.query_one("#budget", Input).value = "-1"
             await pilot.press("ctrl+s")  # refused, with the reason, and the form stays
             assert isinstance(app.screen, NewSessionScreen)
-            assert "must be positive" in str(form.query_one("#error").render())
+            assert "must be more than 0" in str(form.query_one("#error").render())
+            for bad in ("nan", "inf"):
+                form.query_one("#budget", Input).value = bad
+                await pilot.press("ctrl+s")
+                assert isinstance(app.screen, NewSessionScreen)
+                assert "not a finite number" in str(form.query_one("#error").render())
             form.query_one("#budget", Input).value = "0.01"
             form.query_one("#gpus", Input).value = "1"
             await pilot.press("ctrl+s")

@@ -9,6 +9,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Static
 
+from nanogpt_tui.fields import MAX_GPU_HOURS, BadField, number_from_text
+
 
 class ConfirmKill(ModalScreen[bool]):
     """Asks before stopping a session; `y` kills, `n` or `esc` keeps it running."""
@@ -64,13 +66,9 @@ class ExtendDialog(ModalScreen[float | None]):
     def _submit(self) -> None:
         text = self.query_one(Input).value.strip()
         try:
-            hours = float(text)
-        except ValueError:
-            self.query_one("#error", Static).update(Text(f"{text!r} is not a number; type GPU-hours such as 8 "
-                                                         "or 0.5."))
-            return
-        if not hours > 0 or hours != hours or hours == float("inf"):
-            self.query_one("#error", Static).update(Text("The extension must be a positive number of GPU-hours."))
+            hours = number_from_text(text, "extension", positive=True, maximum=MAX_GPU_HOURS)
+        except BadField as err:
+            self.query_one("#error", Static).update(Text(f"The {err}; type GPU-hours such as 8 or 0.5."))
             return
         self.dismiss(hours)
 

@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, number_from_text
 from nanogpt_tui.sessions.manager import LaunchRequest
 
 # The host choice that lets the pool place a Docker session by free GPUs.
@@ -85,20 +86,16 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
                        "`nanogpt-tui records fetch NAME`).")
             return None
         try:
-            budget = float(self.query_one("#budget", Input).value)
-        except ValueError:
-            self._fail("The budget must be a number of GPU-hours, e.g. 512 or 0.05.")
-            return None
-        if not budget > 0:
-            self._fail("The budget must be positive.")
+            budget = number_from_text(self.query_one("#budget", Input).value, "budget", positive=True,
+                                      maximum=MAX_GPU_HOURS)
+        except BadField as err:
+            self._fail(f"The {err}; type GPU-hours such as 512 or 0.05.")
             return None
         try:
-            gpus = int(self.query_one("#gpus", Input).value)
-        except ValueError:
-            self._fail("GPUs must be a whole number, e.g. 8.")
-            return None
-        if gpus < 1:
-            self._fail("A session needs at least one GPU (the budget counts GPU-hours).")
+            gpus = number_from_text(self.query_one("#gpus", Input).value, "GPUs", integer=True, minimum=1,
+                                    maximum=MAX_GPUS)
+        except BadField as err:
+            self._fail(f"The {err}; a session needs at least one GPU (the budget counts GPU-hours).")
             return None
         return LaunchRequest(agent=agent, strategy=strategy, anchor=anchor, budget_gpu_hours=budget, gpus=gpus,
                              backend=backend, host=None if backend == "local" or host == AUTO_HOST else host)
