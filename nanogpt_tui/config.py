@@ -86,10 +86,12 @@ class PathsConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """Model and effort handed to an agent CLI; empty means the CLI's default."""
+    """Model, effort and API endpoint handed to an agent CLI; empty means the CLI's default. The endpoint
+    (`base_url`) is overridden by ANTHROPIC_BASE_URL / OPENAI_BASE_URL in the environment."""
 
     model: str = ""
     effort: str = ""
+    base_url: str = ""
 
 
 DEFAULT_AGENTS = {
@@ -281,12 +283,15 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     raw_agents = _table(raw, "agents", path)
     for agent_name, table in raw_agents.items():
         if not isinstance(table, dict):
-            raise UserError(f"In {path}, `agents.{agent_name}` must be a table ([agents.{agent_name}]) with model "
-                            "and effort.")
+            raise UserError(f"In {path}, `agents.{agent_name}` must be a table ([agents.{agent_name}]) with model, "
+                            "effort and base_url.")
         a = _Reader(table, f"agents.{agent_name}.", path)
         default = agents.get(agent_name, AgentConfig())
         agents[agent_name] = AgentConfig(model=a.get("model", default.model, "str"),
-                                         effort=a.get("effort", default.effort, "str"))
+                                         effort=a.get("effort", default.effort, "str"),
+                                         base_url=a.get("base_url", default.base_url, "str"))
+        if agents[agent_name].base_url and not agents[agent_name].base_url.startswith(("http://", "https://")):
+            raise a.fail("base_url", "an http:// or https:// URL")
         a.check_unknown()
 
     hosts = _parse_hosts(raw.get("hosts"), path) if "hosts" in raw else Config().hosts

@@ -1,7 +1,8 @@
 """The agents nanogpt-tui can run: each one's harness folder, what it needs, and which strategies suit it.
 
-A harness folder (`nanogpt_tui/agents/harnesses/<name>/`) holds `install.sh` (idempotent) and `run.sh`
-(the entry point). A session copies it to `runner/agent/` (mounted read-only at /runner/agent) with
+A harness folder (`nanogpt_tui/agents/harnesses/<name>/`) holds `run.sh` (the entry point). Nothing is ever
+installed at session start: the CLIs a harness calls are baked into the session image at their pins
+(`nanogpt_tui/agents/pins.py`). A session copies it to `runner/agent/` (mounted read-only at /runner/agent) with
 `copy_harness`, which also sets the executable bits a wheel does not keep, and starts it as
 `bash /runner/agent/run.sh` in $BENCHMARK_WORKSPACE.
 
@@ -34,7 +35,6 @@ from nanogpt_tui.errors import UserError
 
 HARNESS_DIR = Path(__file__).resolve().parent / "harnesses"
 ENTRY = "run.sh"
-INSTALL = "install.sh"
 
 
 @dataclass(frozen=True)
@@ -76,15 +76,39 @@ class AgentSpec:
     def clis_on_path(self) -> dict[str, bool]:
         return {cli: shutil.which(cli) is not None for cli in self.clis}
 
+    @property
+    def real_agent(self) -> bool:
+        """Whether it runs a real agent CLI (a model acting through tools), which needs a sandbox."""
+        return bool(self.clis)
+
+    def cli_versions(self) -> dict[str, str]:
+        """The pinned version of each CLI it calls (the one baked into the images)."""
+        from nanogpt_tui.agents.pins import pin_for
+
+        return {cli: pin.version for cli in self.clis if (pin := pin_for(cli)) is not None}
+
+    def in_image(self, image_label: str | None) -> bool:
+        """Whether an image whose agent-CLI label is `image_label` carries every CLI at its pin."""
+        from nanogpt_tui.agents.pins import pin_for, specs_in_label
+
+        have = specs_in_label(image_label)
+        return all((pin := pin_for(cli)) is not None and pin.spec in have for cli in self.clis)
+
+
+# The resume loop the real-CLI harnesses source (harnesses/common/loop.sh).
+LOOP = ("loop.sh", "common/loop.sh")
+# Claude Code works with any one of these (nanogpt_tui/agents/credentials.py lists the kinds).
+CLAUDE_KEYS = (("ANTHROPIC_API_KEY",), ("ANTHROPIC_AUTH_TOKEN",), ("CLAUDE_CODE_OAUTH_TOKEN",),
+               ("CLAUDE_CODE_USE_BEDROCK",), ("CLAUDE_CODE_USE_VERTEX", "ANTHROPIC_VERTEX_PROJECT_ID"))
 
 AGENTS: tuple[AgentSpec, ...] = (
     AgentSpec(
         name="claude", description="Claude Code in print mode (stream-json), resumed until the deadline.",
-        harness="claude", clis=("claude",), key_options=(("ANTHROPIC_API_KEY",),),
+        harness="claude", clis=("claude",), key_options=CLAUDE_KEYS, shared=(LOOP,),
         config_env=(ENV_AGENT_MODEL, ENV_AGENT_EFFORT, ENV_CLAUDE_PARTIAL)),
     AgentSpec(
         name="codex", description="Codex CLI `exec --json`, its thread resumed until the deadline.",
-        harness="codex", clis=("codex",),
+        harness="codex", clis=("codex",), shared=(LOOP,),
         key_options=(("OPENAI_API_KEY",), ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT")),
         config_env=(ENV_AGENT_MODEL, ENV_AGENT_EFFORT, ENV_CODEX_PROVIDER,
                     "OPENAI_API_VERSION")),
@@ -92,8 +116,8 @@ AGENTS: tuple[AgentSpec, ...] = (
         name="claude-autoresearch",
         description="Claude Code driven by the Autoresearch-style program: a branch per run, one-file "
                     "experiments logged in results.tsv, never stopping.",
-        harness="claude-autoresearch", clis=("claude",), key_options=(("ANTHROPIC_API_KEY",),),
-        default_strategy="autoresearch", shared=(("claude.sh", "claude/run.sh"),),
+        harness="claude-autoresearch", clis=("claude",), key_options=CLAUDE_KEYS,
+        default_strategy="autoresearch", shared=(("claude.sh", "claude/run.sh"), LOOP),
         config_env=(ENV_AGENT_MODEL, ENV_AGENT_EFFORT, ENV_CLAUDE_PARTIAL)),
     AgentSpec(
         name="scripted", description="An offline agent that follows a fixed script (for demos and tests).",

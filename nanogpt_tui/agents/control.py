@@ -10,6 +10,8 @@
         container log has them), and writes the latest Claude session id / Codex thread id to F.
     python3 -m nanogpt_tui.agents.control event TYPE [--text T]
         appends one of our own event lines (see nanogpt_tui.agents.events) to the events file and stdout.
+    python3 -m nanogpt_tui.agents.control last-words --file F
+        the last few non-empty lines of F (a CLI's stderr) as one sanitised line, keys masked.
 """
 
 from __future__ import annotations
@@ -97,6 +99,19 @@ def relay(source: BinaryIO, sink: BinaryIO | None, events_path: str | None, sess
     return count
 
 
+def last_words(path: Path, lines: int = 3, limit: int = 400) -> str:
+    """The last `lines` non-empty lines of `path` as one sanitised line with keys masked ("" when none)."""
+    from nanogpt_tui.agents.render import env_secrets, mask_secrets, sanitize
+
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    tail = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+    words = mask_secrets(sanitize(" / ".join(tail)), env_secrets())
+    return words if len(words) <= limit else words[: limit - 1] + "…"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m nanogpt_tui.agents.control",
                                      description="Helpers for agent harnesses inside a session.")
@@ -110,11 +125,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("type", choices=sorted(OWN_FIELDS))
     p.add_argument("--text")
     p.add_argument("--events", help=f"events file (default: ${ENV_EVENTS_PATH})")
+    p = sub.add_parser("last-words", help="the last lines of a CLI's stderr, as one masked line")
+    p.add_argument("--file", type=Path, required=True)
     args = parser.parse_args(argv)
     prog = "nanogpt_tui.agents.control"
     try:
         if args.command == "seconds-left":
             print(seconds_left(args.control_dir or control_dir()))
+            return 0
+        if args.command == "last-words":
+            print(last_words(args.file))
             return 0
         events = args.events if args.events is not None else os.environ.get(ENV_EVENTS_PATH)
         if args.command == "relay":

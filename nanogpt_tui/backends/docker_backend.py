@@ -688,6 +688,14 @@ class DockerBackend:
             except docker.errors.ImageNotFound:
                 return False
 
+    def image_labels(self, tag: str) -> dict[str, str] | None:
+        """The image's labels, or None when this host has no such image."""
+        with self._daemon():
+            try:
+                return dict((self.client.api.inspect_image(tag).get("Config") or {}).get("Labels") or {})
+            except docker.errors.ImageNotFound:
+                return None
+
     def image_size(self, tag: str) -> int:
         with self._daemon():
             return int(self.client.api.inspect_image(tag).get("Size", 0))

@@ -8,12 +8,16 @@ only when what it is made of changes:
            ca-certificates), tarred once into the cache folder and `docker import`ed;
 2. deps    every wheel the package needs plus `torch==2.13.0` (CPU), fetched on this machine with `pip download`,
            copied into a container of the base and installed offline into /opt/venv, then committed;
-3. final   this package's wheel (`pip wheel --no-deps .`), the `submit` wrapper, the record timeline and a config
+3. clis    the pinned agent CLIs (nanogpt_tui/agents/pins.py: Claude Code, Codex), `npm ci`ed into the cache
+           folder on this machine, copied in with this machine's `node` binary (Codex's launcher is a Node.js
+           script; Claude Code's is a native binary), under /opt/agent-clis, on PATH through /usr/local/bin;
+4. final   this package's wheel (`pip wheel --no-deps .`), the `submit` wrapper, the record timeline and a config
            pointing at it, committed the same way.
 
 Wheels are copied into a build container, installed and deleted before the commit, so they never weigh on a
 layer, and no build context is sent: the same works against a remote Docker host. Building step 1 needs root
-(debootstrap) and Debian's mirror; step 2 PyPI (or pip's configured index); step 3 nothing from outside.
+(debootstrap) and Debian's mirror; step 2 PyPI (or pip's configured index); step 3 npm (once, for the cache
+folder); step 4 nothing from outside.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nanogpt_tui.agents import pins as agent_pins
 from nanogpt_tui.config import repo_root
 from nanogpt_tui.errors import UserError
 
@@ -45,6 +50,7 @@ CACHE_ENV = "NANOGPT_TUI_CACHE"
 
 BASE_REPOSITORY = "nanogpt-tui-test-base"
 DEPS_REPOSITORY = "nanogpt-tui-test-deps"
+CLIS_REPOSITORY = "nanogpt-tui-test-clis"
 REPOSITORY = "nanogpt-tui-test"
 # Bumped when the recipe below changes in a way the hashed inputs do not show.
 RECIPE_VERSION = "1"
@@ -99,6 +105,7 @@ class TestImagePlan:
     requirements: list[str]
     base_tag: str
     deps_tag: str
+    clis_tag: str
     tag: str
 
     @property
@@ -108,6 +115,10 @@ class TestImagePlan:
     @property
     def deps_ref(self) -> str:
         return f"{DEPS_REPOSITORY}:{self.deps_tag}"
+
+    @property
+    def clis_ref(self) -> str:
+        return f"{CLIS_REPOSITORY}:{self.clis_tag}"
 
     @property
     def ref(self) -> str:
@@ -123,9 +134,17 @@ def plan(root: Path | None = None) -> TestImagePlan:
     requirements = project_requirements(root)
     base_tag = _digest(RECIPE_VERSION, SUITE, mirror, *PACKAGES, *ROOTFS_EXCLUDES)
     deps_tag = _digest(base_tag, PYTHON_VERSION, *requirements)
+    node = host_node()
+    clis_tag = _digest(deps_tag, agent_pins.lock_digest(), str(node), str(node.stat().st_size) if node else "")
     source = [f"{p.relative_to(root)}:{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in _source_files(root)]
-    tag = _digest(deps_tag, *source)
-    return TestImagePlan(root, mirror, requirements, base_tag, deps_tag, tag)
+    tag = _digest(clis_tag, *source)
+    return TestImagePlan(root, mirror, requirements, base_tag, deps_tag, clis_tag, tag)
+
+
+def host_node() -> Path | None:
+    """This machine's `node` binary (its real file), copied into the test image for Codex's launcher."""
+    found = shutil.which("node")
+    return Path(found).resolve() if found else None
 
 
 @dataclass
@@ -226,9 +245,44 @@ def build_package_wheel(root: Path, out_dir: Path) -> Path:
     return wheels[-1]
 
 
+CLI_ENV_CHANGES = tuple(f"ENV {k}={v}" for k, v in agent_pins.CLAUDE_QUIET_ENV.items())
+
+
+def _build_clis(backend, plan_: TestImagePlan, say: Callable[[str], None]) -> None:
+    """The deps image plus the pinned agent CLIs from the host's cache folder and the host's node binary."""
+    node = host_node()
+    if node is None:
+        raise UserError("node is not installed; install Node.js (`apt-get install nodejs npm`) to put the agent "
+                        "CLIs into the test image (Codex's launcher runs on it).")
+    try:
+        folder = agent_pins.install_on_host(progress=say)
+    except RuntimeError as err:
+        raise UserError(str(err)) from None
+    links = " ".join(f"ln -sf {agent_pins.IMAGE_PREFIX}/node_modules/{pin.package}/{pin.bin_path} "
+                     f"/usr/local/bin/{pin.executable};" for pin in agent_pins.pins().values())
+    archive = _tar_folder(folder, "agent-clis", {"node": (node.read_bytes(), 0o755)})
+    try:
+        say(f"installing {agent_pins.label_value()} and node into {plan_.clis_ref}")
+        backend.run_and_commit(
+            plan_.deps_ref,
+            ["/bin/sh", "-c", "set -e; install -m 755 /tmp/node /usr/local/bin/node; rm /tmp/node; "
+             f"rm -rf {agent_pins.IMAGE_PREFIX}; mv /tmp/agent-clis {agent_pins.IMAGE_PREFIX}; "
+             f"chown -R 0:0 {agent_pins.IMAGE_PREFIX}; chmod -R a+rX {agent_pins.IMAGE_PREFIX}; {links} "
+             f"groupadd --gid {agent_pins.AGENT_GID} {agent_pins.AGENT_USER}; "
+             f"useradd --uid {agent_pins.AGENT_UID} --gid {agent_pins.AGENT_GID} --no-create-home "
+             f"--home-dir /workspace/home --shell /bin/bash {agent_pins.AGENT_USER}; "
+             "node --version; claude --version; codex --version"],
+            CLIS_REPOSITORY, plan_.clis_tag, archives=[("/tmp", archive)],
+            changes=[f"ENV PATH={PATH}", "ENV LANG=C.UTF-8", "ENV PIP_NO_INDEX=1", *CLI_ENV_CHANGES,
+                     'CMD ["/bin/bash"]'])
+    finally:
+        archive.unlink(missing_ok=True)
+
+
 def prune_stale(backend, plan_: TestImagePlan) -> None:
     """Drop the images and cached files of earlier inputs (an edited pyproject.toml leaves a 1.4 GB deps image)."""
     backend.remove_images(REPOSITORY, keep=[plan_.ref])
+    backend.remove_images(CLIS_REPOSITORY, keep=[plan_.clis_ref])
     backend.remove_images(DEPS_REPOSITORY, keep=[plan_.deps_ref])
     backend.remove_images(BASE_REPOSITORY, keep=[plan_.base_ref])
     keep = {f"rootfs-{SUITE}-{plan_.base_tag}.tar", f"wheels-{plan_.deps_tag}"}
@@ -289,6 +343,9 @@ def build_test_image(backend, *, root: Path | None = None, force: bool = False,
 
             timed("deps", deps)
 
+        if force or not backend.has_image(p.clis_ref):
+            timed("clis", lambda: _build_clis(backend, p, say))
+
         def final() -> None:
             work = Path(tempfile.mkdtemp(prefix="nanogpt-tui-pkg-"))
             try:
@@ -302,7 +359,7 @@ def build_test_image(backend, *, root: Path | None = None, force: bool = False,
                 try:
                     say(f"installing {wheel.name} and `submit` ({p.ref})")
                     backend.run_and_commit(
-                        p.deps_ref,
+                        p.clis_ref,
                         ["/bin/sh", "-c", "set -e; "
                          f"/opt/venv/bin/pip install --no-cache-dir --no-index --no-deps /tmp/pkg/{wheel.name}; "
                          "install -m 755 /tmp/pkg/submit /usr/local/bin/submit; "
@@ -314,7 +371,9 @@ def build_test_image(backend, *, root: Path | None = None, force: bool = False,
                         REPOSITORY, p.tag, archives=[("/tmp", archive)],
                         changes=[f"ENV PATH={PATH}", "ENV LANG=C.UTF-8", "ENV PYTHONUNBUFFERED=1",
                                  "ENV NANOGPT_TUI_CONFIG=/opt/nanogpt-tui/nanogpt-tui.toml",
-                                 "LABEL nanogpt-tui.test-image=1", "WORKDIR /workspace", 'CMD ["/bin/bash"]'])
+                                 *CLI_ENV_CHANGES, "LABEL nanogpt-tui.test-image=1",
+                                 f"LABEL {agent_pins.IMAGE_LABEL}={agent_pins.label_value()}",
+                                 "WORKDIR /workspace", 'CMD ["/bin/bash"]'])
                 finally:
                     archive.unlink(missing_ok=True)
             finally:

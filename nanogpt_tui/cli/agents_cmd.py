@@ -55,15 +55,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_strategies_show)
 
 
+def _image_clis_label(config) -> tuple[str, str | None, str | None]:
+    """(image, its agent-CLI label or None, why it could not be inspected or None) for the configured image on the
+    first Docker host."""
+    from nanogpt_tui.agents.pins import IMAGE_LABEL
+    from nanogpt_tui.errors import UserError
+
+    image = config.docker.image
+    if not config.hosts:
+        return image, None, "no Docker host is configured"
+    host = config.hosts[0]
+    try:
+        from nanogpt_tui.backends.docker_backend import DockerBackend
+
+        labels = DockerBackend(url=host.url, tls=host.tls, name=host.name, timeout=5.0).image_labels(image)
+    except (UserError, ImportError) as err:
+        return image, None, str(err)
+    if labels is None:
+        return image, None, f"{image} is not on {host.name}"
+    return image, labels.get(IMAGE_LABEL, ""), None
+
+
 def cmd_agents_list(args: argparse.Namespace) -> int:
     from nanogpt_tui.agents.catalog import AGENTS
+    from nanogpt_tui.agents.credentials import endpoint
     from nanogpt_tui.agents.strategy import available_strategies
+    from nanogpt_tui.config import load_config
 
+    config = load_config(getattr(args, "config", None))
     strategies = [s for s, _, _ in available_strategies() if s is not None]
+    image, label, why_not = _image_clis_label(config) if any(a.clis for a in AGENTS) else ("", None, None)
     rows = []
     for spec in AGENTS:
         fits = [s.name for s in strategies if s.supports(spec.name)] if spec.uses_prompts else []
+        agent_cfg = config.agents.get(spec.name)
+        where = endpoint(spec.name, agent_cfg.base_url if agent_cfg else "")
+        versions = spec.cli_versions()
         rows.append({
+            "cli_version": ", ".join(f"{cli} {v}" for cli, v in versions.items()) or None,
+            "in_image": (None if label is None else spec.in_image(label)) if spec.clis else None,
+            "image": image if spec.clis else None,
+            "base_url": where.url or None, "base_url_source": where.source,
             "name": spec.name, "description": spec.description, "harness": str(spec.harness_dir),
             "harness_present": spec.harness_present(), "clis": list(spec.clis),
             "clis_here": spec.clis_on_path(), "keys": [list(g) for g in spec.key_options],
@@ -77,17 +109,22 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
     def yes_no(value: bool) -> str:
         return "yes" if value else "no"
 
+    def in_image(value: bool | None) -> str:
+        return "?" if value is None else yes_no(value)
+
     print_table(
-        ["agent", "needs CLI", "CLI here", "needs keys", "keys here", "strategies", "harness"],
-        [[r["name"], ", ".join(r["clis"]) or "-",
-          ", ".join(yes_no(v) for v in r["clis_here"].values()) or "-",
+        ["agent", "CLI (pinned)", "in image", "endpoint", "needs keys", "keys here", "strategies", "harness"],
+        [[r["name"], r["cli_version"] or "-", in_image(r["in_image"]) if r["clis"] else "-",
+          (f"{r['base_url']} ({r['base_url_source']})" if r["base_url"] else r["base_url_source"])
+          if r["clis"] else "-",
           " or ".join(" + ".join(g) for g in r["keys"]) or "-",
           yes_no(r["keys_here"]) if r["keys"] else "-",
           ", ".join(r["strategies"]) or ("(no prompts)" if r["default_strategy"] is None else "-"),
           "ok" if r["harness_present"] else "missing"] for r in rows],
     )
-    print("\nThe CLI must be in the session image; keys are passed from this environment. "
-          "`nanogpt-tui strategies list` shows the strategies.")
+    note = f" ({why_not})" if why_not else ""
+    print(f"\nThe CLIs are baked into the session image at their pins ('in image' is about {image}{note}); keys "
+          "are passed from this environment. `nanogpt-tui strategies list` shows the strategies.")
     return 0
 
 

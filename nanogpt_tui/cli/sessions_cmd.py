@@ -24,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help="Docker host name from the config (default: the pool places the session on a "
                                   "host with enough free GPUs)")
     p.add_argument("--image", help="image tag (default: docker.image)")
+    p.add_argument("--sandbox", choices=("on", "off"), default=None,
+                   help="on (the default with Docker): the sandbox holds the agent; off: run it without one, the one "
+                        "explicit opt-out a real agent (claude, codex, claude-autoresearch) needs on the local "
+                        "backend; recorded in session.json and shown as 'not sandboxed'")
     p.add_argument("--wait", action="store_true", help="follow the session until it ends")
     p.set_defaults(func=cmd_run)
 
@@ -95,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     session = manager.launch(LaunchRequest(
         agent=args.agent, strategy=args.strategy, anchor=args.record, target=args.target,
         budget_gpu_hours=args.budget_gpu_hours, gpus=args.gpus, backend=args.backend, host=args.host,
-        image=args.image))
+        image=args.image, sandbox=args.sandbox))
     print(session.id)
     if session.status == "pending":
         print(f"pending: {session.status_reason}", file=sys.stderr)

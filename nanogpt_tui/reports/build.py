@@ -66,6 +66,7 @@ def session_section(data: SessionData, baselines_dir: Path | None, now: dt.datet
     return {
         "id": s.id, "path": str(data.path), "agent": s.agent, "agent_model": s.agent_model,
         "agent_effort": s.agent_effort, "strategy": s.strategy, "strategy_hash": s.strategy_hash,
+        "sandbox": s.sandbox,
         "anchor": s.anchor, "target": s.target, "status": s.status, "status_reason": s.status_reason,
         "progress": progress_section(data),
         "submissions": submissions_table(data),

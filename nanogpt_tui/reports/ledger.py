@@ -283,7 +283,11 @@ def _measured_gpu_hours(row: Mapping[str, str], gpus: int) -> float | None:
 
 def _git(workspace: Path, *args: str) -> str | None:
     try:
-        done = subprocess.run(["git", *args], cwd=workspace, capture_output=True, text=True, timeout=60)
+        # The workspace belongs to the agent's user (a container's fixed `agent` user when the host user is root),
+        # and the agent writes its .git/config: trust the folder for reading, but run nothing it configures.
+        done = subprocess.run(["git", "-c", f"safe.directory={Path(workspace).resolve()}", "-c", "core.fsmonitor=",
+                               "-c", "core.hooksPath=/dev/null", *args], cwd=workspace, capture_output=True,
+                              text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None

@@ -120,6 +120,8 @@ def session_blocks(s: dict[str, Any], several: bool) -> list[Block]:
         f"Anchor {s['anchor']}" + (f", target {s['target']}" if s.get("target") else ", no target"),
         f"Status: {s['budget']['ended_because']}",
         f"Session id: {s['id']}",
+        *(["Sandbox: off (not sandboxed: the agent ran with this machine's network and files)"]
+          if s.get("sandbox") == "off" else []),
     ]))
     p = s["progress"]
     out.append(Block("h3", "Progress"))

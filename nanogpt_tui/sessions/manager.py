@@ -20,7 +20,7 @@ from nanogpt_tui.backends.base import SESSION_LABEL, BackendState, LaunchSpec
 from nanogpt_tui.config import Config, HostConfig
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.contract.deadline import DEFAULT_GRACE_S, DeadlineError, read_deadline, write_deadline
-from nanogpt_tui.contract.env import ENV_AGENT_EFFORT, ENV_AGENT_MODEL, contract_env
+from nanogpt_tui.contract.env import ENV_AGENT_EFFORT, ENV_AGENT_MODEL, ENV_TOOL_TIMEOUT_S, contract_env
 from nanogpt_tui.contract.runner_exit import ExitReason, RunnerExit, read_runner_exit
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, finite, whole
@@ -30,10 +30,9 @@ from nanogpt_tui.sessions.model import (BrokenSession, Extension, Session, iso, 
                                         save_session, utc_now)
 
 RECORD_FILES = (".py", ".sh", ".toml")
-# Environment passed from the host into a session: the agents' API credentials and endpoints, nothing else.
-PASSED_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY",
-              "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION", "CODEX_API_KEY")
-# Environment a local session inherits as it is (it is a process of this user anyway).
+SANDBOX_CHOICES = ("on", "off")
+# What the agent CLIs' own command time-outs must exceed besides the retimings: the judge's tries and the copying.
+SUBMIT_MARGIN_S = 600.0
 ID_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # After a host fails to answer, it is not asked again for this long (a dead tcp:// host costs a timeout per call).
 HOST_RETRY_S = 5.0
@@ -67,7 +66,29 @@ class LaunchRequest:
     backend: str = "docker"
     host: str | None = None  # Docker: None lets the pool place the session by free GPUs
     image: str | None = None
-    extra_env: tuple[tuple[str, str], ...] = ()  # e.g. the scripted agent's retimings per submit for the demo
+    extra_env: tuple[tuple[str, str], ...] = ()  # e.g. BENCHMARK_SCRIPTED_RUNS for the demo
+    sandbox: str | None = None  # "on" / "off"; None: on for Docker, off for local (refused there for a real agent)
+
+
+def resolve_sandbox(agent, backend: str, sandbox: str | None) -> str:
+    """The sandbox setting a session records, or a `UserError` saying why it cannot start that way."""
+    if sandbox is not None and sandbox not in SANDBOX_CHOICES:
+        raise UserError(f"--sandbox must be on or off, not {sandbox!r}.")
+    if backend == "local":
+        if sandbox == "on":
+            raise UserError("The local backend has no sandbox; use --backend docker, or --sandbox off to run it "
+                            "unsandboxed on this machine.")
+        if agent.real_agent and sandbox != "off":
+            raise UserError(f"The {agent.name} agent would run unsandboxed on this machine with the local backend; "
+                            "use --backend docker, or pass --sandbox off to accept that explicitly.")
+        return "off"
+    return sandbox or "on"
+
+
+def submit_time_bound_s(config: Config) -> float:
+    """The longest a `submit` can take: every retiming to its time-out, the judge's tries, a margin."""
+    judge = config.judge.timeout_s * (config.judge.max_retries + 1)
+    return config.validation.runs * config.validation.run_timeout_s + judge + SUBMIT_MARGIN_S
 
 
 def _copy_code(src: Path, dest: Path) -> None:
@@ -197,6 +218,7 @@ class SessionManager:
         agent = get_agent(request.agent)
         strategy = resolve_strategy(request.strategy)
         check_strategy_fits(agent, strategy.agents, strategy.name)
+        sandbox = resolve_sandbox(agent, request.backend, request.sandbox)
         anchor = request.anchor or cfg.benchmark.anchor
         anchor_dir = cfg.paths.baselines_dir / anchor
         if not (anchor_dir / "train_gpt.py").is_file():
@@ -216,7 +238,7 @@ class SessionManager:
             image=(request.image or cfg.docker.image) if request.backend == "docker" else None, gpus=gpus,
             budget_gpu_hours=budget, created_at=iso(utc_now()),
             agent_model=agent_cfg.model if agent_cfg else None, agent_effort=agent_cfg.effort if agent_cfg else None,
-            host_forced=request.backend == "docker" and bool(request.host),
+            host_forced=request.backend == "docker" and bool(request.host), sandbox=sandbox,
         )
         from nanogpt_tui.config import config_as_dict
 
@@ -315,10 +337,12 @@ class SessionManager:
                              target=session.target)
         env[ENV_AGENT_MODEL] = session.agent_model or ""
         env[ENV_AGENT_EFFORT] = session.agent_effort or ""
+        env[ENV_TOOL_TIMEOUT_S] = str(int(submit_time_bound_s(self.config)))
         env.update(extra)
-        for key in PASSED_ENV:
-            if os.environ.get(key):
-                env[key] = os.environ[key]
+        from nanogpt_tui.agents.credentials import session_env
+
+        agent_cfg = self.config.agents.get(session.agent)
+        env.update(session_env(session.agent, agent_cfg.base_url if agent_cfg else ""))
         user = None
         if session.backend == "local":
             base = {k: v for k, v in os.environ.items() if k not in env}
@@ -326,8 +350,7 @@ class SessionManager:
             command = [sys.executable, "-m", "nanogpt_tui.sessions.runner"]
         else:
             command = ["python3", "-m", "nanogpt_tui.sessions.runner"]
-            # As the host user, so the workspace stays theirs (and agent CLIs that refuse root run).
-            user = f"{os.getuid()}:{os.getgid()}"
+            user = self._container_user(d / L.WORKSPACE)
         return LaunchSpec(
             user=user, session_id=session.id, image=session.image, command=command, env=env,
             workspace_dir=d / L.WORKSPACE, runner_dir=d / L.RUNNER, control_dir=d / L.CONTROL,
@@ -337,6 +360,19 @@ class SessionManager:
                                                    "nanogpt-tui.strategy": session.strategy},
             name=f"nanogpt-tui-{session.id}".lower(),
         )
+
+    @staticmethod
+    def _container_user(workspace: Path) -> str:
+        """Never root: the host user when that is not root (the workspace stays theirs), else the images' fixed
+        `agent` user, to whom the workspace is handed (Claude Code refuses to skip permission prompts as root)."""
+        if os.getuid() != 0:
+            return f"{os.getuid()}:{os.getgid()}"
+        from nanogpt_tui.agents.pins import AGENT_GID, AGENT_UID
+
+        for path in [workspace, *workspace.rglob("*")]:
+            if not path.is_symlink():
+                os.chown(path, AGENT_UID, AGENT_GID)
+        return f"{AGENT_UID}:{AGENT_GID}"
 
     def _ensure_local_data(self, session: Session) -> None:
         data = self.config.paths.local_data_dir

@@ -141,6 +141,9 @@ class Session:
     agent_effort: str | None = None
     data_dir: str | None = None
     host_forced: bool = False  # the user named the host (--host); otherwise the pool places it by free GPUs
+    # "on": the backend's sandbox holds the agent; "off": it runs without one (the local backend always, a real
+    # agent there only with the explicit `--sandbox off`); shown as "not sandboxed" on the card and in reports.
+    sandbox: str = "on"
     config: dict[str, Any] = field(default_factory=dict)  # the config snapshot the session was launched with
     schema_version: int = SESSION_SCHEMA_VERSION
 
@@ -153,6 +156,10 @@ class Session:
     def budget(self) -> Budget:
         return Budget(gpu_hours=self.total_gpu_hours, gpus=max(1, self.gpus), started_at=parse_iso(self.started_at),
                       finished_at=parse_iso(self.finished_at))
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.sandbox != "off"
 
     @property
     def is_active(self) -> bool:

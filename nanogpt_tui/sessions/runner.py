@@ -79,16 +79,6 @@ def run() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    install = agent_dir / "install.sh"
-    marker = log_dir / ".agent-installed"
-    if install.is_file() and not marker.exists():
-        say("installing the agent harness")
-        code = subprocess.call(["bash", str(install)], cwd=workspace)
-        if code != 0:
-            say(f"install.sh exited with status {code}")
-            return finish(ExitReason.INSTALL_FAILED, EXIT_FAILED, code)
-        marker.write_text("ok\n")
-
     say(f"starting the agent; deadline {deadline.deadline.isoformat(timespec='seconds')} "
         f"({deadline.seconds_left():.0f} s left)")
     proc = subprocess.Popen(["bash", str(agent_dir / "run.sh")], cwd=workspace, start_new_session=True)

@@ -166,7 +166,7 @@ def test_catalog_harnesses_exist_and_name_their_needs():
     assert [a.name for a in AGENTS] == ["claude", "codex", "claude-autoresearch", "scripted", "replay"]
     for name in ("claude", "codex", "claude-autoresearch", "replay"):
         spec = get_agent(name)
-        assert spec.harness_present() and (spec.harness_dir / "install.sh").is_file()
+        assert spec.harness_present() and not (spec.harness_dir / "install.sh").exists()  # nothing installs
         assert spec.entry_command() == ["bash", "/runner/agent/run.sh"]
     assert get_agent("codex").keys_text() == "OPENAI_API_KEY or AZURE_OPENAI_API_KEY + AZURE_OPENAI_ENDPOINT"
     assert get_agent("codex").keys_available({"AZURE_OPENAI_API_KEY": "k", "AZURE_OPENAI_ENDPOINT": "e"})
@@ -189,7 +189,7 @@ def test_the_autoresearch_harness_gets_the_claude_loop_as_a_shared_file(tmp_path
     auto, claude = get_agent("claude-autoresearch"), get_agent("claude")
     assert not (auto.harness_dir / "claude.sh").exists()  # one source: harnesses/claude/run.sh
     dest = copy_harness(auto, tmp_path / "runner" / "agent")
-    assert sorted(p.name for p in dest.iterdir()) == ["claude.sh", "install.sh", "run.sh"]
+    assert sorted(p.name for p in dest.iterdir()) == ["claude.sh", "loop.sh", "run.sh"]
     copied = dest / "claude.sh"
     assert copied.read_bytes() == (claude.harness_dir / "run.sh").read_bytes()
     assert copied.stat().st_mode & stat.S_IXUSR
@@ -232,18 +232,10 @@ def test_harness_scripts_never_trace_or_eval():
 
 def test_copy_harness_sets_executable_bits(tmp_path):
     dest = copy_harness(get_agent("codex"), tmp_path / "runner" / "agent")
-    for name in ("run.sh", "install.sh"):
+    for name in ("run.sh", "loop.sh"):
         assert (dest / name).stat().st_mode & stat.S_IXUSR
     copy_harness(get_agent("claude"), dest)  # replaces what was there
     assert "Claude Code harness" in (dest / "run.sh").read_text()
-
-
-def test_install_is_idempotent_when_the_cli_is_there(tmp_path):
-    fake_bin = Path(__file__).resolve().parents[1] / "fakes" / "bin"
-    env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
-    out = subprocess.run(["bash", str(get_agent("claude").harness_dir / "install.sh")], env=env,
-                         capture_output=True, text=True)
-    assert out.returncode == 0 and "already installed" in out.stdout
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

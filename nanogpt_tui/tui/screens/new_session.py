@@ -11,8 +11,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, number_from_text
-from nanogpt_tui.sessions.manager import LaunchRequest
+from nanogpt_tui.sessions.manager import LaunchRequest, resolve_sandbox
 
 # The host choice that lets the pool place a Docker session by free GPUs.
 AUTO_HOST = "any (by free GPUs)"
@@ -59,6 +60,7 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
                     ("GPUs", Input(str(c.default_gpus), id="gpus")),
                     ("host", _select(c.hosts, c.hosts[0] if c.hosts else "", "host")),
                     ("backend", _select(["docker", "local"], c.default_backend, "backend")),
+                    ("sandbox", _select(["on", "off"], "on", "sandbox")),
                 ):
                     with Horizontal(classes="field"):
                         yield Label(label)
@@ -97,8 +99,19 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
         except BadField as err:
             self._fail(f"The {err}; a session needs at least one GPU (the budget counts GPU-hours).")
             return None
+        sandbox = self._value("sandbox") or "on"
+        if backend == "local" and sandbox == "on":
+            sandbox = None  # the local backend has none: fine for the scripted agents, refused for a real one
+        from nanogpt_tui.agents.catalog import get_agent
+
+        try:
+            resolve_sandbox(get_agent(agent), backend, sandbox)
+        except UserError as err:
+            self._fail(str(err))
+            return None
         return LaunchRequest(agent=agent, strategy=strategy, anchor=anchor, budget_gpu_hours=budget, gpus=gpus,
-                             backend=backend, host=None if backend == "local" or host == AUTO_HOST else host)
+                             backend=backend, host=None if backend == "local" or host == AUTO_HOST else host,
+                             sandbox=sandbox)
 
     def action_launch(self) -> None:
         request = self.build_request()

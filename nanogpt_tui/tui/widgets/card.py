@@ -10,6 +10,7 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
+from nanogpt_tui.agents.catalog import AGENTS
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.tui.data.formatting import format_gpu_hours, time_left_text
 from nanogpt_tui.tui.data.views import SessionView, judge_label
@@ -151,6 +152,9 @@ class SessionCard(Widget):
         self.post_message(self.Clicked(self.session_id, event.chain >= 2))
 
 
+REAL_AGENTS = frozenset(a.name for a in AGENTS if a.real_agent)
+
+
 def card_lines(view: SessionView, now, width: int) -> list[Text]:
     """The lines of a session's card at `now`, for a card `width` cells wide (longer lines end in an ellipsis)."""
     s = view.session
@@ -173,7 +177,10 @@ def card_lines(view: SessionView, now, width: int) -> list[Text]:
     if s.gpu_ids:
         gpus += " [" + ",".join(map(str, s.gpu_ids)) + "]"
     lines.append(Text(anchor, style="bright_black"))
-    lines.append(Text(f"{s.backend} · {s.host or 'not placed yet'} · {gpus}"))
+    where = Text(f"{s.backend} · {s.host or 'not placed yet'} · {gpus}")
+    if not s.sandboxed and s.agent in REAL_AGENTS:
+        where.append(" · not sandboxed", style="bold yellow")
+    lines.append(where)
 
     b = view.budget_figures(now)
     pct = Text(f" {b['fraction'] * 100:3.0f}%")
