@@ -85,6 +85,8 @@ def write_deadline(control_dir: Path, deadline: dt.datetime, *, gpus: int, budge
         "grace_s": grace_s,
         "updated_at": _iso(dt.datetime.now(dt.timezone.utc), "seconds"),
     })
+    # Readable by the agent's user in the container (not the host user when that is root); it only reads it.
+    deadline_path(control_dir).chmod(0o644)
 
 
 def parse_deadline(obj: Any, path: Path) -> Deadline:
