@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from nanogpt_tui.errors import UserError
-from nanogpt_tui.fsutil import atomic_write_bytes, atomic_write_json
+from nanogpt_tui.fsutil import atomic_write_bytes, atomic_write_text
 
 SHARD_MAGIC = 20240520
 SHARD_VERSION = 1
@@ -50,6 +50,10 @@ class ShardHeader:
     file_bytes: int
 
 
+def atomic_write_json_readable(path: Path, obj) -> None:
+    atomic_write_text(Path(path), json.dumps(obj, indent=2) + "\n", mode=0o644)
+
+
 def write_shard(path: Path, tokens: np.ndarray) -> None:
     """Write `tokens` (ids below 65536) as a speedrun `.bin` shard, atomically."""
     tokens = np.asarray(tokens)
@@ -61,7 +65,8 @@ def write_shard(path: Path, tokens: np.ndarray) -> None:
     header[0] = SHARD_MAGIC
     header[1] = SHARD_VERSION
     header[2] = tokens.size
-    atomic_write_bytes(Path(path), header.tobytes() + tokens.astype(TOKEN_DTYPE).tobytes())
+    # Readable by everyone: a data volume filled as root is read by the agent's non-root user.
+    atomic_write_bytes(Path(path), header.tobytes() + tokens.astype(TOKEN_DTYPE).tobytes(), mode=0o644)
 
 
 def read_shard_header(path: Path) -> ShardHeader:
@@ -302,7 +307,7 @@ def synthesize(
         unigram_entropy_nats=chain.unigram_entropy_nats(),
         uniform_entropy_nats=math.log(vocab_size),
     )
-    atomic_write_json(
+    atomic_write_json_readable(
         info.manifest,
         {
             "schema_version": SYNTH_SCHEMA_VERSION,
