@@ -99,17 +99,39 @@ def relay(source: BinaryIO, sink: BinaryIO | None, events_path: str | None, sess
     return count
 
 
-def last_words(path: Path, lines: int = 3, limit: int = 400) -> str:
-    """The last `lines` non-empty lines of `path` as one sanitised line with keys masked ("" when none)."""
+def last_words(path: Path, events: str | None = None, lines: int = 3, limit: int = 400) -> str:
+    """What a CLI last said about failing, as one sanitised line with keys masked ("" when nothing): the last
+    `lines` non-empty lines of its stderr (`path`), else the last error its stream reported (Claude Code prints an
+    error `result` on stdout; Codex a `turn.failed` or `error` line) in the `events` file."""
     from nanogpt_tui.agents.render import env_secrets, mask_secrets, sanitize
 
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return ""
-    tail = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+        text = ""
+    tail = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("WARNING:", "Reading "))]
+    tail = tail[-lines:]
+    if not tail and events:
+        tail = _last_stream_error(Path(events))
     words = mask_secrets(sanitize(" / ".join(tail)), env_secrets())
     return words if len(words) <= limit else words[: limit - 1] + "…"
+
+
+def _last_stream_error(events: Path, tail_bytes: int = 65536) -> list[str]:
+    from nanogpt_tui.agents.parsers import parse_line
+
+    try:
+        with open(events, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - tail_bytes))
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+    for line in reversed(lines):
+        for ev in parse_line(line):
+            if ev.source in ("claude", "codex") and ev.text and (ev.type == "error" or (ev.type == "result"
+                                                                                      and ev.ok is False)):
+                return [ev.text]
+    return []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(seconds_left(args.control_dir or control_dir()))
             return 0
         if args.command == "last-words":
-            print(last_words(args.file))
+            print(last_words(args.file, os.environ.get("BENCHMARK_EVENTS_PATH")))
             return 0
         events = args.events if args.events is not None else os.environ.get(ENV_EVENTS_PATH)
         if args.command == "relay":

@@ -41,7 +41,7 @@ from typing import Any
 
 from nanogpt_tui.agents.events import EVENT_TYPES, FORMAT_KEY, Event
 
-CLAUDE_TYPES = frozenset({"system", "assistant", "user", "result", "stream_event"})
+CLAUDE_TYPES = frozenset({"system", "assistant", "user", "result", "stream_event", "tool_progress"})
 CODEX_TYPES = frozenset({"thread.started", "turn.started", "turn.completed", "turn.failed", "error",
                          "item.started", "item.updated", "item.completed"})
 MAX_TEXT = 64 * 1024  # text kept per event; the raw line stays in the file
@@ -215,10 +215,30 @@ def _claude(obj: dict[str, Any]) -> list[Event]:
                           session_id=session,
                           extra={"model": model, "tools": tools, "cwd": obj.get("cwd"),
                                  "claude_code_version": obj.get("claude_code_version")})]
+        base = {**base, "raw_type": f"system/{subtype}"}
+        if subtype == "api_retry":
+            # Claude Code 2.1: a failed API request it retries by itself (429, 5xx, a cut or stalled stream).
+            status = obj.get("error_status")
+            delay = _float(obj.get("retry_delay_ms"))
+            text = (f"API request failed ({status or 'no status'}, {_str(obj.get('error')) or 'error'}); retry "
+                    f"{obj.get('attempt')}/{obj.get('max_retries')}"
+                    + (f" in {delay / 1000:.1f} s" if delay is not None else ""))
+            return [Event(type="status", text=_clip(text), **base,
+                          extra={**base.get("extra", {}), "retry": True, "error_status": status})]
+        if subtype == "task_started":
+            return [Event(type="status", text=_clip(f"tool running: {_str(obj.get('description')) or 'a task'}"),
+                          call_id=_str(obj.get("tool_use_id")), **base)]
+        if subtype == "thinking_tokens":  # a running estimate while the model thinks
+            return [Event(type="status", partial=True, text=f"thinking: ~{_int(obj.get('estimated_tokens'))} tokens",
+                          **base)]
         detail = {k: v for k, v in obj.items() if k not in ("type", "subtype", "session_id", "uuid")}
         text = f"{subtype or 'system'}" + (f": {json.dumps(detail, ensure_ascii=False)}" if detail else "")
         kind = "error" if subtype in ("api_error",) else "status"
-        return [Event(type=kind, text=_clip(text), **{**base, "raw_type": f"system/{subtype}"})]
+        return [Event(type=kind, text=_clip(text), **base)]
+    if t == "tool_progress":  # a heartbeat every 30 s while a tool runs
+        seconds = _float(obj.get("elapsed_time_seconds"))
+        return [Event(type="status", partial=True, call_id=_str(obj.get("parent_tool_use_id")),
+                      text=f"{_str(obj.get('tool_name')) or 'tool'} running for {seconds or 0:.0f} s", **base)]
     if t == "assistant":
         return _claude_assistant(obj, base)
     if t == "user":
@@ -239,7 +259,22 @@ def _claude(obj: dict[str, Any]) -> list[Event]:
                   cost_usd=_float(obj.get("total_cost_usd")),
                   duration_s=duration_ms / 1000.0 if duration_ms is not None else None,
                   **{**base, "raw_type": f"result/{subtype}" if subtype else "result",
-                     "extra": {**base.get("extra", {}), "num_turns": obj.get("num_turns"), "subtype": subtype}})]
+                     "extra": {**base.get("extra", {}), "num_turns": obj.get("num_turns"), "subtype": subtype,
+                               **({"model_usage": _model_usage(obj["modelUsage"])}
+                                  if isinstance(obj.get("modelUsage"), dict) else {})}})]
+
+
+def _model_usage(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Claude Code's per-model usage of an invocation (`modelUsage`) in our convention, with its cost."""
+    out = {}
+    for model, u in raw.items():
+        if not isinstance(u, dict):
+            continue
+        usage = claude_usage({"input_tokens": u.get("inputTokens"), "output_tokens": u.get("outputTokens"),
+                              "cache_read_input_tokens": u.get("cacheReadInputTokens"),
+                              "cache_creation_input_tokens": u.get("cacheCreationInputTokens")}) or {}
+        out[str(model)] = {**usage, "cost_usd": _float(u.get("costUSD"))}
+    return out
 
 
 def _claude_assistant(obj: dict[str, Any], base: dict[str, Any]) -> list[Event]:

@@ -135,7 +135,8 @@ def plan(root: Path | None = None) -> TestImagePlan:
     base_tag = _digest(RECIPE_VERSION, SUITE, mirror, *PACKAGES, *ROOTFS_EXCLUDES)
     deps_tag = _digest(base_tag, PYTHON_VERSION, *requirements)
     node = host_node()
-    clis_tag = _digest(deps_tag, agent_pins.lock_digest(), str(node), str(node.stat().st_size) if node else "")
+    clis_tag = _digest(deps_tag, CLIS_RECIPE, agent_pins.lock_digest(), str(node),
+                       str(node.stat().st_size) if node else "")
     source = [f"{p.relative_to(root)}:{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in _source_files(root)]
     tag = _digest(clis_tag, *source)
     return TestImagePlan(root, mirror, requirements, base_tag, deps_tag, clis_tag, tag)
@@ -245,6 +246,11 @@ def build_package_wheel(root: Path, out_dir: Path) -> Path:
     return wheels[-1]
 
 
+# Bumped when the clis step below changes in a way its hashed inputs do not show.
+CLIS_RECIPE = "2"
+# Codex runs its commands in a login shell (`bash -lc`), and Debian's /etc/profile resets PATH: the training venv
+# (torchrun) comes back through profile.d.
+PROFILE_VENV = 'case ":$PATH:" in *:/opt/venv/bin:*) ;; *) PATH="/opt/venv/bin:$PATH" ;; esac; export PATH'
 CLI_ENV_CHANGES = tuple(f"ENV {k}={v}" for k, v in agent_pins.CLAUDE_QUIET_ENV.items())
 
 
@@ -271,6 +277,7 @@ def _build_clis(backend, plan_: TestImagePlan, say: Callable[[str], None]) -> No
              f"groupadd --gid {agent_pins.AGENT_GID} {agent_pins.AGENT_USER}; "
              f"useradd --uid {agent_pins.AGENT_UID} --gid {agent_pins.AGENT_GID} --no-create-home "
              f"--home-dir /workspace/home --shell /bin/bash {agent_pins.AGENT_USER}; "
+             f"echo '{PROFILE_VENV}' > /etc/profile.d/nanogpt-tui-venv.sh; "
              "node --version; claude --version; codex --version"],
             CLIS_REPOSITORY, plan_.clis_tag, archives=[("/tmp", archive)],
             changes=[f"ENV PATH={PATH}", "ENV LANG=C.UTF-8", "ENV PIP_NO_INDEX=1", *CLI_ENV_CHANGES,

@@ -85,6 +85,23 @@ def resolve_sandbox(agent, backend: str, sandbox: str | None) -> str:
     return sandbox or "on"
 
 
+def last_harness_error(events_path: Path, tail_bytes: int = 65536) -> str | None:
+    """The harness's last own error line in a session's event stream (what it gave up with), if any."""
+    from nanogpt_tui.agents.parsers import parse_line
+
+    try:
+        with open(events_path, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - tail_bytes))
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        for ev in parse_line(line):
+            if ev.type == "error" and ev.source == "nanogpt-tui" and ev.text and " harness: " in ev.text:
+                return ev.text
+    return None
+
+
 def submit_time_bound_s(config: Config) -> float:
     """The longest a `submit` can take: every retiming to its time-out, the judge's tries, a margin."""
     judge = config.judge.timeout_s * (config.judge.max_retries + 1)
@@ -338,11 +355,11 @@ class SessionManager:
         env[ENV_AGENT_MODEL] = session.agent_model or ""
         env[ENV_AGENT_EFFORT] = session.agent_effort or ""
         env[ENV_TOOL_TIMEOUT_S] = str(int(submit_time_bound_s(self.config)))
-        env.update(extra)
         from nanogpt_tui.agents.credentials import session_env
 
         agent_cfg = self.config.agents.get(session.agent)
         env.update(session_env(session.agent, agent_cfg.base_url if agent_cfg else ""))
+        env.update(extra)  # what the launching code asked for explicitly wins
         user = None
         if session.backend == "local":
             base = {k: v for k, v in os.environ.items() if k not in env}
@@ -516,6 +533,12 @@ class SessionManager:
             session.transition(M.KILLED, "stopped by a signal", ended_at)
         else:
             what = reason or "no runner record"
+            said = last_harness_error(self.session_dir(session.id) / L.EVENTS_FILE) if reason == "agent-failed" \
+                else None
+            if said:
+                session.transition(M.FAILED, f"the agent failed (exit status {code}): {said}", ended_at)
+                self.save(session)
+                return session
             session.transition(M.FAILED, f"the session ended ({what}, exit status {code})", ended_at)
         self.save(session)
         return session
