@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(seconds_left(args.control_dir or control_dir()))
             return 0
         if args.command == "last-words":
-            print(last_words(args.file, os.environ.get("BENCHMARK_EVENTS_PATH")))
+            print(last_words(args.file, os.environ.get(ENV_EVENTS_PATH)))
             return 0
         events = args.events if args.events is not None else os.environ.get(ENV_EVENTS_PATH)
         if args.command == "relay":
