@@ -105,7 +105,7 @@ def _resolve_session(config, text: str) -> Path:
     from nanogpt_tui.sessions.manager import SessionManager
 
     manager = SessionManager(config)
-    if (manager.session_dir(text) / "session.json").is_file():
+    if (manager.session_dir(text) / SESSION_FILE).is_file():
         return manager.session_dir(text)  # by its exact id, read (or found broken) by the caller
     session = manager.get(text)
     return Path(config.paths.sessions_dir) / session.id

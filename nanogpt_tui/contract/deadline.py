@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nanogpt_tui.contract.layout import DEADLINE_FILE
 from nanogpt_tui.errors import UserError
+from nanogpt_tui.fields import FIRST_YEAR, LAST_YEAR, MAX_GPU_HOURS, MAX_GPUS, BadField, Fields, parse_timestamp
 from nanogpt_tui.fsutil import atomic_write_json
 
 SCHEMA_VERSION = 1
 DEFAULT_GRACE_S = 30.0  # between SIGINT and SIGKILL when the deadline passes
+MAX_GRACE_S = 3600.0
+MAX_FILE_BYTES = 64 * 1024  # the file is a few hundred bytes
 
 
 class DeadlineError(UserError):
@@ -63,12 +65,6 @@ def _iso(moment: dt.datetime, timespec: str) -> str:
     return moment.astimezone(dt.timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
 def deadline_path(control_dir: Path) -> Path:
     return Path(control_dir) / DEADLINE_FILE
 
@@ -90,50 +86,61 @@ def write_deadline(control_dir: Path, deadline: dt.datetime, *, gpus: int, budge
 
 
 def parse_deadline(obj: Any, path: Path) -> Deadline:
-    """A Deadline from the file's decoded JSON; raises DeadlineError naming the field that is wrong.
+    """A Deadline from the file's decoded JSON, every field checked; raises DeadlineError naming the one that is
+    wrong. The moment comes from `deadline_epoch` (a finite Unix time) or else the strict ISO `deadline`."""
+    try:
+        f = Fields(obj)
+        version = f.integer("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise BadField("schema_version", f"is {version}; this version reads {SCHEMA_VERSION}")
+        epoch = f.number("deadline_epoch", None, optional=True)
+        if epoch is not None:
+            moment = _from_epoch(epoch)
+        elif obj.get("deadline") is None:
+            raise BadField("deadline", "is missing (and so is deadline_epoch)")
+        else:
+            moment = parse_timestamp(f.timestamp("deadline"), "deadline")
+        return Deadline(moment, float(f.number("grace_s", DEFAULT_GRACE_S, minimum=0, maximum=MAX_GRACE_S)),
+                        f.integer("gpus", None, optional=True, minimum=1, maximum=MAX_GPUS),
+                        f.number("budget_gpu_hours", None, optional=True, positive=True, maximum=MAX_GPU_HOURS))
+    except BadField as err:
+        field = None if err.field == "(top level)" else err.field
+        raise DeadlineError(path, err.problem if field else "is not a JSON object", field) from None
 
-    The moment comes from `deadline_epoch` (a finite number) or else the timezone-aware ISO `deadline`."""
-    if not isinstance(obj, dict):
-        raise DeadlineError(path, "is not a JSON object")
-    epoch = _number(obj.get("deadline_epoch"))
-    if epoch is not None:
-        try:
-            moment = dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            raise DeadlineError(path, f"{epoch!r} is not a usable Unix time", "deadline_epoch") from None
-    else:
-        text = obj.get("deadline")
-        try:
-            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if isinstance(text, str) else None
-        except ValueError:
-            moment = None
-        if moment is None or moment.tzinfo is None:
-            raise DeadlineError(path, "is not a timezone-aware ISO time (and deadline_epoch is not a finite "
-                                "number)", "deadline")
-        moment = moment.astimezone(dt.timezone.utc)
-    grace = obj.get("grace_s", DEFAULT_GRACE_S)
-    if _number(grace) is None or grace < 0:
-        raise DeadlineError(path, f"must be a non-negative number of seconds, not {grace!r}", "grace_s")
-    gpus = obj.get("gpus")
-    budget = obj.get("budget_gpu_hours")
-    return Deadline(moment, float(grace), gpus if isinstance(gpus, int) and not isinstance(gpus, bool) else None,
-                    _number(budget))
+
+def _from_epoch(epoch: float) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise BadField("deadline_epoch", f"is {epoch!r}, not a usable Unix time") from None
+    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise BadField("deadline_epoch", f"is {epoch!r}, outside the years {FIRST_YEAR} to {LAST_YEAR}")
+    return moment
 
 
 def read_deadline(control_dir: Path) -> Deadline:
     """The deadline in `control_dir`; raises DeadlineError when the file is missing or broken."""
     path = deadline_path(control_dir)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise DeadlineError(path, "does not exist, so the session deadline is unknown") from None
     except OSError as err:
         raise DeadlineError(path, f"cannot be read ({err.strerror or err})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise DeadlineError(path, f"is larger than {MAX_FILE_BYTES // 1024} KB, far more than a deadline holds")
     try:
-        obj = json.loads(text)
-    except ValueError as err:
+        obj = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise DeadlineError(path, "is not UTF-8 text") from None
+    except (ValueError, RecursionError) as err:
         raise DeadlineError(path, f"is not JSON ({err})") from None
     return parse_deadline(obj, path)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def read_deadline_or_none(control_dir: Path | None) -> Deadline | None:

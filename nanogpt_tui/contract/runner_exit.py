@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from nanogpt_tui.contract.layout import RUNNER_EXIT_FILE
+from nanogpt_tui.fields import BadField, Fields
 from nanogpt_tui.fsutil import atomic_write_json
 
 SCHEMA_VERSION = 1
@@ -53,20 +55,60 @@ def write_runner_exit(log_dir: Path, reason: ExitReason, exit_code: int, agent_e
     })
 
 
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+@dataclass(frozen=True)
+class BrokenRunnerExit:
+    """A runner exit record that is there but cannot be read or has a bad field: the host records the session as
+    failed with this sentence, never guessing a reason. `written_at` is the file's modification time."""
+
+    path: Path
+    field: str | None
+    sentence: str
+    written_at: dt.datetime | None
 
 
-def read_runner_exit(log_dir: Path) -> RunnerExit | None:
-    """The record in `log_dir`, or None when there is none (the runner has not ended, or was killed before it
-    could write one) or it cannot be read."""
+MAX_FILE_BYTES = 64 * 1024  # the record is about 150 bytes
+EXIT_CODE_RANGE = (-(2 ** 31), 2 ** 31)
+
+
+def read_runner_exit(log_dir: Path) -> RunnerExit | BrokenRunnerExit | None:
+    """The record in `log_dir`, every field checked; None when there is none (the runner has not ended, or was
+    killed before it could write one); a `BrokenRunnerExit` naming the file and the field when it is bad."""
+    path = runner_exit_path(log_dir)
     try:
-        obj = json.loads(runner_exit_path(log_dir).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+            written = dt.datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, dt.timezone.utc)
+    except FileNotFoundError:
         return None
-    if not isinstance(obj, dict):
-        return None
-    reason, at = obj.get("reason"), obj.get("at")
-    return RunnerExit(reason=reason if isinstance(reason, str) else "", exit_code=_int_or_none(obj.get("exit_code")),
-                      agent_exit_code=_int_or_none(obj.get("agent_exit_code")),
-                      at=at if isinstance(at, str) else None)
+    except OSError as err:
+        return BrokenRunnerExit(path, None, f"{path} cannot be read ({err.strerror}); check its permissions.", None)
+
+    def broken(field: str | None, what: str) -> BrokenRunnerExit:
+        return BrokenRunnerExit(path, field, f"{path} {what}; the runner writes it as it ends, so the session's "
+                                             "end is taken from when the file was written.", written)
+
+    if len(raw) > MAX_FILE_BYTES:
+        return broken(None, f"is larger than {MAX_FILE_BYTES // 1024} KB, far more than an exit record holds")
+    try:
+        obj = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        return broken(None, "is not UTF-8 text")
+    except (ValueError, RecursionError) as err:
+        return broken(None, f"is not JSON ({err})")
+    try:
+        f = Fields(obj)
+        version = f.integer("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise BadField("schema_version", f"is {version}; this version reads {SCHEMA_VERSION}")
+        return RunnerExit(reason=f.text("reason", non_empty=True),
+                          exit_code=f.integer("exit_code", None, optional=True, minimum=EXIT_CODE_RANGE[0],
+                                              maximum=EXIT_CODE_RANGE[1]),
+                          agent_exit_code=f.integer("agent_exit_code", None, optional=True,
+                                                    minimum=EXIT_CODE_RANGE[0], maximum=EXIT_CODE_RANGE[1]),
+                          at=f.timestamp("at", None, optional=True))
+    except BadField as err:
+        return broken(err.field, f"has a bad field: {err}")
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")

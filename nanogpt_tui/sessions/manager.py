@@ -21,7 +21,7 @@ from nanogpt_tui.config import Config, HostConfig
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.contract.deadline import DEFAULT_GRACE_S, DeadlineError, read_deadline, write_deadline
 from nanogpt_tui.contract.env import ENV_AGENT_EFFORT, ENV_AGENT_MODEL, ENV_TOOL_TIMEOUT_S, contract_env
-from nanogpt_tui.contract.runner_exit import ExitReason, RunnerExit, read_runner_exit
+from nanogpt_tui.contract.runner_exit import BrokenRunnerExit, ExitReason, RunnerExit, read_runner_exit
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, finite, whole
 from nanogpt_tui.sessions import model as M
@@ -472,7 +472,7 @@ class SessionManager:
             return f"{session.pid}:{session.pid_start_ticks or 0}" if session.pid else None
         return session.container_id
 
-    def runner_exit(self, session: Session) -> RunnerExit | None:
+    def runner_exit(self, session: Session) -> RunnerExit | BrokenRunnerExit | None:
         return read_runner_exit(self.session_dir(session.id) / L.WORKSPACE / "logs")
 
     def refresh(self, session: Session) -> Session:
@@ -521,6 +521,12 @@ class SessionManager:
         if follower is not None:
             follower.join(30.0)  # the container has ended: its last lines are on their way to container.log
         exit_info = self.runner_exit(session) or RunnerExit(reason="", exit_code=None)
+        if isinstance(exit_info, BrokenRunnerExit):
+            session.exit_code = state.exit_code
+            session.transition(M.FAILED, f"the session ended but its exit record is broken: {exit_info.sentence}",
+                               exit_info.written_at)
+            self.save(session)
+            return session
         code = state.exit_code if state.exit_code is not None else exit_info.exit_code
         session.exit_code = code
         reason = exit_info.reason

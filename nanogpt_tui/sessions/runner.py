@@ -47,6 +47,14 @@ def stop_agent(proc: subprocess.Popen, grace_s: float, seen: dict[int, int]) -> 
         say("warning: some of the agent's processes did not end after SIGKILL")
 
 
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
 def run() -> int:
     workspace = Path(os.environ.get(ENV_WORKSPACE, CONTAINER_WORKSPACE))
     runner_dir = Path(os.environ.get(ENV_RUNNER_DIR, CONTAINER_RUNNER))
@@ -83,6 +91,7 @@ def run() -> int:
         f"({deadline.seconds_left():.0f} s left)")
     proc = subprocess.Popen(["bash", str(agent_dir / "run.sh")], cwd=workspace, start_new_session=True)
     last_deadline = deadline.deadline
+    warned: tuple | None = None  # the bad deadline file last warned about: one warning per change, not per poll
     seen: dict[int, int] = {}  # the agent's process tree as last watched (pid -> start ticks), for the final sweep
     while True:
         code = proc.poll()
@@ -104,8 +113,11 @@ def run() -> int:
             return finish(ExitReason.STOPPED, EXIT_STOPPED, proc.returncode)
         try:
             deadline = read_deadline(control_dir)
+            warned = None
         except DeadlineError as err:
-            say(f"warning: {err} Keeping the last deadline.")
+            if (stamp := (_file_stamp(err.path), str(err))) != warned:
+                say(f"warning: {err} Keeping the last deadline.")
+                warned = stamp
         if deadline.deadline != last_deadline:
             say(f"deadline moved to {deadline.deadline.isoformat(timespec='seconds')} "
                 f"({deadline.seconds_left():.0f} s left)")

@@ -124,3 +124,25 @@ def test_pid_reuse_is_not_mistaken_for_the_session(tmp_path, reused):
     # Same pid, another start time: not our process.
     assert LocalBackend().state(f"{pid}:{ticks + 12345}").status == "exited"
     backend.stop(handle, 5.0)
+
+
+def test_a_bad_deadline_file_is_warned_about_once_per_change(tmp_path):
+    spec = make_session(tmp_path, seconds=30.0)
+    backend = LocalBackend()
+    handle = backend.start(spec)
+    try:
+        deadline_file = spec.control_dir / L.DEADLINE_FILE
+        time.sleep(0.5)
+        deadline_file.write_text("{half")
+        time.sleep(2.0)  # four polls of the runner
+        deadline_file.write_text('{"deadline": "tomorrow"}')
+        time.sleep(1.5)
+        write_deadline(spec.control_dir, dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1.0), gpus=1,
+                       budget_gpu_hours=0.01, grace_s=1.0)
+        wait_until_exited(backend, handle, timeout_s=20)
+    finally:
+        backend.stop(handle, 1.0)
+    log = spec.log_path.read_text()
+    assert log.count("is not JSON") == 1, log
+    assert log.count("field 'deadline' is 'tomorrow'") == 1, log
+    assert runner_exit(spec)["reason"] == "deadline"

@@ -25,6 +25,7 @@ from nanogpt_tui.contract.deadline import (
 from nanogpt_tui.contract.env import ALL_NAMES, ENV_CONTROL_DIR, ENV_WORKSPACE, contract_env
 from nanogpt_tui.contract.runner_exit import (
     ExitReason,
+    BrokenRunnerExit,
     RunnerExit,
     read_runner_exit,
     runner_exit_path,
@@ -105,10 +106,10 @@ def test_contract_is_standard_library_only():
             "print(json.dumps(sorted(m for m in set(sys.modules) - before if m.startswith('nanogpt_tui'))))\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     ours = set(json.loads(out))
-    # The contract stands on the small utilities only (errors, fsutil), nothing above it.
+    # The contract stands on the small utilities only (errors, fsutil, fields), nothing above it.
     assert ours <= {"nanogpt_tui", "nanogpt_tui.contract", "nanogpt_tui.contract.layout", "nanogpt_tui.contract.env",
                     "nanogpt_tui.contract.deadline", "nanogpt_tui.contract.runner_exit", "nanogpt_tui.errors",
-                    "nanogpt_tui.fsutil"}, ours
+                    "nanogpt_tui.fsutil", "nanogpt_tui.fields"}, ours
 
 
 def test_contract_env_for_a_container():
@@ -144,10 +145,16 @@ def test_deadline_from_the_iso_field_alone(tmp_path):
     ('["a"]', None),
     ('{"deadline": "tomorrow"}', "deadline"),
     ('{"deadline": "2026-11-27T06:00:00"}', "deadline"),  # no timezone: ambiguous
-    ('{"deadline_epoch": true}', "deadline"),
-    ('{"deadline_epoch": 1e400}', "deadline"),
-    ('{"deadline_epoch": 1000, "grace_s": -1}', "grace_s"),
-    ('{"deadline_epoch": 1000, "grace_s": "30"}', "grace_s"),
+    ('{"deadline_epoch": true}', "deadline_epoch"),
+    ('{"deadline_epoch": 1e400}', "deadline_epoch"),  # json reads it as infinity
+    ('{"deadline_epoch": 1000}', "deadline_epoch"),  # 1970: not a deadline of this benchmark
+    ('{"deadline_epoch": 1.8e9, "grace_s": -1}', "grace_s"),
+    ('{"deadline_epoch": 1.8e9, "grace_s": "30"}', "grace_s"),
+    ('{"deadline_epoch": 1.8e9, "gpus": 0}', "gpus"),
+    ('{"deadline_epoch": 1.8e9, "budget_gpu_hours": "lots"}', "budget_gpu_hours"),
+    ('{"deadline_epoch": 1.8e9, "schema_version": 2}', "schema_version"),
+    ('{"deadline_epoch": NaN}', None),
+    ('{}', "deadline"),
 ])
 def test_a_broken_deadline_raises_one_error_naming_the_field(tmp_path, content, field):
     if content is not None:
@@ -174,8 +181,24 @@ def test_runner_exit_round_trip(tmp_path):
     assert json.loads(runner_exit_path(tmp_path).read_text())["reason"] == "deadline"
 
 
-def test_runner_exit_keeps_an_unknown_reason_and_drops_bad_numbers(tmp_path):
-    runner_exit_path(tmp_path).write_text(json.dumps({"reason": "from-the-future", "exit_code": "x", "at": 5}))
-    assert read_runner_exit(tmp_path) == RunnerExit(reason="from-the-future", exit_code=None)
-    runner_exit_path(tmp_path).write_text("[]")
-    assert read_runner_exit(tmp_path) is None
+def test_runner_exit_keeps_an_unknown_reason(tmp_path):
+    runner_exit_path(tmp_path).write_text(json.dumps({"reason": "from-the-future", "exit_code": 1}))
+    assert read_runner_exit(tmp_path) == RunnerExit(reason="from-the-future", exit_code=1)
+
+
+@pytest.mark.parametrize("content, field", [
+    ('{"reason": "deadline", "exit_code": "x"}', "exit_code"),
+    ('{"reason": "deadline", "at": 5}', "at"),
+    ('{"reason": "deadline", "at": "yesterday"}', "at"),
+    ('{"reason": "", "exit_code": 0}', "reason"),
+    ('{"exit_code": 0}', "reason"),
+    ('{"reason": "stopped", "agent_exit_code": 1.5}', "agent_exit_code"),
+    ("[]", "(top level)"),
+    ("{half", None),
+    ('{"reason": "deadline", "exit_code": NaN}', None),
+])
+def test_a_bad_runner_exit_is_a_broken_record_naming_the_field(tmp_path, content, field):
+    runner_exit_path(tmp_path).write_text(content)
+    got = read_runner_exit(tmp_path)
+    assert isinstance(got, BrokenRunnerExit) and got.field == field and got.written_at is not None
+    assert str(runner_exit_path(tmp_path)) in got.sentence and (field is None or f"`{field}`" in got.sentence)

@@ -11,6 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nanogpt_tui.contract.deadline import DeadlineError, read_deadline, read_deadline_or_none, write_deadline
+from nanogpt_tui.contract.runner_exit import (BrokenRunnerExit, ExitReason, RunnerExit, read_runner_exit,
+                                              runner_exit_path, write_runner_exit)
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, finite, parse_timestamp
 from nanogpt_tui.contract import layout as L
@@ -297,3 +300,80 @@ def test_random_verdict_bytes_are_a_user_error_never_another_exception(raw):
 def test_non_finite_numbers_are_refused(bad):
     with pytest.raises(BadField, match="`x` is .*, not a finite number"):
         finite(bad, "x")
+
+
+# --------------------------------------------------------------------------------------------- deadline.json
+
+@FAST
+@given(st.datetimes(min_value=dt.datetime(2001, 1, 1), max_value=dt.datetime(2199, 1, 1),
+                    timezones=st.just(dt.timezone.utc)),
+       st.integers(1, MAX_GPUS), hours, st.floats(0, 3600))
+def test_a_valid_deadline_round_trips(moment, gpus, budget, grace):
+    with tempfile.TemporaryDirectory() as tmp:
+        write_deadline(Path(tmp), moment, gpus=gpus, budget_gpu_hours=budget, grace_s=grace)
+        got = read_deadline(Path(tmp))
+    assert abs(got.epoch - moment.timestamp()) < 1e-3 and (got.gpus, got.budget_gpu_hours, got.grace_s) == (
+        gpus, budget, grace)
+
+
+BAD_DEADLINE_VALUES = {"deadline_epoch": [True, "soon", -1e12, 1e15], "grace_s": [-1, "30", 1e9],
+                       "gpus": [0, "8", 2.5], "budget_gpu_hours": [0, "lots", -1], "schema_version": [2, "1"]}
+
+
+@FAST
+@given(st.data())
+def test_one_bad_deadline_field_is_named(data):
+    field = data.draw(st.sampled_from(sorted(BAD_DEADLINE_VALUES)))
+    raw = {"schema_version": 1, "deadline_epoch": 1.8e9, "gpus": 1, "budget_gpu_hours": 1.0, "grace_s": 5.0,
+           field: data.draw(st.sampled_from(BAD_DEADLINE_VALUES[field]))}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / L.DEADLINE_FILE).write_text(json.dumps(raw))
+        with pytest.raises(DeadlineError) as err:
+            read_deadline(Path(tmp))
+    assert err.value.field == field and f"field {field!r}" in str(err.value)
+
+
+@FAST
+@given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_random_deadline_bytes_are_a_deadline_error_never_another_exception(raw):
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / L.DEADLINE_FILE).write_bytes(raw)
+        with pytest.raises(DeadlineError):
+            read_deadline(Path(tmp))
+        assert read_deadline_or_none(Path(tmp)) is None
+
+
+# --------------------------------------------------------------------------------------------- runner_exit.json
+
+@FAST
+@given(st.sampled_from(list(ExitReason)), st.integers(-255, 255), maybe(st.integers(-255, 255)))
+def test_a_runner_exit_round_trips(reason, code, agent_code):
+    with tempfile.TemporaryDirectory() as tmp:
+        write_runner_exit(Path(tmp), reason, code, agent_code)
+        got = read_runner_exit(Path(tmp))
+    assert isinstance(got, RunnerExit) and (got.reason, got.exit_code, got.agent_exit_code) == (
+        reason, code, agent_code)
+    parse_timestamp(got.at)
+
+
+@FAST
+@given(st.sampled_from(["reason", "exit_code", "agent_exit_code", "at", "schema_version"]), st.data())
+def test_one_bad_runner_exit_field_is_named(field, data):
+    bad = {"reason": [3, "", None], "exit_code": ["0", 1.5, True], "agent_exit_code": ["x", 2 ** 40],
+           "at": ["later", 5], "schema_version": [0, "1"]}[field]
+    raw = {"schema_version": 1, "reason": "deadline", "exit_code": 3, "at": "2026-01-01T00:00:00Z",
+           field: data.draw(st.sampled_from(bad))}
+    with tempfile.TemporaryDirectory() as tmp:
+        runner_exit_path(Path(tmp)).write_text(json.dumps(raw))
+        got = read_runner_exit(Path(tmp))
+    assert isinstance(got, BrokenRunnerExit) and got.field == field and f"`{field}`" in got.sentence
+
+
+@FAST
+@given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_random_runner_exit_bytes_are_broken_never_an_exception(raw):
+    with tempfile.TemporaryDirectory() as tmp:
+        runner_exit_path(Path(tmp)).write_bytes(raw)
+        got = read_runner_exit(Path(tmp))
+    # Only an object with a text `reason` (and nothing bad) is a record; anything else is broken.
+    assert isinstance(got, BrokenRunnerExit) or isinstance(got, RunnerExit) and b"reason" in raw
