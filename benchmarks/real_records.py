@@ -203,6 +203,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
     order = sorted(since, key=lambda r: timeline.records.index(r))
 
     def check(anchor, candidate) -> dict:
+        print(f"checking {candidate.name} against {anchor.name}", file=sys.stderr, flush=True)
         report = check_rules(out / anchor.name, out / candidate.name)
         judge = getattr(report, "needs_judge", [])
         return {"anchor": anchor.name, "candidate": candidate.name, "ok": report.ok,

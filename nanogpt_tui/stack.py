@@ -17,8 +17,9 @@ ATTENTION_NONE = ""
 
 # Image labels: the stack an image was built with (the Dockerfile checks each against what it installed).
 LABEL_PREFIX = "org.nanogpt-bench.stack."
-# An image outside the stack check (the CPU test image) says so with this label.
-LABEL_OUTSIDE_CHECK = "org.nanogpt-bench.stack-check"
+# An image outside the stack check says so with this label: the CPU test image, which runs the smoke track and
+# the tests, not a record's stack.
+LABEL_OUTSIDE_CHECK = "nanogpt-tui.test-image"
 
 _PYTHON = re.compile(r"^Running Python (\S+)", re.M)
 _TORCH = re.compile(r"^Running PyTorch (\S+) compiled for CUDA (\S+)", re.M)
@@ -314,3 +315,58 @@ def plan_image(anchor: str, stack: Stack, *, exact: bool = False) -> ImagePlan:
     return ImagePlan(anchor=anchor, anchor_stack=stack, image_stack=image, build_args=build_args,
                      tag=image_tag(anchor) + ("-exact" if exact and ".dev" in stack.torch else ""),
                      notes=tuple(notes))
+
+
+# --- the check before a session starts -------------------------------------------------------------------------
+
+ENV_MATCH = "match"                  # the image shares every must-match field with the anchor
+ENV_MISMATCH = "mismatch"            # it does not (refused unless allowed)
+ENV_UNSTATED = "image-unstated"      # the image states no stack (refused unless allowed)
+ENV_OUTSIDE = "outside"              # not checked: the CPU test image, or an anchor with no stated stack
+
+
+@dataclass(frozen=True)
+class EnvCheck:
+    """The outcome of comparing a session's image with its anchor's stack; kept in the session and its reports."""
+
+    status: str
+    reason: str
+    anchor_stack: dict[str, str] | None = None
+    image_stack: dict[str, str] | None = None
+    differences: tuple[dict[str, object], ...] = ()
+    allowed: bool = False  # started anyway with --allow-env-mismatch
+
+    @property
+    def refused(self) -> bool:
+        return self.status in (ENV_MISMATCH, ENV_UNSTATED) and not self.allowed
+
+    def to_dict(self) -> dict[str, object]:
+        return {"status": self.status, "reason": self.reason, "anchor_stack": self.anchor_stack,
+                "image_stack": self.image_stack, "differences": list(self.differences), "allowed": self.allowed}
+
+
+def check_image_stack(anchor: str, anchor_stack: Stack | None, image: str, labels: Mapping[str, str],
+                      *, allow_mismatch: bool = False) -> EnvCheck:
+    """Whether a session on `image` (its labels) may run anchor `anchor`: every must-match field must agree."""
+    if labels.get(LABEL_OUTSIDE_CHECK):
+        return EnvCheck(ENV_OUTSIDE, f"{image} is the CPU test image, outside the stack check")
+    if anchor_stack is None or not anchor_stack.stated:
+        return EnvCheck(ENV_OUTSIDE, f"the anchor {anchor} has no stack in the manifest (not a timeline record "
+                                     "with a log), so there is nothing to check the image against")
+    fix = (f"build the anchor's image (`nanogpt-tui image plan --anchor {anchor}` prints the command) and pass "
+           "--image, or start with --allow-env-mismatch")
+    image_stack = Stack.from_labels(labels)
+    if image_stack is None:
+        return EnvCheck(ENV_UNSTATED, f"The image {image} states no stack (no {LABEL_PREFIX}* labels), so it cannot "
+                                      f"be checked against {anchor}'s; {fix}.",
+                        anchor_stack=anchor_stack.to_dict(), allowed=allow_mismatch)
+    differences = compare_stacks(anchor_stack, image_stack)
+    rows = tuple({"field": m.field, "anchor": m.anchor, "image": m.image, "must_match": m.must_match}
+                 for m in differences)
+    breaking = [m for m in differences if m.must_match]
+    if not breaking:
+        return EnvCheck(ENV_MATCH, f"{image} matches {anchor}'s stack in every must-match field",
+                        anchor_stack.to_dict(), image_stack.to_dict(), rows)
+    return EnvCheck(ENV_MISMATCH, f"The image {image} differs from {anchor}'s stack in "
+                                  + "; ".join(m.sentence() for m in breaking) + f"; {fix}.",
+                    anchor_stack.to_dict(), image_stack.to_dict(), rows, allowed=allow_mismatch)

@@ -689,12 +689,15 @@ class DockerBackend:
                 return False
 
     def image_labels(self, tag: str) -> dict[str, str] | None:
-        """The image's labels, or None when this host has no such image."""
+        """The image's labels (empty when it has none), or None when this host has no such image."""
         with self._daemon():
             try:
-                return dict((self.client.api.inspect_image(tag).get("Config") or {}).get("Labels") or {})
+                config = self.client.api.inspect_image(tag).get("Config") or {}
             except docker.errors.ImageNotFound:
                 return None
+            except docker.errors.APIError as err:
+                raise self._refused(err, "reading the image's labels") from None
+            return {str(k): str(v) for k, v in (config.get("Labels") or {}).items()}
 
     def image_size(self, tag: str) -> int:
         with self._daemon():

@@ -39,6 +39,7 @@ from pathlib import Path
 from nanogpt_tui.agents import pins as agent_pins
 from nanogpt_tui.config import repo_root
 from nanogpt_tui.errors import UserError
+from nanogpt_tui.stack import LABEL_OUTSIDE_CHECK
 
 SUITE = "bookworm"
 PACKAGES = ("python3", "python3-venv", "git", "ca-certificates")
@@ -378,7 +379,7 @@ def build_test_image(backend, *, root: Path | None = None, force: bool = False,
                         REPOSITORY, p.tag, archives=[("/tmp", archive)],
                         changes=[f"ENV PATH={PATH}", "ENV LANG=C.UTF-8", "ENV PYTHONUNBUFFERED=1",
                                  "ENV NANOGPT_TUI_CONFIG=/opt/nanogpt-tui/nanogpt-tui.toml",
-                                 *CLI_ENV_CHANGES, "LABEL nanogpt-tui.test-image=1",
+                                 *CLI_ENV_CHANGES, f"LABEL {LABEL_OUTSIDE_CHECK}=1",
                                  f"LABEL {agent_pins.IMAGE_LABEL}={agent_pins.label_value()}",
                                  "WORKDIR /workspace", 'CMD ["/bin/bash"]'])
                 finally:

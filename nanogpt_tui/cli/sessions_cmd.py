@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="on (the default with Docker): the sandbox holds the agent; off: run it without one, the one "
                         "explicit opt-out a real agent (claude, codex, claude-autoresearch) needs on the local "
                         "backend; recorded in session.json and shown as 'not sandboxed'")
+    p.add_argument("--allow-env-mismatch", action="store_true",
+                   help="start even where the image's stack differs from the anchor's in a must-match field "
+                        "(PyTorch major.minor, CUDA major, Triton, the FlashAttention source); recorded in the "
+                        "session and its reports")
     p.add_argument("--wait", action="store_true", help="follow the session until it ends")
     p.set_defaults(func=cmd_run)
 
@@ -99,8 +103,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     session = manager.launch(LaunchRequest(
         agent=args.agent, strategy=args.strategy, anchor=args.record, target=args.target,
         budget_gpu_hours=args.budget_gpu_hours, gpus=args.gpus, backend=args.backend, host=args.host,
-        image=args.image, sandbox=args.sandbox))
+        image=args.image, sandbox=args.sandbox, allow_env_mismatch=args.allow_env_mismatch))
     print(session.id)
+    check = session.env_check or {}
+    if check.get("allowed") and check.get("status") != "match":
+        print(f"warning: started with --allow-env-mismatch: {check.get('reason')}", file=sys.stderr)
     if session.status == "pending":
         print(f"pending: {session.status_reason}", file=sys.stderr)
     if not args.wait:

@@ -32,6 +32,15 @@ class Block:
 
 # ------------------------------------------------------------------------------------------------ formatting
 
+def _env_check_text(check: object) -> str:
+    """The stack check as the report states it: the status, and MISMATCH ALLOWED where the session overrode it."""
+    if not isinstance(check, dict):
+        return "not checked (no image, or a session from before the check)"
+    status = str(check.get("status", "unknown"))
+    text = f"{status}: {check.get('reason', '')}"
+    return ("MISMATCH ALLOWED (--allow-env-mismatch): " + text) if check.get("allowed") and status != "match" else text
+
+
 def _f(value: Any, fmt: str = ".2f", none: str = "-") -> str:
     if value is None:
         return none
@@ -218,6 +227,7 @@ def session_blocks(s: dict[str, Any], several: bool) -> list[Block]:
              ("driver", r["driver_version"]), ("CUDA", r["cuda_version"]), ("PyTorch", r["torch_version"]),
              ("Python", r["python_version"]), ("agent model", r["agent_model"]), ("strategy hash", r["strategy_hash"]),
              ("anchor code sha256", ", ".join(f"{k} {v[:16]}" for k, v in r["anchor_code_sha256"].items()) or "-"),
+             ("image stack vs anchor", _env_check_text(r.get("env_check"))),
              ("nanogpt-tui", r["nanogpt_tui_version"])]
     out.append(Block("table", headers=["what", "value"], rows=[[k, "-" if v is None else str(v)] for k, v in facts]))
     if r["sources"]:

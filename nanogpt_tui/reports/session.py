@@ -314,5 +314,6 @@ def reproducibility_section(data: SessionData, anchor_sha: dict[str, str]) -> di
         "agent": s.agent, "agent_model": s.agent_model, "agent_effort": s.agent_effort,
         "strategy": s.strategy, "strategy_hash": s.strategy_hash, "anchor": s.anchor, "target": s.target,
         "anchor_code_sha256": anchor_sha, "nanogpt_tui_version": __version__, "config": s.config,
+        "env_check": s.env_check, "allow_env_mismatch": s.allow_env_mismatch,
         "sources": sources,
     }

@@ -106,6 +106,7 @@ def submit_time_bound_s(config: Config) -> float:
     """The longest a `submit` can take: every retiming to its time-out, the judge's tries, a margin."""
     judge = config.judge.timeout_s * (config.judge.max_retries + 1)
     return config.validation.runs * config.validation.run_timeout_s + judge + SUBMIT_MARGIN_S
+    allow_env_mismatch: bool = False  # start even where the image's stack differs from the anchor's
 
 
 def _copy_code(src: Path, dest: Path) -> None:
@@ -256,6 +257,7 @@ class SessionManager:
             budget_gpu_hours=budget, created_at=iso(utc_now()),
             agent_model=agent_cfg.model if agent_cfg else None, agent_effort=agent_cfg.effort if agent_cfg else None,
             host_forced=request.backend == "docker" and bool(request.host), sandbox=sandbox,
+            allow_env_mismatch=request.allow_env_mismatch,
         )
         from nanogpt_tui.config import config_as_dict
 
@@ -315,9 +317,9 @@ class SessionManager:
                 self._mark_host(view.name, view.problem or None)
         return views
 
-    def preflight(self, host: str, image: str | None = None) -> list[str]:
-        """What `host` lacks for a session to start there (the image, the data volume, the shared sessions folder),
-        each with the command that fixes it."""
+    def preflight(self, host: str, image: str | None = None, session: Session | None = None) -> list[str]:
+        """What `host` lacks for a session to start there (the image, the data volume, the shared sessions folder,
+        and for `session` an image whose stack is its anchor's), each with the command that fixes it."""
         cfg = self.host_config(host)
         backend = self.backend_for("docker", host)
         # A remote host must see the sessions folder (once seen, it is not probed again by this process).
@@ -329,7 +331,26 @@ class SessionManager:
             return [str(err)]
         if shared is not None and not problems:
             self._shared_seen.add(host)
+        if session is not None and not problems:
+            check = self.env_check(session, host)
+            if check.refused:
+                problems.append(check.reason)
         return problems
+
+    def env_check(self, session: Session, host: str):
+        """The session's image on `host` against its anchor's stack (the manifest's, from the anchor's log)."""
+        from nanogpt_tui.records import load_timeline
+        from nanogpt_tui.stack import check_image_stack
+
+        timeline = load_timeline(self.config.paths.baselines_dir)
+        anchor_stack = timeline.get(session.anchor).stack if session.anchor in timeline else None
+        image = session.image or self.config.docker.image
+        try:
+            labels = self.backend_for("docker", host).image_labels(image)
+        except UserError as err:
+            raise UserError(f"Cannot read the labels of {image} on {host} ({err}); check the Docker host.") from None
+        return check_image_stack(session.anchor, anchor_stack, image, labels or {},
+                                 allow_mismatch=session.allow_env_mismatch)
 
     @contextmanager
     def _placement_lock(self) -> Iterator[None]:
@@ -420,7 +441,7 @@ class SessionManager:
             for view in views:  # who holds what, as of now
                 view.held, view.sessions = P.holders(sessions, view.name), P.live_on(sessions, view.name)
             placement = P.place(views, session.gpus, forced=session.host if session.host_forced else None,
-                                preflight=lambda host: self.preflight(host, session.image))
+                                preflight=lambda host: self.preflight(host, session.image, session))
             if placement.host is None:
                 self._next_placement[session.id] = time.monotonic() + PLACEMENT_RETRY_S
                 if placement.impossible:
@@ -434,6 +455,7 @@ class SessionManager:
                                     f"that is done (`nanogpt-tui sessions kill {session.id}` drops it).")
                 return session
             session.host, session.gpu_ids = placement.host, placement.gpu_ids
+            session.env_check = self.env_check(session, placement.host).to_dict()
             return self._start_placed(session, grace_s)
 
     def _start_placed(self, session: Session, grace_s: float) -> Session:

@@ -144,6 +144,8 @@ class Session:
     # "on": the backend's sandbox holds the agent; "off": it runs without one (the local backend always, a real
     # agent there only with the explicit `--sandbox off`); shown as "not sandboxed" on the card and in reports.
     sandbox: str = "on"
+    allow_env_mismatch: bool = False  # --allow-env-mismatch: start even where the image's stack is not the anchor's
+    env_check: dict[str, Any] | None = None  # the image's stack against the anchor's, as checked at start
     config: dict[str, Any] = field(default_factory=dict)  # the config snapshot the session was launched with
     schema_version: int = SESSION_SCHEMA_VERSION
 

@@ -9,8 +9,11 @@ from nanogpt_tui.errors import UserError
 
 
 class FakeHost:
-    def __init__(self, name: str, *, up: bool = True, gpu_query: tuple[str, str] = ("no-runtime", "")) -> None:
+    def __init__(self, name: str, *, up: bool = True, gpu_query: tuple[str, str] = ("no-runtime", ""),
+                 labels: dict[str, str] | None = None) -> None:
         self.name = name
+        # The image's labels: by default the CPU test image's, which is outside the stack check.
+        self.labels = {"nanogpt-tui.test-image": "1"} if labels is None else labels
         self.up = up
         self.gpu_query = gpu_query
         self.calls: Counter[str] = Counter()
@@ -35,3 +38,7 @@ class FakeHost:
     def missing(self, image, data_volume, docker_cmd, shared_dir=None) -> list[str]:
         self._answer("missing")
         return []
+
+    def image_labels(self, image: str) -> dict[str, str]:
+        self._answer("image_labels")
+        return dict(self.labels)

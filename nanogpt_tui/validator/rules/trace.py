@@ -54,6 +54,12 @@ class Tracer:
         self.bindings: list[dict[str, str]] = [{}]  # parameter name -> argument text, per inlined call
         self._calls: dict[int, list[ast.Call]] = {}  # statement id -> its calls in source order
         self._memo: dict[tuple[str, int], object] = {}  # per-node facts that do not depend on the call path
+        # Functions whose inlined body emitted nothing, by the most inlining depth left then: inlining them again
+        # with no more depth left cannot emit anything either (what the trace emits depends on the call path
+        # only through the recursion guard, and a body is recorded only when the guard cut nothing in it). Big
+        # records call many same-named helpers (`forward`, `step`): without this the trace grows as their product.
+        self._silent: dict[int, int] = {}
+        self._guard_cuts = 0
         self.loop_depth = 0
 
     def run(self, sf: SourceFile) -> list[Event]:
@@ -71,7 +77,7 @@ class Tracer:
         """An expression's text, with the parameters of inlined functions replaced by the caller's arguments."""
         if isinstance(node, ast.Name) and node.id in self.bindings[-1]:
             return self.bindings[-1][node.id]
-        return text_of(node)
+        return self._memoized("text", node, lambda: text_of(node))  # type: ignore[return-value]
 
     def _bind(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, call: ast.Call) -> dict[str, str]:
         params = [a.arg for a in fn.args.posonlyargs + fn.args.args]
@@ -145,8 +151,11 @@ class Tracer:
         if len(targets) != 1 or isinstance(targets[0], (ast.Tuple, ast.List)):
             return
         target = targets[0]
-        key = self._key(target)
         clock = self._memoized("clock", stmt, lambda: clock_in(value, sf))  # type: ignore[arg-type]
+        average = self._memoized("average", stmt, lambda: _is_average(value, sf))  # type: ignore[arg-type]
+        if not clock and not average and not isinstance(stmt, ast.AugAssign):
+            return  # nothing to emit: skip the target's text (most assignments of a big record)
+        key = self._key(target)
         if isinstance(stmt, ast.AugAssign):
             if isinstance(stmt.op, ast.Add) and clock:
                 self._emit("stop", key, sf, stmt, clock)
@@ -157,7 +166,7 @@ class Tracer:
             self._emit("start", key, sf, stmt, clock)
         elif clock and isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add) and key in names_in(value):
             self._emit("stop", key, sf, stmt, clock)
-        if _is_average(value, sf):
+        if average:
             self._emit("div", key, sf, stmt)
 
     def _expr(self, node: ast.AST, sf: SourceFile) -> None:
@@ -194,13 +203,20 @@ class Tracer:
         if qual is not None or name is None:
             return  # a library call (or a computed callee): nothing local to follow
         for target, target_sf in self._local_targets(node, name, sf):
-            if target in self.stack or len(self.stack) >= MAX_INLINE_DEPTH:
+            if target in self.stack:
+                self._guard_cuts += 1
                 continue
+            left = MAX_INLINE_DEPTH - len(self.stack)
+            if left <= 0 or self._silent.get(id(target), -1) >= left:
+                continue
+            events, cuts = len(self.events), self._guard_cuts
             self.stack.append(target)
             self.bindings.append(self._bind(target, node))
             self._block(target.body, target_sf)
             self.bindings.pop()
             self.stack.pop()
+            if len(self.events) == events and self._guard_cuts == cuts:
+                self._silent[id(target)] = max(self._silent.get(id(target), -1), left)
 
     def _local_targets(self, node: ast.Call, name: str, sf: SourceFile
                        ) -> list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, SourceFile]]:
