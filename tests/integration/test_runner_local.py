@@ -132,7 +132,10 @@ def test_a_bad_deadline_file_is_warned_about_once_per_change(tmp_path):
     handle = backend.start(spec)
     try:
         deadline_file = spec.control_dir / L.DEADLINE_FILE
-        time.sleep(0.5)
+        started = time.monotonic()
+        while "starting the agent" not in spec.log_path.read_text():
+            assert time.monotonic() - started < 20, "the runner did not start the agent"
+            time.sleep(0.05)
         deadline_file.write_text("{half")
         time.sleep(2.0)  # four polls of the runner
         deadline_file.write_text('{"deadline": "tomorrow"}')
