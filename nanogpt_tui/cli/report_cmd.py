@@ -101,7 +101,7 @@ def _resolve_session(config, text: str) -> Path:
     if path.is_dir() and (path / SESSION_FILE).is_file():
         return path
     if path.is_dir():
-        raise UserError(f"{path} holds no session.json; pass a session folder or a session id.")
+        raise UserError(f"{path} holds no {SESSION_FILE}; pass a session folder or a session id.")
     from nanogpt_tui.sessions.manager import SessionManager
 
     manager = SessionManager(config)
