@@ -9,12 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nanogpt_tui.fsutil import atomic_write_bytes
+from nanogpt_tui.reports.axis import fit_axis, overlapping
 
 WIDTH_IN, HEIGHT_IN, DPI = 10.0, 6.0, 120
 # One colour per group, in order (matplotlib's tab10, fixed here so reports look the same everywhere).
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
 HUMAN_COLOUR = "#6b6b6b"
+# One marker per line (at its steps and its end), so lines that coincide still show as two.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+LEGEND_INSIDE_MAX = 6  # more entries than this go under the plot, in columns
 
 
 @dataclass
@@ -86,28 +90,45 @@ def render_progress_figure(spec: FigureSpec, path: Path) -> dict:
     x_max = spec.x_max or max((max(s.xs) for s in spec.series if s.xs), default=1.0) or 1.0
     y_top = 0.0
     groups: dict[str, str] = {}
+    markers: dict[str, str] = {}
+    shown = [s for s in spec.series if not s.faint]
+    hides = overlapping([(s.xs, [to_y(v, s.gap_s) for v in s.ys]) for s in shown])
     for s in spec.series:
         key = s.group or s.label
         if key not in groups:
             groups[key] = COLOURS[len(groups) % len(COLOURS)]
+            markers[key] = MARKERS[(len(markers) + len(markers) // len(COLOURS)) % len(MARKERS)]
         ys = [to_y(v, s.gap_s) for v in s.ys]
         y_top = max([y_top, *ys])
+        label = None
+        if not s.faint:
+            index = shown.index(s)
+            label = s.label + (f" (= {shown[hides[index]].label})" if index in hides else "")
         kwargs = dict(color=groups[key], linewidth=2.6 if s.bold else 1.8, alpha=0.35 if s.faint else 1.0,
                       solid_joinstyle="miter", zorder=3 if s.bold else 2)
-        ax.plot(s.xs, ys, label=None if s.faint else s.label, **kwargs)
-        if s.xs and not s.faint:
-            ax.plot([s.xs[-1]], [ys[-1]], marker="o", markersize=4, color=groups[key], zorder=4)
+        if not s.faint:
+            # A marker where the line steps up (every other point of a step line) and at its end.
+            kwargs.update(marker=markers[key], markersize=4.5, markevery=list(range(2, len(s.xs), 2)) + [len(s.xs) - 1]
+                          if len(s.xs) > 1 else None)
+        ax.plot(s.xs, ys, label=label, **kwargs)
 
+    # The y axis fitted to the curves (agents at a few % fill the plot), the human lines inside it drawn and
+    # labelled, and the next one above it (the target, often) named at the top.
     values = [h.percent if percent_axis else h.seconds_faster for h in spec.human_lines]
-    top = max([y_top, *values, 1.0])
-    span = top * 1.08
-    labelled = set(_label_positions(values, span, 0.05))
-    for i, value in enumerate(values):
-        ax.axhline(value, color=HUMAN_COLOUR, linestyle=(0, (4, 3)), linewidth=0.8,
+    fit = fit_axis(y_top, values, "percent" if percent_axis else "seconds")
+    span = fit.top
+    inside = list(fit.in_range)
+    labelled = {inside[j] for j in _label_positions([values[i] for i in inside], span, 0.05)}
+    for i in inside:
+        ax.axhline(values[i], color=HUMAN_COLOUR, linestyle=(0, (4, 3)), linewidth=0.8,
                    alpha=0.75 if i in labelled else 0.3, zorder=1)
     for i in labelled:
         ax.text(x_max * 0.99, values[i], spec.human_lines[i].label, ha="right", va="bottom", fontsize=7.5,
                 color=HUMAN_COLOUR, zorder=5)
+    note = fit.note([h.label for h in spec.human_lines], "percent" if percent_axis else "seconds")
+    if note:
+        ax.annotate(note, xy=(0.99, 0.99), xycoords="axes fraction", ha="right", va="top", fontsize=7.5,
+                    color=HUMAN_COLOUR)
     for x, label in spec.budget_marks:
         ax.axvline(x, color="#444444", linestyle=":", linewidth=1.0, zorder=1)
         ax.annotate(label, xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 3),
@@ -130,27 +151,13 @@ def render_progress_figure(spec: FigureSpec, path: Path) -> dict:
     for side in ("top",):
         ax.spines[side].set_visible(False)
     ax.set_title(spec.title, fontsize=11, loc="left")
-    if any(not s.faint for s in spec.series):
+    entries = len(shown)
+    if entries and entries <= LEGEND_INSIDE_MAX:
         ax.legend(loc="upper left", fontsize=8, frameon=False)
-    # Agents' curves often sit in the bottom tenth of the human scale: zoom on them in an inset.
-    if spec.series and 0 < y_top < 0.25 * span:
-        zoom_top = y_top * 1.3
-        inset = ax.inset_axes([0.3, 0.4, 0.45, 0.4])
-        inset.set_facecolor("white")
-        for s in spec.series:
-            key = s.group or s.label
-            inset.plot(s.xs, [to_y(v, s.gap_s) for v in s.ys], color=groups[key], linewidth=2.0 if s.bold else 1.4,
-                       alpha=0.35 if s.faint else 1.0)
-        for i, value in enumerate(values):
-            if value <= zoom_top:
-                inset.axhline(value, color=HUMAN_COLOUR, linestyle=(0, (4, 3)), linewidth=0.8, alpha=0.75)
-                inset.text(x_max * 0.99, value, spec.human_lines[i].label, ha="right", va="bottom", fontsize=6.5,
-                           color=HUMAN_COLOUR)
-        inset.set_xlim(0, x_max * 1.02)
-        inset.set_ylim(0, zoom_top)
-        inset.tick_params(labelsize=7)
-        inset.set_title("zoom", fontsize=7.5, loc="left")
-        ax.indicate_inset_zoom(inset, edgecolor="#999999")
+    elif entries:
+        # A fleet: the legend goes under the plot in columns, where it covers nothing and every entry fits.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(4, (entries + 3) // 4 + 1),
+                  fontsize=7, frameon=False)
     if spec.note:
         fig.text(0.01, 0.01, spec.note, fontsize=7, color="#555555", ha="left", va="bottom")
     fig.tight_layout(rect=(0, 0.03 if spec.note else 0, 1, 1))

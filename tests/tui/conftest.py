@@ -13,7 +13,7 @@ import pytest
 from nanogpt_tui.config import Config, load_config
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.sessions.manager import SessionManager
-from tests.tui.sessions_data import build_fixed_sessions, write_config
+from tests.tui.sessions_data import build_fixed_sessions, build_fleet_sessions, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,6 +60,13 @@ def tui_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
 @pytest.fixture
 def fixed_env(tui_env: Env) -> Env:
     build_fixed_sessions(tui_env.root)
+    return tui_env
+
+
+@pytest.fixture
+def fleet_env(tui_env: Env) -> Env:
+    """Twelve fixed sessions on FA3 -> BigramHashEmbedding (the plot with a fleet)."""
+    build_fleet_sessions(tui_env.root)
     return tui_env
 
 

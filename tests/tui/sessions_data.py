@@ -224,3 +224,29 @@ def make_ticker_session(manager, sid: str, *, seconds: float = 120.0, env: dict[
     session.config = {"extra_env": dict(env or {})}
     save_session(d, session)
     return manager.start(session)
+
+
+# Twelve sessions' final % of human progress (FA3 -> BigramHashEmbedding, 63.2 s), as a fleet shows them: most
+# agents at a few percent, two identical runs (their lines coincide), one session with nothing validated yet.
+FLEET_PERCENTS = (9.3, 8.6, 8.2, 6.0, 5.1, 5.1, 4.0, 3.3, 2.2, 1.5, 0.8, None)
+FLEET_AGENTS = ("claude", "codex", "claude-autoresearch")
+
+
+def build_fleet_sessions(root: Path) -> list[str]:
+    """Twelve sessions on one anchor/target pair, for the plot's fitted axis, its legend and overlapping lines."""
+    ids = []
+    for i, percent in enumerate(FLEET_PERCENTS):
+        agent = FLEET_AGENTS[i % len(FLEET_AGENTS)]
+        strategy = "autoresearch" if agent == "claude-autoresearch" else "default"
+        d = make_session(root, f"20261120T18{i:02d}00Z-{agent}-{strategy}", agent=agent, strategy=strategy,
+                         host=f"gpu-box-{i % 4 + 1}", gpu_ids=list(range(8)), started_hours_ago=9.5)
+        if percent is not None:
+            # Identical percentages get identical submissions at identical times: the same line.
+            hours = 2.0 + (percent % 3)
+            add_verdict(d, 1, hours_after_start=hours, outcome="validated", mean_ms=FA3_MS - percent * 632.192 / 2,
+                        p=0.001)
+            add_verdict(d, 2, hours_after_start=hours + 2.5, outcome="validated",
+                        mean_ms=FA3_MS - percent * 632.192, p=0.001)
+        add_log(d, ["[runner 18:00:01] starting the agent"])
+        ids.append(d.name)
+    return ids

@@ -312,12 +312,19 @@ def test_search_follow_and_filter_in_the_live_log(tui_env):
             assert not view.follow  # looking at a match pauses follow
             await pilot.press("escape")
             assert not panel.has_class("-searching")
-            # t filters by event type: the ticker prints plain output lines
+            # t filters by event type, offering only filters that show something: the ticker prints plain output
+            # lines, so `output` is the one filter here, and the next t is back to all
+            assert panel.usable_filters() == ["all", "output"]
             await pilot.press("t")
-            assert view.filter_name == "agent" and not view.visible_lines
-            for _ in range(6):
-                await pilot.press("t")
+            assert view.filter_name == "output" and view.visible_lines == view.lines
+            await pilot.press("t")
             assert view.filter_name == "all" and view.visible_lines
+            # A filter that comes to match nothing (set directly; t skips it) says so instead of an empty pane.
+            view.filter_name = "agent"
+            await pilot.pause()
+            assert not view.visible_lines and "0 of" in view.empty_filter_note
+            assert "lines match the filter 'agent' (t: next filter)" in view.render_line(0).text
+            view.filter_name = "all"
 
     run(scenario())
 

@@ -182,8 +182,13 @@ def test_session_views_from_fixed_folders(tmp_path, timeline):
     cells = a.verdicts[1].cells()
     assert cells["judge"] == "cleared" and cells["percent"] == "3.3%" and cells["significant"] == "yes"
     assert cells["session"] == "claude-default 18:00:00" and cells["mean"] == "161.760 ± 0.107"
+    assert cells["p_faster"] != "-"
     rejected = views[ids[1]].verdicts[0].cells()
     assert rejected["judge"] == "flagged" and rejected["outcome"] == "rejected"
+    # A submission that did not validate has a mean time but no speedup or %: those would mean nothing.
+    assert rejected["mean"] != "-" and (rejected["speedup"], rejected["percent"]) == ("-", "-")
+    baseline = next(r for v in views.values() for r in v.verdicts if r.verdict.kind == "baseline").cells()
+    assert baseline["significant"] == "baseline" and (baseline["speedup"], baseline["p_faster"]) == ("-", "-")
 
 
 def test_a_quick_first_look_reads_session_json_only(tmp_path, timeline):

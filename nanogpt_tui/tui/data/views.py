@@ -52,23 +52,36 @@ class VerdictRow:
     def seconds_faster(self) -> float | None:
         return finite_number((self.verdict.speedup or {}).get("seconds_faster"))
 
+    @property
+    def p_faster(self) -> float | None:
+        """Welch's (or the one-sample) p-value that it is faster than the session's best so far or the anchor."""
+        return finite_number(((self.verdict.stats or {}).get("faster") or {}).get("p_value"))
+
+    @property
+    def scored(self) -> bool:
+        """Whether a speedup and a % belong in the row: only a submission that validated and counts (a rejected
+        or failed one has a mean time, but no speedup that means anything)."""
+        return self.verdict.kind != "baseline" and bool(self.verdict.counts)
+
     def cells(self) -> dict[str, str]:
         """Every column as plain text (the table styles them)."""
         v = self.verdict
         mean = "-" if self.mean_s is None else f"{self.mean_s:.3f}"
         if self.mean_s is not None and self.ci_half_s is not None:
             mean += f" ± {self.ci_half_s:.3f}"
+        p_value = finite_number(self.p_value)
         return {
             "time": format_utc(self.time, seconds=False),
             "session": short_id(self.session_id),
             "submission": v.submission,
             "outcome": v.outcome,
             "judge": judge_label(v),
-            "p": "-" if self.p_value is None else f"{self.p_value:.2g}",
+            "p": "-" if p_value is None else f"{p_value:.2g}",
             "mean": mean,
-            "speedup": "-" if self.seconds_faster is None else f"{self.seconds_faster:+.2f} s",
-            "percent": "-" if self.percent is None else f"{self.percent:.1f}%",
-            "significant": "yes" if v.significant else "no",
+            "p_faster": "-" if self.p_faster is None or v.kind == "baseline" else f"{self.p_faster:.2g}",
+            "speedup": "-" if self.seconds_faster is None or not self.scored else f"{self.seconds_faster:+.2f} s",
+            "percent": "-" if self.percent is None or not self.scored else f"{self.percent:.1f}%",
+            "significant": "baseline" if v.kind == "baseline" else ("yes" if v.significant else "no"),
         }
 
 

@@ -16,7 +16,7 @@ from nanogpt_tui.tui.widgets.card import SessionCard
 from nanogpt_tui.tui.widgets.footer import KeyFooter
 from nanogpt_tui.tui.widgets.grid import SessionGrid
 from nanogpt_tui.tui.widgets.log_panel import LogPanel
-from nanogpt_tui.tui.widgets.plot import ProgressPlot
+from nanogpt_tui.tui.widgets.plot import PlotLegend, PlotPane, ProgressPlot
 from nanogpt_tui.tui.widgets.verdict_table import VerdictTable
 
 NARROW_WIDTH = 120  # below this the lower area shows one pane at a time (l, p, v switch)
@@ -62,7 +62,10 @@ class SessionActions:
         panel = self.log_panel()
         if panel is not None:
             name = panel.cycle_filter()
-            self.notify(f"Log filter: {name}.", timeout=1.5)
+            if panel.usable_filters() == ["all"]:
+                self.notify("No filter matches any line here yet: every line shows.", timeout=3)
+            else:
+                self.notify(f"Log filter: {name}.", timeout=1.5)
 
 
 class MainScreen(SessionActions, Screen):
@@ -100,7 +103,7 @@ class MainScreen(SessionActions, Screen):
         yield SessionGrid(id="grid")
         with Horizontal(id="middle"):
             yield LogPanel("log", id="log-panel")
-            yield ProgressPlot(id="plot")
+            yield PlotPane(id="plot")
         yield VerdictTable(id="verdicts")
         yield KeyFooter()
 
@@ -185,7 +188,7 @@ class MainScreen(SessionActions, Screen):
     def replot(self, force: bool = False) -> None:
         """Redraw the plot when what it shows changed (drawing is the costliest thing on this screen)."""
         view = self.app.view(self.selected)
-        plot = self.query_one(ProgressPlot)
+        plot = self.query_one(PlotPane)
         if view is None:
             if self._plot_key != ():
                 self._plot_key = ()
@@ -259,6 +262,7 @@ class MainScreen(SessionActions, Screen):
     def action_toggle_dates(self) -> None:
         plot = self.query_one(ProgressPlot)
         plot.by_date = not plot.by_date
+        self.query_one(PlotLegend).show(plot.data, plot.by_date)
         if self.has_class("-narrow"):
             self.action_pane("plot")
         self.notify("Plot: human timeline by calendar date." if plot.by_date else "Plot: progress over GPU-hours.",

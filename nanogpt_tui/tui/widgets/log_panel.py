@@ -221,10 +221,22 @@ class LogPanel(Vertical):
         self.update_title()
         return view.follow
 
+    def usable_filters(self) -> list[str]:
+        """`all`, then the filters that would show at least one of the lines this pane holds."""
+        present = self.view.kinds_present()
+        return [name for name, kinds in LOG_FILTERS.items() if kinds is None or present.intersection(kinds)]
+
     def cycle_filter(self) -> str:
-        names = list(LOG_FILTERS)
+        """The next filter that shows something here (the full list order, skipping filters that match no line);
+        `all` when none does."""
+        names, usable = list(LOG_FILTERS), set(self.usable_filters())
         view = self.view
-        view.filter_name = names[(names.index(view.filter_name) + 1) % len(names)]
+        start = names.index(view.filter_name) if view.filter_name in names else 0
+        for step in range(1, len(names) + 1):
+            name = names[(start + step) % len(names)]
+            if name in usable:
+                view.filter_name = name
+                break
         self.update_title()
         return view.filter_name
 
@@ -328,7 +340,9 @@ class LogPanel(Vertical):
             title.append("following" if view.follow else "paused (f: follow)",
                          style="green" if view.follow else "yellow")
             if view.filter_name != "all":
-                title.append(f" · filter {view.filter_name} (t)", style="cyan")
+                shown = len(view.visible_lines)
+                title.append(f" · filter {view.filter_name}: {shown} of {len(view.lines)} lines (t)",
+                             style="cyan" if shown else "yellow")
             if view.search:
                 title.append(f" · /{view.search}", style="reverse")
             if self._searching is not None:

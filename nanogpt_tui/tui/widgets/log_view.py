@@ -31,6 +31,7 @@ KIND_STYLES = {
 }
 MATCH_STYLE = Style(reverse=True)
 CURRENT_MATCH_STYLE = Style(bgcolor="yellow", color="black", bold=True)
+NOTE_STYLE = Style(color="yellow", italic=True)
 
 
 class LogView(ScrollView, can_focus=True):
@@ -97,6 +98,17 @@ class LogView(ScrollView, can_focus=True):
 
     def _kinds(self) -> tuple[str, ...] | None:
         return LOG_FILTERS.get(self.filter_name)
+
+    def kinds_present(self) -> set[str]:
+        """The kinds of the lines loaded: which filters would show anything."""
+        return {line.kind for line in self._lines}
+
+    @property
+    def empty_filter_note(self) -> str | None:
+        """What the pane says when its filter hides every line it holds."""
+        if self._visible or not self._lines or self._kinds() is None:
+            return None
+        return f"0 of {len(self._lines)} lines match the filter {self.filter_name!r} (t: next filter)"
 
     @property
     def widest(self) -> int:
@@ -206,6 +218,9 @@ class LogView(ScrollView, can_focus=True):
         base = getattr(self, "_base_style", None) or self.rich_style
         width = getattr(self, "_content_width", None) or self.scrollable_content_region.width
         if index >= len(self._visible):
+            note = self.empty_filter_note if index == 0 else None
+            if note:
+                return Strip([Segment(note, base + NOTE_STYLE)]).crop_extend(0, width, base)
             return Strip.blank(width, base)
         line = self._visible[index]
         style = base + KIND_STYLES[line.kind] if line.kind in KIND_STYLES else base

@@ -5,13 +5,37 @@ from __future__ import annotations
 
 import datetime as dt
 
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
 from textual.reactive import reactive
+from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from nanogpt_tui.reports.axis import FittedAxis, fit_axis, overlapping
 from nanogpt_tui.tui.data.plotdata import PlotData
 
 SERIES_COLORS = ("cyan", "green", "orange", "magenta", "blue", "red", "yellow", "white")
+# One marker per series, so lines that coincide still show as two (the later one's marker over the earlier).
+MARKERS = ("braille", "•", "+", "x", "*", "o", "#", "@")
+MARKER_GLYPHS = {"braille": "⣿"}
+RICH_COLORS = {"orange": "dark_orange"}  # plotext's colour names where Rich spells them differently
 DASH = "┄"
+
+
+def fitted(data: PlotData) -> tuple[FittedAxis, float, str]:
+    """The plot's y axis for `data` (in % of human progress, or seconds without a timeline), the factor from
+    seconds faster to that unit, and the unit."""
+    gap = data.gap_s
+    unit = "percent" if gap else "seconds"
+    scale = (100 / gap) if gap else 1.0
+    data_top = max([0.0] + [max(s.ys) * scale for s in data.series if s.ys])
+    return fit_axis(data_top, [line.percent for line in data.human] if gap else [], unit), scale, unit
+
+
+def series_style(index: int) -> tuple[str, str]:
+    """(colour, marker) of the index-th series: colours cycle first, markers change with each cycle and more."""
+    return SERIES_COLORS[index % len(SERIES_COLORS)], MARKERS[(index + index // len(SERIES_COLORS)) % len(MARKERS)]
 
 
 class ProgressPlot(PlotextPlot):
@@ -73,38 +97,33 @@ class ProgressPlot(PlotextPlot):
         plt = self.plt
         x_max = max(data.x_limit or data.x_max, 1e-3)
         gap = data.gap_s
-        if gap:
-            y_max_pct = max([105.0] + [max(s.ys) * 100 / gap * 1.1 for s in data.series if s.ys])
-            y_max_s = y_max_pct * gap / 100
-        else:
-            y_max_s = max([1.0] + [max(s.ys) * 1.2 for s in data.series if s.ys])
-            y_max_pct = None
-        if gap:
-            # Human records first, so the sessions' lines are drawn over them; labels at the right end, away
-            # from the legend (top left).
-            percents = [line.percent for line in data.human]
-            labelled = self._label_rows(percents, y_max_pct)
-            for i, line in enumerate(data.human):
-                plt.plot([0, x_max], [line.percent, line.percent], marker=DASH, color="gray")
-                if i in labelled:
-                    plt.text(line.label, x=x_max, y=line.percent, alignment="right", color="gray")
+        fit, scale, _ = fitted(data)
+        values = [line.percent for line in data.human] if gap else []
+        # Human records first, so the sessions' lines are drawn over them; labels at the right end (the legend
+        # is under the plot, not over it). Only the records inside the fitted range are drawn.
+        inside = [values[i] for i in fit.in_range]
+        labelled = self._label_rows(inside, fit.top)
+        for n, i in enumerate(fit.in_range):
+            line = data.human[i]
+            plt.plot([0, x_max], [line.percent, line.percent], marker=DASH, color="gray")
+            if n in labelled:
+                plt.text(line.label, x=x_max, y=line.percent, alignment="right", color="gray")
         for i, series in enumerate(data.series):
-            ys = [y * 100 / gap for y in series.ys] if gap else series.ys
-            plt.plot(series.xs, ys, label=series.label, color=SERIES_COLORS[i % len(SERIES_COLORS)],
-                     marker="braille")
+            color, marker = series_style(i)
+            plt.plot(series.xs, [y * scale for y in series.ys], color=color, marker=marker)
         if gap:
-            plt.ylim(0, y_max_pct)
+            plt.ylim(0, fit.top)
             plt.ylabel("% of human progress")
             # The right axis: the same lines in seconds, through an invisible point on that side.
             plt.plot([0], [0], yside="right", marker=" ")
-            plt.ylim(0, y_max_s, yside="right")
+            plt.ylim(0, fit.top * gap / 100, yside="right")
             plt.ylabel("s faster", yside="right")
         else:
-            plt.ylim(0, y_max_s)
+            plt.ylim(0, fit.top)
             plt.ylabel("seconds faster")
         plt.xlim(0, x_max)
         plt.xlabel("GPU-hours")
-        plt.title(data.title)
+        plt.title(data.title)  # what lies above the fitted range is said under the plot, with the legend
 
     def _draw_by_date(self, data: PlotData) -> None:
         plt = self.plt
@@ -128,8 +147,7 @@ class ProgressPlot(PlotextPlot):
                 plt.text(label.split(" · ")[0], x=day, y=pct, alignment="left", color="gray")
         for i, series in enumerate(data.series):
             best = max(series.ys) * 100 / gap if series.ys else 0.0
-            plt.plot([0, last_day], [best, best], marker=DASH, color=SERIES_COLORS[i % len(SERIES_COLORS)],
-                     label=f"{series.label} best {best:.1f}%")
+            plt.plot([0, last_day], [best, best], marker=DASH, color=series_style(i)[0])
         ticks = sorted({0, days[-1] // 2, days[-1]})
         plt.xticks(ticks, [(start + dt.timedelta(days=t)).strftime("%b %d %Y") for t in ticks])
         plt.xlim(0, last_day)
@@ -137,3 +155,55 @@ class ProgressPlot(PlotextPlot):
         plt.ylabel("% of human progress")
         plt.xlabel("calendar date (human records)")
         plt.title(f"human records by date · {data.anchor} → {data.target} · agents' best as dashed lines")
+
+
+class PlotLegend(Static):
+    """The plot's legend as lines under it (plotext's own legend covers the plot and vanishes with many series):
+    each session's marker and colour, its label, and which series it coincides with."""
+
+    DEFAULT_CSS = """
+    PlotLegend { height: auto; max-height: 4; padding: 0 1; }
+    """
+
+    def show(self, data: PlotData | None, by_date: bool = False) -> None:
+        text = Text(no_wrap=False, overflow="fold")
+        if data is not None:
+            gap = data.gap_s
+            fit, _, unit = fitted(data)
+            short = [f"#{line.index} ({line.seconds_faster:.1f} s)" for line in data.human]
+            note = None if by_date else fit.note(short, unit)
+            if note:
+                text.append(note + "\n", style="bright_black")
+            hides = overlapping([(s.xs, s.ys) for s in data.series])
+            for i, series in enumerate(data.series):
+                color, marker = series_style(i)
+                if i:
+                    text.append("  ")
+                text.append(MARKER_GLYPHS.get(marker, marker) * 2, style=f"bold {RICH_COLORS.get(color, color)}")
+                text.append(f" {series.label}")
+                if by_date and gap and series.ys:
+                    text.append(f" best {max(series.ys) * 100 / gap:.1f}%", style="dim")
+                if i in hides:
+                    text.append(f" (= {data.series[hides[i]].label})", style="dim")
+            if by_date and data.human:
+                text.append("  ")
+                text.append("⣿⣿", style="bold bright_black")
+                text.append(" human records")
+        self.update(text)
+
+
+class PlotPane(Vertical):
+    """The progress plot with its legend under it."""
+
+    DEFAULT_CSS = """
+    PlotPane { height: 1fr; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield ProgressPlot(id="plot-figure")
+        yield PlotLegend(id="plot-legend")
+
+    def set_data(self, data: PlotData | None, timeline_points: list[tuple[dt.date, float, str]]) -> None:
+        plot = self.query_one(ProgressPlot)
+        plot.set_data(data, timeline_points)
+        self.query_one(PlotLegend).show(data, plot.by_date)

@@ -47,13 +47,13 @@ def verdict_text(v: Verdict, percent: float | None) -> Text:
     mean = stats.get("mean_train_time_ms")
     t.append(f"  runs {stats.get('n', '-')} ok, {stats.get('n_failed', 0)} failed of {v.runs_requested} · "
              f"mean val_loss {_num(stats.get('mean_val_loss'), '.4f')} (target {stats.get('val_loss_target', '-')}) · "
-             f"p {_num(stats.get('p_value'), '.3g')}\n")
+             f"p val_loss {_num(stats.get('p_value'), '.3g')}\n")
     t.append(f"  mean train_time {_num(mean / 1000 if isinstance(mean, (int, float)) else None, '.3f')} s · "
              f"95% CI {ci_text} · CV {_num(stats.get('cv_train_time'), '.2%')}\n")
     faster = stats.get("faster") or {}
     if faster:
         t.append(f"  vs {faster.get('baseline', '-')}: {_num(faster.get('difference_ms'), '.0f')} ms faster, "
-                 f"p {_num(faster.get('p_value'), '.3g')} ({faster.get('method', '-')}), smallest detectable "
+                 f"p faster {_num(faster.get('p_value'), '.3g')} ({faster.get('method', '-')}), smallest detectable "
                  f"{_num(faster.get('min_detectable_ms'), '.0f')} ms\n")
     t.append(f"  speedup {_num(speed.get('seconds_faster'), '+.3f')} s vs the anchor ({speed.get('basis', '-')}) · "
              + (f"{percent:.2f}% of human progress" if percent is not None else "% of human progress n/a "

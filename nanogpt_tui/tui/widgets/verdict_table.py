@@ -9,10 +9,12 @@ from textual.widgets import DataTable
 from nanogpt_tui.tui.data.views import VerdictRow
 from nanogpt_tui.tui.widgets.card import OUTCOME_STYLES
 
+# "p val_loss": the one-sided t-test that mean val_loss is below the target ("signif." is that test passing);
+# "p faster": Welch's test that it is faster than the session's best so far (or the anchor).
 COLUMNS = (("time", "time (UTC)"), ("session", "session"), ("submission", "submission"), ("outcome", "outcome"),
-           ("judge", "judge"), ("p", "p-value"), ("mean", "mean ± CI (s)"), ("speedup", "speedup"),
-           ("percent", "% human"), ("significant", "signif."))
-RIGHT = {"p", "mean", "speedup", "percent"}
+           ("judge", "judge"), ("p", "p val_loss"), ("significant", "signif."), ("mean", "mean ± CI (s)"),
+           ("p_faster", "p faster"), ("speedup", "speedup"), ("percent", "% human"))
+RIGHT = {"p", "mean", "p_faster", "speedup", "percent"}
 JUDGE_STYLES = {"cleared": "green", "flagged": "red", "rules broken": "red", "unavailable": "yellow",
                 "failed": "yellow", "skipped": "bright_black"}
 
@@ -79,7 +81,7 @@ class VerdictTable(DataTable):
                 elif column == "judge":
                     style = JUDGE_STYLES.get(cells[column], "")
                 elif column == "significant":
-                    style = "green" if cells[column] == "yes" else "bright_black"
+                    style = {"yes": "green", "baseline": "cyan"}.get(cells[column], "bright_black")
                 out.append(Text(cells[column], style=style, justify="right" if column in RIGHT else "left"))
             self.add_row(*out, key=key)
         if selected in self.rows_by_key:

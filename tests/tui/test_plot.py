@@ -1,0 +1,45 @@
+"""The progress plot with a fleet: the y axis fitted to the curves, record lines in range labelled, the target
+noted when off the scale, a legend under the plot that names all twelve sessions, and coinciding lines told apart."""
+
+from __future__ import annotations
+
+import re
+
+from nanogpt_tui.config import load_config
+from nanogpt_tui.tui.app import create_app
+from nanogpt_tui.tui.widgets.plot import PlotLegend, ProgressPlot
+from tests.tui.conftest import run, wait_for
+from tests.tui.sessions_data import FLEET_PERCENTS, fixed_clock
+from tests.tui.test_snapshots import loaded
+
+
+def fleet_app():
+    return create_app(load_config(), clock=fixed_clock, live=False)
+
+
+def test_the_plot_fits_twelve_sessions(fleet_env):
+    async def scenario():
+        app = fleet_app()
+        async with app.run_test(size=(160, 48)) as pilot:
+            await loaded(pilot)
+            plot = app.screen.query_one(ProgressPlot)
+            await wait_for(pilot, lambda: plot.data is not None and len(plot.data.series) == 12, what="the plot")
+            legend = str(app.screen.query_one(PlotLegend).render())
+            labels = [s.label for s in plot.data.series]
+            assert len(set(labels)) == 12 and all(label in legend for label in labels)
+            # The two 5.1% sessions draw the same line: the legend says which hides which.
+            assert legend.count("(= ") == 1
+            canvas = re.sub(r"\x1b\[[0-9;]*m", "", plot.plt.build())
+            # Fitted: the best agent is at 9.3%, so the axis tops out at 20%, not 105%; the records inside are
+            # labelled, and the next record and the target are named above the scale.
+            assert "105" not in canvas and "20" in canvas
+            assert legend.startswith("↑ above the scale: next #9 (12.8 s); target #33 (63.2 s) (100%)")
+            in_range = [line for line in plot.data.human if line.percent <= 20]
+            assert in_range and any(line.label.split(" · ")[0] in canvas for line in in_range)
+            assert max(p for p in FLEET_PERCENTS if p) == 9.3
+
+    run(scenario())
+
+
+def test_plot_with_twelve_sessions_160x48(fleet_env, snap_compare):
+    assert snap_compare(fleet_app(), terminal_size=(160, 48), run_before=loaded)
