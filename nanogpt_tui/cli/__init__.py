@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "nanogpt_tui.cli.image_cmd",
     "nanogpt_tui.cli.agents_cmd",
     "nanogpt_tui.cli.tui_cmd",
+    "nanogpt_tui.cli.serve_cmd",
 )
 
 

@@ -74,9 +74,11 @@ class ControlRoom(App[None]):
 
     def __init__(self, config: Config, *, timeline: Timeline | None = None, manager: SessionManager | None = None,
                  clock: Callable[[], dt.datetime] | None = None, live: bool = True, refresh_every_s: float = 2.0,
-                 initial_selection: str | None = None, startup_notes: Iterable[str] = ()) -> None:
+                 initial_selection: str | None = None, startup_notes: Iterable[str] = (),
+                 read_only: bool = False) -> None:
         super().__init__()
         self.config = config
+        self.read_only = read_only  # watching only (e.g. served to a browser without the control token)
         self.timeline = timeline
         self.manager = manager or SessionManager(config)
         self.clock = clock or M.utc_now
@@ -244,7 +246,16 @@ class ControlRoom(App[None]):
                         severity="warning")
         return view
 
+    def _refused_read_only(self, what: str) -> bool:
+        """True (and said) when this control room only watches: nothing may change a session."""
+        if self.read_only:
+            self.notify(f"This control room is read-only, so it cannot {what}; open the page with the control "
+                        "link that `nanogpt-tui serve` printed.", severity="warning", markup=False)
+        return self.read_only
+
     def ask_kill(self, session_id: str | None) -> None:
+        if self._refused_read_only("kill a session"):
+            return
         view = self._need_session(session_id, "kill")
         if view is None:
             return
@@ -256,6 +267,8 @@ class ControlRoom(App[None]):
                          lambda yes: self.kill_session(view.id) if yes else None)
 
     def ask_extend(self, session_id: str | None) -> None:
+        if self._refused_read_only("extend a session"):
+            return
         view = self._need_session(session_id, "extend")
         if view is None:
             return
@@ -271,6 +284,8 @@ class ControlRoom(App[None]):
                          lambda what: self.export_report([session_id] if what == "one" else None) if what else None)
 
     def ask_new_session(self) -> None:
+        if self._refused_read_only("start a session"):
+            return
         self.prepare_new_session(self.view(getattr(self.screen, "selected", None)))
 
     # --- workers ------------------------------------------------------------------------------------------
@@ -285,6 +300,9 @@ class ControlRoom(App[None]):
 
     @work(thread=True, exit_on_error=False, group="actions", name="kill")
     def kill_session(self, session_id: str) -> None:
+        if self.read_only:  # the one place that changes sessions: never from a read-only room
+            self._say("This control room is read-only; nothing was changed.", "error")
+            return
         try:
             session = self.manager.kill(session_id)
         except UserError as err:
@@ -295,6 +313,9 @@ class ControlRoom(App[None]):
 
     @work(thread=True, exit_on_error=False, group="actions", name="extend")
     def extend_session(self, session_id: str, gpu_hours: float) -> None:
+        if self.read_only:  # the one place that changes sessions: never from a read-only room
+            self._say("This control room is read-only; nothing was changed.", "error")
+            return
         try:
             session = self.manager.extend(session_id, gpu_hours=gpu_hours, reason="from the control room")
         except UserError as err:
@@ -325,6 +346,9 @@ class ControlRoom(App[None]):
 
     @work(thread=True, exit_on_error=False, group="actions", name="launch")
     def launch_session(self, request: LaunchRequest) -> None:
+        if self.read_only:  # the one place that changes sessions: never from a read-only room
+            self._say("This control room is read-only; nothing was changed.", "error")
+            return
         try:
             session = self.manager.launch(request)
         except UserError as err:
