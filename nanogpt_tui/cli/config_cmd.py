@@ -45,7 +45,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def config_toml(data: dict[str, Any]) -> str:
     """The configuration as TOML in the config file's own shape: tables for sections, `[agents.NAME]` tables,
-    `[[hosts]]` entries; None (unset) becomes a comment, since TOML has no null."""
+    `[[hosts]]` entries; unset values (None, or an empty string) become comments, since TOML has no null."""
     out = [f"schema_version = {SCHEMA_VERSION}\n"]
     for section, values in data.items():
         if section in ("source", "schema_version") or values is None:
@@ -68,7 +68,7 @@ def _table(path: list[str], values: dict[str, Any], *, array: bool = False) -> s
     lines = [f"\n[[{name}]]\n" if array else f"\n[{name}]\n"]
     nested = []
     for key, value in values.items():
-        if value is None:
+        if value is None or value == "":  # unset: TOML has no null, and the reader refuses empty strings
             lines.append(f"# {_key(key)} is not set\n")
         elif isinstance(value, dict):
             nested.append((key, value))
