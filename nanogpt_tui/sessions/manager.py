@@ -39,6 +39,7 @@ HOST_RETRY_S = 5.0
 # A pending Docker session asks the pool for a place at most this often.
 PLACEMENT_RETRY_S = 5.0
 PLACEMENT_LOCK = ".placement.lock"
+STAGING_PREFIX = ".creating-"  # + pid + "-" + session id: a session folder being built (hidden from listings)
 
 
 @dataclass
@@ -68,6 +69,7 @@ class LaunchRequest:
     image: str | None = None
     extra_env: tuple[tuple[str, str], ...] = ()  # e.g. BENCHMARK_SCRIPTED_RUNS for the demo
     sandbox: str | None = None  # "on" / "off"; None: on for Docker, off for local (refused there for a real agent)
+    allow_env_mismatch: bool = False  # start even where the image's stack differs from the anchor's
 
 
 def resolve_sandbox(agent, backend: str, sandbox: str | None) -> str:
@@ -106,7 +108,6 @@ def submit_time_bound_s(config: Config) -> float:
     """The longest a `submit` can take: every retiming to its time-out, the judge's tries, a margin."""
     judge = config.judge.timeout_s * (config.judge.max_retries + 1)
     return config.validation.runs * config.validation.run_timeout_s + judge + SUBMIT_MARGIN_S
-    allow_env_mismatch: bool = False  # start even where the image's stack differs from the anchor's
 
 
 def _copy_code(src: Path, dest: Path) -> None:
@@ -114,6 +115,16 @@ def _copy_code(src: Path, dest: Path) -> None:
     for path in sorted(src.iterdir()):
         if path.is_file() and path.suffix in RECORD_FILES:
             shutil.copy2(path, dest / path.name)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _git(workspace: Path, *args: str) -> None:
@@ -213,7 +224,8 @@ class SessionManager:
         stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
         base = ID_SAFE.sub("-", f"{stamp}-{agent}-{strategy}")
         candidate, n = base, 2
-        while self.session_dir(candidate).exists():
+        self._clear_stale_staging()
+        while self.session_dir(candidate).exists() or any(self.root.glob(f"{STAGING_PREFIX}*-{candidate}")):
             candidate, n = f"{base}-{n}", n + 1
         return candidate
 
@@ -263,8 +275,12 @@ class SessionManager:
 
         session.config = config_as_dict(cfg)
         session.config["extra_env"] = dict(request.extra_env)
-        d = self.session_dir(session.id)
+        # Built in a staging folder beside the sessions and renamed into place: a session folder appears complete
+        # (session.json included) or not at all, even when this process is killed half-way.
+        final = self.session_dir(session.id)
+        d = self._staging_dir(session.id)
         try:
+            d.mkdir(parents=True)
             workspace = d / L.WORKSPACE
             _copy_code(anchor_dir, workspace)
             for sub in L.WORKSPACE_DIRS:
@@ -283,11 +299,33 @@ class SessionManager:
             (d / L.CONTROL).mkdir()
             (d / L.CONTAINER_LOG).touch()
             session.transition(M.PENDING, "created")
-            self.save(session)
+            while True:
+                save_session(d, session)
+                try:
+                    os.rename(d, final)  # refuses, rather than merge, when another launch took the id meanwhile
+                    break
+                except OSError as err:
+                    if not final.exists():
+                        raise UserError(f"Could not move the new session into {final} ({err.strerror}); check "
+                                        "the sessions folder's permissions and free space.") from None
+                session.id = self._new_id(session.agent, session.strategy)
+                final = self.session_dir(session.id)
         except BaseException:
             shutil.rmtree(d, ignore_errors=True)
             raise
         return session
+
+    def _staging_dir(self, session_id: str) -> Path:
+        return self.root / f"{STAGING_PREFIX}{os.getpid()}-{session_id}"
+
+    def _clear_stale_staging(self) -> None:
+        """Remove staging folders whose creating process is gone (killed mid-creation): nothing else uses them."""
+        if not self.root.is_dir():
+            return
+        for path in self.root.glob(f"{STAGING_PREFIX}*"):
+            pid = path.name[len(STAGING_PREFIX):].split("-", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
 
     # --- the pool of Docker hosts ----------------------------------------------------------------------------
 
