@@ -359,3 +359,41 @@ def config_as_dict(config: Config) -> dict[str, Any]:
         return obj
 
     return convert(config)
+
+
+def set_benchmark_choice(path: Path, *, anchor: str, target: str, budget_gpu_hours: float | None = None) -> Path | None:
+    """Write `benchmark.anchor`, `benchmark.target` (and the budget) into the config file at `path`, keeping every
+    other line and comment (tomlkit edits in place); the previous file is kept beside it as
+    `<name>.bak-<UTC time>`, whose path is returned (None when there was no file). The result must read back as
+    a valid config, or the file is left as it was."""
+    import datetime as dt
+
+    import tomlkit
+
+    from nanogpt_tui.fsutil import atomic_write_text
+
+    path = Path(path)
+    old = path.read_text(encoding="utf-8") if path.is_file() else None
+    try:
+        document = tomlkit.parse(old) if old is not None else tomlkit.document()
+    except tomlkit.exceptions.ParseError as err:
+        raise UserError(f"{path} is not valid TOML ({err}); fix it before `refresh` writes to it.") from None
+    if old is None:
+        document["schema_version"] = 1
+    benchmark = document.get("benchmark")
+    if benchmark is None:
+        benchmark = tomlkit.table()
+        document["benchmark"] = benchmark
+    benchmark["anchor"] = anchor
+    benchmark["target"] = target
+    if budget_gpu_hours is not None:
+        benchmark["budget_gpu_hours"] = float(budget_gpu_hours)
+    text = tomlkit.dumps(document)
+    parse_config(tomllib.loads(text), path)  # refuses (UserError) before anything is written
+    backup = None
+    if old is not None:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        backup = path.with_name(f"{path.name}.bak-{stamp}")
+        backup.write_text(old, encoding="utf-8")
+    atomic_write_text(path, text)
+    return backup

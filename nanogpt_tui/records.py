@@ -316,6 +316,29 @@ def fetch_record(timeline: Timeline, name: str, baselines_dir: Path, *, base_url
     return dest
 
 
+def ensure_record_code(timeline: Timeline, name: str, baselines_dir: Path, *, base_url: str = DEFAULT_BASE_URL,
+                       timeout_s: float = 60.0) -> tuple[Path, bool]:
+    """A record's folder, fetched first when its code is not there yet: (folder, whether it was fetched now).
+    Raises UserError saying which import is needed for a record no log holds the code of."""
+    record = timeline.get(name)
+    if record.code_present(baselines_dir):
+        return record.code_dir(baselines_dir), False
+    if not record.can_fetch:
+        raise UserError(f"Record {name!r} has no training log with code in the manifest, so it cannot be fetched; "
+                        f"import a local copy: `nanogpt-tui records import DIR --name {name}`.")
+    return fetch_record(timeline, name, baselines_dir, base_url=base_url, timeout_s=timeout_s, force=True), True
+
+
+def anchor_choices(timeline: Timeline, baselines_dir: Path) -> list[str]:
+    """Every record a session can start from: folders with code (the smoke record, imports) and every timeline
+    record whose code is there or can be fetched, in timeline order."""
+    baselines_dir = Path(baselines_dir)
+    present = sorted(p.name for p in baselines_dir.iterdir() if (p / MAIN_FILE).is_file()) \
+        if baselines_dir.is_dir() else []
+    in_timeline = [r.name for r in timeline if r.can_fetch or r.name in present]
+    return [n for n in present if n not in timeline] + in_timeline
+
+
 def import_record(source_dir: Path, name: str, baselines_dir: Path, timeline: Timeline | None = None, *,
                   force: bool = False) -> Path:
     """Adopt a local record folder (e.g. from a modded-nanogpt checkout) under `<baselines_dir>/<name>/`."""

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "nanogpt_tui.cli.check_rules_cmd",
     "nanogpt_tui.cli.report_cmd",
     "nanogpt_tui.cli.image_cmd",
+    "nanogpt_tui.cli.refresh_cmd",
     "nanogpt_tui.cli.agents_cmd",
     "nanogpt_tui.cli.tui_cmd",
     "nanogpt_tui.cli.serve_cmd",

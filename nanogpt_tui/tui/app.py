@@ -346,10 +346,18 @@ class ControlRoom(App[None]):
 
     @work(thread=True, exit_on_error=False, group="actions", name="launch")
     def launch_session(self, request: LaunchRequest) -> None:
+        from nanogpt_tui.records import ensure_record_code, load_timeline
+
         if self.read_only:  # the one place that changes sessions: never from a read-only room
             self._say("This control room is read-only; nothing was changed.", "error")
             return
         try:
+            baselines = Path(self.config.paths.baselines_dir)
+            anchor = request.anchor or self.config.benchmark.anchor
+            timeline = load_timeline(baselines)
+            if anchor in timeline and not timeline.get(anchor).code_present(baselines):
+                self._say(f"Fetching {anchor}'s code from its upstream log...")
+                ensure_record_code(timeline, anchor, baselines)
             session = self.manager.launch(request)
         except UserError as err:
             self._say(f"Could not start the session: {err}", "error")
@@ -402,9 +410,15 @@ def form_choices(config: Config, focused: SessionView | None) -> FormChoices:
     from nanogpt_tui.agents.catalog import agent_names
     from nanogpt_tui.agents.strategy import builtin_names
 
+    from nanogpt_tui.records import anchor_choices, load_timeline
+
     baselines = Path(config.paths.baselines_dir)
-    anchors = sorted(p.name for p in baselines.iterdir() if (p / "train_gpt.py").is_file()) if baselines.is_dir() \
-        else []
+    try:
+        # Every record with code: present, or fetched when the session is launched.
+        anchors = anchor_choices(load_timeline(baselines), baselines)
+    except UserError:  # a broken manifest: still offer the folders with code
+        anchors = sorted(p.name for p in baselines.iterdir() if (p / "train_gpt.py").is_file()) \
+            if baselines.is_dir() else []
     s = focused.session if focused else None
     return FormChoices(
         agents=agent_names(), strategies=builtin_names(), anchors=anchors,

@@ -182,6 +182,8 @@ def test_new_session_form_launches_a_real_local_session(tui_env):
             await wait_for(pilot, lambda: isinstance(app.screen, NewSessionScreen), what="the form")
             form = app.screen
             assert "smoke" in form.choices.anchors and "replay" in form.choices.agents
+            # Every record with code is offered, fetched or not (its code is fetched at launch).
+            assert {"2025-09-03_FA3", "2026-07-17_FP8DownProjection"} <= set(form.choices.anchors)
             form.query_one("#agent", Select).value = "replay"
             form.query_one("#anchor", Select).value = "smoke"
             form.query_one("#backend", Select).value = "local"

@@ -188,3 +188,14 @@ def test_tracks_keep_their_own_gaps_lines_and_predecessors(tmp_path):
     with pytest.raises(UserError, match="on the toy track and the anchor '2099-01-01_A' on the track_1 track"):
         timeline.gap("2099-01-01_A", "toy-2")
 
+
+
+def test_anchor_choices_offer_every_record_with_code(timeline, tmp_path):
+    from nanogpt_tui.records import anchor_choices
+
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "smoke" / "train_gpt.py").write_text("x = 1\n")
+    choices = anchor_choices(timeline, tmp_path)
+    assert choices[0] == "smoke" and "2026-07-17_FP8DownProjection" in choices and FA3 in choices
+    assert "2024-10-04_record3" not in choices  # no log holds its code
+    assert len(choices) == 1 + sum(r.can_fetch for r in timeline)

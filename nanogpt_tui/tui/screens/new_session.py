@@ -21,7 +21,7 @@ AUTO_HOST = "any (by free GPUs)"
 
 @dataclass(frozen=True)
 class FormChoices:
-    """What the form offers, gathered off the UI thread (the anchors are the records whose code is present)."""
+    """What the form offers, gathered off the UI thread (the anchors: every record with code, present or fetchable)."""
 
     agents: list[str]
     strategies: list[str]
@@ -84,8 +84,8 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
         agent, strategy, anchor = self._value("agent"), self._value("strategy"), self._value("anchor")
         backend, host = self._value("backend") or "docker", self._value("host")
         if not agent or not strategy or not anchor:
-            self._fail("Choose an agent, a strategy and an anchor record (anchors need their code: "
-                       "`nanogpt-tui records fetch NAME`).")
+            self._fail("Choose an agent, a strategy and an anchor record (a timeline record's code is fetched at "
+                       "launch; `nanogpt-tui records fetch NAME` does it beforehand).")
             return None
         try:
             budget = number_from_text(self.query_one("#budget", Input).value, "budget", positive=True,
