@@ -75,11 +75,16 @@ def make_session(root: Path, sid: str, *, status: str = M.RUNNING, pid: int | No
 class Terminal:
     """`nanogpt-tui` on a pty: write keys, wait for text, measure its process."""
 
-    def __init__(self, config: Path, size: tuple[int, int] = (160, 48), args: tuple[str, ...] = ()) -> None:
+    def __init__(self, config: Path | None, size: tuple[int, int] = (160, 48), args: tuple[str, ...] = (),
+                 argv: list[str] | None = None) -> None:
         self.size = size
         pid, fd = pty.fork()
-        if pid == 0:  # the child: the app
-            os.environ.update(TERM="xterm-256color", COLORTERM="truecolor", NANOGPT_TUI_CONFIG=str(config))
+        if pid == 0:  # the child: the app (or `argv`, e.g. a bare Textual app for a baseline)
+            os.environ.update(TERM="xterm-256color", COLORTERM="truecolor")
+            if config is not None:
+                os.environ["NANOGPT_TUI_CONFIG"] = str(config)
+            if argv:
+                os.execv(argv[0], argv)
             if os.environ.get("TUI_BENCH_PROFILE"):  # profile the UI thread: python -m cProfile -o FILE
                 os.execv(sys.executable, [sys.executable, "-m", "cProfile", "-o", os.environ["TUI_BENCH_PROFILE"],
                                           "-m", "nanogpt_tui", *args])

@@ -102,14 +102,57 @@ DEFAULT_AGENTS = {
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """When the control room rings the bell and shows a toast (and, with `desktop`, a desktop notification)."""
+
+    bell: bool = True
+    toast: bool = True
+    desktop: bool = False  # through `notify-send`, where it is installed
+    on_verdict: bool = True
+    budget_fraction: float = 0.9  # a session has spent this share of its GPU-hour (or dollar) budget
+    idle_gpu_minutes: float = 10.0  # a running session's GPUs all sat idle this long (0: never)
+    gpu_sample_every_s: float = 5.0  # how often the host-side sampler reads each pinned GPU
+
+
+def default_hosts(environ: dict[str, str] | None = None) -> tuple[HostConfig, ...]:
+    """The Docker hosts when the config names none: the one `DOCKER_HOST` points at (with TLS from
+    DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, as the docker CLI reads them), else this machine's socket."""
+    env = os.environ if environ is None else environ
+    url = env.get("DOCKER_HOST", "").strip()
+    if not url:
+        return (HostConfig(name="local", url="unix:///var/run/docker.sock"),)
+    if not url.startswith(("unix://", "tcp://", "ssh://", "npipe://")):
+        raise UserError(f"DOCKER_HOST={url!r} is not a Docker endpoint (unix://, tcp:// or ssh://); fix or unset "
+                        "it, or name the host under [[hosts]] in nanogpt-tui.toml.")
+    tls = None
+    if env.get("DOCKER_TLS_VERIFY", "") not in ("", "0"):
+        certs = Path(env.get("DOCKER_CERT_PATH") or Path.home() / ".docker")
+        tls = TLSConfig(ca_cert=str(certs / "ca.pem"), client_cert=str(certs / "cert.pem"),
+                        client_key=str(certs / "key.pem"), verify=True)
+    if url.startswith("unix://"):
+        name = "local"
+    else:
+        name = url.split("://", 1)[1].split("@")[-1].split(":")[0].split("/")[0] or "docker-host"
+    return (HostConfig(name=name, url=url, tls=tls),)
+
+
+def _default_prices() -> dict:
+    from nanogpt_tui.pricing import DEFAULT_PRICES
+
+    return dict(DEFAULT_PRICES)
+
+
+@dataclass(frozen=True)
 class Config:
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     docker: DockerConfig = field(default_factory=DockerConfig)
-    hosts: tuple[HostConfig, ...] = (HostConfig(name="local", url="unix:///var/run/docker.sock"),)
+    hosts: tuple[HostConfig, ...] = field(default_factory=default_hosts)  # DOCKER_HOST, else the local socket
     paths: PathsConfig = field(default_factory=PathsConfig)
     agents: dict[str, AgentConfig] = field(default_factory=lambda: dict(DEFAULT_AGENTS))
+    prices: dict = field(default_factory=_default_prices)  # model -> pricing.Price (USD per million tokens)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     source: Path | None = None  # the file it was read from, None for the built-in defaults
 
 
@@ -218,7 +261,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     version = top.get("schema_version", SCHEMA_VERSION, "int")
     if version != SCHEMA_VERSION:
         raise top.fail("schema_version", f"{SCHEMA_VERSION} (this version of nanogpt-tui reads only that)")
-    for section in ("benchmark", "validation", "judge", "docker", "paths", "hosts", "agents"):
+    for section in ("benchmark", "validation", "judge", "docker", "paths", "hosts", "agents", "prices", "alerts"):
         top.used.add(section)
     top.check_unknown()
 
@@ -294,9 +337,30 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
             raise a.fail("base_url", "an http:// or https:// URL")
         a.check_unknown()
 
-    hosts = _parse_hosts(raw.get("hosts"), path) if "hosts" in raw else Config().hosts
+    from nanogpt_tui.pricing import parse_price
+
+    prices = _default_prices()
+    for model, table in _table(raw, "prices", path).items():
+        price = parse_price(table)
+        if price is None:
+            raise UserError(f"In {path}, `prices.\"{model}\"` must be a table with input, output and optionally "
+                            "cached_input: USD per million tokens, numbers from 0.")
+        prices[model] = price
+
+    al = AlertsConfig()
+    r = _Reader(_table(raw, "alerts", path), "alerts.", path)
+    alerts = AlertsConfig(
+        bell=r.get("bell", al.bell, "bool"), toast=r.get("toast", al.toast, "bool"),
+        desktop=r.get("desktop", al.desktop, "bool"), on_verdict=r.get("on_verdict", al.on_verdict, "bool"),
+        budget_fraction=r.get("budget_fraction", al.budget_fraction, "float", minimum=0.0, maximum=1.0),
+        idle_gpu_minutes=r.get("idle_gpu_minutes", al.idle_gpu_minutes, "float", minimum=0.0),
+        gpu_sample_every_s=r.get("gpu_sample_every_s", al.gpu_sample_every_s, "float", minimum=0.5),
+    )
+    r.check_unknown()
+
+    hosts = _parse_hosts(raw.get("hosts"), path) if "hosts" in raw else default_hosts()
     return Config(benchmark=benchmark, validation=validation, judge=judge, docker=docker,
-                  hosts=hosts, paths=paths, agents=agents, source=path)
+                  hosts=hosts, paths=paths, agents=agents, prices=prices, alerts=alerts, source=path)
 
 
 def _parse_hosts(value: Any, path: Path) -> tuple[HostConfig, ...]:

@@ -99,7 +99,8 @@ def start_demo(config: Config, *, say: Callable[[str], None] = print, fresh: boo
     manager = SessionManager(cfg)
     running = live_demo_sessions(manager)
     if running and not fresh:
-        say(f"{len(running)} demo session(s) still running in {cfg.paths.sessions_dir}; re-attaching.")
+        say(f"{len(running)} demo session(s) still running in {cfg.paths.sessions_dir}; re-attaching (the CLI "
+            f"sees them with `nanogpt-tui --sessions-dir {cfg.paths.sessions_dir} sessions list`).")
         return cfg, running
     started = []
     target, note = smoke_target(cfg)
@@ -120,4 +121,6 @@ def start_demo(config: Config, *, say: Callable[[str], None] = print, fresh: boo
         say(f"started {session.id} (scripted agent, strategy {strategy}, "
             f"{spec.budget_gpu_hours * 60:.0f} min)")
         started.append(session)
+    say(f"The demo's sessions are in {cfg.paths.sessions_dir}; the CLI sees them with "
+        f"`nanogpt-tui --sessions-dir {cfg.paths.sessions_dir} sessions list`.")
     return cfg, started

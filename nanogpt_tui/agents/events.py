@@ -19,6 +19,9 @@ Types (the fields each carries besides `nanogpt_tui_event`, `type`, `ts`):
     usage               input_tokens, cached_input_tokens, output_tokens, cost_usd?
     result              text?, usage, cost_usd, duration_s   (the end of one agent invocation)
     status              text                          harness notes (invocation N, resuming, backing off)
+    progress            submission, phase, run?, runs?, step?, steps?, text?
+                                                      the validator's progress through a submission (phase:
+                                                      rules, judge, retiming; run 4 of 10 at step 1200/1600)
 
 Parsed events may also have the types `unknown` (an event type we do not know, or a line that is not a
 JSON object: kept, with `malformed` set for the latter) and `output` (a plain text line of a container
@@ -40,7 +43,7 @@ FORMAT_KEY = "nanogpt_tui_event"
 FORMAT_VERSION = 1
 
 EVENT_TYPES = ("session_start", "message", "reasoning", "tool_call", "tool_result", "submission_started",
-               "verdict", "error", "usage", "result", "status")
+               "verdict", "error", "usage", "result", "status", "progress")
 PARSED_ONLY_TYPES = ("unknown", "output")
 SOURCES = ("claude", "codex", "nanogpt-tui", "unknown")
 
@@ -57,6 +60,7 @@ OWN_FIELDS: dict[str, tuple[str, ...]] = {
     "usage": ("input_tokens", "cached_input_tokens", "output_tokens", "cost_usd"),
     "result": ("text", "usage", "cost_usd", "duration_s", "ok"),
     "status": ("text",),
+    "progress": ("submission", "phase", "run", "runs", "step", "steps", "text"),
 }
 USAGE_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens")
 

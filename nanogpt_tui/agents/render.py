@@ -19,7 +19,7 @@ DEFAULT_MAX_CHARS = 240
 LABELS = {
     "session_start": "start", "message": "say", "reasoning": "think", "tool_call": "tool",
     "tool_result": "out", "submission_started": "submit", "verdict": "verdict", "error": "ERROR",
-    "usage": "usage", "result": "done", "status": "note", "unknown": "?", "output": "",
+    "usage": "usage", "result": "done", "status": "note", "progress": "submit", "unknown": "?", "output": "",
 }
 SOURCE_TAGS = {"claude": "claude", "codex": "codex", "nanogpt-tui": "bench", "unknown": "-"}
 
@@ -84,7 +84,8 @@ def usage_text(usage: Mapping[str, int] | None, cost_usd: float | None = None) -
     return " ".join(parts)
 
 
-def _detail(ev: Event) -> str:
+def event_detail(ev: Event) -> str:
+    """What an event says, without its time, source or label (not yet sanitised, masked or folded)."""
     t = ev.type
     if t == "tool_call":
         what = ev.tool or "tool"
@@ -123,6 +124,10 @@ def _detail(ev: Event) -> str:
         return f"{ev.submission}" + (f" {ev.text}" if ev.text else "")
     if t == "verdict":
         return ev.text or f"{ev.submission}: {ev.outcome}"
+    if t == "progress":
+        from nanogpt_tui.telemetry.activity import progress_text
+
+        return progress_text(ev)
     if t == "unknown":
         label = ev.raw_type or ("malformed line" if ev.malformed else "event")
         return f"{label}: {ev.text or ''}".rstrip(": ")
@@ -133,7 +138,7 @@ def render_event(ev: Event, *, max_chars: int = DEFAULT_MAX_CHARS, secrets: Iter
                  show_time: bool = True) -> str:
     """One line: `[HH:MM:SS] source label detail`, sanitised, masked and folded."""
     secrets = env_secrets() if secrets is None else tuple(secrets)
-    detail = fold(mask_secrets(sanitize(_detail(ev)), secrets), max_chars)
+    detail = fold(mask_secrets(sanitize(event_detail(ev)), secrets), max_chars)
     if ev.type == "output":
         return detail
     label = LABELS.get(ev.type, ev.type)

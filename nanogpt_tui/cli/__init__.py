@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "nanogpt_tui.cli.submit_cmd",
     "nanogpt_tui.cli.sessions_cmd",
     "nanogpt_tui.cli.hosts_cmd",
+    "nanogpt_tui.cli.gpus_cmd",
     "nanogpt_tui.cli.check_rules_cmd",
     "nanogpt_tui.cli.report_cmd",
     "nanogpt_tui.cli.image_cmd",
@@ -46,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="configuration file (default: $NANOGPT_TUI_CONFIG, else ./nanogpt-tui.toml, "
         "else ~/.config/nanogpt-tui/nanogpt-tui.toml, else built-in defaults)",
+    )
+    parser.add_argument(
+        "--sessions-dir",
+        metavar="DIR",
+        help="the sessions folder to use instead of the config's paths.sessions_dir (e.g. the demo's: "
+        "`nanogpt-tui --sessions-dir sessions/demo sessions list`)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:

@@ -9,12 +9,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from nanogpt_tui.config import Config, load_config
+from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, number_from_text
 from nanogpt_tui.records import Timeline, load_timeline
 
 
 def config_from(args: argparse.Namespace) -> Config:
-    return load_config(getattr(args, "config", None))
+    """The config in effect, with the global `--sessions-dir` (when given) in place of paths.sessions_dir."""
+    config = load_config(getattr(args, "config", None))
+    sessions_dir = getattr(args, "sessions_dir", None)
+    if sessions_dir:
+        import dataclasses
+        from pathlib import Path
+
+        folder = Path(sessions_dir).expanduser().absolute()
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--sessions-dir {sessions_dir} is a file, not a folder; give the folder that holds "
+                            "the session folders.")
+        config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, sessions_dir=folder))
+    return config
 
 
 def number(*, integer: bool = False, minimum: float | None = None, maximum: float | None = None,
@@ -34,6 +47,7 @@ def number(*, integer: bool = False, minimum: float | None = None, maximum: floa
 GPU_HOURS = number(positive=True, maximum=MAX_GPU_HOURS)
 GPU_COUNT = number(integer=True, minimum=1, maximum=MAX_GPUS)
 SECONDS = number(positive=True, maximum=365 * 24 * 3600.0)
+DOLLARS = number(positive=True, maximum=1e9)
 
 
 def timeline_from(config: Config) -> Timeline:

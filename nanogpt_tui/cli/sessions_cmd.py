@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from nanogpt_tui.cli.common import GPU_COUNT, GPU_HOURS, config_from, number, print_json, print_table
+from nanogpt_tui.cli.common import DOLLARS, GPU_COUNT, GPU_HOURS, config_from, number, print_json, print_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(PyTorch major.minor, CUDA major, Triton, the FlashAttention source); recorded in the "
                         "session and its reports")
     p.add_argument("--wait", action="store_true", help="follow the session until it ends")
+    p.add_argument("--queue", action="store_true",
+                   help="when the one chosen Docker host (--host, or the only one configured) cannot be reached, "
+                        "wait for it (pending) instead of failing")
+    p.add_argument("--budget-usd", type=DOLLARS, metavar="USD",
+                   help="stop the session once its agent and judge have spent this many dollars (at the config's "
+                        "prices), as the GPU-hour budget stops it")
     p.set_defaults(func=cmd_run)
 
     parser = subparsers.add_parser("sessions", help="list, inspect and steer sessions",
@@ -103,7 +109,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     session = manager.launch(LaunchRequest(
         agent=args.agent, strategy=args.strategy, anchor=args.record, target=args.target,
         budget_gpu_hours=args.budget_gpu_hours, gpus=args.gpus, backend=args.backend, host=args.host,
-        image=args.image, sandbox=args.sandbox, allow_env_mismatch=args.allow_env_mismatch))
+        image=args.image, sandbox=args.sandbox, allow_env_mismatch=args.allow_env_mismatch, queue=args.queue,
+        budget_usd=args.budget_usd))
     print(session.id)
     check = session.env_check or {}
     if check.get("allowed") and check.get("status") != "match":
@@ -118,7 +125,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from nanogpt_tui.contract import layout as L
     from nanogpt_tui.sessions.manager import session_summary
+    from nanogpt_tui.telemetry.activity import read_activity
 
     manager = _manager(args)
     scan = manager.scan()
@@ -129,16 +138,30 @@ def cmd_list(args: argparse.Namespace) -> int:
             s = manager.refresh(s)
         except Exception as err:  # one unreachable backend must not hide the other sessions  # noqa: BLE001
             problems.append(f"{s.id}: could not refresh its status ({err})")
-        summaries.append(session_summary(s))
+        summary = session_summary(s)
+        # What the control room's cards and table show beside the budget: the last activity and the dollars.
+        try:
+            activity = read_activity(manager.session_dir(s.id) / L.EVENTS_FILE)
+            cost = manager.cost(s)
+        except OSError as err:
+            problems.append(f"{s.id}: could not read its events or verdicts ({err})")
+            activity, cost = None, None
+        summary["activity"] = activity.to_dict() if activity else None
+        summary["cost_usd"] = None if cost is None or cost.total_usd is None else round(cost.total_usd, 6)
+        summary["cost"] = cost.to_dict() if cost is not None else None
+        summary["budget_usd"] = s.budget_usd
+        summaries.append(summary)
     if args.json:
         print_json(summaries + [b.to_dict() for b in scan.broken])
     else:
         rows = [[x["id"], x["status"], x["host"] or "-", x["gpus"],
                  f"{x['used_gpu_hours']:.3f}/{x['budget_gpu_hours']:g}", _left(x),
-                 x["reason"][:60]] for x in summaries]
-        rows += [[b.id, "broken", "-", "-", "-", "-", f"bad field `{b.field}`" if b.field else "unreadable"]
+                 "-" if x["cost_usd"] is None else f"${x['cost_usd']:,.2f}",
+                 (f"{x['activity']['kind']}: {x['activity']['text']}" if x["activity"] else x["reason"])[:60]]
+                for x in summaries]
+        rows += [[b.id, "broken", "-", "-", "-", "-", "-", f"bad field `{b.field}`" if b.field else "unreadable"]
                  for b in scan.broken]
-        print_table(["id", "status", "host", "gpus", "GPU-h used/budget", "left", "reason"], rows)
+        print_table(["id", "status", "host", "gpus", "GPU-h used/budget", "left", "cost", "activity"], rows)
     for broken in scan.broken:
         print(f"broken: {broken}", file=sys.stderr)
     for problem in problems:

@@ -12,6 +12,7 @@ Host side, `sessions/<id>/`:
     control/            mounted read-only at /control: files the host writes and the container reads
                         (deadline.json)
     inspect.json        the container's redacted `docker inspect` (Docker backend)
+    gpu.jsonl           GPU samples of the session's pinned GPUs, written host-side (docs/gpu-telemetry.md)
 
 Inside, paths come from the environment (`nanogpt_tui.contract.env`), so the same runner works in a container and as
 a local process tree.
@@ -25,6 +26,7 @@ SESSION_FILE = "session.json"
 CONTAINER_LOG = "container.log"
 EVENTS_FILE = "events.jsonl"
 INSPECT_FILE = "inspect.json"
+GPU_FILE = "gpu.jsonl"  # host-side GPU samples (utilisation, memory, power) of the session's pinned GPUs
 WORKSPACE = "workspace"
 RUNNER = "runner"
 CONTROL = "control"

@@ -21,6 +21,8 @@ from nanogpt_tui.reports.session import (
     load_session_data,
     reproducibility_section,
     submissions_table,
+    cost_section,
+    gpu_section,
     usage_section,
 )
 from nanogpt_tui.scoring import human_lines
@@ -72,6 +74,8 @@ def session_section(data: SessionData, baselines_dir: Path | None, now: dt.datet
         "submissions": submissions_table(data),
         "budget": budget_section(data, now),
         "usage": usage_section(data.path),
+        "cost": cost_section(data),
+        "gpu": gpu_section(data.path),
         "best_submission": best_section(data, anchor, anchor_where),
         "changes": data.ledger.to_dict(),
         "reproducibility": reproducibility_section(data, anchor_sha),
@@ -146,7 +150,8 @@ def build_report(session_dirs: Sequence[Path], *, timeline: Timeline | None, bas
             "best_submission": (sec["best_submission"] or {}).get("submission"),
             "used_gpu_hours": sec["budget"]["used_gpu_hours"], "total_gpu_hours": sec["budget"]["total_gpu_hours"],
             "share_of_changes": changes["share_of_changes"],
-            "cost_usd": (sec["usage"] or {}).get("cost_usd"),
+            "cost_usd": sec["cost"]["total"],  # at the price table's rates, agent and judge
+            "agent_cli_reported_cost_usd": (sec["usage"] or {}).get("cost_usd"),
         })
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,

@@ -201,11 +201,34 @@ def session_blocks(s: dict[str, Any], several: bool) -> list[Block]:
         cost = "unknown" if u["cost_usd"] is None else f"${u['cost_usd']:.2f}"
         if u["cost_usd"] is not None and not u["cost_complete"]:
             cost += " (incomplete: some invocations reported no cost)"
-        out.append(Block("table", headers=["input tokens", "of which cached", "output tokens", "total", "cost",
-                                           "invocations"],
+        out.append(Block("table", headers=["input tokens", "of which cached", "output tokens", "total",
+                                           "cost the CLI reported", "invocations"],
                          rows=[[f"{u['input_tokens']:,}", f"{u['cached_input_tokens']:,}", f"{u['output_tokens']:,}",
                                 f"{u['total_tokens']:,}", cost, str(u["invocations"])]],
                          right=frozenset({0, 1, 2, 3, 5})))
+    c = s.get("cost")
+    if c is not None:
+        def usd(x):
+            return "-" if x is None else f"${x:,.2f}"
+
+        out.append(Block("table", headers=["cost (agent + judge)", "agent", "judge", "agent model",
+                                           "models without a price"],
+                         rows=[[usd(c["total"]), usd(c["agent"]), usd(c["judge"]), c["agent_model"] or "-",
+                                ", ".join(c["unpriced_models"]) or "-"]], right=frozenset({0, 1, 2})))
+        out.append(Block("p", "Dollars are worked out here from the tokens at the price table's rates (the "
+                              f"providers' list prices as of {c['built_in_prices_as_of']} unless the config sets "
+                              "others); the agent CLI's own figure is shown above for comparison and never used."))
+    g = s.get("gpu")
+    out.append(Block("h3", "GPU telemetry"))
+    if g is None:
+        out.append(Block("p", "No GPU samples (gpu.jsonl): no sampler ran on the session's host."))
+    else:
+        out.append(Block("table", headers=["samples", "GPUs", "mean utilisation", "mean power", "peak memory",
+                                           "all idle"],
+                         rows=[[str(g["samples"]), ",".join(map(str, g["gpus"])), _pct(g["mean_util_pct"]),
+                                "-" if g["mean_power_w"] is None else f"{g['mean_power_w']:.0f} W",
+                                _pct(g["peak_mem_pct"]), _pct(100 * g["idle_share"])]],
+                         right=frozenset({0, 2, 3, 4, 5})))
 
     best = s["best_submission"]
     out.append(Block("h3", "Best submission against the anchor"))

@@ -185,6 +185,45 @@ def usage_section(path: Path) -> dict[str, Any] | None:
     return out
 
 
+def cost_section(data: SessionData) -> dict[str, Any]:
+    """Dollars at the prices the session was launched with (the built-in table where its config snapshot has none):
+    the agent's tokens from the one token meter, the judge's from the verdicts; the CLI's own figure beside."""
+    from nanogpt_tui.pricing import DEFAULT_PRICES, PRICES_AS_OF, parse_price
+    from nanogpt_tui.telemetry.cost import agent_tokens, judge_tokens, session_cost
+
+    prices = dict(DEFAULT_PRICES)
+    snapshot = data.session.config.get("prices") if isinstance(data.session.config, dict) else None
+    for model, value in (snapshot or {}).items():
+        price = parse_price(value)
+        if price is not None:
+            prices[model] = price
+    tokens = agent_tokens(data.path)
+    cost = session_cost(tokens, judge_tokens(data.verdicts), prices, data.session.agent_model)
+    return {**cost.to_dict(), "token_source": tokens.source, "built_in_prices_as_of": PRICES_AS_OF}
+
+
+def gpu_section(path: Path) -> dict[str, Any] | None:
+    """The session's GPU samples summed up (None when it has no gpu.jsonl): mean utilisation and power, peak
+    memory, and the share of samples with every GPU idle."""
+    from nanogpt_tui.telemetry.gpu import GpuHistory
+
+    history = GpuHistory(path / L.GPU_FILE, kept=1_000_000)
+    history.update()
+    samples = list(history.samples)
+    if not samples:
+        return None
+    utils = [s.util_pct for s in samples if s.util_pct is not None]
+    powers = [s.power_w for s in samples if s.power_w is not None]
+    mems = [(s.mem_used_mib, s.mem_total_mib) for s in samples if s.mem_used_mib is not None and s.mem_total_mib]
+    return {"samples": len(samples), "first": samples[0].at, "last": samples[-1].at,
+            "gpus": sorted({g.index for s in samples for g in s.gpus}),
+            "mean_util_pct": round(sum(utils) / len(utils), 1) if utils else None,
+            "mean_power_w": round(sum(powers) / len(powers), 1) if powers else None,
+            "peak_mem_pct": round(100 * max(u / t for u, t in mems), 1) if mems else None,
+            "idle_share": round(sum(1 for s in samples if s.idle) / len(samples), 4),
+            "source": L.GPU_FILE}
+
+
 def best_submission(data: SessionData) -> Verdict | None:
     """The counted submission at the top of the curve within the budget (the fastest, earliest on a tie)."""
     best = None

@@ -69,6 +69,10 @@ class LaunchRequest:
     image: str | None = None
     extra_env: tuple[tuple[str, str], ...] = ()  # e.g. BENCHMARK_SCRIPTED_RUNS for the demo
     sandbox: str | None = None  # "on" / "off"; None: on for Docker, off for local (refused there for a real agent)
+    # With one explicitly chosen Docker host (`host`, or the only one configured) that cannot be reached: wait
+    # for it (pending) instead of failing at once.
+    queue: bool = False
+    budget_usd: float | None = None  # stop the session once agent and judge have spent this much (None: no limit)
     allow_env_mismatch: bool = False  # start even where the image's stack differs from the anchor's
 
 
@@ -147,6 +151,7 @@ class SessionManager:
         self._followers: dict[str, object] = {}  # session id -> the thread copying its Docker logs
         self._host_down: dict[str, tuple[float, str]] = {}  # host -> (monotonic time to ask again, why)
         self._next_placement: dict[str, float] = {}  # pending session id -> monotonic time to try again
+        self._meters: dict = {}  # session id -> its token meter (read on incrementally)
         self._shared_seen: set[str] = set()  # remote hosts that have shown they see the sessions folder
 
     # --- backends -------------------------------------------------------------------------------------------
@@ -242,6 +247,8 @@ class SessionManager:
         try:
             whole(gpus, "gpus", minimum=1, maximum=MAX_GPUS)
             finite(budget, "budget_gpu_hours", positive=True, maximum=MAX_GPU_HOURS)
+            if request.budget_usd is not None:
+                finite(request.budget_usd, "budget_usd", positive=True)
         except BadField as err:
             raise UserError(f"The session's {err}; a session needs 1 to {MAX_GPUS} GPUs and a budget above 0 and at "
                             f"most {MAX_GPU_HOURS:g} GPU-hours.") from None
@@ -270,6 +277,7 @@ class SessionManager:
             agent_model=agent_cfg.model if agent_cfg else None, agent_effort=agent_cfg.effort if agent_cfg else None,
             host_forced=request.backend == "docker" and bool(request.host), sandbox=sandbox,
             allow_env_mismatch=request.allow_env_mismatch,
+            budget_usd=request.budget_usd,
         )
         from nanogpt_tui.config import config_as_dict
 
@@ -461,10 +469,12 @@ class SessionManager:
             synthesize(data / "fineweb10B")
         session.data_dir = str(data.resolve())
 
-    def start(self, session: Session, grace_s: float = DEFAULT_GRACE_S) -> Session:
+    def start(self, session: Session, grace_s: float = DEFAULT_GRACE_S, *, queue: bool = True) -> Session:
         """Place the session (a Docker host with enough free GPUs, or the one it names) and start it. While nothing
         fits it stays pending with the reason; when the user must act first (a missing image or data volume) it
-        stays pending and a `UserError` says what to do; asking for more GPUs than any host has fails it."""
+        stays pending and a `UserError` says what to do; asking for more GPUs than any host has fails it. Without
+        `queue`, a session whose one explicitly chosen host (named, or the only one configured) cannot be reached
+        fails at once instead of waiting for it."""
         if session.status not in (M.PENDING,):
             raise UserError(f"Session {session.id} is {session.status}; only a pending session can start.")
         if session.backend != "docker":
@@ -481,6 +491,15 @@ class SessionManager:
             placement = P.place(views, session.gpus, forced=session.host if session.host_forced else None,
                                 preflight=lambda host: self.preflight(host, session.image, session))
             if placement.host is None:
+                explicit = session.host if session.host_forced else (
+                    self.config.hosts[0].name if len(self.config.hosts) == 1 else None)
+                down = next((v for v in views if v.name == explicit and not v.answers), None)
+                if down is not None and not queue:
+                    session.transition(M.FAILED, f"its host {explicit} cannot be reached: {down.problem}")
+                    self.save(session)
+                    raise UserError(f"Session {session.id} did not start: Docker host {explicit} cannot be "
+                                    f"reached ({down.problem.rstrip('.')}). Fix the host and run again, or pass "
+                                    "--queue to wait for it.")
                 self._next_placement[session.id] = time.monotonic() + PLACEMENT_RETRY_S
                 if placement.impossible:
                     session.transition(M.FAILED, placement.reason)
@@ -523,7 +542,7 @@ class SessionManager:
         return session
 
     def launch(self, request: LaunchRequest) -> Session:
-        return self.start(self.create(request))
+        return self.start(self.create(request), queue=request.queue)
 
     # --- watching -------------------------------------------------------------------------------------------
 
@@ -576,6 +595,15 @@ class SessionManager:
                 session.exit_code = None
                 session.transition(M.OUT_OF_BUDGET, "stopped by the host at the deadline")
                 self.save(session)
+            elif session.budget_usd is not None:
+                spent = self.cost(session).total_usd
+                if spent is not None and spent >= session.budget_usd:
+                    # Dollars are counted host-side (the agent cannot write the price table or the meter).
+                    backend.stop(handle, self._grace(session))
+                    session.exit_code = None
+                    session.transition(M.OUT_OF_BUDGET, f"stopped by the host: ${spent:,.2f} spent of its "
+                                                        f"${session.budget_usd:,.2f} budget")
+                    self.save(session)
             return session
         follower = self._followers.pop(session.id, None)
         if follower is not None:
@@ -608,6 +636,18 @@ class SessionManager:
             session.transition(M.FAILED, f"the session ended ({what}, exit status {code})", ended_at)
         self.save(session)
         return session
+
+    def cost(self, session: Session):
+        """What the session has spent so far (`telemetry.cost.SessionCost`): its agent's tokens from the one token
+        meter, its judge's from its verdicts, at the config's prices."""
+        from nanogpt_tui.telemetry.cost import judge_tokens, session_cost, token_meter
+        from nanogpt_tui.validator.verdict import load_verdicts
+
+        meter = self._meters.get(session.id)
+        if meter is None:
+            meter = self._meters[session.id] = token_meter(self.session_dir(session.id))
+        verdicts, _ = load_verdicts(self.session_dir(session.id) / L.WORKSPACE / "verdicts")
+        return session_cost(meter.read(), judge_tokens(verdicts), self.config.prices, session.agent_model)
 
     def follow_logs(self, session: Session) -> None:
         """Copy a Docker session's output into its container.log on a thread (resuming where the last copy

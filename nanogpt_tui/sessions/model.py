@@ -146,6 +146,7 @@ class Session:
     sandbox: str = "on"
     allow_env_mismatch: bool = False  # --allow-env-mismatch: start even where the image's stack is not the anchor's
     env_check: dict[str, Any] | None = None  # the image's stack against the anchor's, as checked at start
+    budget_usd: float | None = None  # dollars (agent and judge, at the config's prices) after which it is stopped
     config: dict[str, Any] = field(default_factory=dict)  # the config snapshot the session was launched with
     schema_version: int = SESSION_SCHEMA_VERSION
 
@@ -220,6 +221,7 @@ class Session:
             agent_model=f.text("agent_model", None, optional=True),
             agent_effort=f.text("agent_effort", None, optional=True),
             data_dir=f.text("data_dir", None, optional=True), host_forced=f.boolean("host_forced", False),
+            budget_usd=f.number("budget_usd", None, optional=True, positive=True),
             config=f.mapping("config", {}), schema_version=version,
         )
         if len(set(session.gpu_ids)) != len(session.gpu_ids):

@@ -23,7 +23,10 @@ from nanogpt_tui.errors import UserError
 from nanogpt_tui.records import Timeline, load_timeline
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
+from nanogpt_tui.telemetry.sampler import GpuSampler
+from nanogpt_tui.tui.data.alerts import Alert, AlertWatch
 from nanogpt_tui.tui.data.dashboard import Dashboard
+from nanogpt_tui.tui.data.fleet import ViewState, load_view_state, save_view_state
 from nanogpt_tui.tui.data.views import SessionView
 from nanogpt_tui.tui.messages import DashboardUpdated, FileGrew, Problem
 from nanogpt_tui.tui.screens.detail import DetailScreen
@@ -75,7 +78,7 @@ class ControlRoom(App[None]):
     def __init__(self, config: Config, *, timeline: Timeline | None = None, manager: SessionManager | None = None,
                  clock: Callable[[], dt.datetime] | None = None, live: bool = True, refresh_every_s: float = 2.0,
                  initial_selection: str | None = None, startup_notes: Iterable[str] = (),
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, state_path: Path | None = None) -> None:
         super().__init__()
         self.config = config
         self.read_only = read_only  # watching only (e.g. served to a browser without the control token)
@@ -87,6 +90,8 @@ class ControlRoom(App[None]):
         self.initial_selection = initial_selection
         self.startup_notes = list(startup_notes)
         self.sessions_root = Path(config.paths.sessions_dir)
+        self.state_path = state_path  # where sort, filter and the table toggle are kept (None: the user's state dir)
+        self.view_state = load_view_state(self.sessions_root, state_path)
         self.views: list[SessionView] = []
         self._by_id: dict[str, SessionView] = {}
         self._shown_problems: set[str] = set()
@@ -94,6 +99,8 @@ class ControlRoom(App[None]):
         self._followed: frozenset[str] = frozenset()
         self.monitor: SessionMonitor | None = None
         self.refresher: BackendRefresher | None = None
+        self.alerts = AlertWatch(config.alerts)
+        self.sampler: GpuSampler | None = None
         self.loaded = False  # the first views have arrived (tests and benchmarks wait for it)
         self._frozen = False
         self.crash: str | None = None  # one line when an internal error ended the app
@@ -123,6 +130,7 @@ class ControlRoom(App[None]):
                                               self.refresh_every_s)
             self.refresher.start()
             self.set_interval(1.0, self._tick)
+            self.start_gpu_sampler()
         else:
             self.load_once()
 
@@ -134,10 +142,23 @@ class ControlRoom(App[None]):
 
     def stop_watchers(self) -> None:
         """Tell the watcher threads to stop; they are daemons, so quitting never waits on a slow backend."""
-        for watcher in (self.monitor, self.refresher):
+        for watcher in (self.monitor, self.refresher, self.sampler):
             if watcher is not None:
                 watcher.stop(timeout=0.2)
-        self.monitor = self.refresher = None
+        self.monitor = self.refresher = self.sampler = None
+
+    def start_gpu_sampler(self) -> None:
+        """Sample the pinned GPUs of the running sessions on this machine's Docker host into their gpu.jsonl
+        (host-side: the agent cannot write there), unless another process samples this sessions folder."""
+        from nanogpt_tui.telemetry.sampler import GpuSampler, local_targets
+
+        local = {h.name for h in self.config.hosts if h.url.startswith("unix://")}
+        self.sampler = GpuSampler(self.sessions_root,
+                                  lambda: local_targets([v.session for v in self.views], self.sessions_root, local),
+                                  every_s=self.config.alerts.gpu_sample_every_s,
+                                  on_problem=lambda text: self.post_message(Problem(text)))
+        if not self.sampler.start():
+            self.sampler = None
 
     async def action_quit(self) -> None:
         """Leave the control room; every session keeps running (nothing is stopped)."""
@@ -146,7 +167,8 @@ class ControlRoom(App[None]):
 
     def make_dashboard(self) -> Dashboard:
         return Dashboard(self.sessions_root, self.timeline, baselines_dir=self.config.paths.baselines_dir,
-                         clock=self.clock)
+                         clock=self.clock, prices=self.config.prices,
+                         agent_models={name: a.model for name, a in self.config.agents.items() if a.model})
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="load")
     def load_once(self) -> None:
@@ -202,6 +224,26 @@ class ControlRoom(App[None]):
         self._to_screens(lambda screen: screen.update_views(self.views))
         for problem in message.problems + [p for v in message.views for p in v.problems]:
             self._problem(problem)
+        if self.loaded:
+            for alert in self.alerts.check(self.views, self.clock()):
+                self.raise_alert(alert)
+
+    def raise_alert(self, alert: Alert) -> None:
+        """A verdict, a budget nearly spent or idle GPUs: the bell, a toast and a desktop notification, as the
+        config's [alerts] asks."""
+        settings = self.config.alerts
+        if settings.bell:
+            self.bell()
+        if settings.toast:
+            self.notify(alert.text, severity=alert.severity, timeout=10, markup=False)
+        if settings.desktop:
+            self.notify_desktop(alert.text)
+
+    @work(thread=True, exit_on_error=False, group="desktop", name="desktop notification")
+    def notify_desktop(self, text: str) -> None:
+        from nanogpt_tui.tui.data.alerts import desktop_notify
+
+        desktop_notify("nanogpt-tui", text)
 
     def on_file_grew(self, message: FileGrew) -> None:
         self._to_screens(lambda screen: screen.file_grew(message.session_id, message.what))
@@ -253,8 +295,16 @@ class ControlRoom(App[None]):
                         "link that `nanogpt-tui serve` printed.", severity="warning", markup=False)
         return self.read_only
 
-    def ask_kill(self, session_id: str | None) -> None:
+    def ask_kill(self, session_id: str | list[str] | None) -> None:
         if self._refused_read_only("kill a session"):
+            return
+        if isinstance(session_id, list):
+            live = [v for v in map(self.view, session_id) if v is not None and v.session.status not in M.FINAL]
+            if not live:
+                self.notify("None of the marked sessions is live; nothing to kill.", severity="warning")
+                return
+            self.push_screen(ConfirmKill([(v.id, v.session.status) for v in live]),
+                             lambda yes: [self.kill_session(v.id) for v in live] if yes else None)
             return
         view = self._need_session(session_id, "kill")
         if view is None:
@@ -266,8 +316,18 @@ class ControlRoom(App[None]):
         self.push_screen(ConfirmKill(view.id, view.session.status),
                          lambda yes: self.kill_session(view.id) if yes else None)
 
-    def ask_extend(self, session_id: str | None) -> None:
+    def ask_extend(self, session_id: str | list[str] | None) -> None:
         if self._refused_read_only("extend a session"):
+            return
+        if isinstance(session_id, list):
+            live = [v for v in map(self.view, session_id) if v is not None and v.session.status in M.ACTIVE]
+            if not live:
+                self.notify("None of the marked sessions is live; only live sessions can be extended.",
+                            severity="warning")
+                return
+            self.push_screen(ExtendDialog([v.id for v in live], sum(v.session.total_gpu_hours for v in live),
+                                          sum(v.session.gpus for v in live)),
+                             lambda hours: [self.extend_session(v.id, hours) for v in live] if hours else None)
             return
         view = self._need_session(session_id, "extend")
         if view is None:
@@ -287,6 +347,21 @@ class ControlRoom(App[None]):
         if self._refused_read_only("start a session"):
             return
         self.prepare_new_session(self.view(getattr(self.screen, "selected", None)))
+
+    def save_view_state(self, state: ViewState) -> None:
+        """Remember sort, filter and the table toggle for the next control room on this sessions folder."""
+        self.view_state = state
+        try:
+            save_view_state(self.sessions_root, state, self.state_path)
+        except OSError as err:
+            self._problem(f"Could not keep the view for the next run ({err}); it still applies now.")
+
+    def export_csv(self, views: list[SessionView]) -> None:
+        """Write the table of `views` as CSV next to the reports (`<sessions_dir>/reports/`)."""
+        if not views:
+            self.notify("No sessions are shown; nothing to export.", severity="warning")
+            return
+        self.write_csv(views)
 
     # --- workers ------------------------------------------------------------------------------------------
 
@@ -337,6 +412,17 @@ class ControlRoom(App[None]):
             return
         names = ", ".join(p.name for p in written)
         self._say(f"Report of {len(ids)} session{'s' if len(ids) != 1 else ''} written to {out_dir} ({names}).")
+
+    @work(thread=True, exit_on_error=False, group="actions", name="CSV export")
+    def write_csv(self, views: list[SessionView]) -> None:
+        from nanogpt_tui.tui.data.fleet import export_table_csv
+
+        try:
+            path = export_table_csv(views, self.clock(), self.sessions_root / "reports")
+        except OSError as err:
+            self._say(f"Could not write the CSV ({err}); check that {self.sessions_root} is writable.", "error")
+            return
+        self._say(f"Table of {len(views)} session{'s' if len(views) != 1 else ''} written to {path}.")
 
     @work(thread=True, exit_on_error=False, group="actions", name="new session form")
     def prepare_new_session(self, focused: SessionView | None) -> None:
@@ -391,6 +477,12 @@ class ControlRoom(App[None]):
             ("filter", "Filter the log by event type", "Cycle: all, agent, tools, submissions, errors, ..."),
             ("toggle_dates", "Plot the human timeline by date", "Switch the plot between GPU-hours and dates"),
             ("filter_host", "Filter sessions by host", "Cycle: every host, then each Docker host of the pool"),
+            ("toggle_table", "Table / cards", "Show the sessions as a table (one row each) or as cards"),
+            ("sort_next", "Sort sessions by the next column", "Cycle the sort column (S reverses)"),
+            ("filter_status", "Filter sessions by status", "Cycle: all, live, running, ended, failed"),
+            ("slash", "Filter sessions by text", "Agent, strategy, status, host, anchor or id (agent:codex)"),
+            ("mark", "Mark / unmark the session", "Kill or extend every marked session at once"),
+            ("export_csv", "Export the table as CSV", "The sessions shown, in their order, to sessions/reports/"),
             ("back", "Back to all sessions", "Leave the session's detail screen"),
         )
         for action, title, help_text in commands:

@@ -26,6 +26,14 @@ class Env:
     manager: SessionManager
 
 
+@pytest.fixture(autouse=True)
+def private_view_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The control room keeps sort, filter and the table toggle under $XDG_STATE_HOME: a fresh one per test."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    return state
+
+
 @pytest.fixture
 def tui_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     """Config pinned through NANOGPT_TUI_CONFIG: the record timeline, the smoke record, a sessions folder and a

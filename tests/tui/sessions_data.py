@@ -249,4 +249,53 @@ def build_fleet_sessions(root: Path) -> list[str]:
                         mean_ms=FA3_MS - percent * 632.192, p=0.001)
         add_log(d, ["[runner 18:00:01] starting the agent"])
         ids.append(d.name)
+
+
+FLEET_PAIRS = (("claude", "default"), ("codex", "default"), ("claude-autoresearch", "autoresearch"),
+                ("claude", "autoresearch"))
+FLEET_HOSTS = ("gpu-box-1", "gpu-box-2", "gpu-box-3")
+FLEET_ACTIVITY = (
+    ("tool_call", {"tool": "Bash", "command": "torchrun --nproc_per_node=8 train_gpt.py"}),
+    ("message", {"text": "The warm-down looks too short; trying 0.45 of the steps."}),
+    ("progress", {"submission": "submission_3", "phase": "retiming", "run": 4, "runs": 10, "step": 1200,
+                  "steps": 1600}),
+    ("tool_call", {"tool": "Edit", "file": "train_gpt.py"}),
+)
+
+
+def gpu_line(at: dt.datetime, gpus: int, util: float, power: float) -> str:
+    """One gpu.jsonl line in the sampler's format, for `gpus` GPUs at `util` %."""
+    return json.dumps({"schema_version": 1, "ts": iso(at), "source": "nvml", "gpus": [
+        {"index": i, "util_pct": util, "mem_used_mib": 61_000.0 if util > 5 else 600.0, "mem_total_mib": 143_771.0,
+         "power_w": power} for i in range(gpus)]}) + "\n"
+
+
+def build_fleet(root: Path, n: int = 24) -> list[str]:
+    """`n` sessions of a fleet: four agent/strategy pairs over three hosts, some ended or failed, each with a
+    verdict or two, usage, a last activity and GPU samples (one session's GPUs idle for 20 minutes)."""
+    ids = []
+    for i in range(n):
+        agent, strategy = FLEET_PAIRS[i % len(FLEET_PAIRS)]
+        status = M.RUNNING if i % 6 not in (4, 5) else (M.OUT_OF_BUDGET if i % 6 == 4 else M.FAILED)
+        sid = f"20261120T{18 + i // 60:02d}{i % 60:02d}00Z-{agent}-{strategy}"
+        d = make_session(root, sid, agent=agent, strategy=strategy, host=FLEET_HOSTS[i % 3], gpus=8,
+                         gpu_ids=list(range(8)), budget=512.0 if i % 5 else 96.0, started_hours_ago=10.0 - i * 0.1,
+                         status=status, ended_hours_ago=0.5 if status != M.RUNNING else None,
+                         reason=None if status == M.RUNNING else ("crashed" if status == M.FAILED else "deadline"))
+        if i % 3 != 2:
+            add_verdict(d, 1, hours_after_start=2.0, outcome="validated", mean_ms=FA3_MS - 400 * (i % 7 + 1),
+                        p=0.001)
+        if i % 4 == 1:
+            add_verdict(d, 2, hours_after_start=4.0, outcome="rejected", mean_ms=150_000.0, p=0.0005, cheating=True)
+        add_events(d, [(200_000 * (i % 9 + 1), 9_000 * (i % 5 + 1), 0.5 * (i % 9 + 1))])
+        kind, fields = FLEET_ACTIVITY[i % len(FLEET_ACTIVITY)]
+        with open(d / L.WORKSPACE / "logs" / L.EVENTS_FILE, "a") as handle:
+            handle.write(event_line(kind, ts=iso(NOW - dt.timedelta(seconds=30 + i)), **fields))
+        if status == M.RUNNING:
+            util = 0.0 if i == 3 else 60.0 + (i * 7) % 40
+            lines = [gpu_line(NOW - dt.timedelta(seconds=5 * k), 8, util if k < 240 else 90.0, 120.0 + 5 * util)
+                     for k in range(250, -1, -1)]
+            (d / L.GPU_FILE).write_text("".join(lines))
+        add_log(d, [f"[runner] session {i} started", "step:1200/1600 val_loss:3.3012 train_time:98000ms"])
+        ids.append(sid)
     return ids

@@ -146,6 +146,7 @@ def test_search_finds_a_line_outside_the_loaded_window(tui_env):
             view = log_panel(app).view
             await wait_for(pilot, lambda: len(view.lines) >= INITIAL_LINES, what="the first fill")
             assert not view.at_file_start and not any("needle" in x.text for x in view.lines)
+            view.focus()  # `/` searches the log from the log pane (elsewhere it filters the sessions)
             await pilot.press("slash", *"needle-in-haystack", "enter")
             await wait_for(pilot, lambda: view.match_line is not None, what="the match in the file")
             assert view.match_line.text == MARKED[40] and view.match_line.offset == offsets[40]

@@ -63,3 +63,30 @@ def test_detail_screen_verdict(fixed_env, snap_compare):
         await pilot.pause(0.2)
 
     assert snap_compare(fixed_app(), terminal_size=(120, 36), run_before=verdicts)
+
+
+async def table(pilot) -> None:
+    await loaded(pilot)
+    await pilot.press("T")
+    await pilot.pause(0.3)
+
+
+def test_fleet_table_160x48(tui_env, snap_compare):
+    from tests.tui.sessions_data import build_fleet
+
+    build_fleet(tui_env.root, 24)
+    assert snap_compare(fixed_app(), terminal_size=(160, 48), run_before=table)
+
+
+def test_fleet_cards_100x30(tui_env, snap_compare):
+    from tests.tui.sessions_data import build_fleet
+
+    build_fleet(tui_env.root, 24)
+    assert snap_compare(fixed_app(), terminal_size=(100, 30), run_before=loaded)
+
+
+def test_fleet_table_100x30(tui_env, snap_compare):
+    from tests.tui.sessions_data import build_fleet
+
+    build_fleet(tui_env.root, 24)
+    assert snap_compare(fixed_app(), terminal_size=(100, 30), run_before=table)

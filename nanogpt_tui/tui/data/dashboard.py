@@ -6,51 +6,25 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nanogpt_tui.errors import UserError
+from nanogpt_tui.pricing import DEFAULT_PRICES, Price
 from nanogpt_tui.records import Timeline
 from nanogpt_tui.reports.conventions import gap_for, verdict_percent
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.model import Session, load_session
+from nanogpt_tui.telemetry.activity import ActivityReader
+from nanogpt_tui.telemetry.cost import EventsTokenMeter, judge_tokens, session_cost, token_meter
+from nanogpt_tui.telemetry.gpu import GpuFigures, GpuHistory
 from nanogpt_tui.tui.data.views import ChangeShares, SessionView, UsageSummary, VerdictRow
 
-# Usage events kept per session (text dropped); a session that spends millions of turns keeps only the last.
-USAGE_EVENTS_KEPT = 200_000
 # A busy agent writes events every second: a session's change ledger is rebuilt for them at most this often (new
 # verdicts, experiment or submission folders, results.tsv rows and commits rebuild it at once).
 CHANGES_REFRESH_S = 10.0
-
-
-class _UsageReader:
-    """Reads a session's events file incrementally and keeps only what usage totals need."""
-
-    KEEP = ("session_start", "usage", "result")
-
-    def __init__(self, path: Path) -> None:
-        from nanogpt_tui.agents.events import EventStream
-
-        self.stream = EventStream(path)
-        self.events: list = []
-        self.summary = UsageSummary()
-
-    def update(self) -> UsageSummary:
-        from nanogpt_tui.agents.events import summarize_usage
-
-        fresh = [ev for ev in self.stream.read_new() if ev.type in self.KEEP and not ev.partial]
-        if not fresh and self.events:
-            return self.summary
-        for ev in fresh:
-            ev.text, ev.extra = None, {k: v for k, v in ev.extra.items() if k in ("message_id", "cumulative")}
-        self.events.extend(fresh)
-        del self.events[:-USAGE_EVENTS_KEPT]
-        totals = summarize_usage(self.events)
-        self.summary = UsageSummary(totals.input_tokens, totals.cached_input_tokens, totals.output_tokens,
-                                    totals.cost_usd, totals.cost_complete)
-        return self.summary
 
 
 @dataclass
@@ -85,14 +59,18 @@ class Dashboard:
     """
 
     def __init__(self, root: Path, timeline: Timeline | None = None, *, baselines_dir: Path | None = None,
-                 clock: Callable[[], dt.datetime] | None = None, changes_refresh_s: float = CHANGES_REFRESH_S
-                 ) -> None:
+                 clock: Callable[[], dt.datetime] | None = None, changes_refresh_s: float = CHANGES_REFRESH_S,
+                 prices: Mapping[str, Price] | None = None, agent_models: Mapping[str, str] | None = None) -> None:
         self.root = Path(root)
         self.timeline = timeline
         self.baselines_dir = Path(baselines_dir) if baselines_dir else None
         self.clock = clock or M.utc_now
         self.changes_refresh_s = changes_refresh_s
-        self._usage: dict[str, _UsageReader] = {}
+        self.prices = dict(DEFAULT_PRICES if prices is None else prices)
+        self.agent_models = dict(agent_models or {})  # agent -> the model the config hands its CLI
+        self._usage: dict[str, EventsTokenMeter] = {}
+        self._activity: dict[str, ActivityReader] = {}
+        self._gpu: dict[str, GpuHistory] = {}
         self._verdicts: dict[str, tuple[tuple, list[VerdictRow], list[str]]] = {}
         self._views: dict[str, SessionView] = {}
         self._changes: dict[str, _ChangesEntry] = {}
@@ -188,15 +166,29 @@ class Dashboard:
             return view
         gap = gap_for(self.timeline, session.anchor, session.target)
         rows, problems = self._verdict_rows(session, gap)
-        reader = self._usage.get(session_id)
-        if reader is None:
-            reader = self._usage[session_id] = _UsageReader(self.root / session_id / L.EVENTS_FILE)
+        meter = self._usage.get(session_id)
+        if meter is None:
+            meter = self._usage[session_id] = token_meter(self.root / session_id)
+        activity = self._activity.get(session_id)
+        if activity is None:
+            activity = self._activity[session_id] = ActivityReader(self.root / session_id / L.EVENTS_FILE)
         try:
-            usage = reader.update()
+            tokens = meter.read()
+            activity.update()
         except OSError as err:
-            usage, problems = reader.summary, [*problems, f"{session_id}: events file unreadable ({err})"]
-        view = SessionView(session=session, verdicts=rows, usage=usage, gap_s=gap, problems=problems,
-                           changes=self._changes_for(session))
+            tokens, problems = meter.tokens, [*problems, f"{session_id}: events file unreadable ({err})"]
+        gpu = self._gpu.get(session_id)
+        if gpu is None:
+            gpu = self._gpu[session_id] = GpuHistory(self.root / session_id / L.GPU_FILE)
+        try:
+            gpu.update()
+        except OSError as err:
+            problems = [*problems, f"{session_id}: gpu.jsonl unreadable ({err})"]
+        cost = session_cost(tokens, judge_tokens(r.verdict for r in rows), self.prices,
+                            session.agent_model or self.agent_models.get(session.agent))
+        view = SessionView(session=session, verdicts=rows, usage=UsageSummary.of(tokens), gap_s=gap,
+                           problems=problems, changes=self._changes_for(session), activity=activity.latest,
+                           cost=cost, gpu=GpuFigures.of(gpu, self.clock().timestamp()) if gpu.samples else None)
         self._views[session_id] = view
         return view
 
@@ -208,6 +200,8 @@ class Dashboard:
         for gone in set(self._views) - set(present):
             self._views.pop(gone, None)
             self._usage.pop(gone, None)
+            self._activity.pop(gone, None)
+            self._gpu.pop(gone, None)
             self._verdicts.pop(gone, None)
             self._changes.pop(gone, None)
         wanted = set(present) if session_ids is None else set(session_ids) | (set(present) - set(self._views))

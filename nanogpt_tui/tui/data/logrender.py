@@ -55,7 +55,7 @@ LOG_FILTERS: dict[str, tuple[str, ...] | None] = {
     "all": None,
     "agent": ("message", "reasoning"),
     "tools": ("tool_call", "tool_result"),
-    "submissions": ("submission_started", "verdict"),
+    "submissions": ("submission_started", "progress", "verdict"),
     "errors": ("error",),
     "usage": ("usage", "result"),
     "output": ("output", "status", "session_start", "unknown"),

@@ -11,6 +11,9 @@ from nanogpt_tui.reports.conventions import finite_number, gap_for, gpu_hours_at
 from nanogpt_tui.scoring import ProgressCurve, ProgressPoint
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.model import Session
+from nanogpt_tui.telemetry.activity import Activity
+from nanogpt_tui.telemetry.cost import AgentTokens, SessionCost
+from nanogpt_tui.telemetry.gpu import GpuFigures
 from nanogpt_tui.tui.data.formatting import plural, format_gpu_hours, format_share, format_tokens, format_utc, short_id
 
 if TYPE_CHECKING:  # the validator imports scipy (a second of start-up): loaded when verdicts are first read
@@ -87,23 +90,28 @@ class VerdictRow:
 
 @dataclass
 class UsageSummary:
-    """Tokens and cost of a session so far (from its events file)."""
+    """The agent's tokens so far (from `telemetry.cost.token_meter`), and the agent CLI's own cost claim."""
 
     input_tokens: int = 0
     cached_input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float | None = None
+    cost_usd: float | None = None  # what the agent CLI reported (`total_cost_usd`): shown beside ours, never trusted
     cost_complete: bool = True
+
+    @classmethod
+    def of(cls, tokens: AgentTokens) -> UsageSummary:
+        return cls(tokens.input_tokens, tokens.cached_input_tokens, tokens.output_tokens, tokens.cli_cost_usd,
+                   tokens.cli_cost_complete)
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
     def text(self) -> str:
-        if not self.total_tokens and self.cost_usd is None:
+        """`3.6M in · 90k out`, or `no tokens yet`."""
+        if not self.total_tokens:
             return "no tokens yet"
-        cost = "cost -" if self.cost_usd is None else f"${self.cost_usd:.2f}" + ("" if self.cost_complete else "+")
-        return f"{format_tokens(self.input_tokens)} in · {format_tokens(self.output_tokens)} out · {cost}"
+        return f"{format_tokens(self.input_tokens)} in · {format_tokens(self.output_tokens)} out"
 
 
 # Short names of the kinds of change (`nanogpt_tui.classify.KINDS`, not imported here: it is slow to import).
@@ -165,6 +173,9 @@ class SessionView:
     problems: list[str] = field(default_factory=list)
     complete: bool = True  # False for the first, quick look (session.json only; verdicts and usage follow)
     changes: ChangeShares | None = None  # None until the session's change ledger has been built
+    activity: Activity | None = None  # the last tool call, message or validator progress (None: nothing yet)
+    cost: SessionCost | None = None  # dollars at the price table's rates (None until verdicts and usage are read)
+    gpu: GpuFigures | None = None  # from gpu.jsonl (None: no sample yet)
 
     @property
     def id(self) -> str:

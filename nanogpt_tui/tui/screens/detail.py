@@ -139,7 +139,8 @@ class DetailScreen(SessionActions, Screen):
         text.append(" · best " + ("-" if best is None else f"{best:+.2f} s"))
         if view.best_percent is not None:
             text.append(f" ({view.best_percent:.1f}% of human progress)")
-        text.append(f" · {view.usage.text()}\n")
+        text.append(f" · {view.usage.text()}")
+        text.append(f" · {view.cost.text() if view.cost else 'cost -'}\n")
         text.append("GPU-h by kind of change: ", style="bold")
         if view.changes is None:
             text.append("classifying the experiments and submissions…", style="bright_black")

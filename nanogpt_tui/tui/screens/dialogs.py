@@ -17,16 +17,19 @@ class ConfirmKill(ModalScreen[bool]):
 
     BINDINGS = [Binding("y", "answer(True)", "kill"), Binding("n,escape", "answer(False)", "cancel")]
 
-    def __init__(self, session_id: str, status: str) -> None:
+    def __init__(self, session_id: str | list[tuple[str, str]], status: str = "") -> None:
         super().__init__()
-        self.session_id = session_id
-        self.status = status
+        self.targets = session_id if isinstance(session_id, list) else [(session_id, status)]
+        self.session_id, self.status = self.targets[0]
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(Text("Kill session?", style="bold"), classes="dialog-title")
-            yield Static(Text(f"{self.session_id} ({self.status}) stops now: the agent gets SIGINT, then SIGKILL "
-                              "after a grace period. Its files stay."))
+            many = len(self.targets) > 1
+            yield Static(Text(f"Kill {len(self.targets)} sessions?" if many else "Kill session?", style="bold"),
+                         classes="dialog-title")
+            who = ", ".join(f"{sid} ({status})" for sid, status in self.targets)
+            yield Static(Text(f"{who} {'stop' if many else 'stops'} now: the agent gets SIGINT, then SIGKILL "
+                              "after a grace period. Files stay."))
             with Horizontal(classes="buttons"):
                 yield Button("Kill (y)", variant="error", id="yes")
                 yield Button("Keep running (n)", id="no")
@@ -43,17 +46,24 @@ class ExtendDialog(ModalScreen[float | None]):
 
     BINDINGS = [Binding("escape", "cancel", "cancel")]
 
-    def __init__(self, session_id: str, budget_gpu_hours: float, gpus: int) -> None:
+    def __init__(self, session_id: str | list[str], budget_gpu_hours: float, gpus: int) -> None:
         super().__init__()
-        self.session_id = session_id
+        self.session_ids = session_id if isinstance(session_id, list) else [session_id]
+        self.session_id = self.session_ids[0]
         self.budget = budget_gpu_hours
         self.gpus = gpus
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(Text("Extend session", style="bold"), classes="dialog-title")
-            yield Static(Text(f"{self.session_id}: budget {self.budget:g} GPU-hours on {self.gpus} GPU(s). "
-                              "How many GPU-hours to add?"))
+            many = len(self.session_ids) > 1
+            yield Static(Text(f"Extend {len(self.session_ids)} sessions" if many else "Extend session",
+                              style="bold"), classes="dialog-title")
+            if many:
+                yield Static(Text(f"{', '.join(self.session_ids)}: {self.budget:g} GPU-hours in all on "
+                                  f"{self.gpus} GPU(s). How many GPU-hours to add to each?"))
+            else:
+                yield Static(Text(f"{self.session_id}: budget {self.budget:g} GPU-hours on {self.gpus} GPU(s). "
+                                  "How many GPU-hours to add?"))
             yield Input(placeholder="GPU-hours, e.g. 8", id="hours")
             yield Static("", id="error", classes="dialog-error")
             with Horizontal(classes="buttons"):
@@ -118,17 +128,21 @@ class ExportDialog(ModalScreen[str | None]):
 
 HELP = """\
 Sessions                                   Log (focused session)
-  ←/→/↑/↓, tab   move between sessions        /      search (enter: next match up, esc: close)
+  ←/→/↑/↓, tab   move between sessions        /      search, in the log pane (enter: next match up)
   enter          session detail               f      follow on/off (scrolling up pauses it)
   esc            back                         t      filter by event type
   n              new session                  ↑ at the top reads older lines from disk
   k              kill (asks first)
-  e              extend (asks GPU-hours)     Plot and panes
-  r              export a report              d      human timeline by calendar date
-  h              filter by host (cycles)      l/p/v  show log / plot / verdicts (small terminals)
-  ctrl+p         command palette
-  ?              this help
-  q              quit: sessions keep running; opening the control room again re-attaches
+  e              extend (asks GPU-hours)     Many sessions (cards and table alike)
+  r              export a report              T      table / cards
+  ctrl+p         command palette              s / S  sort by the next column / reverse
+  ?              this help                    /      filter: agent, strategy, status, host, anchor, id
+  q              quit: sessions keep running  a      status filter (all, live, running, ended, failed)
+                 (opening it again            h      host filter (cycles)
+                 re-attaches)                 space  mark: k and e act on every marked session
+Plot and panes                                c      export the table as CSV (sessions/reports/)
+  d      human timeline by calendar date
+  l/p/v  show log / plot / verdicts (small terminals)
 """
 
 

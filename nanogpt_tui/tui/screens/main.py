@@ -1,15 +1,19 @@
-"""The main screen: every session's card, and for the focused one its live log, the progress plot and verdicts."""
+"""The main screen: every session's card (or, with `T`, a table row each), sorted and filtered by one query; for
+the selected one its live log, the progress plot and verdicts."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from nanogpt_tui.contract import layout as L
+from nanogpt_tui.tui.data.fleet import FleetQuery, ViewState
 from nanogpt_tui.tui.data.plotdata import human_timeline_by_date, plot_data
 from nanogpt_tui.tui.data.views import SessionView
 from nanogpt_tui.tui.widgets.card import SessionCard
@@ -17,6 +21,7 @@ from nanogpt_tui.tui.widgets.footer import KeyFooter
 from nanogpt_tui.tui.widgets.grid import SessionGrid
 from nanogpt_tui.tui.widgets.log_panel import LogPanel
 from nanogpt_tui.tui.widgets.plot import PlotLegend, PlotPane, ProgressPlot
+from nanogpt_tui.tui.widgets.table import SessionTable
 from nanogpt_tui.tui.widgets.verdict_table import VerdictTable
 
 NARROW_WIDTH = 120  # below this the lower area shows one pane at a time (l, p, v switch)
@@ -27,16 +32,23 @@ PANES = ("log", "plot", "verdicts")
 
 
 class SessionActions:
-    """Keys every session screen shares; `target_session_id` says which session they act on."""
+    """Keys every session screen shares; `target_session_id` says which session they act on, and
+    `target_session_ids` which sessions kill and extend act on (the marked ones, where some are)."""
 
     def target_session_id(self) -> str | None:
         raise NotImplementedError
 
+    def target_session_ids(self) -> list[str]:
+        sid = self.target_session_id()
+        return [sid] if sid else []
+
     def action_kill(self) -> None:
-        self.app.ask_kill(self.target_session_id())
+        ids = self.target_session_ids()
+        self.app.ask_kill(ids if len(ids) > 1 else self.target_session_id())
 
     def action_extend(self) -> None:
-        self.app.ask_extend(self.target_session_id())
+        ids = self.target_session_ids()
+        self.app.ask_extend(ids if len(ids) > 1 else self.target_session_id())
 
     def action_export(self) -> None:
         self.app.ask_export(self.target_session_id())
@@ -79,7 +91,13 @@ class MainScreen(SessionActions, Screen):
         Binding("k", "kill", "kill"),
         Binding("e", "extend", "extend"),
         Binding("r", "export", "report"),
-        Binding("slash", "search", "search"),
+        Binding("slash", "slash", "filter"),
+        Binding("T", "toggle_table", "table"),
+        Binding("s", "sort_next", "sort"),
+        Binding("S", "sort_reverse", "reverse", show=False),
+        Binding("a", "filter_status", "status", show=False),
+        Binding("space", "mark", "mark", show=False),
+        Binding("c", "export_csv", "csv", show=False),
         Binding("f", "follow", "follow"),
         Binding("t", "filter", "filter", show=False),
         Binding("d", "toggle_dates", "by date", show=False),
@@ -96,11 +114,26 @@ class MainScreen(SessionActions, Screen):
         self._title: Text | None = None
         self._plot_key: tuple | None = None
         self._replot_timer = None  # a redraw of the plot waiting for moves between sessions to pause
-        self.host_filter: str | None = None  # show only the sessions on this host (None: every host)
+        state = getattr(self.app, "view_state", None)
+        self.query_state: FleetQuery = state.query if state is not None else FleetQuery()
+        """Which sessions the cards and the table show, and in what order (kept between runs)."""
+        self.table_mode: bool = state.table if state is not None else False
+        """Whether the table stands in for the cards (`T`)."""
+        self.marked: set[str] = set()
+        """Sessions marked with space: kill and extend act on all of them."""
+        self._shown: list[SessionView] = []
+
+    @property
+    def host_filter(self) -> str | None:
+        """Show only the sessions on this host (None: every host)."""
+        return self.query_state.host
 
     def compose(self) -> ComposeResult:
         yield Static(Text(""), id="title")
+        yield Input(placeholder="filter sessions: words match agent, strategy, status, host, anchor or id; "
+                                "agent:codex for one field · enter keeps · esc clears", id="session-filter")
         yield SessionGrid(id="grid")
+        yield SessionTable(id="table")
         with Horizontal(id="middle"):
             yield LogPanel("log", id="log-panel")
             yield PlotPane(id="plot")
@@ -109,8 +142,13 @@ class MainScreen(SessionActions, Screen):
 
     def on_mount(self) -> None:
         self.add_class("-show-log")
+        self.set_class(self.table_mode, "-table")
+        self.set_class(bool(self.query_state.text), "-filtering")  # a filter in effect stays in sight
+        self.query_one("#session-filter", Input).value = self.query_state.text
         self._layout_for(self.app.size.width)
         self.update_views(self.app.views)
+        if self.table_mode:
+            self.query_one(SessionTable).focus()
 
     def on_resize(self, event) -> None:
         self._layout_for(event.size.width)
@@ -123,10 +161,19 @@ class MainScreen(SessionActions, Screen):
     # --- data ---------------------------------------------------------------------------------------------
 
     def shown(self, views: list[SessionView]) -> list[SessionView]:
-        """The views the host filter lets through."""
-        if self.host_filter is None:
-            return views
-        return [v for v in views if v.session.host == self.host_filter]
+        """The views the query lets through, in its order."""
+        return self.query_state.apply(views, self.app.clock())
+
+    def set_query(self, query: FleetQuery) -> None:
+        """Show the sessions `query` picks, on the cards and in the table; remembered for the next run."""
+        self.query_state = query
+        self.update_views(self.app.views)
+        self._save_state()
+
+    def _save_state(self) -> None:
+        save = getattr(self.app, "save_view_state", None)
+        if save is not None:
+            save(ViewState(self.query_state, self.table_mode))
 
     def hosts(self) -> list[str]:
         """The hosts to filter by: the config's, then any other a session runs on (e.g. `local`)."""
@@ -137,8 +184,7 @@ class MainScreen(SessionActions, Screen):
         hosts = self.hosts()
         choices: list[str | None] = [None, *hosts]
         index = choices.index(self.host_filter) if self.host_filter in choices else 0
-        self.host_filter = choices[(index + 1) % len(choices)]
-        self.update_views(self.app.views)
+        self.set_query(replace(self.query_state, host=choices[(index + 1) % len(choices)]))
         if self.host_filter is None:
             self.notify("Showing the sessions of every host.", timeout=1.5)
         else:
@@ -148,8 +194,11 @@ class MainScreen(SessionActions, Screen):
 
     def update_views(self, views: list[SessionView]) -> None:
         views = self.shown(views)
+        self._shown = views
+        self.marked &= {v.id for v in self.app.views}
         grid = self.query_one(SessionGrid)
-        added = grid.update_views(views)
+        added = grid.update_views(views, marked=frozenset(self.marked))
+        self._show_table()
         if self.selected not in {v.id for v in views}:
             self.selected = None
         if self.selected is None and views:
@@ -167,17 +216,29 @@ class MainScreen(SessionActions, Screen):
             self.replot()
         self.update_title()
 
+    def _show_table(self) -> None:
+        if self.table_mode:
+            self.query_one(SessionTable).show(self._shown, self.app.clock(), marked=frozenset(self.marked),
+                                              sort_key=self.query_state.sort, reverse=self.query_state.reverse)
+
     def tick(self) -> None:
         """The clock moved: budget figures and time left change, and the plot's lines reach the present."""
-        self.query_one(SessionGrid).refresh_cards()
+        if self.table_mode:
+            self._show_table()
+        else:
+            self.query_one(SessionGrid).refresh_cards()
 
     def update_title(self) -> None:
-        views = self.shown(self.app.views)
+        views = self._shown
         running = sum(1 for v in views if v.session.status == "running")
         hints = " · l/p/v log/plot/verdicts" if self.has_class("-narrow") else ""
         where = f" on host {self.host_filter}" if self.host_filter is not None else ""
+        hidden = len(self.app.views) - len(views)
+        query = replace(self.query_state, host=None).describe()
+        marked = f" · {len(self.marked)} marked" if self.marked else ""
         title = Text.assemble(("nanogpt-tui", "bold"), " control room · ",
                               f"{len(views)} session{'s' if len(views) != 1 else ''}{where}, {running} running",
+                              (f" ({hidden} hidden)" if hidden else "", "yellow"), f" · {query}{marked}",
                               (f"{hints} · ? help · ctrl+p commands · q quit (sessions keep running)",
                                "bright_black"))
         title.no_wrap, title.overflow = True, "ellipsis"
@@ -212,6 +273,7 @@ class MainScreen(SessionActions, Screen):
             grid.show_selection()  # the grid announced it: mark the card now, with the log's switch
         else:
             grid.select(session_id, announce=False)
+        self.query_one(SessionTable).select(session_id, announce=False)
         view = self.app.view(session_id)
         if view is not None and changed:
             path = self.app.sessions_root / session_id / L.CONTAINER_LOG
@@ -233,6 +295,9 @@ class MainScreen(SessionActions, Screen):
     def on_session_grid_selected(self, message: SessionGrid.Selected) -> None:
         self.select(message.session_id)
 
+    def on_session_table_selected(self, message: SessionTable.Selected) -> None:
+        self.select(message.session_id)
+
     def on_session_card_open(self, message: SessionCard.Open) -> None:
         self.app.open_detail(message.session_id)
 
@@ -247,6 +312,77 @@ class MainScreen(SessionActions, Screen):
 
     def target_session_id(self) -> str | None:
         return self.selected
+
+    def target_session_ids(self) -> list[str]:
+        if self.marked:
+            return [v.id for v in self._shown if v.id in self.marked] or sorted(self.marked)
+        return super().target_session_ids()
+
+    # --- many sessions: table, sort, filter, marks ----------------------------------------------------------
+
+    def action_toggle_table(self) -> None:
+        self.table_mode = not self.table_mode
+        self.set_class(self.table_mode, "-table")
+        self._show_table()
+        if self.table_mode:
+            self.query_one(SessionTable).select(self.selected, announce=False)
+            self.query_one(SessionTable).focus()
+        else:
+            self.query_one(SessionGrid).focus()
+        self._save_state()
+
+    def action_sort_next(self) -> None:
+        self.set_query(self.query_state.next_sort())
+        self.notify(f"Sorted {self.query_state.describe().split(' · ')[0]} (s: next column, S: reverse).",
+                    timeout=1.5)
+
+    def action_sort_reverse(self) -> None:
+        self.set_query(replace(self.query_state, reverse=not self.query_state.reverse))
+
+    def action_filter_status(self) -> None:
+        self.set_query(self.query_state.next_status())
+        self.notify(f"Status filter: {self.query_state.status} (a: next).", timeout=1.5)
+
+    def action_slash(self) -> None:
+        """`/` in the log pane searches the log; anywhere else it filters the sessions."""
+        panel = self.query_one(LogPanel)
+        if self.focused is not None and panel in self.focused.ancestors_with_self:
+            panel.open_search()
+            return
+        box = self.query_one("#session-filter", Input)
+        self.add_class("-filtering")
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "session-filter":
+            event.stop()
+            if event.value != self.query_state.text:
+                self.set_query(replace(self.query_state, text=event.value))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "session-filter":
+            event.stop()
+            self._close_filter()
+
+    def _close_filter(self) -> None:
+        self.set_class(bool(self.query_state.text), "-filtering")
+        (self.query_one(SessionTable) if self.table_mode else self.query_one(SessionGrid)).focus()
+
+    def key_escape(self) -> None:
+        box = self.query_one("#session-filter", Input)
+        if self.focused is box:
+            box.value = ""
+            self.set_query(replace(self.query_state, text=""))
+            self._close_filter()
+
+    def action_mark(self) -> None:
+        if self.selected is None:
+            return
+        self.marked ^= {self.selected}
+        self.update_views(self.app.views)
+
+    def action_export_csv(self) -> None:
+        self.app.export_csv(list(self._shown))
 
     def log_panel(self) -> LogPanel | None:
         if self.has_class("-narrow") and self.pane != "log":

@@ -1,5 +1,5 @@
 """One session at a glance: agent and strategy, anchor, status, host and GPUs, budget gauge, best result, where
-its GPU-hours went by kind of change, usage."""
+its GPU-hours went by kind of change, what it is doing, what it costs, and its GPUs' utilisation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from textual.widget import Widget
 
 from nanogpt_tui.agents.catalog import AGENTS
 from nanogpt_tui.sessions import model as M
-from nanogpt_tui.tui.data.formatting import format_gpu_hours, time_left_text
+from nanogpt_tui.sessions.model import parse_iso
+from nanogpt_tui.telemetry.gpu import sparkline
+from nanogpt_tui.tui.data.formatting import format_duration, format_gpu_hours, record_short, time_left_text
 from nanogpt_tui.tui.data.views import SessionView, judge_label
 
 STATUS_STYLES = {
@@ -43,7 +45,7 @@ class SessionCard(Widget):
     """
 
     DEFAULT_CSS = """
-    SessionCard { height: 11; border: round $panel-lighten-2; padding: 0 1; }
+    SessionCard { height: 12; border: round $panel-lighten-2; padding: 0 1; }
     """
 
     class Open(Message):
@@ -72,7 +74,16 @@ class SessionCard(Widget):
         self._mark: tuple = (False, False, None)
         self.selected = False
         """Whether the grid's selection is on this card (`mark` sets it)."""
+        self.ticked = False
+        """Whether the card is marked (space) for a kill or extend of several sessions."""
         self.border_title = Text(view.id)
+
+    def set_ticked(self, ticked: bool) -> None:
+        """Show or clear the tick of a session marked for a kill or extend of several."""
+        if ticked != self.ticked:
+            self.ticked = ticked
+            self.border_title = Text.assemble(("✓ ", "bold green"), self.session_id) if ticked \
+                else Text(self.session_id)
 
     def mark(self, selected: bool, grid_focused: bool, colors: dict[str, Color]) -> None:
         """Show whether the card is selected (a brighter border, and a lighter background while the grid has
@@ -172,12 +183,11 @@ def card_lines(view: SessionView, now, width: int) -> list[Text]:
         head = Text.assemble(status, " ", head)
     lines.append(head)
 
-    anchor = f"anchor {s.anchor}" + (f" → {s.target}" if s.target else "")
+    anchor = record_short(s.anchor) + (f" → {record_short(s.target)}" if s.target else "")
     gpus = f"{s.gpus} GPU" + ("s" if s.gpus != 1 else "")
     if s.gpu_ids:
         gpus += " [" + ",".join(map(str, s.gpu_ids)) + "]"
-    lines.append(Text(anchor, style="bright_black"))
-    where = Text(f"{s.backend} · {s.host or 'not placed yet'} · {gpus}")
+    where = Text.assemble((anchor, "bright_black"), f" · {s.backend} {s.host or 'not placed yet'} · {gpus}")
     if not s.sandboxed and s.agent in REAL_AGENTS:
         where.append(" · not sandboxed", style="bold yellow")
     lines.append(where)
@@ -233,9 +243,60 @@ def card_lines(view: SessionView, now, width: int) -> list[Text]:
         lines.append(Text.assemble(("GPU-h ", "bright_black"), (view.changes.compact(), "" if classified
                                                                 else "bright_black")))
 
-    if view.complete:
-        lines.append(Text(view.usage.text(), style="bright_black" if not view.usage.total_tokens else ""))
+    if not view.complete:
+        return lines
+    lines.append(activity_text(view, now))
+    cost = Text(view.cost.compact() if view.cost else "$-", style="bold" if view.cost and view.cost.total_usd
+                else "bright_black")
+    cost.append(f" · {view.usage.text()}", style="" if view.usage.total_tokens else "bright_black")
+    if view.usage.cost_usd is not None:
+        cost.append(f" · CLI says ${view.usage.cost_usd:,.2f}{'' if view.usage.cost_complete else '+'}",
+                    style="bright_black")
+    lines.append(cost)
+    lines.append(gpu_text(view, width))
     return lines
+
+
+ACTIVITY_STYLES = {"tool": "cyan", "message": "", "thinking": "bright_black", "submit": "magenta",
+                   "validator": "magenta", "verdict": "green", "error": "red"}
+
+
+def activity_text(view: SessionView, now) -> Text:
+    """`▸ 2m ago tool Bash $ nvidia-smi`: what the session did last, and how long ago."""
+    a = view.activity
+    if a is None:
+        return Text("no activity yet", style="bright_black")
+    ago = activity_age(a.at, now)
+    line = Text("▸ ", style="bright_black")
+    if ago:
+        line.append(f"{ago} ", style="bright_black")
+    line.append(a.kind, style=ACTIVITY_STYLES.get(a.kind, ""))
+    line.append(f" {a.text}")
+    return line
+
+
+def activity_age(at: str | None, now) -> str:
+    """`12s ago`; empty when the moment is unknown."""
+    moment = parse_iso(at) if at else None
+    if moment is None:
+        return ""
+    return f"{format_duration(max(0.0, (now - moment).total_seconds()))} ago"
+
+
+def gpu_text(view: SessionView, width: int) -> Text:
+    """`GPU ▂▅▇█ 97% · 61.2/80.0 GiB · 642 W`, the sparkline as wide as the card leaves room for; or why not."""
+    g = view.gpu
+    if g is None:
+        return Text("GPU: no samples" + ("" if view.session.status != M.RUNNING else " (no sampler on its host)"),
+                    style="bright_black")
+    figures = g.compact()
+    spark_width = max(4, width - len(figures) - 6)
+    line = Text("GPU ", style="bright_black")
+    line.append(sparkline(list(g.util_history), spark_width), style="green" if not g.idle_s else "yellow")
+    line.append(f" {figures}")
+    if g.idle_s >= 60:
+        line.append(f" · idle {format_duration(g.idle_s)}", style="yellow")
+    return line
 
 
 def _css_id(session_id: str) -> str:

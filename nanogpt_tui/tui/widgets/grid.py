@@ -29,7 +29,7 @@ class SessionGrid(VerticalScroll, can_focus=True):
     ]
 
     DEFAULT_CSS = """
-    SessionGrid { layout: grid; grid-size: 2; grid-gutter: 0 1; grid-rows: 11; height: auto; }
+    SessionGrid { layout: grid; grid-size: 2; grid-gutter: 0 1; grid-rows: 12; height: auto; }
     SessionGrid > .empty { column-span: 4; height: 3; color: $text-muted; padding: 1 2; }
     """
 
@@ -71,13 +71,14 @@ class SessionGrid(VerticalScroll, can_focus=True):
             self.columns = columns
             self.styles.grid_size_columns = columns
 
-    def update_views(self, views: list[SessionView]) -> list[SessionCard]:
-        """Cards follow the views (one each, oldest first); returns the cards added."""
+    def update_views(self, views: list[SessionView], marked: frozenset[str] = frozenset()) -> list[SessionCard]:
+        """Cards follow the views (one each, in their order; `marked` ones show a tick); returns the cards
+        added."""
         by_id = {v.id: v for v in views}
         for card in self.cards:
             if card.session_id not in by_id:
                 card.remove()
-        existing = {c.session_id: c for c in self.cards}
+        existing = {c.session_id: c for c in self.cards if c.session_id in by_id}
         added = []
         for view in views:
             card = existing.get(view.id)
@@ -87,8 +88,12 @@ class SessionGrid(VerticalScroll, can_focus=True):
                 added.append(card)
             else:
                 card.show(view)  # repaints only when a line of the card changed
+            card.set_ticked(view.id in marked)
         if added:
             self.mount_all(added)
+        order = [v.id for v in views]
+        if [c.session_id for c in self.cards if not c._closing] != order:
+            self.call_after_refresh(self._reorder, order)
         self.call_after_refresh(self.set_columns)
         for empty in self.query(".empty"):
             if empty.display != (not views):
@@ -96,6 +101,24 @@ class SessionGrid(VerticalScroll, can_focus=True):
             if not views:
                 empty.update(Text("No sessions yet. Press n to start one (or run `nanogpt-tui demo`)."))
         return added
+
+    def _reorder(self, order: list[str]) -> None:
+        """Put the cards in `order` (the query's sort), moving only the ones out of place."""
+        cards = {c.session_id: c for c in self.cards}
+        previous = None
+        for sid in order:
+            card = cards.get(sid)
+            if card is None:
+                continue
+            current = list(self.query_children(SessionCard))
+            at = current.index(card)
+            want = 0 if previous is None else current.index(previous) + 1
+            if at != want:
+                if previous is None:
+                    self.move_child(card, before=0)
+                else:
+                    self.move_child(card, after=previous)
+            previous = card
 
     def refresh_cards(self) -> None:
         """Redraw the cards of live sessions whose budget figures or time left, as drawn, moved with the clock."""

@@ -1,0 +1,172 @@
+"""A session's tokens and what they cost: the agent's (through `token_meter`, the one place they are read) and
+the judge's (from its verdicts), priced with the config's price table. The agent CLI's own cost figure
+(`total_cost_usd`) is carried beside ours for comparison and never used in its place: the agent can write it.
+
+Today the meter reads the session's events file (what the agent CLI reports). A gateway that meters tokens
+where the agent cannot write replaces `EventsTokenMeter` here, and every consumer follows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from nanogpt_tui.pricing import Price, price_for, tokens_cost_usd
+
+# Usage events kept per session (text dropped); a session that spends millions of turns keeps only the last.
+USAGE_EVENTS_KEPT = 200_000
+
+
+@dataclass(frozen=True)
+class AgentTokens:
+    """The agent's tokens so far, the model it named (None until a stream says), and the CLI's own cost claim."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    model: str | None = None
+    cli_cost_usd: float | None = None
+    cli_cost_complete: bool = True
+    source: str = "events"  # where the counts come from: "events" (the agent's stream) or a gateway's meter
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class EventsTokenMeter:
+    """The agent's tokens from its events file, read on from where the last read stopped."""
+
+    KEEP = ("session_start", "usage", "result")
+
+    def __init__(self, events_path: str | os.PathLike[str]) -> None:
+        from nanogpt_tui.agents.events import EventStream
+
+        self.stream = EventStream(Path(events_path))
+        self.events: list = []
+        self.model: str | None = None
+        self.tokens = AgentTokens()
+
+    def read(self) -> AgentTokens:
+        from nanogpt_tui.agents.events import summarize_usage
+
+        fresh = [ev for ev in self.stream.read_new() if ev.type in self.KEEP and not ev.partial]
+        if not fresh and self.events:
+            return self.tokens
+        for ev in fresh:
+            model = ev.extra.get("model") if ev.type == "session_start" else None
+            if isinstance(model, str) and model:
+                self.model = model
+            ev.text, ev.extra = None, {k: v for k, v in ev.extra.items() if k in ("message_id", "cumulative")}
+        self.events.extend(fresh)
+        del self.events[:-USAGE_EVENTS_KEPT]
+        totals = summarize_usage(self.events)
+        self.tokens = AgentTokens(totals.input_tokens, totals.cached_input_tokens, totals.output_tokens, self.model,
+                                  totals.cost_usd, totals.cost_complete)
+        return self.tokens
+
+
+def token_meter(session_dir: str | os.PathLike[str]) -> EventsTokenMeter:
+    """The meter of a session's agent tokens: the one place every consumer (control room, CLI, reports) gets
+    them from."""
+    from nanogpt_tui.contract import layout
+
+    return EventsTokenMeter(Path(session_dir) / layout.EVENTS_FILE)
+
+
+def agent_tokens(session_dir: str | os.PathLike[str]) -> AgentTokens:
+    """A session's agent tokens, read once."""
+    return token_meter(session_dir).read()
+
+
+@dataclass(frozen=True)
+class JudgeTokens:
+    model: str
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+
+
+def judge_tokens(verdicts: Iterable) -> list[JudgeTokens]:
+    """The judge's tokens per verdict that asked it (`Verdict.judge` holds its model and usage)."""
+    out = []
+    for v in verdicts:
+        judge = v.judge if isinstance(getattr(v, "judge", None), Mapping) else {}
+        usage = judge.get("usage") if isinstance(judge.get("usage"), Mapping) else {}
+        counts = [usage.get(k, 0) for k in ("input_tokens", "cached_input_tokens", "output_tokens")]
+        if not any(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in counts):
+            continue
+        counts = [c if isinstance(c, int) and not isinstance(c, bool) and c > 0 else 0 for c in counts]
+        out.append(JudgeTokens(str(judge.get("model") or ""), *counts))
+    return out
+
+
+@dataclass(frozen=True)
+class SessionCost:
+    """Dollars spent by a session: the agent's and the judge's at the price table's rates (None where a model has
+    no price), the models without one, and the agent CLI's own claim (shown beside, never trusted)."""
+
+    agent_usd: float | None
+    judge_usd: float | None
+    cli_usd: float | None = None
+    cli_complete: bool = True
+    agent_model: str | None = None
+    unpriced: tuple[str, ...] = ()
+
+    @property
+    def total_usd(self) -> float | None:
+        parts = [x for x in (self.agent_usd, self.judge_usd) if x is not None]
+        return sum(parts) if parts else None
+
+    def compact(self) -> str:
+        """`$12.40` (agent and judge); `$-` when nothing could be priced."""
+        total = self.total_usd
+        return "$-" if total is None else f"${total:,.2f}"
+
+    def text(self) -> str:
+        """`$12.40 (agent $12.10 · judge $0.30) · CLI says $11.90`, and which models have no price."""
+        if self.total_usd is None and self.cli_usd is None and not self.unpriced:
+            return "no cost yet"
+        parts = [self.compact()]
+        if self.judge_usd:
+            parts[0] += f" (agent ${self.agent_usd or 0:,.2f} · judge ${self.judge_usd:,.2f})"
+        if self.cli_usd is not None:
+            parts.append(f"CLI says ${self.cli_usd:,.2f}{'' if self.cli_complete else '+'}")
+        if self.unpriced:
+            parts.append("no price for " + ", ".join(self.unpriced))
+        return " · ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {"total": _round(self.total_usd), "agent": _round(self.agent_usd), "judge": _round(self.judge_usd),
+                "agent_cli_reported": _round(self.cli_usd), "agent_model": self.agent_model,
+                "unpriced_models": list(self.unpriced)}
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
+
+
+def session_cost(tokens: AgentTokens, judges: Iterable[JudgeTokens], prices: Mapping[str, Price],
+                 default_model: str | None = None) -> SessionCost:
+    """Price a session: the agent's tokens at its model's rates (the model its stream named, else the one the
+    config gives the agent), the judge's at the judge model's."""
+    unpriced: list[str] = []
+    model = tokens.model or default_model or None
+    agent_usd: float | None = 0.0 if not tokens.total_tokens else None
+    if tokens.total_tokens:
+        price = price_for(dict(prices), model)
+        if price is None:
+            unpriced.append(model or "the agent's model (unknown)")
+        else:
+            agent_usd = tokens_cost_usd(price, tokens.input_tokens, tokens.cached_input_tokens, tokens.output_tokens)
+    judge_usd: float | None = None
+    for j in judges:
+        price = price_for(dict(prices), j.model)
+        if price is None:
+            if (j.model or "the judge's model (unknown)") not in unpriced:
+                unpriced.append(j.model or "the judge's model (unknown)")
+            continue
+        judge_usd = (judge_usd or 0.0) + tokens_cost_usd(price, j.input_tokens, j.cached_input_tokens, j.output_tokens)
+    return SessionCost(agent_usd, judge_usd, tokens.cli_cost_usd, tokens.cli_cost_complete, model, tuple(unpriced))

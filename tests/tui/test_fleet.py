@@ -1,0 +1,180 @@
+"""The control room for a fleet (issue 16), through Pilot: the table, sort and filter shared with the cards and kept
+between runs, marks for kill and extend, CSV export, live activity, GPU telemetry and cost on cards and rows."""
+
+from __future__ import annotations
+
+import csv
+
+from textual.widgets import Input
+
+from nanogpt_tui.config import load_config
+from nanogpt_tui.sessions import model as M
+from nanogpt_tui.tui.app import create_app
+from nanogpt_tui.tui.screens.dialogs import ConfirmKill, ExtendDialog
+from nanogpt_tui.tui.widgets.card import SessionCard
+from nanogpt_tui.tui.widgets.grid import SessionGrid
+from nanogpt_tui.tui.widgets.log_view import LogView
+from nanogpt_tui.tui.widgets.table import SessionTable
+from tests.tui.conftest import run, wait_for
+from tests.tui.sessions_data import FLEET_PAIRS, build_fleet, fixed_clock
+
+SIZE = (160, 48)
+
+
+def fleet_app():
+    return create_app(load_config(), clock=fixed_clock, live=False)
+
+
+async def loaded(pilot) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: app.loaded and app.screen.selected is not None, what="the sessions")
+    await pilot.pause(0.1)
+
+
+def card_ids(app) -> list[str]:
+    return [c.session_id for c in app.screen.query_one(SessionGrid).query_children(SessionCard)]
+
+
+def table(app) -> SessionTable:
+    return app.screen.query_one(SessionTable)
+
+
+def test_the_table_shows_a_row_per_session_with_activity_gpu_and_cost(tui_env):
+    ids = build_fleet(tui_env.root, 24)
+
+    async def scenario():
+        app = fleet_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            await pilot.press("T")
+            await wait_for(pilot, lambda: len(table(app).views) == 24, what="the table")
+            assert app.screen.has_class("-table") and isinstance(app.focused, SessionTable)
+            header, *rows = table(app).plain_rows
+            for title in ("session", "agent", "status", "GPU-h used", "best  %human", "activity", "GPU", "cost"):
+                assert title in header
+            assert len(rows) == 24
+            assert "Bash $ torch" in rows[0] and "$" in rows[0] and "%" in rows[0]
+            assert "submission_3: run 4/10, step" in rows[2] and "last verdict" in header
+            assert "0% idle" in rows[3]  # its GPUs sat at 0% for 20 minutes
+            # down moves the selection, which the log follows
+            await pilot.press("down")
+            await wait_for(pilot, lambda: app.screen.selected == ids[1], what="the second row")
+            # T again: the cards, with the same selection and cost, activity and GPU lines on each
+            await pilot.press("T")
+            assert not app.screen.has_class("-table") and isinstance(app.focused, SessionGrid)
+            card = app.screen.query_one(SessionGrid).card(ids[0])
+            lines = card.plain_lines
+            assert any(x.startswith("▸ ") and "tool Bash $ torchrun" in x for x in lines)
+            assert any(x.startswith("$") and "CLI says $0.50" in x for x in lines)
+            assert any(x.startswith("GPU ") and "mem 42%" in x and " kW" in x for x in lines)
+            progress = app.screen.query_one(SessionGrid).card(ids[2]).plain_lines
+            assert any("validator submission_3: run 4/10, step 1200/1600" in x for x in progress)
+            idle = app.screen.query_one(SessionGrid).card(ids[3]).plain_lines
+            assert any("GPU ▁▁▁" in x and "idle 19m55s" in x for x in idle)  # the samples kept: 20 minutes
+
+    run(scenario())
+
+
+def test_sort_and_filter_apply_to_cards_and_table_and_survive_a_restart(tui_env):
+    build_fleet(tui_env.root, 12)
+
+    async def first():
+        app = fleet_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            await pilot.press("s")  # session -> agent
+            await wait_for(pilot, lambda: app.screen.query_state.sort == "agent", what="the sort")
+            agents = [app.view(i).session.agent for i in card_ids(app)]
+            await wait_for(pilot, lambda: [app.view(i).session.agent for i in card_ids(app)] == sorted(agents),
+                           what="the cards in agent order")
+            await pilot.press("S")
+            await wait_for(pilot, lambda: [app.view(i).session.agent for i in card_ids(app)]
+                           == sorted(agents, reverse=True), what="the cards in reverse order")
+            # / filters the sessions (the grid has focus, not the log)
+            await pilot.press("slash")
+            assert isinstance(app.focused, Input) and app.focused.id == "session-filter"
+            await pilot.press(*"codex", "enter")
+            await wait_for(pilot, lambda: {app.view(i).session.agent for i in card_ids(app)} == {"codex"},
+                           what="only codex cards")
+            assert "(9 hidden)" in str(app.screen.query_one("#title").render())
+            await pilot.press("a", "a")  # status: all -> live -> running
+            await wait_for(pilot, lambda: all(app.view(i).session.status == M.RUNNING for i in card_ids(app)),
+                           what="running codex sessions")
+            await pilot.press("T")
+            await wait_for(pilot, lambda: table(app).views, what="the table")
+            assert [v.id for v in table(app).views] == card_ids(app)  # one query for both
+            assert "agent▼" in table(app).plain_rows[0]
+
+    async def second():
+        app = fleet_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            # The next control room opens as the last one was left: table, sort, filter, status.
+            q = app.screen.query_state
+            assert (q.sort, q.reverse, q.text, q.status) == ("agent", True, "codex", "running")
+            assert app.screen.has_class("-table") and app.screen.has_class("-filtering")
+            await wait_for(pilot, lambda: table(app).views, what="the table")
+            assert {v.session.agent for v in table(app).views} == {"codex"}
+            # esc in the filter box clears it
+            await pilot.press("slash", "escape")
+            await wait_for(pilot, lambda: len(table(app).views) > 2, what="every running session")
+            # in the log pane, / is the log's search again
+            app.screen.query_one("#log-panel").query_one(LogView).focus()
+            await pilot.press("slash")
+            assert app.screen.query_one("#log-panel").has_class("-searching")
+
+    run(first())
+    run(second())
+
+
+def test_marked_sessions_are_killed_or_extended_at_once_and_the_table_exports_as_csv(tui_env):
+    ids = build_fleet(tui_env.root, 6)
+
+    async def scenario():
+        app = fleet_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            await pilot.press("T")
+            await wait_for(pilot, lambda: table(app).views, what="the table")
+            await pilot.press("space", "down", "space")
+            assert app.screen.marked == {ids[0], ids[1]}
+            assert table(app).plain_rows[1].startswith("✓") and table(app).plain_rows[2].startswith("✓")
+            assert not table(app).plain_rows[3].startswith("✓")
+            await pilot.press("k")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmKill), what="the kill dialog")
+            assert [sid for sid, _ in app.screen.targets] == ids[:2]
+            await pilot.press("n")
+            await pilot.press("e")
+            await wait_for(pilot, lambda: isinstance(app.screen, ExtendDialog), what="the extend dialog")
+            assert app.screen.session_ids == ids[:2]
+            await pilot.press("escape")
+            await pilot.press("c")
+            folder = tui_env.root / "reports"
+            await wait_for(pilot, lambda: folder.is_dir() and list(folder.glob("sessions-*.csv")), what="the CSV")
+            [path] = folder.glob("sessions-*.csv")
+            rows = list(csv.DictReader(path.open()))
+            assert [r["id"] for r in rows] == [v.id for v in table(app).views]
+            assert {r["agent"] for r in rows} <= {a for a, _ in FLEET_PAIRS} and rows[0]["cost_usd"]
+
+    run(scenario())
+
+
+def test_new_verdicts_ring_the_bell_and_show_a_toast(tui_env):
+    from tests.tui.sessions_data import add_verdict
+
+    ids = build_fleet(tui_env.root, 3)
+
+    async def scenario():
+        app = create_app(load_config(), clock=fixed_clock, live=True, refresh_every_s=0.3)
+        bells = []
+        app.bell = lambda: bells.append(1)
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            await wait_for(pilot, lambda: app.loaded, what="the full load")
+            add_verdict(tui_env.root / ids[0], 7, hours_after_start=5.0, outcome="validated", mean_ms=150_000.0,
+                        p=0.0001)
+            await wait_for(pilot, lambda: any("submission_7 validated" in n.message for n in app._notifications),
+                           what="the verdict toast")
+            assert bells
+
+    run(scenario())
