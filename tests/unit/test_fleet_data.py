@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 import io
 import json
-from pathlib import Path
 
 import pytest
 
@@ -23,9 +22,8 @@ from nanogpt_tui.tui.data.alerts import AlertWatch
 from nanogpt_tui.tui.data.dashboard import Dashboard
 from nanogpt_tui.tui.data.fleet import (COLUMN_KEYS, FleetQuery, ViewState, load_view_state, save_view_state,
                                         table_csv)
-from tests.tui.sessions_data import NOW, add_verdict, build_fixed_sessions, make_session
+from tests.tui.sessions_data import NOW, add_verdict, build_fixed_sessions, gpu_line, make_session
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gpu"
 
 
 # ------------------------------------------------------------------------------------------------ prices
@@ -107,8 +105,11 @@ def test_activity_is_the_last_tool_call_message_or_validator_progress(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ GPU samples
 
-def recorded() -> list[str]:
-    return (FIXTURES / "h200_samples.jsonl").read_text().splitlines()
+def trace() -> list[str]:
+    """A sampler's lines for one GPU: 15 s idle, 30 s under load (97%), 15 s idle, one a second."""
+    start = NOW - dt.timedelta(seconds=60)
+    return [gpu_line(start + dt.timedelta(seconds=k), 1, 97.0 if 15 <= k < 45 else 0.0,
+                     650.0 if 15 <= k < 45 else 75.0).rstrip("\n") for k in range(60)]
 
 
 def test_gpu_sample_lines_round_trip_and_bad_values_are_dropped():
@@ -121,6 +122,27 @@ def test_gpu_sample_lines_round_trip_and_bad_values_are_dropped():
     assert parse_sample(json.dumps(weird)).gpus[0].util_pct is None
     assert parse_sample('{"schema_version": 2, "ts": "2026-01-01T00:00:00Z", "gpus": []}') is None
     assert sparkline([0, 50, 100, None], 4) == "▁▅█ "
+
+
+def test_gpu_samples_read_back_with_busy_and_idle_stretches(tmp_path):
+    lines = trace()
+    samples = [parse_sample(x) for x in lines]
+    assert all(s is not None for s in samples) and len(samples) >= 30
+    busy = [s for s in samples if not s.idle]
+    assert busy and max(s.util_pct for s in busy) >= 90 and samples[0].idle and samples[-1].idle
+    path = tmp_path / "gpu.jsonl"
+    path.write_text("\n".join(lines[:10]) + "\n" + '{"torn": ' + "\n")
+    history = GpuHistory(path)
+    assert history.update() and len(history.samples) == 10 and history.rejected == 1
+    with open(path, "a") as handle:
+        handle.write("\n".join(lines[10:]) + "\n")
+    assert history.update() and len(history.samples) == len(lines)
+    last_busy = max(s.at for s in busy)
+    assert history.idle_for_s(samples[-1].at) == pytest.approx(samples[-1].at - min(
+        s.at for s in samples if s.at > last_busy), abs=0.01)
+    figures = GpuFigures.of(history, samples[-1].at)
+    assert figures.latest.power_w is not None and "mem 0%" in figures.compact() and figures.mean_util_pct > 0
+    assert len(sparkline(list(figures.util_history), 20)) == 20
 
 
 # ------------------------------------------------------------------------------------------------ the table
@@ -193,6 +215,30 @@ def test_the_table_exports_as_csv_in_the_order_shown(views):
 
 
 # ------------------------------------------------------------------------------------------------ alerts
+
+def test_alerts_say_each_thing_once_and_nothing_about_what_was_there(tmp_path):
+    d = make_session(tmp_path, "s1", agent="claude", strategy="default", budget=100.0, started_hours_ago=10.0,
+                     gpus=8)  # 80 of 100 GPU-hours used
+    watch = AlertWatch(AlertsConfig(budget_fraction=0.9, idle_gpu_minutes=1))
+    dash = Dashboard(tmp_path, clock=lambda: NOW)
+    add_verdict(d, 1, hours_after_start=2.0, outcome="validated", mean_ms=160_000.0, p=0.001)
+    assert watch.check(dash.reload(), NOW) == []  # the first look learns what is there
+    add_verdict(d, 2, hours_after_start=9.0, outcome="not-significant", mean_ms=161_000.0, p=0.2)
+    [alert] = watch.check(dash.reload(), NOW)
+    assert alert.kind == "verdict" and "submission_2 not-significant" in alert.text
+    later = NOW + dt.timedelta(hours=1.5)  # 92 of 100
+    [alert] = watch.check(Dashboard(tmp_path, clock=lambda: later).reload(), later)
+    assert alert.kind == "budget" and "92% of its GPU-hour budget" in alert.text
+    assert watch.check(Dashboard(tmp_path, clock=lambda: later).reload(), later) == []
+    lines = trace()
+    (d / "gpu.jsonl").write_text("\n".join(lines) + "\n")
+    end = parse_sample(lines[-1]).at
+    view = dataclasses.replace(Dashboard(tmp_path, clock=lambda: dt.datetime.fromtimestamp(end + 60, dt.timezone.utc)
+                                         ).reload()[0])
+    idle = watch.check([view], later)
+    assert [a.kind for a in idle] == ["idle-gpu"] and "idle for" in idle[0].text
+    assert watch.check([view], later) == []  # said once per idle stretch
+
 
 # ------------------------------------------------------------------------------------------------ the CLI's config
 
