@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -23,17 +24,17 @@ from nanogpt_tui.errors import UserError
 from nanogpt_tui.records import Timeline, load_timeline
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
-from nanogpt_tui.telemetry.sampler import GpuSampler
 from nanogpt_tui.tui.data.alerts import Alert, AlertWatch
 from nanogpt_tui.tui.data.dashboard import Dashboard
 from nanogpt_tui.tui.data.fleet import ViewState, load_view_state, save_view_state
 from nanogpt_tui.tui.data.views import SessionView
 from nanogpt_tui.tui.messages import DashboardUpdated, FileGrew, Problem
-from nanogpt_tui.tui.screens.detail import DetailScreen
 from nanogpt_tui.tui.screens.dialogs import ConfirmKill, ExportDialog, ExtendDialog, HelpScreen
 from nanogpt_tui.tui.screens.main import MainScreen
-from nanogpt_tui.tui.screens.new_session import AUTO_HOST, FormChoices, NewSessionScreen
 from nanogpt_tui.tui.watch import BackendRefresher, SessionMonitor
+
+if TYPE_CHECKING:
+    from nanogpt_tui.tui.screens.new_session import FormChoices
 
 PLOT_EVERY_TICKS = 5
 CRASH_DIR = ".crash"  # in the sessions folder (hidden: not a session); one trace file per control room that died
@@ -100,7 +101,7 @@ class ControlRoom(App[None]):
         self.monitor: SessionMonitor | None = None
         self.refresher: BackendRefresher | None = None
         self.alerts = AlertWatch(config.alerts)
-        self.sampler: GpuSampler | None = None
+        self.sampler = None  # a telemetry.sampler.GpuSampler while this control room samples GPUs
         self.loaded = False  # the first views have arrived (tests and benchmarks wait for it)
         self._frozen = False
         self.crash: str | None = None  # one line when an internal error ended the app
@@ -200,7 +201,7 @@ class ControlRoom(App[None]):
         """The screens that show sessions, while they are up (not while the app or they are closing)."""
         if self._closing:
             return []
-        return [s for s in self.screen_stack if isinstance(s, (MainScreen, DetailScreen)) and s.is_mounted
+        return [s for s in self.screen_stack if getattr(s, "shows_sessions", False) and s.is_mounted
                 and not s._closing]
 
     def _to_screens(self, call: Callable[[Screen], None]) -> None:
@@ -273,6 +274,8 @@ class ControlRoom(App[None]):
             self.notify(f"Session {session_id} is not loaded (its folder may be gone).", severity="error",
                         markup=False)
             return
+        from nanogpt_tui.tui.screens.detail import DetailScreen  # its widgets load when first opened
+
         self.push_screen(DetailScreen(session_id, verdict_id=verdict_id))
 
     def action_help(self) -> None:
@@ -427,6 +430,8 @@ class ControlRoom(App[None]):
     @work(thread=True, exit_on_error=False, group="actions", name="new session form")
     def prepare_new_session(self, focused: SessionView | None) -> None:
         choices = form_choices(self.config, focused)
+        from nanogpt_tui.tui.screens.new_session import NewSessionScreen
+
         self.call_from_thread(self.push_screen, NewSessionScreen(choices),
                               lambda request: self.launch_session(request) if request else None)
 
@@ -501,6 +506,7 @@ def form_choices(config: Config, focused: SessionView | None) -> FormChoices:
     """What the new-session form offers (reads the catalog, strategies and baselines: call it off the UI thread)."""
     from nanogpt_tui.agents.catalog import agent_names
     from nanogpt_tui.agents.strategy import builtin_names
+    from nanogpt_tui.tui.screens.new_session import AUTO_HOST, FormChoices
 
     from nanogpt_tui.records import anchor_choices, load_timeline
 

@@ -35,6 +35,8 @@ class SessionActions:
     """Keys every session screen shares; `target_session_id` says which session they act on, and
     `target_session_ids` which sessions kill and extend act on (the marked ones, where some are)."""
 
+    shows_sessions = True  # the app hands it every new set of session views (`update_views`)
+
     def target_session_id(self) -> str | None:
         raise NotImplementedError
 
