@@ -319,9 +319,10 @@ def test_event_stream_skips_an_over_long_line(tmp_path):
 # ------------------------------------------------------------------------------------- harness helpers
 
 def test_seconds_left_reads_the_deadline(tmp_path):
-    (tmp_path / "deadline.json").write_text(json.dumps({"deadline_epoch": 1000.0}))
-    assert seconds_left(tmp_path, now=900.5) == 99
-    assert seconds_left(tmp_path, now=1000.5) == -1
+    epoch = 1_800_000_000.0  # a moment in 2027: the reader refuses epochs outside the years 2000 to 2200
+    (tmp_path / "deadline.json").write_text(json.dumps({"deadline_epoch": epoch}))
+    assert seconds_left(tmp_path, now=epoch - 99.5) == 99
+    assert seconds_left(tmp_path, now=epoch + 0.5) == -1
     (tmp_path / "deadline.json").write_text(json.dumps({"deadline": "2026-11-27T06:00:00Z"}))
     expected = datetime(2026, 11, 27, 6, 0, tzinfo=timezone.utc).timestamp()
     assert seconds_left(tmp_path, now=expected - 5.5) == 5
