@@ -8,11 +8,13 @@ like an API key is masked, newlines are shown as `↵`, and long payloads are fo
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping
 
 from nanogpt_tui.agents.events import Event
+from nanogpt_tui.textsafe import neutralize
 
 DEFAULT_MAX_CHARS = 240
 
@@ -44,21 +46,52 @@ def env_secrets(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
                         key=len, reverse=True))
 
 
+# Any run of at least this many characters of a secret's value is masked (a key cut in two by a line break, or
+# printed without its prefix, is still a key); a shorter value is masked only whole.
+SECRET_PIECE_CHARS = 12
+
+
+@functools.lru_cache(maxsize=64)
+def _pieces(value: str) -> re.Pattern[str] | None:
+    """A pattern finding any SECRET_PIECE_CHARS-long piece of `value` (each match is then grown to the longest
+    piece of the value there)."""
+    k = min(SECRET_PIECE_CHARS, len(value))
+    if k < 8:
+        return None
+    grams = sorted({value[i:i + k] for i in range(len(value) - k + 1)})
+    return re.compile("|".join(map(re.escape, grams)))
+
+
+def _mask_value(text: str, value: str) -> str:
+    pattern = _pieces(value)
+    if pattern is None:
+        return text.replace(value, "***") if value else text
+    out, last, pos = [], 0, 0
+    while (m := pattern.search(text, pos)) is not None:
+        start, end = m.start(), m.end()
+        while end < len(text) and text[start:end + 1] in value:
+            end += 1
+        out += [text[last:start], "***"]
+        last = pos = end
+    return "".join(out) + text[last:] if out else text
+
+
 def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with every long piece of a known secret's value, and anything shaped like a key, masked."""
     for value in secrets:
-        if value and value in text:
-            text = text.replace(value, "***")
+        text = _mask_value(text, value)
     for pattern, repl in _SECRET_PATTERNS:
         text = pattern.sub(repl, text)
     return text
 
 
 def sanitize(text: str) -> str:
-    """Plain one-line text: escape sequences and control characters out, newlines as ↵, tabs as spaces."""
+    """Plain one-line text: escape sequences and control characters out, invisible and direction-changing
+    characters shown as marks, newlines as ↵, tabs as spaces."""
     text = _ESCAPES.sub("", text)
     text = text.replace("\r\n", "\n").replace("\t", " ")
     text = text.replace("\n", " ↵ ")
-    return _CONTROLS.sub("", text).strip()
+    return neutralize(_CONTROLS.sub("", text)).strip()
 
 
 def fold(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import html
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nanogpt_tui.agents.render import env_secrets, mask_secrets
 from nanogpt_tui.classify import KINDS
 from nanogpt_tui.reports.ledger import LEDGER_KINDS
+from nanogpt_tui.textsafe import neutralize
 
 ITEMS_SHOWN = 200  # ledger rows shown per session (the JSON keeps them all)
 
@@ -291,38 +295,68 @@ def change_blocks(c: dict[str, Any]) -> list[Block]:
 
 # ------------------------------------------------------------------------------------------------ markdown
 
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+# What Markdown (CommonMark and GitHub's) would read as markup in text: backslash-escaped, so no raw HTML (a
+# judge's `<script>`, a file named `<img onerror=...>`), link, code span or emphasis comes from the text. An
+# underscore inside a word (record names) is no emphasis there and stays as it is; so does `>` past a line's start.
+_MD_SPECIAL = re.compile(r"[\\`*\[\]|~<]|&(?=#?\w+;)|(?<!\w)_|_(?!\w)")
+
+
+def _untrusted(text: object) -> str:
+    """Any text bound for a report: keys masked, invisible and direction-changing characters shown as marks."""
+    return neutralize(mask_secrets(str(text), _secrets()))
+
+
+@functools.lru_cache(maxsize=1)
+def _secrets() -> tuple[str, ...]:
+    return env_secrets()
+
+
+def md_text(text: object) -> str:
+    """The one Markdown escaping: `text` shown literally, with our own `**bold**` kept as bold."""
+    parts = _untrusted(text).replace("\r", " ").replace("\n", " ").split("**")
+    escaped = [_MD_SPECIAL.sub(lambda m: "\\" + m.group(), part) for part in parts]
+    line = "**".join(escaped) if len(parts) % 2 else "\\*\\*".join(escaped)  # an unpaired ** stays literal
+    # No heading, list or quote from the text's start.
+    return re.sub(r"^(\d+)([.)])", r"\1\\\2", re.sub(r"^([#+\-=>])", r"\\\1", line))
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in `text`, so the text cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def to_markdown(blocks: Sequence[Block]) -> str:
     lines: list[str] = []
     for b in blocks:
         if b.kind in ("h1", "h2", "h3"):
-            lines += [f"{'#' * int(b.kind[1])} {b.text}", ""]
+            lines += [f"{'#' * int(b.kind[1])} {md_text(b.text)}", ""]
         elif b.kind == "p":
-            lines += [b.text, ""]
+            lines += [md_text(b.text), ""]
         elif b.kind == "list":
-            lines += [f"- {item}" for item in b.items] + [""]
+            lines += [f"- {md_text(item)}" for item in b.items] + [""]
         elif b.kind == "image":
-            caption = b.items[0] if b.items else ""
+            caption = md_text(b.items[0]) if b.items else ""
             lines += [f"![progress]({b.text})", "", f"*{caption}*" if caption else "", ""]
         elif b.kind == "table":
-            lines.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
+            lines.append("| " + " | ".join(md_text(h) for h in b.headers) + " |")
             lines.append("|" + "|".join("---:" if i in b.right else "---" for i in range(len(b.headers))) + "|")
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
+            lines += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in b.rows]
             lines.append("")
         elif b.kind == "code":
-            fence = "````" if "```" in b.text else "```"
-            lines += [f"{fence}{b.lang}", b.text, fence, ""]
+            text = _untrusted(b.text)
+            fence = _fence(text)
+            lines += [f"{fence}{b.lang}", text, fence, ""]
         elif b.kind == "details":
-            lines += ["<details>", f"<summary>{html.escape(b.summary)}</summary>", ""]
+            lines += ["<details>", f"<summary>{html_text(b.summary)}</summary>", ""]
             if b.rows:
-                lines.append("| " + " | ".join(b.headers) + " |")
+                lines.append("| " + " | ".join(md_text(h) for h in b.headers) + " |")
                 lines.append("|" + "|".join("---" for _ in b.headers) + "|")
-                lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
+                lines += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in b.rows]
             else:
-                lines += [f"```{b.lang}", b.text, "```"]
+                text = _untrusted(b.text)
+                fence = _fence(text)
+                lines += [f"{fence}{b.lang}", text, fence]
             lines += ["", "</details>", ""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -344,16 +378,23 @@ figcaption{font-size:12px;color:#555}
 """
 
 
+def html_text(text: object) -> str:
+    """The one HTML escaping: `text` shown literally (keys masked, invisible characters as marks)."""
+    return html.escape(_untrusted(text))
+
+
 def _inline(text: str) -> str:
-    """HTML for a line of report text: escaped, with **bold** kept."""
-    parts = html.escape(text).split("**")
+    """HTML for a line of report text: escaped, with our own **bold** kept."""
+    parts = html_text(text).split("**")
+    if len(parts) % 2 == 0:
+        return "**".join(parts)
     return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
 
 
 def _diff_html(text: str) -> str:
     out = []
     for line in text.split("\n"):
-        e = html.escape(line)
+        e = html_text(line)
         if line.startswith("+") and not line.startswith("+++"):
             out.append(f'<span class="add">{e}</span>')
         elif line.startswith("-") and not line.startswith("---"):
@@ -375,7 +416,7 @@ def to_html(blocks: Sequence[Block], title: str, png: bytes | None) -> str:
         elif b.kind == "list":
             body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b.items) + "</ul>")
         elif b.kind == "image":
-            caption = html.escape(b.items[0]) if b.items else ""
+            caption = html_text(b.items[0]) if b.items else ""
             if png:
                 src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
                 body.append(f'<figure><img alt="progress figure" src="{src}"><figcaption>{caption}</figcaption>'
@@ -383,23 +424,23 @@ def to_html(blocks: Sequence[Block], title: str, png: bytes | None) -> str:
             else:
                 body.append(f"<p>(no figure: {caption})</p>")
         elif b.kind in ("table", "details") and b.rows:
-            table = ["<table><thead><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in b.headers)
+            table = ["<table><thead><tr>" + "".join(f"<th>{html_text(str(h))}</th>" for h in b.headers)
                      + "</tr></thead><tbody>"]
             for row in b.rows:
                 table.append("<tr>" + "".join(
-                    f'<td class="r">{html.escape(str(c))}</td>' if i in b.right else f"<td>{html.escape(str(c))}</td>"
+                    f'<td class="r">{html_text(str(c))}</td>' if i in b.right else f"<td>{html_text(str(c))}</td>"
                     for i, c in enumerate(row)) + "</tr>")
             table.append("</tbody></table>")
             if b.kind == "details":
-                body.append(f"<details><summary>{html.escape(b.summary)}</summary>{''.join(table)}</details>")
+                body.append(f"<details><summary>{html_text(b.summary)}</summary>{''.join(table)}</details>")
             else:
                 body.append("".join(table))
         elif b.kind == "code":
-            inner = _diff_html(b.text) if b.lang == "diff" else html.escape(b.text)
+            inner = _diff_html(b.text) if b.lang == "diff" else html_text(b.text)
             body.append(f"<pre>{inner}</pre>")
         elif b.kind == "details":
-            body.append(f"<details><summary>{html.escape(b.summary)}</summary><pre>{html.escape(b.text)}</pre>"
+            body.append(f"<details><summary>{html_text(b.summary)}</summary><pre>{html_text(b.text)}</pre>"
                         "</details>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
+            f"<title>{html_text(title)}</title><style>{CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from nanogpt_tui.contract.deadline import DeadlineError, read_deadline, read_deadline_or_none, write_deadline
 from nanogpt_tui.contract.runner_exit import (BrokenRunnerExit, ExitReason, RunnerExit, read_runner_exit,
                                               runner_exit_path, write_runner_exit)
+from nanogpt_tui.agents.events import EventStream
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, finite, parse_timestamp
 from nanogpt_tui.contract import layout as L
@@ -377,3 +378,23 @@ def test_random_runner_exit_bytes_are_broken_never_an_exception(raw):
         got = read_runner_exit(Path(tmp))
     # Only an object with a text `reason` (and nothing bad) is a record; anything else is broken.
     assert isinstance(got, BrokenRunnerExit) or isinstance(got, RunnerExit) and b"reason" in raw
+
+
+# --------------------------------------------------------------------------------------------- events.jsonl
+
+def test_a_large_valid_event_is_accepted_up_to_the_stated_limit(tmp_path):
+    path = tmp_path / L.EVENTS_FILE
+    big = {"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": "x" * 10 ** 6}]}}
+    path.write_text(json.dumps(big) + "\n")
+    events = EventStream(path).read_new()
+    assert [(e.type, e.malformed) for e in events] == [("message", False)]
+
+
+@FAST
+@given(st.lists(st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()), max_size=8))
+def test_random_event_lines_are_events_or_malformed_never_an_exception(lines):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / L.EVENTS_FILE
+        path.write_bytes(b"\n".join(line.replace(b"\n", b" ") for line in lines) + b"\n")
+        events = EventStream(path).read_new(final=True)
+    assert all(isinstance(e.type, str) for e in events)
