@@ -62,6 +62,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--gpu-hours", type=GPU_HOURS, metavar="H")
     group.add_argument("--wall-hours", type=GPU_HOURS, metavar="H", help="wall-clock hours (x the session's GPUs)")
     p.set_defaults(func=cmd_extend)
+    p = sub.add_parser("transcript", help="a session's turns: messages, tool calls with outputs, tokens, verdicts",
+                       description="Print a session's transcript as the control room's Transcript tab shows it: "
+                                   "the agent's turns with messages, reasoning, tool calls and their outputs, "
+                                   "errors, per-turn tokens and cost (as the CLI reported it), submissions and "
+                                   "verdicts in place. --json exports {\"turns\": [...]} for scripts.")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--json", action="store_true", help='print {"schema_version", "session", "turns": [...]}')
+    p.set_defaults(func=cmd_transcript)
+    p = sub.add_parser("diff", help="the diff between two versions of a session's code, with each hunk's kind",
+                       description="A unified diff between two versions of a session's code, each hunk marked "
+                                   "with its kind of change (hyperparameter, algorithmic, systems, neutral). "
+                                   "A and B name submissions (submission_2), experiments (03_lr, or 03) or anchor.")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("a", metavar="A", help="anchor, submission_N or an experiment")
+    p.add_argument("b", metavar="B", help="anchor, submission_N or an experiment")
+    p.add_argument("--side-by-side", action="store_true", help="old and new side by side")
+    p.add_argument("--width", type=number(integer=True, minimum=60), default=160, metavar="N",
+                   help="line width for --side-by-side (default 160)")
+    p.add_argument("--json", action="store_true", help='print {"a", "b", "hunks": [{"file", "header", "kind", "lines"}]}')
+    p.set_defaults(func=cmd_diff)
     p = sub.add_parser("logs", help="print a session's container.log as the control room shows it",
                        description="Print a session's container.log as the control room's Log pane shows it "
                                    "(agent events as readable lines); --follow keeps printing new lines.")
@@ -242,4 +262,74 @@ def cmd_logs(args: argparse.Namespace) -> int:
             show(tail.read_new()[0])  # what was written between the last read and the end
             break
         time.sleep(0.2)
+    return 0
+
+
+def cmd_transcript(args: argparse.Namespace) -> int:
+    from nanogpt_tui.agents.render import env_secrets, mask_secrets, sanitize
+    from nanogpt_tui.contract import layout as L
+    from nanogpt_tui.tui.data.transcript import read_transcript
+
+    manager = _manager(args)
+    session = manager.get(args.id)
+    transcript = read_transcript(manager.session_dir(session.id) / L.EVENTS_FILE)
+    secrets = tuple(env_secrets())
+
+    def clean(text: str | None) -> str:
+        return mask_secrets(sanitize(text or ""), secrets)
+
+    if args.json:
+        data = transcript.to_dict(session.id)
+        for turn in data["turns"]:
+            for item in turn["items"]:
+                for key in ("text",):
+                    if item.get(key) is not None:
+                        item[key] = clean(item[key])
+                if item.get("tool"):
+                    for key in ("command", "input", "output"):
+                        if item["tool"].get(key) is not None:
+                            item["tool"][key] = clean(item["tool"][key])
+        print_json(data)
+        return 0
+    print(f"{session.id}: {len(transcript.turns)} turns from {transcript.events} events"
+          + (f" ({transcript.malformed} unreadable lines)" if transcript.malformed else ""))
+    for turn in transcript.turns:
+        head = f"\nturn {turn.index}" + (f" · {turn.started_at}" if turn.started_at else "")
+        if turn.usage:
+            head += (f" · {turn.usage['input_tokens']} in ({turn.usage['cached_input_tokens']} cached) / "
+                     f"{turn.usage['output_tokens']} out")
+        if turn.cost_usd is not None:
+            head += f" · ${turn.cost_usd:.4f} (as the CLI reported)"
+        print(head)
+        for item in turn.items:
+            if item.tool is not None:
+                tool = item.tool
+                state = "no output yet" if tool.output is None else ("ok" if tool.ok is not False else "failed")
+                print(f"  tool {clean(tool.name)} [{state}]: {clean(tool.command or tool.file or tool.input)}")
+                if tool.output:
+                    for line in clean(tool.output).splitlines()[:20]:
+                        print(f"    | {line}")
+            else:
+                text = clean(item.text) or (f"{item.submission}: {item.outcome}" if item.kind == "verdict" else "")
+                print(f"  {item.kind}: {text}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from nanogpt_tui.agents.render import env_secrets, mask_secrets, sanitize
+    from nanogpt_tui.tui.data.diffs import classified_hunks, resolve_version, side_by_side_lines, unified_lines
+
+    manager = _manager(args)
+    session = manager.get(args.id)
+    root = manager.session_dir(session.id)
+    (a_name, a_dir), (b_name, b_dir) = resolve_version(root, args.a), resolve_version(root, args.b)
+    hunks = classified_hunks(a_dir, b_dir, a_name, b_name)
+    secrets = tuple(env_secrets())
+    if args.json:
+        print_json({"session": session.id, "a": a_name, "b": b_name, "hunks": [h.to_dict() for h in hunks]})
+        return 0
+    lines = side_by_side_lines(hunks, a_name, b_name, args.width) if args.side_by_side else \
+        unified_lines(hunks, a_name, b_name)
+    for line in lines:
+        sys.stdout.write(mask_secrets(sanitize(line), secrets) + "\n")
     return 0

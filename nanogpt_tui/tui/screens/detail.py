@@ -17,12 +17,14 @@ from nanogpt_tui.contract import layout as L
 from nanogpt_tui.tui.data.diffs import submission_diff, submissions
 from nanogpt_tui.tui.data.formatting import format_gpu_hours, time_left_text
 from nanogpt_tui.tui.data.logrender import LogLine
+from nanogpt_tui.tui.data.transcript import Transcript, read_transcript
 from nanogpt_tui.tui.data.views import SessionView
 from nanogpt_tui.tui.screens.main import SessionActions
 from nanogpt_tui.tui.widgets.card import STATUS_STYLES
 from nanogpt_tui.tui.widgets.footer import KeyFooter
 from nanogpt_tui.tui.widgets.log_panel import LogPanel
 from nanogpt_tui.tui.widgets.log_view import LogView
+from nanogpt_tui.tui.widgets.transcript_view import TranscriptView
 from nanogpt_tui.tui.widgets.verdict_detail import verdict_text
 from nanogpt_tui.tui.widgets.verdict_table import VerdictTable
 
@@ -51,6 +53,8 @@ class DetailScreen(SessionActions, Screen):
         Binding("f", "follow", "follow"),
         Binding("t", "filter", "filter", show=False),
         Binding("n", "new_session", "new", show=False),
+        Binding("g", "goto_transcript", "verdict in transcript", show=False),
+        Binding("G", "goto_log", "verdict in log", show=False),
         *[Binding(str(i + 1), f"tab('{name}')", name, show=False) for i, name in enumerate(TABS)],
     ]
 
@@ -60,14 +64,15 @@ class DetailScreen(SessionActions, Screen):
         self.verdict_id = verdict_id
         self.session_dir: Path | None = None
         self._header_text: Text | None = None
+        self._events_stat: tuple | None = None  # the events file as last read into the transcript
 
     def compose(self) -> ComposeResult:
         yield Static(Text(""), id="detail-header")
         with TabbedContent(id="tabs", initial="verdicts" if self.verdict_id else "log"):
             with TabPane("Log (1)", id="log"):
                 yield LogPanel("log", id="detail-log")
-            with TabPane("Events (2)", id="events"):
-                yield LogPanel("events", id="detail-events")
+            with TabPane("Transcript (2)", id="events"):
+                yield TranscriptView(id="transcript")
             with TabPane("Submissions (3)", id="submissions"):
                 with Horizontal():
                     yield OptionList(id="submission-list")
@@ -83,7 +88,7 @@ class DetailScreen(SessionActions, Screen):
         root = Path(self.app.sessions_root) / self.session_id
         self.session_dir = root
         self.query_one("#detail-log", LogPanel).show(root / L.CONTAINER_LOG, f"{self.session_id} · container.log")
-        self.query_one("#detail-events", LogPanel).show(root / L.EVENTS_FILE, f"{self.session_id} · events.jsonl")
+        self.load_transcript()
         self.query_one("#diff", LogView).follow = False
         self.update_views(self.app.views)
         self.load_submissions()
@@ -108,6 +113,7 @@ class DetailScreen(SessionActions, Screen):
         if len(table.rows_by_key) != count:
             self.load_submissions()
         self._show_verdict()
+        self.load_transcript()
 
     def tick(self) -> None:
         view = self.app.view(self.session_id)
@@ -161,6 +167,60 @@ class DetailScreen(SessionActions, Screen):
         self._show_verdict()
         self.query_one("#verdict-detail-scroll").focus()
 
+    # --- transcript ---------------------------------------------------------------------------------------
+
+    def _events_file_stat(self) -> tuple | None:
+        try:
+            st = (self.session_dir / L.EVENTS_FILE).stat()
+        except (OSError, TypeError):
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def load_transcript(self) -> None:
+        """Read the events file into turns again when it changed since the last read."""
+        stat = self._events_file_stat()
+        if stat == self._events_stat and self.query_one(TranscriptView).transcript is not None:
+            return
+        self._events_stat = stat
+        self.read_transcript(self.session_dir / L.EVENTS_FILE)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="transcript")
+    def read_transcript(self, path: Path) -> None:
+        transcript = read_transcript(path)
+        self.app.call_from_thread(self._show_transcript, transcript)
+
+    def _show_transcript(self, transcript: Transcript) -> None:
+        self.query_one(TranscriptView).show(transcript)
+        tabs = self.query_one(TabbedContent)
+        tabs.get_tab("events").label = f"Transcript (2) · {len(transcript.turns)} turns"
+
+    def action_goto_transcript(self) -> None:
+        """From the verdict under the cursor to its place in the transcript."""
+        row = self.query_one(VerdictTable).current
+        view = self.query_one(TranscriptView)
+        if row is None or view.transcript is None:
+            self.notify("No verdict is selected (Verdicts tab, 4), or the transcript is not read yet.",
+                        severity="warning")
+            return
+        found = view.transcript.find_verdict(row.verdict.submission)
+        if found is None or not view.reveal(*found):
+            self.notify(f"{row.verdict.submission} does not appear in the agent's events.", severity="warning",
+                        markup=False)
+            return
+        self.query_one(TabbedContent).active = "events"
+        view.focus()
+
+    def action_goto_log(self) -> None:
+        """From the verdict under the cursor to the last mention of its submission in the session's log."""
+        row = self.query_one(VerdictTable).current
+        if row is None:
+            self.notify("No verdict is selected (Verdicts tab, 4).", severity="warning")
+            return
+        self.query_one(TabbedContent).active = "log"
+        panel = self.query_one("#detail-log", LogPanel)
+        panel.find(row.verdict.submission)
+        panel.view.focus()
+
     # --- submissions ----------------------------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="submissions")
@@ -190,15 +250,16 @@ class DetailScreen(SessionActions, Screen):
 
     def file_grew(self, session_id: str, what: str) -> None:
         if session_id == self.session_id:
-            self.query_one("#detail-log" if what == "log" else "#detail-events", LogPanel).poke()
+            if what == "log":
+                self.query_one("#detail-log", LogPanel).poke()
+            else:
+                self.load_transcript()
 
     def target_session_id(self) -> str | None:
         return self.session_id
 
     def log_panel(self) -> LogPanel | None:
         tabs = self.query_one(TabbedContent)
-        if tabs.active == "events":
-            return self.query_one("#detail-events", LogPanel)
         if tabs.active != "log":
             tabs.active = "log"
         return self.query_one("#detail-log", LogPanel)

@@ -259,10 +259,14 @@ class LogPanel(Vertical):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """The next match upwards: among the lines loaded, else in the rest of the file (read in a thread)."""
         event.stop()
+        self.find(event.value)
+
+    def find(self, needle: str) -> None:
+        """Search for `needle` from the end upwards, as `/` then enter does (a jump from elsewhere uses it)."""
         view = self.view
-        view.search = event.value
-        if event.value and not view.find(backwards=True):
-            self._search_file(event.value)
+        view.search = needle
+        if needle and not view.find(backwards=True):
+            self._search_file(needle)
         self.update_title()
 
     # --- searching the whole file -------------------------------------------------------------------------
