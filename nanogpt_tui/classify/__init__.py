@@ -28,13 +28,13 @@ Headless and standard library only (`ast`, `difflib`). The kinds:
   type annotations, a consistent rename of a name the code defines, the run id or log path).
 
 A change usually touches several places; each changed place (an *evidence* item: file, line, the
-enclosing scope, the AST node types, before/after) gets a kind of its own, and the change as a whole is
-labelled by the strongest kind present, algorithmic > systems > hyperparameter > none. A **mixed** change
-(e.g. a new loss term plus retuned learning rates, the way most human records look) is therefore
-`algorithmic`, with `mixed: true` and `parts` counting the places of each kind; systems work plus retuned
-constants is `systems`. The reasoning: retuning constants usually accompanies a new idea, and the
-question the label answers is whether the change did more than retune.
-
+enclosing scope, the AST node types, before/after, its weight) gets a kind of its own, and the change is weighed:
+each kind's weight is the lines of code its places changed (a literal weighs half a line), and the change's kind
+is the kind holding the most weight, **mixed** when none holds more than half (`DOMINANT_SHARE`), with the shares.
+A structural change with no computation of its own outside the model and optimizer (control flow, bookkeeping,
+arithmetic on counters) is *plumbing* and takes the kind of the rest; code moved elsewhere in the change (into a
+new file, a helper, a class) and the same computation re-implemented (an optimizer rewritten as one class) do not
+count as new work; a class or long function added whole is judged method by method, statement by statement.
 
 The package, by concern: `model` (kinds, evidence, classification), `syntax` (AST helpers), the evidence of each
 kind (`systems`, `knobs` for hyperparameters, `neutral` for no change), `places` (judging one changed place),
@@ -46,14 +46,14 @@ from __future__ import annotations
 
 from nanogpt_tui.classify.distance import code_distance, nearest
 from nanogpt_tui.classify.knobs import KNOB_CLASS, SCHEDULE_SCOPE, literal_value
-from nanogpt_tui.classify.model import ALGORITHMIC, HYPERPARAMETER, KINDS, NEUTRAL, NONE, PRECEDENCE, SYSTEMS, \
-    Classification, Evidence
+from nanogpt_tui.classify.model import ALGORITHMIC, DOMINANT_SHARE, HYPERPARAMETER, KINDS, MIXED, NEUTRAL, NONE, \
+    PRECEDENCE, SYSTEMS, Classification, Evidence
 from nanogpt_tui.classify.sources import CODE_SUFFIXES, classify_dirs, classify_sources, code_files
 from nanogpt_tui.classify.syntax import dotted, is_literal
 from nanogpt_tui.classify.systems import is_systems_token, is_weak_systems_token, systems_names
 
 __all__ = [
-    "ALGORITHMIC", "CODE_SUFFIXES", "HYPERPARAMETER", "KINDS", "KNOB_CLASS", "NEUTRAL", "NONE", "PRECEDENCE",
+    "ALGORITHMIC", "CODE_SUFFIXES", "DOMINANT_SHARE", "HYPERPARAMETER", "MIXED", "KINDS", "KNOB_CLASS", "NEUTRAL", "NONE", "PRECEDENCE",
     "SCHEDULE_SCOPE", "SYSTEMS", "Classification", "Evidence", "classify_dirs", "classify_sources", "code_distance",
     "code_files", "dotted", "is_literal", "is_systems_token", "is_weak_systems_token", "literal_value", "nearest",
     "systems_names",

@@ -6,14 +6,14 @@ import ast
 import difflib
 import functools
 import re
+from collections import Counter
 from typing import Any
 
 from nanogpt_tui.classify.knobs import _same_literal
 from nanogpt_tui.classify.model import _clip, Evidence, HYPERPARAMETER, NEUTRAL, SYSTEMS
-from nanogpt_tui.classify.neutral import _strip_docstrings
+from nanogpt_tui.classify.neutral import _shape, _strip_docstrings, statements_of
 from nanogpt_tui.classify.places import PlaceJudge, _Scope
 from nanogpt_tui.classify.syntax import dotted, is_literal, _Shapes, _SKIP_FIELDS
-from nanogpt_tui.classify.systems import KERNEL_NAME
 
 
 @functools.lru_cache(maxsize=64)
@@ -123,7 +123,7 @@ class _PythonDiff(PlaceJudge):
             # The body is compared on its own (diff_node goes on into it); the new name alone changes nothing.
             self.evidence.append(Evidence(
                 file=self.file, line=getattr(b, "lineno", None), scope=self.scope_name(scopes), change="renamed",
-                kind=SYSTEMS if KERNEL_NAME.search(a.name + b.name) else NEUTRAL, nodes=[type(b).__name__],
+                kind=NEUTRAL, nodes=[type(b).__name__],
                 before=a.name, after=b.name, why="a definition renamed"))
             return
         self.structural_change("structure", [a], [b], scopes, ancestors)
@@ -204,6 +204,13 @@ class _PythonDiff(PlaceJudge):
             self.structural_change("added", [], [n], scopes, ancestors)
         # Whole definitions added or removed are judged each on their own (a new kernel, a new module class).
         defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+        # A definition replaced by a renamed, reworked one (`NorMuon` -> `NorMuonAndAdam`) is one changed
+        # definition: pair them by the statements they share and compare them side by side.
+        for x, y in _pair_definitions([n for n in rest_r if isinstance(n, defs)],
+                                      [n for n in rest_a if isinstance(n, defs)]):
+            rest_r.remove(x)
+            rest_a.remove(y)
+            self.diff_node(x, y, scopes, ancestors)
         for n in [x for x in rest_r if isinstance(x, defs)]:
             self.structural_change("removed", [n], [], scopes, ancestors)
         for n in [x for x in rest_a if isinstance(x, defs)]:
@@ -230,6 +237,32 @@ class _PythonDiff(PlaceJudge):
         elif x != y:
             self.structural_change("structure", [x] if isinstance(x, ast.AST) else [],
                                    [y] if isinstance(y, ast.AST) else [], scopes, ancestors)
+
+
+PAIRING_SIMILARITY = 0.4  # share of statement shapes two definitions must share to be one definition reworked
+
+
+def _pair_definitions(removed: list[ast.AST], added: list[ast.AST]) -> list[tuple[ast.AST, ast.AST]]:
+    """Removed and added definitions of the same type that share most of their statements, best pairs first."""
+    if not removed or not added:
+        return []
+    shapes = {id(n): Counter(_shape(t) for t in statements_of(n)) for n in [*removed, *added]}
+    scored = []
+    for x in removed:
+        for y in added:
+            if type(x) is not type(y):
+                continue
+            a, b = shapes[id(x)], shapes[id(y)]
+            common = sum((a & b).values())
+            score = common / max(1, min(sum(a.values()), sum(b.values())))
+            if score >= PAIRING_SIMILARITY and common >= 3:
+                scored.append((score, x, y))
+    pairs, used = [], set()
+    for _, x, y in sorted(scored, key=lambda t: -t[0]):
+        if id(x) not in used and id(y) not in used:
+            used |= {id(x), id(y)}
+            pairs.append((x, y))
+    return pairs
 
 
 def _diff_python(name: str, old_tree: ast.Module | None, new_tree: ast.Module | None,
@@ -269,7 +302,8 @@ def _diff_text(name: str, old: str | None, new: str | None) -> list[Evidence]:
         change = "text" if before and after else ("added" if after else "removed")
         out.append(Evidence(name, line, "<script>", change, kind, ["line"],
                             _clip("; ".join(x.strip() for x in before)) if before else None,
-                            _clip("; ".join(y.strip() for y in after)) if after else None, why))
+                            _clip("; ".join(y.strip() for y in after)) if after else None, why,
+                            weight=max(len(before), len(after))))
     if old is None or new is None:
         for e in out:
             e.change = "file-added" if old is None else "file-removed"

@@ -7,29 +7,18 @@ from typing import Any
 
 
 HYPERPARAMETER = "hyperparameter"
-
-
 ALGORITHMIC = "algorithmic"
-
-
 SYSTEMS = "systems"
-
-
 NONE = "none"
-
-
-NEUTRAL = "neutral"  # an evidence item that does not count (a log message, an ordinary import)
-
-
+MIXED = "mixed"  # a change's label when no kind holds DOMINANT_SHARE of its weight
+NEUTRAL = "neutral"  # an evidence item that does not count (a log message, an ordinary import, moved code)
+# A structural change with no computation or systems work of its own (control flow, bookkeeping, reorganised
+# code): it takes the kind of the rest of the change, and counts as algorithmic only where nothing else changed.
+PLUMBING = "plumbing"
 KINDS = (HYPERPARAMETER, ALGORITHMIC, SYSTEMS)
-
-
-PRECEDENCE = (ALGORITHMIC, SYSTEMS, HYPERPARAMETER)  # strongest first
-
-
+PRECEDENCE = (ALGORITHMIC, SYSTEMS, HYPERPARAMETER)  # breaks ties between equal shares; orders evidence
+DOMINANT_SHARE = 0.5  # a kind holding more than half of a change's weight is its kind; otherwise it is mixed
 MAX_EVIDENCE = 200  # evidence items kept per classification (the count says how many there were)
-
-
 SNIPPET_CHARS = 120
 
 
@@ -46,6 +35,11 @@ class Evidence:
     before: str | None
     after: str | None
     why: str
+    weight: float = 1.0  # the size of the place: lines of code it changed (the larger side), 1 for a literal
+    # The place's statements as text (old side, new side), to recognise code moved elsewhere; not reported.
+    statements: tuple[tuple[str, ...], tuple[str, ...]] = field(default=((), ()), repr=False, compare=False)
+    # The computation names the place uses (old side, new side), to recognise the same math re-implemented.
+    math: tuple[tuple[str, ...], tuple[str, ...]] = field(default=((), ()), repr=False, compare=False)
 
     def text(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
@@ -64,31 +58,54 @@ class Evidence:
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "scope": self.scope, "change": self.change,
                 "kind": self.kind, "nodes": list(self.nodes), "before": self.before, "after": self.after,
-                "why": self.why, "text": self.text()}
+                "why": self.why, "weight": round(self.weight, 2), "text": self.text()}
 
 
 @dataclass
 class Classification:
-    """A change's kind and the evidence for it."""
+    """A change's kind, the share of its weight each kind holds, and the evidence for it.
+
+    `kind` is the kind holding the largest share (`none` when nothing that runs changed); the change is `mixed`
+    when that share is not above `DOMINANT_SHARE`, and its `label` is then `mixed`."""
 
     kind: str
     evidence: list[Evidence] = field(default_factory=list)
     evidence_count: int = 0  # every changed place found, including those not kept in `evidence`
     parts: dict[str, int] = field(default_factory=dict)  # changed places per counted kind
+    weights: dict[str, float] = field(default_factory=dict)  # the places' weight per counted kind
+
+    @property
+    def shares(self) -> dict[str, float]:
+        """Each counted kind's share of the change's weight (all zero when nothing counted)."""
+        total = sum(self.weights.get(k, 0.0) for k in KINDS)
+        return {k: (self.weights.get(k, 0.0) / total if total > 0 else 0.0) for k in KINDS}
 
     @property
     def mixed(self) -> bool:
-        return len([k for k in KINDS if self.parts.get(k)]) > 1
+        return self.kind in KINDS and self.shares[self.kind] <= DOMINANT_SHARE
+
+    @property
+    def label(self) -> str:
+        """The kind, or `mixed` when no kind dominates."""
+        return MIXED if self.mixed else self.kind
 
     def summary(self) -> str:
-        """`algorithmic (mixed: 2 algorithmic, 3 hyperparameter)`, `hyperparameter`, `none`."""
-        if not self.mixed:
+        """`mixed (algorithmic 55%, hyperparameter 45%)`, `systems (90%; hyperparameter 10%)`, `none`."""
+        if self.kind not in KINDS:
             return self.kind
-        inner = ", ".join(f"{self.parts[k]} {k}" for k in PRECEDENCE if self.parts.get(k))
-        return f"{self.kind} (mixed: {inner})"
+        shares = self.shares
+        ranked = [k for k in sorted(KINDS, key=lambda k: (-shares[k], PRECEDENCE.index(k))) if shares[k] > 0]
+        text = ", ".join(f"{k} {100 * shares[k]:.0f}%" for k in ranked)
+        if self.mixed:
+            return f"mixed ({text})"
+        rest = ", ".join(f"{k} {100 * shares[k]:.0f}%" for k in ranked[1:])
+        return f"{self.kind} ({100 * shares[self.kind]:.0f}%" + (f"; {rest})" if rest else ")")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "mixed": self.mixed, "parts": {k: self.parts.get(k, 0) for k in KINDS},
+        return {"kind": self.kind, "label": self.label, "mixed": self.mixed,
+                "shares": {k: round(v, 4) for k, v in self.shares.items()},
+                "parts": {k: self.parts.get(k, 0) for k in KINDS},
+                "weights": {k: round(self.weights.get(k, 0.0), 2) for k in KINDS},
                 "summary": self.summary(), "evidence_count": self.evidence_count,
                 "evidence": [e.to_dict() for e in self.evidence]}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
+from collections import Counter
 from typing import Any
 
 from nanogpt_tui.classify.syntax import _SKIP_FIELDS
@@ -78,3 +79,111 @@ def _strip_docstrings(tree: ast.AST) -> None:
                                             and isinstance(s.value.value, str))]
             if len(kept) != len(body):
                 node.body = kept or [ast.Pass()]
+
+
+# ------------------------------------------------------------------------------------------------ moved code
+
+def statements_of(nodes: Any) -> tuple[str, ...]:
+    """The statements some nodes hold, each as one line of text: simple statements whole, compound ones by their
+    header (`if step % 2 == 0`, `def step(self, p)`); `self.` dropped, so code moved
+    from a function into a method reads the same."""
+    out: list[str] = []
+    for node in nodes if isinstance(nodes, (list, tuple)) else [nodes]:
+        if not isinstance(node, ast.AST):
+            continue
+        if not isinstance(node, ast.stmt):
+            continue  # a changed expression inside a statement stays where it is: it cannot have moved
+        for n in ast.walk(node):
+            if isinstance(n, ast.ImportFrom):
+                out.extend(f"from {n.module} import {a.name}" + (f" as {a.asname}" if a.asname else "")
+                           for a in n.names)
+            elif isinstance(n, ast.stmt):
+                out.append(_statement_text(n))
+    return tuple(out)
+
+
+def _statement_text(node: ast.AST) -> str:
+    header: ast.AST | str = node
+    if isinstance(node, (ast.If, ast.While)):
+        header = f"{type(node).__name__.lower()} {_unparse(node.test)}"
+    elif isinstance(node, (ast.For, ast.AsyncFor)):
+        header = f"for {_unparse(node.target)} in {_unparse(node.iter)}"
+    elif isinstance(node, (ast.With, ast.AsyncWith)):
+        header = "with " + ", ".join(_unparse(i) for i in node.items)
+    elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        # Parameter names only: annotations do not run (`x: Tensor` in one file, `x: torch.Tensor` in another).
+        params = [a.arg for a in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs)]
+        header = f"def {node.name}({', '.join(params)})"
+    elif isinstance(node, ast.ClassDef):
+        header = f"class {node.name}"
+    elif isinstance(node, ast.Try):
+        header = "try"
+    text = header if isinstance(header, str) else _unparse(header)
+    return " ".join(text.replace("self.", "").split())
+
+
+def _unparse(node: ast.AST) -> str:
+    try:
+        return ast.unparse(node)
+    except Exception:  # noqa: BLE001 - an odd node: its type stands in for its text
+        return type(node).__name__
+
+
+MOVABLE_CHANGES = frozenset({"structure", "added", "removed", "file-added", "file-removed"})
+
+
+def discount_moved(evidence: list[Any]) -> None:
+    """Weigh each changed place by what it really changed: statements it keeps (the same statements on both
+    sides) and statements moved to or from another place of the change (code moved into a new file, a helper, a
+    class) do not count. A place left with nothing becomes neutral: moved code, no change."""
+    removed: Counter[str] = Counter()
+    added: Counter[str] = Counter()
+    own: list[tuple[Any, Counter[str], Counter[str]]] = []
+    for e in evidence:
+        if e.change not in MOVABLE_CHANGES or e.kind == "neutral":
+            continue
+        old, new = Counter(e.statements[0]), Counter(e.statements[1])
+        gone, came = old - new, new - old
+        removed.update(gone)
+        added.update(came)
+        own.append((e, gone, came))
+    removed_shapes = Counter(_shape(t) for t in removed.elements())
+    added_shapes = Counter(_shape(t) for t in added.elements())
+    for e, gone, came in own:
+        size = max(len(e.statements[0]), len(e.statements[1]))
+        if size == 0 or not (gone or came):
+            continue  # nothing here to have moved (the same statements reordered, arguments swapped)
+        # The same statement elsewhere in the change, or one of the same shape (names changed: `grad` -> `g`).
+        others_removed, others_added = removed - gone, added - came
+        left_in, left_out = came - others_removed, gone - others_added
+        left_in = Counter(_shape(t) for t in left_in.elements()) - (removed_shapes - Counter(map(_shape, gone.elements())))
+        left_out = Counter(_shape(t) for t in left_out.elements()) - (added_shapes - Counter(map(_shape, came.elements())))
+        real = max(sum(left_in.values()), sum(left_out.values()))
+        if real >= size:
+            continue
+        if real <= 0:
+            e.kind, e.why, e.weight = "neutral", f"moved code (was {e.kind}: {e.why})", 0.0
+            continue
+        e.weight *= real / size
+    # An import that only brings in what moved (`from triton_kernels import norm` for a `norm` moved there) is part
+    # of the move.
+    moved = {m.group(1) for e in evidence if e.why.startswith("moved code") for t in e.statements[0] + e.statements[1]
+             for m in [re.match(r"(?:def|class) (\w+)", t)] if m}
+    for e, gone, came in own:
+        lines = list((came - (removed - gone)).elements()) + list((gone - (added - came)).elements())
+        if e.kind != "neutral" and lines and all(re.fullmatch(r"from \S+ import (\w+)", t)
+                                                 and t.rsplit(" ", 1)[1] in moved for t in lines):
+            e.kind, e.why, e.weight = "neutral", f"imports moved code (was {e.kind}: {e.why})", 0.0
+
+
+_IDENTIFIER = re.compile(r"(?<![.\w])([A-Za-z_]\w*)(?!\w|\s*\()")
+_KEYWORDS = frozenset({"for", "in", "if", "else", "elif", "while", "def", "class", "return", "and", "or", "not", "is",
+                       "None", "True", "False", "with", "as", "lambda", "yield", "try", "del", "assert", "raise"})
+
+
+def _shape(text: str) -> str:
+    """A statement with its plain names blanked (`m = exp_avg.lerp_(grad, 1 - b)` -> `_ = _.lerp_(_, 1 - _)`):
+    attributes and called names stay, so only code of the same form matches. Short statements keep their text
+    (`_ = _` would match anything)."""
+    shape = _IDENTIFIER.sub(lambda m: m.group(1) if m.group(1) in _KEYWORDS else "_", text)
+    return shape if len(shape) >= 12 and ("(" in shape or "." in shape) else text

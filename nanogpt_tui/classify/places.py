@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nanogpt_tui.classify.algorithmic import computes, is_math_token
 from nanogpt_tui.classify.knobs import (
     _args_with_literal_defaults, _assigns_literal, _is_arithmetic, _is_state_init, KNOB_CLASS,
     _literal_vs_reference, SCHEDULE_SCOPE,
 )
-from nanogpt_tui.classify.model import ALGORITHMIC, Evidence, HYPERPARAMETER, NEUTRAL, SNIPPET_CHARS, SYSTEMS
-from nanogpt_tui.classify.neutral import _identifiers, LOG_CALLS, _renamed_identifiers, RUN_LABEL
+from nanogpt_tui.classify.model import (
+    ALGORITHMIC, Evidence, HYPERPARAMETER, NEUTRAL, PLUMBING, SNIPPET_CHARS, SYSTEMS,
+)
+from nanogpt_tui.classify.neutral import statements_of, _identifiers, LOG_CALLS, _renamed_identifiers, RUN_LABEL
 from nanogpt_tui.classify.syntax import (
     _clean, dotted, is_literal, _multiset_difference, _operators, _safe_unparse, _Shapes, _target_names, _tokens,
 )
@@ -20,6 +24,45 @@ from nanogpt_tui.classify.systems import (
     _bindings, _custom_op_decorated, _file_handles, _glue, _handle_classes, _is_kernel_file, is_systems_token,
     is_weak_systems_token, KERNEL_NAME, SYSTEMS_SHARE, _triton_decorated,
 )
+
+
+def _code_lines(nodes: Sequence[Any]) -> int:
+    """How many lines of code some nodes span: the lines a node starts on, so comments, blank lines and
+    docstrings (stripped at parse) do not count, and a call spread over three lines counts three."""
+    return len({n.lineno for node in nodes if isinstance(node, ast.AST) for n in ast.walk(node)
+                if getattr(n, "lineno", None)})
+
+
+# A changed literal weighs half a line of code: retuning a constant is one decision, but the constants retuned
+# alongside a new idea are the smaller part of it (a record's step count and lr follow almost every change).
+LITERAL_WEIGHT = 0.5
+# A function added or removed whole with more lines than this is judged statement by statement (a long
+# optimizer step is communication, bookkeeping and maths); shorter ones are one computation.
+SPLIT_LINES = 30
+
+
+def _renamed_definitions(old_tree: ast.AST, new_tree: ast.AST) -> frozenset[str]:
+    """Names of functions renamed between the versions (old and new name): one side only, and the other side has a
+    function of that many statements with most of them the same (`ns_line_1` -> `XXT`). Their uses name the same
+    code, so they are no sign of what kind of work changed."""
+    def functions(tree: ast.AST) -> dict[str, Counter[str]]:
+        return {n.name: Counter(statements_of(n.body)) for n in ast.walk(tree)
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    old, new = functions(old_tree), functions(new_tree)
+    gone, came = set(old) - set(new), set(new) - set(old)
+    out: set[str] = set()
+    for a in gone:
+        for b in came:
+            size = max(sum(old[a].values()), sum(new[b].values()))
+            if size and sum((old[a] & new[b]).values()) >= 0.6 * size:
+                out |= {a, b}
+    return frozenset(out)
+
+
+def _math_names(nodes: Sequence[Any]) -> tuple[str, ...]:
+    """The computation names (`lerp_`, `sigmoid`, `polar_express`) some nodes use, last part only."""
+    return tuple(t.replace("()", "").split(".")[-1] for n in nodes if isinstance(n, ast.AST) for t in _tokens(n)
+                 if is_math_token(t) and not t.startswith("op:"))
 
 
 @dataclass
@@ -43,6 +86,9 @@ class PlaceJudge:
         self.handles = set(_file_handles(old_tree, self.handle_classes) | _file_handles(new_tree, self.handle_classes))
         self._function_handles: dict[int, set[str]] = {}  # per enclosing function, filled as needed
         self._ids_old, self._ids_new = _identifiers(old_tree), _identifiers(new_tree)
+        self.renamed = _renamed_definitions(old_tree, new_tree)
+        self._computes: dict[int, bool] = {}  # per class or function: whether it computes on tensors
+        self._keep_alive: list[ast.AST] = []  # keeps those nodes alive so their ids stay unique
         self._literal_default_args = {id(a) for t in (old_tree, new_tree) for a in _args_with_literal_defaults(t)}
 
     def is_sys(self, token: str) -> bool:
@@ -154,7 +200,7 @@ class PlaceJudge:
     # ---- recording
 
     def record(self, change: str, kind: str, why: str, scopes: Sequence[_Scope], old: Any, new: Any,
-               label: str = "") -> None:
+               label: str = "", weight: float | None = None) -> None:
         nodes_old = old if isinstance(old, (list, tuple)) else ([old] if old is not None else [])
         nodes_new = new if isinstance(new, (list, tuple)) else ([new] if new is not None else [])
         types = sorted({type(n).__name__ for n in nodes_old}), sorted({type(n).__name__ for n in nodes_new})
@@ -165,7 +211,10 @@ class PlaceJudge:
             scope = f"{scope}.{label}" if scope != "<module>" else label
         self.evidence.append(Evidence(
             file=self.file, line=self.line_of(nodes_new, nodes_old), scope=scope, change=change, kind=kind,
-            nodes=node_text, before=self.snippet(nodes_old), after=self.snippet(nodes_new), why=why))
+            nodes=node_text, before=self.snippet(nodes_old), after=self.snippet(nodes_new), why=why,
+            weight=weight if weight is not None else max(1, _code_lines(nodes_old), _code_lines(nodes_new)),
+            statements=(statements_of(nodes_old), statements_of(nodes_new)),
+            math=(_math_names(nodes_old), _math_names(nodes_new))))
 
     def literal_change(self, a: ast.AST, b: ast.AST, scopes: Sequence[_Scope], ancestors: Sequence[ast.AST]) -> None:
         cosmetic = self.in_log_call(ancestors)
@@ -181,13 +230,23 @@ class PlaceJudge:
             if hits:
                 systems = f"a setting of {', '.join(sorted(set(hits)))}"
         if systems:
-            self.record("literal", SYSTEMS, systems, scopes, a, b, label)
+            self.record("literal", SYSTEMS, systems, scopes, a, b, label, weight=LITERAL_WEIGHT)
         else:
-            self.record("literal", HYPERPARAMETER, "literal value", scopes, a, b, label)
+            self.record("literal", HYPERPARAMETER, "literal value", scopes, a, b, label, weight=LITERAL_WEIGHT)
 
     def structural_change(self, change: str, old: Sequence[ast.AST], new: Sequence[ast.AST],
                           scopes: Sequence[_Scope], ancestors: Sequence[ast.AST]) -> None:
         old, new = list(old), list(new)
+        # A class added or removed whole is judged method by method (an optimizer's step is its algorithm, its
+        # bookkeeping and its communication are other places).
+        whole = old or new
+        if not (old and new) and len(whole) == 1 and len(getattr(whole[0], "body", ())) > 1 and (
+                isinstance(whole[0], ast.ClassDef) or isinstance(whole[0], (ast.FunctionDef, ast.AsyncFunctionDef))
+                and _code_lines(whole) > SPLIT_LINES and not self.systems_scope([_Scope(whole[0].name, whole[0])])):
+            inner = [*scopes, _Scope(whole[0].name, whole[0])]
+            for stmt in whole[0].body:
+                self.structural_change(change, [stmt] if old else [], [stmt] if new else [], inner, ancestors)
+            return
         cosmetic = self.in_log_call(ancestors)
         if cosmetic:
             self.record(change, NEUTRAL, f"logging {cosmetic}", scopes, old, new)
@@ -229,7 +288,11 @@ class PlaceJudge:
         if systems:
             self.record(change, SYSTEMS, systems, scopes, old, new)
             return
-        if hits and share >= SYSTEMS_SHARE:
+        # Systems work when its names are a good share of what changed, or outnumber the computation's names
+        # (an FP8 quantisation is full of `abs` and `clamp`, but it is the precision that changed).
+        math_count = sum(1 for t in changed if is_math_token(t) and not t.startswith("op:"))
+        strong = sum(1 for t in changed if self.is_sys(t))
+        if hits and (share >= SYSTEMS_SHARE or strong > max(1, math_count)):
             self.record(change, SYSTEMS, "changes " + ", ".join(_clean(h) for h in hits[:6]), scopes, old, new)
             return
         # A knob added or removed: an assignment of a literal value where knobs live, a literal default of a
@@ -253,12 +316,34 @@ class PlaceJudge:
         if knob and all(_is_arithmetic(n) for n in [*old, *new]):
             self.record(change, HYPERPARAMETER, f"arithmetic of the {knob}", scopes, old, new)
             return
-        why = "structure changed"
-        if changed:
-            names = sorted({_clean(t) for t in changed if not t.startswith(("kw:", "op:"))})[:6]
-            if names:
-                why += ": " + ", ".join(names)
-        self.record(change, ALGORITHMIC, why, scopes, old, new)
+        names = sorted({_clean(t) for t in changed if not t.startswith(("kw:", "op:"))})[:6]
+        math = sorted({_clean(t) for t in changed if is_math_token(t) and not t.startswith("op:")})
+        operators = sorted({t[3:] for t in changed if t.startswith("op:") and is_math_token(t)})
+        model = self.model_scope(scopes, [*old, *new])
+        if math:
+            self.record(change, ALGORITHMIC, "computation changed: " + ", ".join(math[:6]), scopes, old, new)
+        elif operators and model:
+            self.record(change, ALGORITHMIC, f"arithmetic changed in {model}: " + ", ".join(operators[:4]), scopes,
+                        old, new)
+        elif model:
+            self.record(change, ALGORITHMIC, f"structure of {model} changed" + (": " + ", ".join(names) if names
+                                                                                 else ""), scopes, old, new)
+        else:
+            why = "no computation of its own (control flow, bookkeeping, arithmetic on counters)"
+            self.record(change, PLUMBING, why + (": " + ", ".join(names) if names else ""), scopes, old, new)
+
+    def model_scope(self, scopes: Sequence[_Scope], nodes: Sequence[ast.AST]) -> str | None:
+        """The model or optimizer code a change sits in or adds (a class of the model, a function computing on
+        tensors), by name; None for the training script's plumbing (its loop, schedules, loaders, managers)."""
+        for node in [*nodes, *(s.node for s in reversed(scopes))]:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                hit = self._computes.get(id(node))
+                if hit is None:
+                    hit = self._computes[id(node)] = computes(node)
+                    self._keep_alive.append(node)
+                if hit:
+                    return node.name
+        return None
 
     # ---- judging a structural change
 
@@ -303,7 +388,7 @@ class PlaceJudge:
             return token if self.is_sys(token) else None
         if token.startswith(("kw:", "env:", "import:", "op:", ".")):
             return token
-        if token in ("self", "cls"):
+        if token in ("self", "cls") or token.split(".")[0] in self.renamed:
             return None
         parts = token.split(".")
         for i in range(len(parts), 0, -1):

@@ -6,8 +6,10 @@ import ast
 from collections.abc import Mapping
 from pathlib import Path
 
+from nanogpt_tui.classify.algorithmic import discount_reimplemented
 from nanogpt_tui.classify.decision import _combine
 from nanogpt_tui.classify.diff import _diff_python, _diff_text, _parse
+from nanogpt_tui.classify.neutral import discount_moved
 from nanogpt_tui.classify.model import ALGORITHMIC, Classification, Evidence, SYSTEMS
 from nanogpt_tui.classify.systems import systems_names
 
@@ -60,4 +62,6 @@ def classify_sources(parent: Mapping[str, str], child: Mapping[str, str]) -> Cla
                 evidence.append(e)
         else:
             evidence.extend(_diff_text(name, old, new))
+    discount_moved(evidence)
+    discount_reimplemented(evidence)
     return _combine(evidence)

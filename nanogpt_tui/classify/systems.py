@@ -73,6 +73,8 @@ SYSTEMS_MODULES = ("triton", "flash_attn", "flash_attn_interface", "torch.distri
 SYSTEMS_SHARE = 1 / 3
 
 
+# Names that say they hold low-precision data or its scales (`use_mlp_fp8`, `up_proj_f8`, `quantize_weights`).
+PRECISION_NAME = re.compile(r"(^|_)(fp8|f8|fp16|bf16|float8|e4m3|e5m2|quantize|dequant|quant|amax)(_|$)", re.IGNORECASE)
 KERNEL_NAME = re.compile(r"kernel|triton|cuda", re.IGNORECASE)
 
 
@@ -92,7 +94,7 @@ def is_systems_token(token: str, systems_names: frozenset[str] = frozenset()) ->
     if token.startswith("def:"):
         return bool(KERNEL_NAME.search(token[4:]))
     parts = [p for p in token.replace("()", "").split(".") if p]
-    if any(p in SYSTEMS_PARTS for p in parts):
+    if any(p in SYSTEMS_PARTS or PRECISION_NAME.search(p) for p in parts):
         return True
     if parts and not token.startswith(".") and parts[0] in systems_names:
         return True
