@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import functools
 import io
 import json
 import subprocess
 import sys
 import threading
 import urllib.parse
+from concurrent.futures import ProcessPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -193,29 +195,47 @@ def local_imports(folder: Path) -> list[str]:
 ANCHORS = (FA3, "2026-01-19_BigramHashEmbedding", "2026-07-17_FP8DownProjection")
 
 
+@functools.lru_cache(maxsize=None)
+def _analysis(folder: str, role: str):
+    from nanogpt_tui.validator.rules.compare import analyse_anchor, analyse_candidate
+
+    return analyse_anchor(folder) if role == "anchor" else analyse_candidate(folder)
+
+
+def check_pair(job: tuple[str, str]) -> dict:
+    """One record (job[1]) checked against another as its anchor (job[0]); each folder is read once per process."""
+    from nanogpt_tui.validator.rules.compare import compare_analyses
+
+    anchor, candidate = Path(job[0]), Path(job[1])
+    print(f"checking {candidate.name} against {anchor.name}", file=sys.stderr, flush=True)
+    report = compare_analyses(_analysis(job[0], "anchor"), _analysis(job[1], "candidate"))
+    judge = getattr(report, "needs_judge", [])
+    return {"anchor": anchor.name, "candidate": candidate.name, "ok": report.ok,
+            "violations": [f"{v.rule} {v.file}:{v.line} {v.message}" for v in report.violations],
+            "needs_judge": [f"{q.rule} {q.file}:{q.line} {q.message}" for q in judge]}
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     """Every consecutive pair of records with code from FA3 on, and every later record against each anchor."""
-    from nanogpt_tui.validator.rules import check_rules
-
     timeline = load_timeline(BASELINES)
     out = Path(args.out)
     since = [r for r in records_with_code(timeline) if r.date >= timeline.get(FA3).date and (out / r.name).is_dir()]
     order = sorted(since, key=lambda r: timeline.records.index(r))
 
-    def check(anchor, candidate) -> dict:
-        print(f"checking {candidate.name} against {anchor.name}", file=sys.stderr, flush=True)
-        report = check_rules(out / anchor.name, out / candidate.name)
-        judge = getattr(report, "needs_judge", [])
-        return {"anchor": anchor.name, "candidate": candidate.name, "ok": report.ok,
-                "violations": [f"{v.rule} {v.file}:{v.line} {v.message}" for v in report.violations],
-                "needs_judge": [f"{q.rule} {q.file}:{q.line} {q.message}" for q in judge]}
-
-    pairs = [check(a, b) for a, b in zip(order, order[1:])]
-    by_anchor = {}
+    jobs = [(str(out / a.name), str(out / b.name)) for a, b in zip(order, order[1:])]
+    anchor_jobs = {}
     for name in ANCHORS:
         anchor = timeline.get(name)
         later = [r for r in order if timeline.records.index(r) > timeline.records.index(anchor)]
-        by_anchor[name] = [check(anchor, r) for r in later]
+        anchor_jobs[name] = [(str(out / anchor.name), str(out / r.name)) for r in later]
+    everything = jobs + [j for js in anchor_jobs.values() for j in js]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            results = dict(zip(everything, pool.map(check_pair, everything, chunksize=4)))
+    else:
+        results = {job: check_pair(job) for job in everything}
+    pairs = [results[j] for j in jobs]
+    by_anchor = {name: [results[j] for j in js] for name, js in anchor_jobs.items()}
     summary = {"pairs": len(pairs), "pairs_ok": sum(p["ok"] for p in pairs),
                "anchors": {n: {"later": len(v), "ok": sum(p["ok"] for p in v),
                                "needs_judge_cases": sum(len(p["needs_judge"]) for p in v)}
@@ -252,10 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_fetch)
     p = sub.add_parser("rules", help="static rules on consecutive pairs and against each anchor")
     p.add_argument("--out", required=True, help="the folder `fetch` wrote")
+    p.add_argument("--jobs", type=int, default=1, help="processes checking in parallel (each reads folders once)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rules)
     args = parser.parse_args(argv)
-    if Path(getattr(args, "out", "/")).resolve().is_relative_to(REPO):
+    if args.command == "fetch" and Path(args.out).resolve().is_relative_to(REPO):
         parser.error("--out must be outside the repository: real record code is never written inside it")
     return args.func(args)
 

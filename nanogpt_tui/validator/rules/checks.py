@@ -9,6 +9,7 @@ from nanogpt_tui.validator.rules.facts import FileFacts, Site
 from nanogpt_tui.validator.rules.loop import clock_tampering_violations, fixed_steps_violations
 from nanogpt_tui.validator.rules.model import WHOLE_FILE, Violation
 from nanogpt_tui.validator.rules.names import ENTRY_SCRIPT, RECOMPILE_KEYS, RUN_SCRIPT
+from nanogpt_tui.validator.rules.paths import resolve_data_path
 from nanogpt_tui.validator.rules.program import Program
 from nanogpt_tui.validator.rules.pyast import MISSING, same_value
 from nanogpt_tui.validator.rules.shell import Launch, torchrun_launch
@@ -119,6 +120,15 @@ def definition_violations(a: Side, c: Side, names: Iterable[str], rule: str, wha
     out = []
     entry = c.program.entry.rel if c.program.entry else ENTRY_SCRIPT
     for name in names:
+        if name.endswith("_files"):
+            a_path, c_path = resolve_data_path(a.program, name), resolve_data_path(c.program, name)
+            if a_path is not None and c_path is not None:
+                # Both say which files they read: compare those, however the path is spelled.
+                if a_path.pattern != c_path.pattern:
+                    out.append(Violation(rule, c_path.file, c_path.changed_line(a_path),
+                                         f"{name} resolves to {c_path.pattern!r} instead of the anchor's "
+                                         f"{a_path.pattern!r}; {what}."))
+                continue
         adefs = [d for d in a.files.definitions if d.name == name]
         cdefs = [d for d in c.files.definitions if d.name == name]
         a_literals = [d.literal for d in adefs if d.literal is not MISSING]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from nanogpt_tui.errors import UserError
@@ -20,35 +21,62 @@ from nanogpt_tui.validator.rules.checks import (
 from nanogpt_tui.validator.rules.facts import collect_file_facts
 from nanogpt_tui.validator.rules.model import WHOLE_FILE, RuleReport, Violation
 from nanogpt_tui.validator.rules.names import ENTRY_SCRIPT, RUN_SCRIPT, VAL_NAMES
-from nanogpt_tui.validator.rules.program import load_program
+from nanogpt_tui.validator.rules.program import Program, load_program
 from nanogpt_tui.validator.rules.trace import trace_facts
 
 
 def check_rules(anchor_dir: Path | str, candidate_dir: Path | str) -> RuleReport:
     """Compare a candidate folder with its anchor; raises UserError on bad input (missing folders, broken anchor)."""
+    return compare_analyses(analyse_anchor(anchor_dir), analyse_candidate(candidate_dir))
+
+
+@dataclass
+class Analysis:
+    """One folder read for the rules: its program and, when it could be analysed, its facts (`side`)."""
+
+    folder: Path
+    program: Program
+    side: Side | None  # None: nested too deeply to analyse
+
+
+def analyse_anchor(anchor_dir: Path | str) -> Analysis:
+    """The anchor read for the rules (it must parse); reusable against many candidates."""
     anchor = load_program(Path(anchor_dir), role="anchor")
     broken = [sf for sf in anchor.files if sf.error is not None]
     if broken:
         sf = broken[0]
         raise UserError(f"The anchor's {sf.rel} does not parse (line {sf.error.lineno}: "  # type: ignore[union-attr]
                         f"{sf.error.msg if sf.error else ''}); pass a valid anchor record folder.")
-    candidate = load_program(Path(candidate_dir), role="candidate")
-
-    violations = syntax_violations(candidate)
     try:
-        a = Side(anchor, collect_file_facts(anchor), trace_facts(anchor))
+        return Analysis(Path(anchor_dir), anchor, Side(anchor, collect_file_facts(anchor), trace_facts(anchor)))
     except RecursionError:
         raise UserError(f"The anchor in {anchor_dir} is nested too deeply to analyse; pass a normal record "
                         "folder.") from None
+
+
+def analyse_candidate(candidate_dir: Path | str) -> Analysis:
+    """A candidate read for the rules (it may not parse: that is a violation, not an error)."""
+    candidate = load_program(Path(candidate_dir), role="candidate")
     try:
-        c = Side(candidate, collect_file_facts(candidate), trace_facts(candidate))
+        return Analysis(Path(candidate_dir), candidate,
+                        Side(candidate, collect_file_facts(candidate), trace_facts(candidate)))
     except RecursionError:
+        return Analysis(Path(candidate_dir), candidate, None)
+
+
+def compare_analyses(anchor: Analysis, candidate_analysis: Analysis) -> RuleReport:
+    """Every broken rule of the candidate against the anchor."""
+    a = anchor.side
+    assert a is not None
+    candidate = candidate_analysis.program
+    violations = syntax_violations(candidate)
+    c = candidate_analysis.side
+    if c is None:
         entry_rel = candidate.entry.rel if candidate.entry else ENTRY_SCRIPT
         violations.append(Violation("syntax", entry_rel, WHOLE_FILE,
                                     "The code is nested too deeply to analyse, so it cannot be checked; "
                                     "simplify the deeply nested expressions."))
         return RuleReport(sorted(violations, key=Violation.sort_key))
-
     violations += run_deps_violations(a, c)
     violations += launch_violations(a, c)
     entry = candidate.entry
