@@ -196,10 +196,20 @@ ANCHORS = (FA3, "2026-01-19_BigramHashEmbedding", "2026-07-17_FP8DownProjection"
 
 
 @functools.lru_cache(maxsize=None)
-def _analysis(folder: str, role: str):
-    from nanogpt_tui.validator.rules.compare import analyse_anchor, analyse_candidate
+def _read(folder: str):
+    from nanogpt_tui.validator.rules.compare import analyse_candidate
 
-    return analyse_anchor(folder) if role == "anchor" else analyse_candidate(folder)
+    return analyse_candidate(folder)
+
+
+def _analysis(folder: str, role: str):
+    """A folder read once for both roles; as an anchor it must parse (what analyse_anchor demands)."""
+    analysis = _read(folder)
+    if role == "anchor" and (analysis.side is None or any(sf.error for sf in analysis.program.files)):
+        from nanogpt_tui.validator.rules.compare import analyse_anchor
+
+        return analyse_anchor(folder)  # raises the anchor's own error
+    return analysis
 
 
 def check_pair(job: tuple[str, str]) -> dict:

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--anchor", required=True, metavar="DIR", help="the anchor record folder (holds train_gpt.py)")
     p.add_argument("candidate", metavar="CANDIDATE_DIR", help="the candidate folder to check")
     p.add_argument("--json", action="store_true",
-                   help='print {"ok": bool, "violations": [{"rule", "file", "line", "message"}]}')
+                   help='print {"ok": bool, "violations": [{"rule", "file", "line", "message"}], "needs_judge": [...]}')
     p.set_defaults(func=cmd_check_rules)
 
 
@@ -27,8 +27,11 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_dict())
         return 0 if report.ok else 1
+    for q in report.needs_judge:
+        print(f"{q.file}:{q.line}: [{q.rule}, needs the judge] {q.message}")
     if report.ok:
-        print(f"ok: {args.candidate} breaks none of the {len(RULES)} static rules against {args.anchor}.")
+        print(f"ok: {args.candidate} breaks none of the {len(RULES)} static rules against {args.anchor}"
+              + (f"; {len(report.needs_judge)} case(s) above need the judge." if report.needs_judge else "."))
         return 0
     for v in report.violations:
         print(f"{v.file}:{v.line}: [{v.rule}] {v.message}")

@@ -185,6 +185,11 @@ def run_submit(plan: SubmitPlan, config: Config, *, timeline: Timeline | None, e
         static_ok = report.ok
         for v in report.violations:
             on_progress(f"  rule {v.rule}: {v.file}:{v.line}: {v.message}")
+        # What the AST could not decide goes to the judge as a question (never a silent pass).
+        questions = [f"Not decided by the static checks, the judge must decide ({q.rule}, {q.file}:{q.line}): "
+                     f"{q.message}" for q in report.needs_judge]
+        for q in questions:
+            on_progress(f"  needs the judge: {q}")
         if not static_ok:
             reasons.append(f"{len(report.violations)} static rule violation(s); the static checks are authoritative.")
 
@@ -200,7 +205,7 @@ def run_submit(plan: SubmitPlan, config: Config, *, timeline: Timeline | None, e
             on_progress(f"asking the judge ({judge_config.provider}) ...")
             result = judge_fn(judge_config, anchor_files=code_files(plan.anchor_dir),
                               candidate_files=code_files(plan.candidate_dir),
-                              static_violations=[], env=env)
+                              static_violations=questions, env=env)
             verdict.judge = result.to_dict()
             if result.status == "answered":
                 judge_ok = not result.cheating

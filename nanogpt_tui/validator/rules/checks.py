@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from nanogpt_tui.validator.rules.model import WHOLE_FILE, Violation
 from nanogpt_tui.validator.rules.names import ENTRY_SCRIPT, RECOMPILE_KEYS, RUN_SCRIPT
 from nanogpt_tui.validator.rules.paths import resolve_data_path
 from nanogpt_tui.validator.rules.program import Program
-from nanogpt_tui.validator.rules.pyast import MISSING, same_value
+from nanogpt_tui.validator.rules.pyast import MISSING, names_in, same_value, text_of
 from nanogpt_tui.validator.rules.shell import Launch, torchrun_launch
 from nanogpt_tui.validator.rules.trace import TimingFacts, preceded_by_sync
 
@@ -238,6 +239,25 @@ def timing_violations(a: Side, c: Side) -> list[Violation]:
                              "across ranks with dist.all_reduce/dist.reduce in the training loop; keep the anchor's "
                              "averaging."))
 
+    # A restart of the clock that follows no stop drops the time since the last start.
+    if ct.stray_starts and not at.stray_starts:
+        ev = ct.events[ct.stray_starts[0]]
+        out.append(Violation("timing-clock", ev.sf.rel, ev.node.lineno,  # type: ignore[attr-defined]
+                             f"`{ev.key}` is restarted inside the timed loop without the elapsed time being added "
+                             "first, so that time is never counted; restart the clock only after stopping it."))
+
+    # How many validation steps run: the anchor's count, not an arithmetic change of it.
+    anchor_iters = {text_of(node.iter) for _, node in at.validation_loops}
+    anchor_names = set().union(*(names_in(node.iter) for _, node in at.validation_loops)) if anchor_iters else set()
+    for sf_, node in ct.validation_loops:
+        text = text_of(node.iter)
+        if anchor_iters and text not in anchor_iters and isinstance(node.iter, ast.Call) and any(
+                isinstance(arg, ast.BinOp) and names_in(arg) & anchor_names for arg in node.iter.args):
+            out.append(Violation("val-reduce", sf_.rel, node.lineno,
+                                 f"The validation runs `{_shorten(text)}` steps where the anchor runs "
+                                 f"`{_shorten(sorted(anchor_iters)[0])}`, so the loss is averaged over other "
+                                 "batches; validate on the anchor's number of steps."))
+
     # warmup
     if at.warmup is not None:
         if ct.warmup is None:
@@ -343,3 +363,35 @@ def launch_violations(a: Side, c: Side) -> list[Violation]:
                                  f"CUDA_VISIBLE_DEVICES is {launch.visible_devices!r} for the launch instead of the "
                                  f"anchor's {ref.visible_devices!r}; keep the GPUs the anchor uses."))
     return out
+
+
+def _warmup_iterable(side: Side) -> str | None:
+    """The text of what the warm-up loop iterates, with a name assigned once replaced by its value."""
+    warm = side.timing.warmup
+    if warm is None or not isinstance(warm.node, (ast.For, ast.AsyncFor)):
+        return None
+    it = warm.node.iter
+    if isinstance(it, ast.Name):
+        values = warm.sf.assigns.get(it.id, [])
+        if len(values) == 1:
+            it = values[0]
+    return text_of(it)
+
+
+def warmup_questions(a: Side, c: Side) -> list[Violation]:
+    """A warm-up step list changed where a count is not a constant: the judge decides (the restore rules still
+    apply as violations)."""
+    at, ct = a.timing, c.timing
+    if at.warmup is None or ct.warmup is None:
+        return []
+    if at.warmup_count is not None and ct.warmup_count is not None:
+        return []  # compared by the warmup rule
+    anchor_steps, steps = _warmup_iterable(a), _warmup_iterable(c)
+    if anchor_steps is None or steps is None or anchor_steps == steps:
+        return []
+    uncounted = "neither" if at.warmup_count is None and ct.warmup_count is None else \
+        ("the anchor's" if at.warmup_count is None else "this one")
+    return [Violation("warmup", ct.warmup.sf.rel, ct.warmup.node.lineno,
+                      f"The warm-up iterates `{_shorten(steps)}` where the anchor iterates `{_shorten(anchor_steps)}`, "
+                      f"and {uncounted} is not a constant count; the judge decides whether it is still the anchor's "
+                      "warm-up.")]

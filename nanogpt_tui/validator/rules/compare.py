@@ -17,6 +17,7 @@ from nanogpt_tui.validator.rules.checks import (
     run_deps_violations,
     syntax_violations,
     timing_violations,
+    warmup_questions,
 )
 from nanogpt_tui.validator.rules.facts import collect_file_facts
 from nanogpt_tui.validator.rules.model import WHOLE_FILE, RuleReport, Violation
@@ -96,5 +97,6 @@ def compare_analyses(anchor: Analysis, candidate_analysis: Analysis) -> RuleRepo
         violations += [v for v in coordinate_descent_violations(a, c) if v.file == RUN_SCRIPT]
         violations += [v for v in compiler_config_violations(a, c) if v.file == RUN_SCRIPT]
 
+    questions = warmup_questions(a, c) if entry is not None and entry.tree is not None else []
     unique = {(v.rule, v.file, v.line, v.message): v for v in violations}
-    return RuleReport(sorted(unique.values(), key=Violation.sort_key))
+    return RuleReport(sorted(unique.values(), key=Violation.sort_key), sorted(questions, key=Violation.sort_key))

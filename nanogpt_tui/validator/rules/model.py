@@ -69,13 +69,16 @@ class RuleReport:
     """The outcome of `check_rules`: no violations means ok."""
 
     violations: list[Violation] = field(default_factory=list)
+    # What the AST alone cannot decide (never a silent pass): questions for the LLM judge, in the same shape.
+    needs_judge: list[Violation] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.violations
 
     def to_dict(self) -> dict[str, object]:
-        return {"ok": self.ok, "violations": [v.to_dict() for v in self.violations]}
+        return {"ok": self.ok, "violations": [v.to_dict() for v in self.violations],
+                "needs_judge": [q.to_dict() for q in self.needs_judge]}
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)

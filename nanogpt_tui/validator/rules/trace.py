@@ -329,6 +329,9 @@ class TimingFacts:
     # Paused stretches of the timed loop that hold no validation (e.g. the clock stopped around data loading).
     pauses_without_validation: list[int] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    # Clock restarts inside the timed loop that follow no stop: the time since the last start is dropped.
+    stray_starts: list[int] = field(default_factory=list)
+    validation_loops: list[tuple[SourceFile, ast.For | ast.AsyncFor]] = field(default_factory=list)
 
 
 def trace_facts(program: Program) -> TimingFacts:
@@ -364,6 +367,16 @@ def trace_facts(program: Program) -> TimingFacts:
         restart = next((i for i in range(stop + 1, loop.exit) if events[i].kind == "start"), None)
         facts.regions.append((stop, restart if restart is not None else loop.exit))
     facts.restarted = bool(facts.regions) and all(end < loop.exit for _, end in facts.regions)
+    region_ends = {end for _, end in facts.regions}
+    start_keys = {events[end].key for end in region_ends if end < loop.exit}
+    facts.stray_starts = [i for i in inside if events[i].kind == "start" and events[i].key in start_keys
+                          and i not in region_ends]
+    # What each loop inside a paused stretch (the validation) iterates.
+    for stop, end in facts.regions:
+        for i in range(stop + 1, end):
+            node = events[i].node
+            if events[i].kind == "loop_enter" and isinstance(node, (ast.For, ast.AsyncFor)):
+                facts.validation_loops.append((events[i].sf, node))
     if facts.stops:
         facts.sync_before_stop = all(preceded_by_sync(events, i) for i in facts.stops)
         starts = [end for _, end in facts.regions if end < loop.exit]
