@@ -105,7 +105,7 @@ def main() -> int:
             ms, term = first_frame(None, (), "bare textual app ready", size, exe=[sys.executable, str(bare_script)])
             bare.append(ms)
             term.close()
-            ms, term = first_frame(config, (), ids[0].split("Z-", 1)[1], size)
+            ms, term = first_frame(config, (), ids[-1].split("Z-", 1)[1], size)  # the first card: the oldest
             reattach.append(ms)
             time.sleep(2.0)
             reattach_rss.append(term.rss_mb())
@@ -134,7 +134,7 @@ def main() -> int:
         ids50 = fleet(root50, args.keys_sessions, sleeper.pid)
         term = Terminal(write_config(tmp, root50), size=size)
         try:
-            if term.wait_for(ids50[0].split("Z-", 1)[1], timeout=60) is None:
+            if term.wait_for(ids50[-1].split("Z-", 1)[1], timeout=60) is None:
                 print("the control room did not draw", file=sys.stderr)
                 return 1
             time.sleep(3.0)
@@ -159,11 +159,9 @@ def main() -> int:
                 time.sleep(0.3)
             while key_ms(term, "s", "session▲", timeout=2) is None:
                 pass
-            for k in range(args.presses):
-                sid = ids50[(k + 1) % len(ids50)]
-                if k + 1 >= len(ids50):
-                    break
-                downs.append(key_ms(term, "\x1b[B", f"{sid} · container.log"))
+            rows = ids50[::-1]  # by session: oldest first (the fleet's first session was started last)
+            for k in range(min(args.presses, len(rows) - 1)):
+                downs.append(key_ms(term, "\x1b[B", f"{rows[k + 1]} · container.log"))
                 time.sleep(0.3)
             term.press("/")
             time.sleep(0.3)

@@ -48,7 +48,8 @@ def test_the_table_shows_a_row_per_session_with_activity_gpu_and_cost(tui_env):
             await loaded(pilot)
             await pilot.press("T")
             await wait_for(pilot, lambda: len(table(app).views) == 24, what="the table")
-            assert app.screen.has_class("-table") and isinstance(app.focused, SessionTable)
+            assert table(app).display and not app.screen.query_one(SessionGrid).display
+            assert isinstance(app.focused, SessionTable)
             header, *rows = table(app).plain_rows
             for title in ("session", "agent", "status", "GPU-h used", "best  %human", "activity", "GPU", "cost"):
                 assert title in header
@@ -61,7 +62,7 @@ def test_the_table_shows_a_row_per_session_with_activity_gpu_and_cost(tui_env):
             await wait_for(pilot, lambda: app.screen.selected == ids[1], what="the second row")
             # T again: the cards, with the same selection and cost, activity and GPU lines on each
             await pilot.press("T")
-            assert not app.screen.has_class("-table") and isinstance(app.focused, SessionGrid)
+            assert not table(app).display and isinstance(app.focused, SessionGrid)
             card = app.screen.query_one(SessionGrid).card(ids[0])
             lines = card.plain_lines
             assert any(x.startswith("▸ ") and "tool Bash $ torchrun" in x for x in lines)
@@ -112,7 +113,7 @@ def test_sort_and_filter_apply_to_cards_and_table_and_survive_a_restart(tui_env)
             # The next control room opens as the last one was left: table, sort, filter, status.
             q = app.screen.query_state
             assert (q.sort, q.reverse, q.text, q.status) == ("agent", True, "codex", "running")
-            assert app.screen.has_class("-table") and app.screen.has_class("-filtering")
+            assert app.screen.table_mode and table(app).display and app.screen.has_class("-filtering")
             await wait_for(pilot, lambda: table(app).views, what="the table")
             assert {v.session.agent for v in table(app).views} == {"codex"}
             # esc in the filter box clears it
