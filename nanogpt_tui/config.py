@@ -54,6 +54,9 @@ class JudgeConfig:
 class DockerConfig:
     image: str = "nanogpt-bench:latest"
     data_volume: str = "nanogpt-bench-data"
+    memory: str | None = None  # a session container's memory limit ("64g"); None: no limit
+    shm_size: str = "16g"
+    pids_limit: int = 8192
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,9 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     docker = DockerConfig(
         image=r.get("image", dk.image, "str"),
         data_volume=r.get("data_volume", dk.data_volume, "str"),
+        memory=r.get("memory", dk.memory, "str"),
+        shm_size=r.get("shm_size", dk.shm_size, "str"),
+        pids_limit=r.get("pids_limit", dk.pids_limit, "int", minimum=64),
     )
     r.check_unknown()
 

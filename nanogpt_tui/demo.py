@@ -46,8 +46,10 @@ DEMO_SESSIONS = (
 def demo_config(config: Config) -> Config:
     """The same config with sessions under `<sessions_dir>/demo/` (shards stay where local sessions share them)."""
     paths = config.paths
+    # The demo is offline (no judge key): its validator skips the judge, and its verdicts say so.
     return dataclasses.replace(config, paths=dataclasses.replace(
-        paths, sessions_dir=Path(paths.sessions_dir) / DEMO_FOLDER, data_dir=paths.local_data_dir))
+        paths, sessions_dir=Path(paths.sessions_dir) / DEMO_FOLDER, data_dir=paths.local_data_dir),
+        judge=dataclasses.replace(config.judge, provider="none", model="none"))
 
 
 def strategy_for_scripted(name: str, say: Callable[[str], None]) -> str:

@@ -56,6 +56,7 @@ from nanogpt_tui.contract.env import (
     ENV_SCRIPTED_PLAN,
     ENV_SCRIPTED_RUNS,
     ENV_SUBMISSION_DIR,
+    ENV_VALIDATOR_DIR,
     ENV_WORKSPACE,
 )
 from nanogpt_tui.procgroup import stop_tree
@@ -374,7 +375,10 @@ class ScriptedAgent:
         self.run_id = run_id
         self.experiments_dir = workspace / "experiments"
         self.submissions_dir = Path(os.environ.get(ENV_SUBMISSION_DIR) or workspace / "submissions")
-        self.verdicts_dir = workspace / "verdicts"
+        # In a session the validator apart from the agent writes the verdicts (read-only here); standalone, submit
+        # writes them into the workspace.
+        validator = os.environ.get(ENV_VALIDATOR_DIR)
+        self.verdicts_dir = Path(validator) / "verdicts" if validator else workspace / "verdicts"
         self.data_dir = workspace / "data"
         self.log_dir = Path(os.environ.get(ENV_LOG_DIR) or workspace / "logs") / "scripted"
         self.results_path = self.experiments_dir / "results.tsv"

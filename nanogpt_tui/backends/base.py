@@ -37,6 +37,13 @@ class LaunchSpec:
     data_read_only: bool = True
     # Docker: "uid:gid" to run as (e.g. the host user's, so workspace files stay theirs); None keeps the image's user.
     user: str | None = None
+    # The validator's folder (verdicts, frozen submissions): mounted read-only, written only by the validator.
+    validator_dir: Path | None = None
+    # Docker limits: memory (e.g. "64g", None for none), a pids limit, and a read-only root filesystem (the
+    # workspace and tmpfs /tmp are then the only writable places).
+    memory: str | None = None
+    pids_limit: int = 8192
+    read_only_root: bool = True
 
 
 @dataclass
@@ -72,3 +79,52 @@ class Backend(Protocol):
 
     def stop(self, handle: str, grace_s: float) -> None:
         """SIGINT, a grace period, then SIGKILL."""
+
+
+# The validator's retiming worker (nanogpt_tui.validator.worker), as each backend runs it apart from the agent.
+WORKER_MODULE = "nanogpt_tui.validator.worker"
+WORKER_EXIT_REFUSED = 4
+
+
+def worker_argv(python: str, *, candidate: str, out: str, data: str | None, runs: int, val_loss_target: float,
+                p_value_threshold: float, timeout_s: float, agent_pids: list[int]) -> list[str]:
+    """The worker's command line; `out` receives result.json and logs/."""
+    argv = [python, "-m", WORKER_MODULE, "--candidate", candidate, "--result", f"{out}/result.json",
+            "--logs", f"{out}/logs", "--runs", str(runs), "--val-loss-target", repr(val_loss_target),
+            "--p-value-threshold", repr(p_value_threshold), "--timeout", repr(timeout_s),
+            "--agent-pids", ",".join(map(str, agent_pids))]
+    if data:
+        argv += ["--data", data]
+    return argv
+
+
+def read_worker_result(out_dir: Path, exit_code: int, output_tail: str) -> dict:
+    """The worker's result.json; a run that wrote none becomes one failed run saying why."""
+    import json
+
+    try:
+        data = json.loads((Path(out_dir) / "result.json").read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            return data
+    except (OSError, ValueError):
+        pass
+    return {"runs": [], "requested": 0, "stopped_early": False,
+            "stop_reason": f"the validator's retiming worker exited {exit_code} without a result: "
+                           f"{output_tail.strip()[-300:]}"}
+
+
+def forward_worker_line(line: str, on_line) -> None:
+    """A line of the worker's output: its JSON progress lines become progress, anything else passes as is."""
+    import json
+
+    text = line.rstrip("\n")
+    if not text:
+        return
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("text"), str):
+        on_line(data["text"])
+    else:
+        on_line(text[:500])

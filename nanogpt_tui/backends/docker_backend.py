@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import os
 import re
 import threading
 import time
@@ -40,6 +41,9 @@ from nanogpt_tui.backends.base import (
     BackendState,
     ContainerInfo,
     LaunchSpec,
+    forward_worker_line,
+    read_worker_result,
+    worker_argv,
 )
 from nanogpt_tui.config import TLSConfig
 from nanogpt_tui.contract import layout as L
@@ -54,12 +58,39 @@ CONNECT_TIMEOUT_S = 10.0
 SECRET_ENV = re.compile(r"API_KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 REDACTED = "<redacted>"
 NO_GPU_RUNTIME = 'could not select device driver'
+# The validator's retiming container runs as this user: not the agent's (the host user's), not root.
+VALIDATOR_USER = "64000:64000"
+VALIDATOR_LABEL = "nanogpt-tui.validator"
+VALIDATOR_PYTHON = "python3"
 # How many recent line timestamps the log offset keeps, to drop what a re-attach reads twice.
 OFFSET_WINDOW = 512
 OFFSET_SCHEMA_VERSION = 1
 
 
 # --- small pure helpers (tested without a daemon) --------------------------------------------------------------
+
+
+PIDS_LIMIT = 8192  # torchrun, dataloader workers and compile threads stay far below; a fork bomb does not
+TMPFS = {"/tmp": "rw,nosuid,nodev,size=16g,mode=1777", "/var/tmp": "rw,nosuid,nodev,size=1g,mode=1777"}
+
+
+def hardening(*, shm_size: str | int | None = None, memory: str | None = None, pids_limit: int = PIDS_LIMIT,
+              read_only: bool = True) -> dict[str, Any]:
+    """The limits every container we start for a session gets (agent, validator, probe): not privileged, every
+    capability dropped (training needs none: the processes run as an unprivileged user), no privilege gain through
+    setuid files, a pids limit, memory and shm as configured, IPv6 off, and a read-only root filesystem whose only
+    writable places are the bind-mounted workspace and tmpfs scratch (/tmp, /var/tmp)."""
+    options: dict[str, Any] = {
+        "privileged": False, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "pids_limit": pids_limit,
+        "read_only": read_only, "tmpfs": dict(TMPFS) if read_only else None,
+        "sysctls": {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"},
+    }
+    if shm_size:
+        options["shm_size"] = shm_size
+    if memory:
+        options["mem_limit"] = memory
+        options["memswap_limit"] = memory  # no swap beyond the limit
+    return options
 
 
 def redact_env(env: Iterable[str] | None) -> list[str]:
@@ -403,6 +434,97 @@ class DockerBackend:
                 return "failed", _api_message(err)
         return ("ok" if code == 0 else "failed"), output
 
+    # --- the validator apart from the agent ---------------------------------------------------------------------
+
+    def pause(self, container_id: str) -> list[int]:
+        """Freeze the session's container (the cgroup freezer); the node PIDs of its processes."""
+        with self._daemon():
+            try:
+                self.client.api.pause(container_id)
+            except docker.errors.APIError as err:
+                raise UserError(f"Docker host {self.name} could not pause the session's container for the "
+                                f"retiming ({_api_message(err)}); submit again.") from None
+            try:
+                top = self.client.api.top(container_id, ps_args="-eo pid")
+            except docker.errors.APIError:
+                top = {}
+        titles = [t.upper() for t in top.get("Titles") or []]
+        column = titles.index("PID") if "PID" in titles else 0
+        pids = []
+        for row in top.get("Processes") or []:
+            try:
+                pids.append(int(row[column]))
+            except (ValueError, IndexError):
+                continue
+        return pids
+
+    def resume(self, container_id: str) -> None:
+        with self._daemon():
+            try:
+                self.client.api.unpause(container_id)
+            except docker.errors.APIError as err:
+                if err.status_code not in (404, 409):  # gone, or not paused
+                    raise UserError(f"Docker host {self.name} could not resume the session's container "
+                                    f"({_api_message(err)}); run `docker unpause {container_id[:12]}` there.") \
+                        from None
+
+    def retime_isolated(self, handle: str | None, *, session_dir: Path, candidate_dir: Path, out_dir: Path,
+                        runs: int, val_loss_target: float, p_value_threshold: float, timeout_s: float,
+                        gpu_ids: list[int], data_dir: Path | None, agent_pids: list[int], on_line) -> dict:
+        """The retiming worker in a container of its own: the session's image and GPUs, its own user, no network,
+        the frozen candidate read-only, only `out_dir` writable (result.json and the run logs)."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "logs").mkdir(exist_ok=True)
+        uid, gid = (int(x) for x in VALIDATOR_USER.split(":"))
+        for path in (out_dir, out_dir / "logs"):
+            try:
+                os.chown(path, uid, gid)
+            except PermissionError:  # not root on this host: let the validator's user write it anyway
+                os.chmod(path, 0o777)
+        with self._daemon():
+            session = self.client.api.inspect_container(handle) if handle else {}
+        config = session.get("Config") or {}
+        labels = config.get("Labels") or {}
+        image = labels.get(IMAGE_LABEL) or config.get("Image")
+        volume = next((m.get("Name") for m in session.get("Mounts") or [] if m.get("Destination") == L.CONTAINER_DATA
+                       and m.get("Type") == "volume"), None)
+        mounts = [docker.types.Mount("/candidate", str(Path(candidate_dir).absolute()), type="bind", read_only=True),
+                  docker.types.Mount("/out", str(out_dir.absolute()), type="bind")]
+        if volume:
+            mounts.append(docker.types.Mount(L.CONTAINER_DATA, volume, type="volume", read_only=True))
+        argv = worker_argv(VALIDATOR_PYTHON, candidate="/candidate", out="/out",
+                           data=L.CONTAINER_DATA if volume else None, runs=runs, val_loss_target=val_loss_target,
+                           p_value_threshold=p_value_threshold, timeout_s=timeout_s, agent_pids=agent_pids)
+        device_requests = None
+        if gpu_ids:
+            device_requests = [docker.types.DeviceRequest(device_ids=[str(i) for i in gpu_ids],
+                                                          capabilities=[["gpu", "utility", "compute"]])]
+        session_label = labels.get(SESSION_LABEL, "")
+        tail: deque[str] = deque(maxlen=20)
+        with self._daemon():
+            container = self.client.containers.create(
+                # No network; "localhost" as hostname so torchrun's rendezvous resolves it (/etc/hosts has only
+                # localhost when there is no network).
+                image=image, command=argv, user=VALIDATOR_USER, detach=True, init=True, network_mode="none",
+                hostname="localhost",
+                mounts=mounts, working_dir="/tmp", environment={"HOME": "/tmp", "PYTHONUNBUFFERED": "1"},
+                labels={VALIDATOR_LABEL: session_label, VERSION_LABEL: __version__},
+                device_requests=device_requests,
+                **hardening(shm_size=(session.get("HostConfig") or {}).get("ShmSize") or None))
+            try:
+                container.start()
+                parser = LogLineParser()
+                for chunk in self.client.api.logs(container.id, stream=True, follow=True, timestamps=True):
+                    for _ts, raw in parser.feed(chunk):
+                        line = raw.decode("utf-8", "replace")
+                        tail.append(line)
+                        forward_worker_line(line, on_line)
+                code = self.wait(container.id, timeout=60)
+            finally:
+                self._remove_quietly(container.id)
+        return read_worker_result(out_dir, -1 if code is None else code, "\n".join(tail))
+
     def _mounts(self, spec: LaunchSpec) -> list[docker.types.Mount]:
         mounts = [
             docker.types.Mount(L.CONTAINER_WORKSPACE, str(Path(spec.workspace_dir).absolute()), type="bind"),
@@ -411,6 +533,10 @@ class DockerBackend:
             docker.types.Mount(L.CONTAINER_CONTROL, str(Path(spec.control_dir).absolute()), type="bind",
                                read_only=True),
         ]
+        if spec.validator_dir is not None:
+            # The validator's verdicts, frozen submissions and progress: the agent reads them, never writes them.
+            mounts.append(docker.types.Mount(L.CONTAINER_VALIDATOR, str(Path(spec.validator_dir).absolute()),
+                                             type="bind", read_only=True))
         if spec.data_volume:
             mounts.append(docker.types.Mount(L.CONTAINER_DATA, spec.data_volume, type="volume",
                                              read_only=spec.data_read_only))
@@ -434,8 +560,10 @@ class DockerBackend:
                     environment=dict(spec.env), mounts=self._mounts(spec), working_dir=L.CONTAINER_WORKSPACE,
                     # The host's IPC namespace is what NCCL wants between a session's GPU processes. Under it the
                     # host's /dev/shm is used and shm_size is moot; it is still set for a private-IPC variant.
-                    init=True, ipc_mode="host", shm_size=spec.shm_size, device_requests=device_requests,
+                    init=True, ipc_mode="host", device_requests=device_requests,
                     user=spec.user or "", detach=True, stdin_open=False, tty=False,
+                    **hardening(shm_size=spec.shm_size, memory=spec.memory, pids_limit=spec.pids_limit,
+                                read_only=spec.read_only_root),
                 )
             except docker.errors.ImageNotFound:
                 raise UserError(f"The image {spec.image} is not on Docker host {self.name}; build it there (see "

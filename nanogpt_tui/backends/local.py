@@ -10,7 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-from nanogpt_tui.backends.base import BackendState, LaunchSpec
+from nanogpt_tui.backends.base import (
+    BackendState,
+    LaunchSpec,
+    forward_worker_line,
+    read_worker_result,
+    worker_argv,
+)
 from nanogpt_tui.errors import UserError
 
 
@@ -98,3 +104,64 @@ class LocalBackend:
         child = self._children.get(pid)
         if child is not None:
             child.wait()
+
+    # --- the validator apart from the agent (same user here: not tamper-proof, see sessions.validation) -------
+
+    def _tree(self, handle: str) -> list[int]:
+        from nanogpt_tui.procgroup import descendants
+
+        pid, _ = self.parse_handle(handle)
+        if self.state(handle).status != "running":
+            return []
+        return [pid, *descendants(pid)]
+
+    def pause(self, handle: str) -> list[int]:
+        """SIGSTOP to the session's whole process tree; the pids stopped."""
+        pids = self._tree(handle)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        # A process forked between the listing and the stop: stop it too.
+        for pid in self._tree(handle):
+            if pid not in pids:
+                try:
+                    os.kill(pid, signal.SIGSTOP)
+                    pids.append(pid)
+                except ProcessLookupError:
+                    pass
+        return pids
+
+    def resume(self, handle: str) -> None:
+        for pid in self._tree(handle):
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+    def retime_isolated(self, handle: str | None, *, session_dir: Path, candidate_dir: Path, out_dir: Path,
+                        runs: int, val_loss_target: float, p_value_threshold: float, timeout_s: float,
+                        gpu_ids: list[int], data_dir: Path | None, agent_pids: list[int], on_line) -> dict:
+        """The retiming worker as a separate process of this user, secrets left out of its environment."""
+        from nanogpt_tui.validator.retime import scrubbed_env
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        argv = worker_argv(sys.executable, candidate=str(candidate_dir), out=str(out_dir),
+                           data=str(data_dir) if data_dir else None, runs=runs, val_loss_target=val_loss_target,
+                           p_value_threshold=p_value_threshold, timeout_s=timeout_s, agent_pids=agent_pids)
+        env = scrubbed_env(os.environ)
+        # As for the session itself: the interpreter running us (and its torchrun) first on PATH.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        if gpu_ids:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
+        tail: list[str] = []
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, cwd=out_dir, text=True, start_new_session=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail = (tail + [line])[-20:]
+            forward_worker_line(line, on_line)
+        code = proc.wait()
+        return read_worker_result(out_dir, code, "".join(tail))

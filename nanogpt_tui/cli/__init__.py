@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "nanogpt_tui.cli.agents_cmd",
     "nanogpt_tui.cli.tui_cmd",
     "nanogpt_tui.cli.serve_cmd",
+    "nanogpt_tui.cli.validator_cmd",
 )
 
 

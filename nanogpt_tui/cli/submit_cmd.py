@@ -10,6 +10,7 @@ from pathlib import Path
 from nanogpt_tui.cli.common import SECONDS, config_from, number, print_json
 from nanogpt_tui.contract.env import ENV_ANCHOR_DIR, ENV_EVENTS_PATH, ENV_WORKSPACE
 from nanogpt_tui.errors import UserError
+from nanogpt_tui.contract.env import ENV_EVENTS_PATH, ENV_VALIDATOR_DIR, ENV_WORKSPACE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,8 +60,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from nanogpt_tui.records import load_timeline
     from nanogpt_tui.validator.submit import describe, headline, resolve_plan, run_submit
 
-    config = config_from(args)
     env = dict(os.environ)
+    if env.get(ENV_VALIDATOR_DIR) and env.get(ENV_WORKSPACE) and args.verdicts is None:
+        return _submit_request(args, env)
+    config = config_from(args)
     anchor_dir = args.anchor
     if args.baseline and anchor_dir is None:
         anchor_dir = args.dir
@@ -94,6 +97,61 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if plan.kind == "baseline":
         return 0 if verdict.outcome == "baseline" else 1
     return 0 if verdict.counts else 1
+
+
+def _submit_request(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """Inside a session: ask the validator apart from the agent, print its progress, block until its answer."""
+    from nanogpt_tui.validator import protocol as P
+    from nanogpt_tui.validator.client import request_and_wait
+    from nanogpt_tui.validator.submit import headline
+
+    workspace, vdir = Path(env[ENV_WORKSPACE]), Path(env[ENV_VALIDATOR_DIR])
+    submissions = (workspace / "submissions").resolve()
+    folder = args.dir if args.dir.is_absolute() else Path.cwd() / args.dir
+    if args.baseline:
+        name, kind = "anchor", "baseline"
+    else:
+        if folder.resolve().parent != submissions or not folder.is_dir():
+            raise UserError(f"{args.dir} is not a folder under {workspace / 'submissions'}; copy train_gpt.py and "
+                            "run.sh into submissions/submission_N and submit that.")
+        name, kind = folder.resolve().name, "submission"
+    for flag, value in (("--judge", args.judge), ("--anchor", args.anchor), ("--data", args.data),
+                        ("--val-loss-target", args.val_loss_target), ("--run-timeout", args.run_timeout)):
+        if value is not None:
+            print(f"note: {flag} is set by the validator in a session; ignored", file=sys.stderr)
+    request = P.SubmitRequest(request_id=P.new_request_id(name), submission=name, kind=kind, runs=args.runs,
+                              requested_at=P.utc_now())
+    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
+        (lambda line: print(line, flush=True))
+    events_path = env.get(ENV_EVENTS_PATH)
+    if events_path:  # the agent's own stream: shown in the control room, never read for scores
+        from nanogpt_tui.agents.events import append_event
+
+        append_event(events_path, "submission_started", submission=name,
+                     text="baseline retiming of the anchor" if kind == "baseline" else None)
+    progress(f"submitted {name} to the validator (request {request.request_id}); waiting for its verdict")
+    response = request_and_wait(workspace, vdir, request, on_progress=progress)
+    path = vdir / P.VERDICTS / response["verdict_file"] if response.get("verdict_file") else None
+    if events_path:
+        fields = {}
+        if path is not None and path.is_file():
+            from nanogpt_tui.validator.verdict import read_verdict
+
+            verdict = read_verdict(path)
+            fields = dict(outcome=verdict.outcome, verdict_path=str(path), counts=verdict.counts,
+                          mean_train_time_ms=verdict.stats.get("mean_train_time_ms"),
+                          p_value=_finite_or_none(verdict.stats.get("p_value")), text=headline(verdict))
+        else:
+            fields = dict(outcome="refused", text=str(response.get("text")))
+        append_event(events_path, "verdict", submission=name, **fields)
+    if args.json and path is not None and path.is_file():
+        print(path.read_text(encoding="utf-8"), end="")
+    else:
+        print(response.get("text", ""))
+        if path is not None:
+            print(f"verdict written to {path}")
+    code = response.get("exit_code")
+    return code if isinstance(code, int) else 1
 
 
 def _finite_or_none(value):

@@ -25,6 +25,7 @@ ENV_TARGET = "BENCHMARK_TARGET"
 ENV_STRATEGY = "BENCHMARK_STRATEGY"
 ENV_GPUS = "BENCHMARK_GPUS"  # a prompt placeholder's fallback when deadline.json does not say
 ENV_SUBMIT_COMMAND = "BENCHMARK_SUBMIT_COMMAND"  # how the prompt tells the agent to validate
+ENV_VALIDATOR_DIR = "BENCHMARK_VALIDATOR_DIR"  # set: `submit` asks the validator apart from the agent
 
 # Agent settings from the config ([agents.NAME] model / effort), passed to every harness.
 ENV_AGENT_MODEL = "BENCHMARK_AGENT_MODEL"
@@ -52,7 +53,8 @@ ALL_NAMES = frozenset(value for key, value in dict(globals()).items() if key.sta
 
 
 def contract_env(*, workspace: str, runner: str, control: str, run_id: str, agent: str, strategy: str,
-                 session_hours: float, anchor: str, target: str | None) -> dict[str, str]:
+                 session_hours: float, anchor: str, target: str | None, validator: str | None = None
+                 ) -> dict[str, str]:
     """The variables every agent harness may rely on, for the given mount points."""
     env = {
         ENV_WORKSPACE: workspace,
@@ -72,4 +74,6 @@ def contract_env(*, workspace: str, runner: str, control: str, run_id: str, agen
     }
     if target:
         env[ENV_TARGET] = target
+    if validator:
+        env[ENV_VALIDATOR_DIR] = validator
     return env

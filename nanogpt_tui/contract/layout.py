@@ -13,6 +13,8 @@ Host side, `sessions/<id>/`:
                         (deadline.json)
     inspect.json        the container's redacted `docker inspect` (Docker backend)
     gpu.jsonl           GPU samples of the session's pinned GPUs, written host-side (docs/gpu-telemetry.md)
+    validator/          written only by the validator, mounted read-only at /validator: frozen/ (submissions as
+                        validated, with sealed sha256 manifests), verdicts/ (sealed), progress.jsonl, responses/
 
 Inside, paths come from the environment (`nanogpt_tui.contract.env`), so the same runner works in a container and as
 a local process tree.
@@ -32,13 +34,16 @@ RUNNER = "runner"
 CONTROL = "control"
 DEADLINE_FILE = "deadline.json"  # in control/: read and written by nanogpt_tui.contract.deadline only
 RUNNER_EXIT_FILE = "runner_exit.json"  # in workspace/logs/: how the runner ended (nanogpt_tui.contract.runner_exit)
-WORKSPACE_DIRS = ("experiments", "submissions", "verdicts", "logs", "home")
+VALIDATOR = "validator"
+REQUESTS = "requests"  # in workspace/: the agent's `submit` asks the validator here
+WORKSPACE_DIRS = ("experiments", "submissions", "verdicts", "logs", "home", REQUESTS)
 
 # Container-side mount points.
 CONTAINER_WORKSPACE = "/workspace"
 CONTAINER_RUNNER = "/runner"
 CONTAINER_CONTROL = "/control"
 CONTAINER_DATA = "/workspace/data"
+CONTAINER_VALIDATOR = "/validator"
 CONTAINER_ANCHOR = "/runner/anchor"  # the anchor's code, read-only: what `submit` compares with
 
 

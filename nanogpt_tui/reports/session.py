@@ -26,7 +26,8 @@ from nanogpt_tui.reports.ledger import Ledger, ClassifierCache, build_ledger, re
 from nanogpt_tui.scoring import ProgressCurve, ProgressPoint
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.model import Session, load_session
-from nanogpt_tui.validator.verdict import Verdict, load_verdicts
+from nanogpt_tui.validator.protocol import VERDICTS, trusted_verdicts, validator_dir
+from nanogpt_tui.validator.verdict import Verdict
 
 DIFF_MAX_LINES = 3000
 ENV_LOG_BYTES = 512 * 1024  # how much of a run log is searched for GPU/driver/CUDA lines
@@ -51,6 +52,7 @@ class SessionData:
     horizon_gpu_hours: float  # the x range of the session's line: its budget, or what it used if more
     ledger: Ledger
     problems: list[str] = field(default_factory=list)
+    frozen: dict[str, Path] = field(default_factory=dict)  # verdict id -> the frozen code the validator validated
 
     @property
     def final_seconds_faster(self) -> float:
@@ -66,7 +68,8 @@ def load_session_data(session_dir: Path, timeline: Timeline | None, *, baselines
                       now: dt.datetime | None = None, classifier: ClassifierCache | None = None) -> SessionData:
     session_dir = Path(session_dir)
     session = load_session(session_dir)
-    verdicts, problems = load_verdicts(session_dir / L.WORKSPACE / "verdicts")
+    trusted = trusted_verdicts(session_dir)
+    verdicts, problems = trusted.verdicts, trusted.all_messages
     gap = gap_for(timeline, session.anchor, session.target)
     if gap is None:
         gaps = {_num((v.speedup or {}).get("gap_s")) for v in verdicts} - {None}
@@ -92,7 +95,7 @@ def load_session_data(session_dir: Path, timeline: Timeline | None, *, baselines
     horizon = used if session.status in M.ACTIVE else max(session.total_gpu_hours, used)
     ledger = build_ledger(session_dir, session, verdicts, baselines_dir=baselines_dir, now=now, classifier=classifier)
     return SessionData(path=session_dir, session=session, verdicts=verdicts, gap_s=gap, curve=curve, steps=steps,
-                       horizon_gpu_hours=horizon, ledger=ledger, problems=list(problems))
+                       horizon_gpu_hours=horizon, ledger=ledger, problems=list(problems), frozen=trusted.frozen)
 
 
 # ------------------------------------------------------------------------------------------------ sections
@@ -255,7 +258,8 @@ def best_section(data: SessionData, anchor: dict[str, str], anchor_label: str) -
     v = best_submission(data)
     if v is None:
         return None
-    folder = data.path / L.WORKSPACE / "submissions" / v.submission
+    # The code the validator froze and validated, not whatever the workspace holds under that name now.
+    folder = data.frozen.get(v.verdict_id) or data.path / L.WORKSPACE / "submissions" / v.submission
     code = read_code(folder) if folder.is_dir() else {}
     text, files, clipped = code_diff(anchor, code, v.submission) if code and anchor else ("", 0, False)
     return {
@@ -319,7 +323,7 @@ def reproducibility_section(data: SessionData, anchor_sha: dict[str, str]) -> di
     env: dict[str, Any] = {}
     sources: dict[str, str] = {}
     logs: list[Path] = []
-    verdicts_dir = data.path / L.WORKSPACE / "verdicts"
+    verdicts_dir = validator_dir(data.path) / VERDICTS
     for v in sorted(data.verdicts, key=lambda v: (not v.counts, v.started_at)):
         for r in v.runs:
             logs.append(verdicts_dir / v.verdict_id / r.log)

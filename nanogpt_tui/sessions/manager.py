@@ -293,7 +293,7 @@ class SessionManager:
             _copy_code(anchor_dir, workspace)
             for sub in L.WORKSPACE_DIRS:
                 (workspace / sub).mkdir(parents=True, exist_ok=True)
-            (workspace / ".gitignore").write_text("/data\n/logs/\n/verdicts/.work/\n__pycache__/\n")
+            (workspace / ".gitignore").write_text("/data\n/logs/\n/verdicts/.work/\n/requests/\n__pycache__/\n")
             _git(workspace, "init", "-q", "-b", "main")
             _git(workspace, "add", "-A")
             _git(workspace, "commit", "-q", "-m", f"anchor: {anchor}")
@@ -305,6 +305,7 @@ class SessionManager:
             copy_strategy(strategy.root, runner / "strategy")
             _copy_code(anchor_dir, runner / "anchor")
             (d / L.CONTROL).mkdir()
+            (d / L.VALIDATOR).mkdir()
             (d / L.CONTAINER_LOG).touch()
             session.transition(M.PENDING, "created")
             while True:
@@ -416,9 +417,10 @@ class SessionManager:
             mounts = dict(workspace=str(d / L.WORKSPACE), runner=str(d / L.RUNNER), control=str(d / L.CONTROL))
         else:
             mounts = dict(workspace=L.CONTAINER_WORKSPACE, runner=L.CONTAINER_RUNNER, control=L.CONTAINER_CONTROL)
+        validator = str(d / L.VALIDATOR) if session.backend == "local" else L.CONTAINER_VALIDATOR
         env = contract_env(**mounts, run_id=session.id, agent=session.agent, strategy=session.strategy,
-                             session_hours=session.total_gpu_hours / max(1, session.gpus), anchor=session.anchor,
-                             target=session.target)
+                           session_hours=session.total_gpu_hours / max(1, session.gpus), anchor=session.anchor,
+                           target=session.target, validator=validator)
         env[ENV_AGENT_MODEL] = session.agent_model or ""
         env[ENV_AGENT_EFFORT] = session.agent_effort or ""
         env[ENV_TOOL_TIMEOUT_S] = str(int(submit_time_bound_s(self.config)))
@@ -442,7 +444,9 @@ class SessionManager:
             else None, data_dir=Path(session.data_dir) if session.data_dir else None,
             gpu_ids=list(session.gpu_ids), labels={SESSION_LABEL: session.id, "nanogpt-tui.agent": session.agent,
                                                    "nanogpt-tui.strategy": session.strategy},
-            name=f"nanogpt-tui-{session.id}".lower(),
+            name=f"nanogpt-tui-{session.id}".lower(), validator_dir=d / L.VALIDATOR,
+            memory=self.config.docker.memory, shm_size=self.config.docker.shm_size,
+            pids_limit=self.config.docker.pids_limit,
         )
 
     @staticmethod
@@ -539,7 +543,16 @@ class SessionManager:
         session.transition(M.RUNNING, f"started on {session.host}"
                            + (f" with GPUs {','.join(map(str, session.gpu_ids))}" if session.gpu_ids else ""))
         self.save(session)
+        self.ensure_validator(session)
         return session
+
+    def ensure_validator(self, session: Session) -> None:
+        """Start the session's validator (the process answering its submit requests) unless it already runs."""
+        from nanogpt_tui.sessions.validation import service_alive, spawn_service
+
+        d = self.session_dir(session.id)
+        if not service_alive(d):
+            spawn_service(d, self.config.source)
 
     def launch(self, request: LaunchRequest) -> Session:
         return self.start(self.create(request), queue=request.queue)
@@ -584,6 +597,7 @@ class SessionManager:
         if session.backend == "docker":
             self.follow_logs(session)
         if state.status in ("running", "created"):
+            self.ensure_validator(session)
             if session.status == M.UNREACHABLE:
                 session.transition(M.RUNNING, f"{session.host} answers again")
                 self.save(session)

@@ -36,8 +36,8 @@ FileCallback = Callable[[str, str], None]  # (session id, "log" | "events")
 class SessionMonitor:
     """Reloads session views when their files change, and tells log followers when logs grow.
 
-    It watches the sessions folder, each session folder, and each session's `workspace/verdicts` and
-    `workspace/logs` (not recursively: workspaces hold git objects and data links), through watchfiles
+    It watches the sessions folder, each session folder, and each session's `validator/verdicts`,
+    `workspace/verdicts` and `workspace/logs` (not recursively: workspaces hold git objects and data links), through watchfiles
     (inotify). Changes are batched by watchfiles; a batch reloads only the sessions it touched. When
     watchfiles cannot watch (no inotify), it falls back to reloading every `fallback_poll_s`.
     """
@@ -77,7 +77,9 @@ class SessionMonitor:
         paths = [self.root]
         for sid in self.dashboard.session_ids():
             d = self.root / sid
-            paths += [d] + [p for p in (d / L.WORKSPACE / "verdicts", d / L.WORKSPACE / "logs") if p.is_dir()]
+            # The validator's verdicts count; the workspace's verdicts/ is watched too, to flag what lands there.
+            paths += [d] + [p for p in (d / L.VALIDATOR / "verdicts", d / L.WORKSPACE / "verdicts",
+                                        d / L.WORKSPACE / "logs") if p.is_dir()]
         return paths
 
     def _classify(self, changes) -> tuple[set[str], bool]:

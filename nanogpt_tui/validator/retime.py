@@ -89,7 +89,41 @@ def prepare_work_dir(candidate_dir: Path, work_dir: Path, data_dir: Path | None)
     return work_dir
 
 
-def run_once(work_dir: Path, log_path: Path, index: int, *, timeout_s: float, env: Mapping[str, str]) -> RunOutcome:
+_STEP = re.compile(rb"step:(\d+)/(\d+)")
+STEP_POLL_S = 5.0  # how often a run's log is read for its latest step (progress, not timing)
+
+
+def _wait_reporting_steps(proc: subprocess.Popen, log_path: Path, timeout_s: float,
+                          on_step: Callable[[int, int], None] | None) -> int:
+    """`proc.wait(timeout_s)`, telling `on_step(step, total)` each time the log shows a later training step."""
+    if on_step is None:
+        return proc.wait(timeout=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    offset, last, tail = 0, -1, b""
+    while True:
+        try:
+            return proc.wait(timeout=max(0.0, min(STEP_POLL_S, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
+        try:
+            with open(log_path, "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read(1 << 20)
+        except OSError:
+            continue
+        offset += len(chunk)
+        found = _STEP.findall(tail + chunk)
+        tail = chunk[-64:]
+        if found:
+            step, total = (int(x) for x in found[-1])
+            if step > last:
+                last = step
+                on_step(step, total)
+
+
+def run_once(work_dir: Path, log_path: Path, index: int, *, timeout_s: float, env: Mapping[str, str],
+             on_step: Callable[[int, int], None] | None = None) -> RunOutcome:
     """Run `bash run.sh` once in its own process group, its output going to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
@@ -98,7 +132,7 @@ def run_once(work_dir: Path, log_path: Path, index: int, *, timeout_s: float, en
         proc = subprocess.Popen(["bash", "run.sh"], cwd=work_dir, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=dict(env), start_new_session=True)
         try:
-            exit_code = proc.wait(timeout=timeout_s)
+            exit_code = _wait_reporting_steps(proc, log_path, timeout_s, on_step)
         except subprocess.TimeoutExpired:
             timed_out = True
             stop_tree(proc)
@@ -130,7 +164,7 @@ def run_once(work_dir: Path, log_path: Path, index: int, *, timeout_s: float, en
 def retime(candidate_dir: Path, *, runs: int, work_dir: Path, logs_dir: Path, data_dir: Path | None,
            val_loss_target: float, p_value_threshold: float, timeout_s: float,
            env: Mapping[str, str] | None = None,
-           on_progress: Callable[[str], None] = lambda line: None) -> RetimeResult:
+           on_progress: Callable[[str], None] = lambda line: None, report_steps: bool = False) -> RetimeResult:
     """Run the candidate `runs` times, one after another, stopping early (with the reason) as soon as the
     submission can no longer validate: a run failed, or no val_loss values of the remaining runs could bring the
     one-sided p-value under the threshold (see `stats.best_reachable_p_value`)."""
@@ -142,7 +176,10 @@ def retime(candidate_dir: Path, *, runs: int, work_dir: Path, logs_dir: Path, da
     result = RetimeResult(requested=runs)
     try:
         for index in range(1, runs + 1):
-            outcome = run_once(work_dir, logs_dir / f"run_{index:02d}.log", index, timeout_s=timeout_s, env=run_env)
+            on_step = (lambda step, total, i=index: on_progress(f"run {i}/{runs}: step {step}/{total}")) \
+                if report_steps else None
+            outcome = run_once(work_dir, logs_dir / f"run_{index:02d}.log", index, timeout_s=timeout_s, env=run_env,
+                               on_step=on_step)
             result.runs.append(outcome)
             on_progress(describe_run(outcome, runs))
             if not outcome.ok:

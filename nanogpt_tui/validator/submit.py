@@ -42,6 +42,8 @@ class SubmitPlan:
     judge_provider: str
     session_id: str | None
     kind: str = "submission"
+    submission: str | None = None  # the name verdicts use (default: the candidate folder's name)
+    request_id: str | None = None  # the validator's request this answers (its frozen copy is the candidate)
 
 
 def utc_now() -> str:
@@ -156,18 +158,25 @@ def _anchor_time_ms(plan: SubmitPlan, previous: list[Verdict], timeline: Timelin
 
 
 def run_submit(plan: SubmitPlan, config: Config, *, timeline: Timeline | None, env: Mapping[str, str],
-               on_progress: Callable[[str], None] = print, judge_fn=None) -> tuple[Verdict, Path]:
-    """Validate one submission and write its verdict. Returns the verdict and where it was written."""
+               on_progress: Callable[[str], None] = print, judge_fn=None, retimer: Callable[..., object] = retime,
+               previous: list[Verdict] | None = None, before_retime: Callable[[], None] | None = None,
+               after_retime: Callable[[], None] | None = None) -> tuple[Verdict, Path]:
+    """Validate one submission and write its verdict. Returns the verdict and where it was written.
+
+    The validator apart from the agent passes `retimer` (retiming in its own container), `previous` (the session's
+    trusted verdicts, not whatever lies in the verdicts folder) and `before_retime` / `after_retime` (pause and
+    resume the agent around the timed runs; `before_retime` may raise `UserError` to refuse)."""
     started = utc_now()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    submission = plan.candidate_dir.resolve().name
+    submission = plan.submission or plan.candidate_dir.resolve().name
     verdict = Verdict(submission=submission, submission_dir=str(plan.candidate_dir), kind=plan.kind,
                       verdict_id=f"{submission}__{stamp}", session_id=plan.session_id, anchor=plan.anchor,
                       target=plan.target, started_at=started, runs_requested=plan.runs,
-                      code_sha256=hash_files(plan.candidate_dir))
-    previous, problems = load_verdicts(plan.verdicts_dir)
-    for problem in problems:
-        on_progress(f"warning: {problem}")
+                      code_sha256=hash_files(plan.candidate_dir), request_id=plan.request_id)
+    if previous is None:
+        previous, problems = load_verdicts(plan.verdicts_dir)
+        for problem in problems:
+            on_progress(f"warning: {problem}")
     reasons: list[str] = []
 
     # 1. Static rules: authoritative, free. A baseline is the anchor itself, so there is nothing to compare.
@@ -234,11 +243,17 @@ def run_submit(plan: SubmitPlan, config: Config, *, timeline: Timeline | None, e
         verdict.gpus = visible_gpu_count(env)
         work_root = plan.verdicts_dir / ".work"
         work_root.mkdir(parents=True, exist_ok=True)
-        result = retime(plan.candidate_dir, runs=plan.runs,
-                        work_dir=Path(tempfile.mkdtemp(prefix=f"{submission}.", dir=work_root)),
-                        logs_dir=plan.verdicts_dir / verdict.verdict_id, data_dir=plan.data_dir,
-                        val_loss_target=plan.val_loss_target, p_value_threshold=plan.p_value_threshold,
-                        timeout_s=plan.run_timeout_s, env=env, on_progress=on_progress)
+        if before_retime is not None:
+            before_retime()
+        try:
+            result = retimer(plan.candidate_dir, runs=plan.runs,
+                             work_dir=Path(tempfile.mkdtemp(prefix=f"{submission}.", dir=work_root)),
+                             logs_dir=plan.verdicts_dir / verdict.verdict_id, data_dir=plan.data_dir,
+                             val_loss_target=plan.val_loss_target, p_value_threshold=plan.p_value_threshold,
+                             timeout_s=plan.run_timeout_s, env=env, on_progress=on_progress)
+        finally:
+            if after_retime is not None:
+                after_retime()
         verdict.runs = result.runs
         verdict.early_stop = {"stopped": result.stopped_early, "reason": result.stop_reason}
         verdict.gpu_seconds = round(result.wall_s * verdict.gpus, 3)

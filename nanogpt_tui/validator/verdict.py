@@ -75,6 +75,7 @@ class Verdict:
     comparable: bool = False  # no static violation and the judge did not flag it
     new_best: bool = False  # valid, significant and significantly faster than the session's best so far
     reasons: list[str] = field(default_factory=list)  # one sentence each, for people and agents
+    request_id: str | None = None  # the submit request it answers; its frozen code is validator/frozen/<request_id>
     schema_version: int = VERDICT_SCHEMA_VERSION
 
     @property
@@ -113,7 +114,8 @@ class Verdict:
                                                                                   choices=OUTCOMES),
             valid=f.boolean("valid", False), significant=f.boolean("significant", False),
             comparable=f.boolean("comparable", False), new_best=f.boolean("new_best", False),
-            reasons=f.values("reasons", _text, []), schema_version=version,
+            reasons=f.values("reasons", _text, []), request_id=f.text("request_id", None, optional=True),
+            schema_version=version,
         )
 
 

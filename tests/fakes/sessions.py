@@ -1,7 +1,7 @@
 """Generators of realistic session folders with known outcomes, for the report, reproduce and compare tests.
 
 Everything is written in the product's real formats: `session.json` through `Session`/`save_session`, verdicts
-through `Verdict`/`write_verdict` (with run logs that print nvidia-smi and PyTorch lines the way records do),
+through `Verdict` and the validator's own freeze and seal (`tests/fakes/validator.py`) (with run logs that print nvidia-smi and PyTorch lines the way records do),
 experiment folders holding real code (the anchor fixture with realistic edits of each kind), a results.tsv in
 the scripted agent's columns, the agent's event stream in its CLI's own JSON (Claude stream-json or Codex JSON),
 the runner's copy of the anchor, and a redacted `inspect.json`. File times are set to the moments they stand for
@@ -24,7 +24,8 @@ from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.model import Extension, Session, iso, save_session
 from nanogpt_tui.validator.retime import RunOutcome
 from nanogpt_tui.validator.stats import loss_p_value, summarize_times
-from nanogpt_tui.validator.verdict import Verdict, write_verdict
+from nanogpt_tui.validator.verdict import Verdict
+from tests.fakes.validator import publish_verdict
 
 REPO = Path(__file__).resolve().parents[2]
 ANCHOR_FIXTURE = REPO / "tests" / "fixtures" / "rules" / "anchor"
@@ -308,9 +309,9 @@ def write_session(root: Path, spec: FakeSession) -> Written:
         _write_code(workspace / "submissions" / f"submission_{index}", code,
                     _at(spec, max(0.0, sub.at_gpu_hours - sub.retime_gpu_hours)))
         verdict = _verdict(spec, session_id, index, sub, workspace)
-        write_verdict(workspace / "verdicts", verdict)
+        publish_verdict(workspace.parent, verdict, source=workspace / "submissions" / f"submission_{index}")
         if verdict.runs:
-            log = workspace / "verdicts" / verdict.verdict_id / "run_01.log"
+            log = workspace.parent / L.VALIDATOR / "verdicts" / verdict.verdict_id / "run_01.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text(anchor["train_gpt.py"] + "=" * 100 + "\n" + NVIDIA_SMI
                            + f"step:1750/1750 val_loss:{verdict.runs[0].val_loss:.4f} "
@@ -439,7 +440,8 @@ def run_scripted_session(root: Path, *, config_path: Path, record: Path = FAST_R
     session = Session(id=session_id, agent="scripted", strategy="default", strategy_hash="0" * 64, anchor=FA3,
                       target=TARGET, backend="local", host="local", image=None, gpus=gpus,
                       budget_gpu_hours=budget_gpu_hours, created_at=iso(now),
-                      config={"benchmark": {"anchor": FA3, "target": TARGET}, "extra_env": {}})
+                      config={"benchmark": {"anchor": FA3, "target": TARGET}, "extra_env": {},
+                              "judge": {"provider": "none", "model": "none"}})
     session.transition(M.PENDING, "created", now)
     session.started_at = iso(now)
     session.deadline = iso(session.budget().deadline)
@@ -447,17 +449,31 @@ def run_scripted_session(root: Path, *, config_path: Path, record: Path = FAST_R
     save_session(d, session)
     contract = contract_env(workspace=str(workspace), runner=str(d / L.RUNNER), control=str(d / L.CONTROL),
                               run_id=session_id, agent="scripted", strategy="default",
-                              session_hours=budget_gpu_hours / gpus, anchor=FA3, target=TARGET)
+                              session_hours=budget_gpu_hours / gpus, anchor=FA3, target=TARGET,
+                              validator=str(d / L.VALIDATOR))
     env = {**os.environ, **contract, "NANOGPT_TUI_CONFIG": str(config_path), "BENCHMARK_SCRIPTED_RUNS": str(runs)}
-    done = subprocess.run([sys.executable, "-m", "nanogpt_tui.agents.scripted", "--plan",
-                           str(plan or record / "plan.toml")], cwd=workspace, env=env, capture_output=True,
-                          text=True, timeout=timeout_s)
+    # The validator apart from the agent answers its submits, as for every session the manager starts.
+    (d / L.VALIDATOR).mkdir()
+    validator = subprocess.Popen([sys.executable, "-m", "nanogpt_tui", "--config", str(config_path), "validator",
+                                  "serve", str(d)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 env={k: v for k, v in os.environ.items() if not k.startswith("BENCHMARK_")})
+    try:
+        done = subprocess.run([sys.executable, "-m", "nanogpt_tui.agents.scripted", "--plan",
+                               str(plan or record / "plan.toml")], cwd=workspace, env=env, capture_output=True,
+                              text=True, timeout=timeout_s)
+    finally:
+        session.transition(M.EXITED, "the agent finished")
+        save_session(d, session)  # the validator stops once the session has ended and nothing is left
+        try:
+            validator.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            validator.kill()
+            validator.wait()
     (d / L.CONTAINER_LOG).write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         raise AssertionError(f"the scripted agent failed ({done.returncode}):\n{done.stdout[-3000:]}\n"
                              f"{done.stderr[-3000:]}")
     session.exit_code = 0
-    session.transition(M.EXITED, "the agent finished")
     save_session(d, session)
     return d
 

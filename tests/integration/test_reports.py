@@ -121,11 +121,11 @@ def test_report_of_a_scripted_agent_session(scripted, capsys):
     (s,) = report["sessions"]
     assert (s["agent"], s["strategy"], s["status"]) == ("scripted", "default", "exited")
 
-    # Every verdict the agent's submit wrote is a row, with the verdict's own numbers.
-    verdicts = {p.stem: json.loads(p.read_text()) for p in (d / "workspace" / "verdicts").glob("*.json")}
+    # Every verdict the validator wrote for the agent's submits is a row, with the verdict's own numbers.
+    verdicts = {p.stem: json.loads(p.read_text()) for p in (d / "validator" / "verdicts").glob("*.json")}
     assert {r["verdict_id"] for r in s["submissions"]} == set(verdicts)
     assert [(r["kind"], r["submission"]) for r in s["submissions"]] == [
-        ("baseline", "00_baseline"), ("submission", "submission_1"), ("submission", "submission_2")]
+        ("baseline", "anchor"), ("submission", "submission_1"), ("submission", "submission_2")]  # the pristine anchor
     for row in s["submissions"]:
         v = verdicts[row["verdict_id"]]
         assert row["counts"] is v["counts"] is True

@@ -64,7 +64,7 @@ def manager(docker_env, tmp_path, monkeypatch):
     smoke_baselines(tmp_path / "human_baselines")
     path = tmp_path / "nanogpt-tui.toml"
     path.write_text(f'schema_version = 1\n[paths]\nbaselines_dir = "human_baselines"\nsessions_dir = "sessions"\n'
-                    f'[docker]\nimage = "{image}"\ndata_volume = "{volume}"\n'
+                    f'[docker]\nimage = "{image}"\ndata_volume = "{volume}"\n[judge]\nprovider = "none"\n'
                     f'[[hosts]]\nname = "local"\nurl = "{_daemon_url()}"\n')
     monkeypatch.setenv("NANOGPT_TUI_CONFIG", str(path))
     for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
@@ -117,7 +117,7 @@ def test_a_scripted_session_in_a_container(manager):
     host = inspect["HostConfig"]
     assert host["Init"] is True and host["IpcMode"] == "host"
     assert {m["Destination"]: m["RW"] for m in inspect["Mounts"]} == {
-        "/workspace": True, "/runner": False, "/control": False, "/workspace/data": False}
+        "/workspace": True, "/runner": False, "/control": False, "/workspace/data": False, "/validator": False}
     assert inspect["Config"]["Labels"]["nanogpt-tui.session"] == session.id
 
     # Logs reach container.log while the host watches; the budget grows.
@@ -127,8 +127,8 @@ def test_a_scripted_session_in_a_container(manager):
     time.sleep(1.5)
     assert manager.refresh(manager.get(session.id)).budget().used_gpu_hours() > used
 
-    # The agent's submission is validated inside the container; the verdict appears on the host.
-    verdicts = d / L.WORKSPACE / "verdicts"
+    # The agent's submission is validated apart from it; the validator's verdict appears on the host.
+    verdicts = d / L.VALIDATOR / "verdicts"
 
     def validated():
         manager.refresh(manager.get(session.id))

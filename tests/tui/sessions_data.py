@@ -13,7 +13,8 @@ from nanogpt_tui.contract import layout as L
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.model import Extension, Session, iso, save_session
 from nanogpt_tui.validator.retime import RunOutcome
-from nanogpt_tui.validator.verdict import Verdict, write_verdict
+from nanogpt_tui.validator.verdict import Verdict
+from tests.fakes.validator import publish_verdict
 
 NOW = dt.datetime(2026, 11, 21, 4, 0, 0, tzinfo=dt.timezone.utc)
 FA3, BIGRAM = "2025-09-03_FA3", "2026-01-19_BigramHashEmbedding"
@@ -108,11 +109,11 @@ def add_verdict(d: Path, n: int, *, hours_after_start: float, outcome: str, mean
         valid=outcome not in ("rejected", "not-validated"), significant=outcome in ("validated", "baseline"),
         comparable=outcome != "rejected", new_best=counts, reasons=reasons or [],
     )
-    write_verdict(d / L.WORKSPACE / "verdicts", verdict)
     sub = d / L.WORKSPACE / "submissions" / name
     if kind != "baseline":
         sub.mkdir(parents=True, exist_ok=True)
         (sub / "train_gpt.py").write_text(ANCHOR_CODE.replace("1600", str(1600 - 25 * n)).replace("0.05", "0.06"))
+    publish_verdict(d, verdict, source=sub if kind != "baseline" else None)
 
 
 def add_events(d: Path, usages: list[tuple[int, int, float]], texts: list[str] = ()) -> None:

@@ -203,12 +203,12 @@ def test_a_quick_first_look_reads_session_json_only(tmp_path, timeline):
 def test_unreadable_files_are_reported_and_the_rest_still_loads(tmp_path, timeline):
     ids = build_fixed_sessions(tmp_path)
     (tmp_path / ids[1] / L.SESSION_FILE).write_text("{not json")
-    (tmp_path / ids[0] / L.WORKSPACE / "verdicts" / "broken.json").write_text("[]")
+    (tmp_path / ids[0] / L.VALIDATOR / "verdicts" / "broken.json").write_text("[]")
     dash = Dashboard(tmp_path, timeline)
     views = dash.reload()
     assert [v.id for v in views] == [ids[0], ids[2]]
     assert any("is not readable JSON" in p for p in dash.problems)
-    assert any("has a bad field: `(top level)` is list" in p for p in views[0].problems)
+    assert any("broken.json: its seal does not match" in p for p in views[0].problems)
 
 
 def test_plot_data_with_and_without_a_human_timeline(tmp_path, timeline):

@@ -84,18 +84,15 @@ class Dashboard:
                       if not p.name.startswith(".") and (p / L.SESSION_FILE).is_file())
 
     def _verdict_rows(self, session: Session, gap: float | None) -> tuple[list[VerdictRow], list[str]]:
-        folder = self.root / session.id / L.WORKSPACE / "verdicts"
-        try:
-            stamp = tuple(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(folder)
-                                 if e.name.endswith(".json")))
-        except FileNotFoundError:
-            stamp = ()
+        from nanogpt_tui.validator.protocol import trusted_verdicts, verdicts_stamp
+
+        stamp = verdicts_stamp(self.root / session.id)
         cached = self._verdicts.get(session.id)
         if cached is not None and cached[0] == stamp:
             return cached[1], cached[2]
-        from nanogpt_tui.validator.verdict import load_verdicts
-
-        verdicts, problems = load_verdicts(folder)
+        # Only the validator's sealed verdicts whose code matches the frozen submission; the rest is flagged.
+        trusted = trusted_verdicts(self.root / session.id)
+        verdicts, problems = trusted.verdicts, trusted.all_messages
         rows = [VerdictRow(session.id, v, verdict_percent(v, gap)) for v in verdicts]
         self._verdicts[session.id] = (stamp, rows, problems)
         return rows, problems

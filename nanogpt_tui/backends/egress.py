@@ -1,0 +1,242 @@
+"""A Docker host's egress policy: the model API and nothing else.
+
+Each session gets an internal network (no route out; IPv6 off; the host takes no address on it, so host services
+are not reachable through it either). The model gateway (`nanogpt_tui.sandbox.gateway`, one container per host)
+sits on every session's network under the alias `model-gateway` and on one ordinary bridge to reach the APIs; it
+holds the real keys (sent on its stdin at start, never in a container's config) and is the sessions' DNS server,
+answering no outside name. Once a session's container is created, a helper sharing its network namespace with
+NET_ADMIN removes the routes through a gateway address, so a direct connection to any address off the network
+fails at once. Refused requests and names land in `<state>/out/<session>.jsonl` with the metered token usage.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from nanogpt_tui.backends.docker_backend import DockerBackend, _api_message, hardening
+from nanogpt_tui.errors import UserError
+from nanogpt_tui.fsutil import atomic_write_json
+
+GATEWAY_ALIAS = "model-gateway"
+GATEWAY_PORT = 8080
+GATEWAY_USER = "0:0"  # binds DNS's port 53 with NET_BIND_SERVICE only; every other capability is dropped
+EGRESS_LABEL = "nanogpt-tui.egress"
+HEALTH_TIMEOUT_S = 30.0
+
+# The model APIs the gateway forwards to, by route (the first path segment of the CLI's base_url).
+DEFAULT_ROUTES = {
+    "anthropic": {"upstream": "https://api.anthropic.com", "auth": "x-api-key", "key_name": "ANTHROPIC_API_KEY"},
+    "openai": {"upstream": "https://api.openai.com", "auth": "bearer", "key_name": "OPENAI_API_KEY"},
+}
+PLACEHOLDER_KEY = "sk-placeholder-the-model-gateway-holds-the-key"
+
+
+@dataclass
+class Egress:
+    """One host's gateway and session networks (names start with `prefix`, so tests keep theirs apart)."""
+
+    backend: DockerBackend
+    image: str
+    state_dir: Path  # on the Docker host: gateway.json, clients.json, out/<session>.jsonl
+    routes: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_ROUTES))
+    keys: dict[str, str] = field(default_factory=dict)
+    prefix: str = "nanogpt-tui"
+    ca_file: Path | None = None  # a CA bundle for the upstream APIs (tests: the stand-in's); None: the system's
+
+    @property
+    def client(self) -> docker.DockerClient:
+        return self.backend.client
+
+    @property
+    def gateway_name(self) -> str:
+        return f"{self.prefix}-gateway"
+
+    @property
+    def egress_network(self) -> str:
+        return f"{self.prefix}-egress"
+
+    def session_network(self, session_id: str) -> str:
+        return f"{self.prefix}-net-{session_id}".lower()[:120]
+
+    def base_urls(self) -> dict[str, str]:
+        """What the agent CLIs get instead of the APIs' addresses (and a placeholder for their keys)."""
+        return {"ANTHROPIC_BASE_URL": f"http://{GATEWAY_ALIAS}:{GATEWAY_PORT}/anthropic",
+                "OPENAI_BASE_URL": f"http://{GATEWAY_ALIAS}:{GATEWAY_PORT}/openai/v1",
+                "ANTHROPIC_API_KEY": PLACEHOLDER_KEY, "OPENAI_API_KEY": PLACEHOLDER_KEY}
+
+    # --- the gateway ------------------------------------------------------------------------------------------
+
+    def _network(self, name: str, *, internal: bool) -> Any:
+        try:
+            return self.client.networks.get(name)
+        except docker.errors.NotFound:
+            options = {"com.docker.network.bridge.inhibit_ipv4": "true"} if internal else {}
+            return self.client.networks.create(name, driver="bridge", internal=internal, enable_ipv6=False,
+                                               options=options, labels={EGRESS_LABEL: self.prefix})
+
+    def gateway_ip(self, network: str) -> str | None:
+        try:
+            attrs = self.client.api.inspect_container(self.gateway_name)
+        except docker.errors.NotFound:
+            return None
+        net = (attrs.get("NetworkSettings") or {}).get("Networks", {}).get(network) or {}
+        return net.get("IPAddress") or None
+
+    def healthy(self) -> bool:
+        """The gateway answers /healthz (asked from this host over its egress bridge)."""
+        ip = self.gateway_ip(self.egress_network)
+        if not ip:
+            return False
+        try:
+            with urllib.request.urlopen(f"http://{ip}:{GATEWAY_PORT}/healthz", timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    def ensure_gateway(self) -> str:
+        """Start the gateway if it is missing, stopped or not answering; its IP on the egress bridge."""
+        if self.healthy():
+            return str(self.gateway_ip(self.egress_network))
+        try:
+            self.client.api.remove_container(self.gateway_name, force=True)
+        except docker.errors.NotFound:
+            pass
+        self._network(self.egress_network, internal=False)
+        (self.state_dir / "out").mkdir(parents=True, exist_ok=True)
+        config = {"routes": self.routes, "clients_file": "/gateway/clients.json", "out_dir": "/gateway/out"}
+        mounts = [docker.types.Mount("/gateway", str(self.state_dir.absolute()), type="bind")]
+        if self.ca_file:
+            mounts.append(docker.types.Mount("/gateway-ca.pem", str(Path(self.ca_file).absolute()), type="bind",
+                                             read_only=True))
+            config["ca_file"] = "/gateway-ca.pem"
+        atomic_write_json(self.state_dir / "gateway.json", config)
+        if not (self.state_dir / "clients.json").exists():
+            atomic_write_json(self.state_dir / "clients.json", {})
+        options = hardening()
+        options["cap_add"] = ["NET_BIND_SERVICE"]
+        try:
+            container = self.client.containers.create(
+                self.image, ["python3", "-m", "nanogpt_tui.sandbox.gateway", "--config", "/gateway/gateway.json",
+                             "--port", str(GATEWAY_PORT)],
+                name=self.gateway_name, user=GATEWAY_USER, detach=True, init=True, stdin_open=True,
+                network=self.egress_network, mounts=mounts, labels={EGRESS_LABEL: self.prefix}, **options)
+            sock = self.client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
+            container.start()
+            raw = getattr(sock, "_sock", sock)
+            raw.sendall((json.dumps(self.keys) + "\n").encode())  # the keys: in the gateway's memory only
+            raw.shutdown(socket.SHUT_WR)
+            raw.close()
+        except docker.errors.APIError as err:
+            raise UserError(f"Docker host {self.backend.name} could not start the model gateway "
+                            f"({_api_message(err)}); check the image {self.image}.") from None
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return str(self.gateway_ip(self.egress_network))
+            time.sleep(0.2)
+        logs = self.client.api.logs(self.gateway_name, tail=20).decode("utf-8", "replace").strip()
+        raise UserError(f"The model gateway on {self.backend.name} did not answer within {HEALTH_TIMEOUT_S:g} s "
+                        f"({logs[-300:] or 'no output'}); check the image {self.image}.")
+
+    # --- sessions ---------------------------------------------------------------------------------------------
+
+    def attach(self, session_id: str) -> dict[str, Any]:
+        """The session's internal network with the gateway on it: the container options a session (or probe)
+        container is created with."""
+        egress_ip = self.ensure_gateway()
+        name = self.session_network(session_id)
+        network = self._network(name, internal=True)
+        if not self.gateway_ip(name):
+            network.connect(self.gateway_name, aliases=[GATEWAY_ALIAS])
+        # The embedded DNS forwards from the host's namespace: to the gateway's egress address, which refuses.
+        return {"network": name, "dns": [egress_ip]}
+
+    def register(self, session_id: str, container_id: str) -> None:
+        """After the session's container exists: its address -> session for the gateway's records, and the
+        route fence in its network namespace."""
+        attrs = self.client.api.inspect_container(container_id)
+        net = (attrs.get("NetworkSettings") or {}).get("Networks", {}).get(self.session_network(session_id)) or {}
+        clients_path = self.state_dir / "clients.json"
+        try:
+            clients = json.loads(clients_path.read_text())
+        except (OSError, ValueError):
+            clients = {}
+        if net.get("IPAddress"):
+            clients[net["IPAddress"]] = session_id
+        atomic_write_json(clients_path, clients)
+        self.fence(container_id)
+
+    def fence(self, container_id: str) -> dict:
+        """Remove the routes through a gateway address in the container's network namespace (see fence.py)."""
+        helper = self.client.containers.create(
+            self.image, ["python3", "-m", "nanogpt_tui.sandbox.fence"], network_mode=f"container:{container_id}",
+            cap_drop=["ALL"], cap_add=["NET_ADMIN"], user="0:0", detach=True,
+            labels={EGRESS_LABEL: self.prefix})
+        try:
+            helper.start()
+            code = int(helper.wait(timeout=60).get("StatusCode", -1))
+            output = helper.logs().decode("utf-8", "replace").strip()
+        finally:
+            helper.remove(force=True)
+        try:
+            result = json.loads(output.splitlines()[-1])
+        except (ValueError, IndexError):
+            result = {"error": output[-300:]}
+        if code != 0 or "error" in result:
+            raise UserError(f"Could not fence the session's network ({result.get('error')}); the session was not "
+                            "started with a way out, so remove it and start again.")
+        return result
+
+    def detach(self, session_id: str) -> None:
+        """Disconnect the gateway from the session's network and remove the network."""
+        name = self.session_network(session_id)
+        try:
+            network = self.client.networks.get(name)
+        except docker.errors.NotFound:
+            return
+        try:
+            network.disconnect(self.gateway_name, force=True)
+        except docker.errors.APIError:
+            pass
+        try:
+            network.remove()
+        except docker.errors.APIError:
+            pass
+
+    def records(self, session_id: str) -> list[dict]:
+        """What the gateway recorded for the session: `usage` and `blocked` lines, oldest first."""
+        path = self.state_dir / "out" / f"{session_id}.jsonl"
+        found = []
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+        for line in lines:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                found.append(data)
+        return found
+
+    def remove_all(self) -> None:
+        """The gateway and every network of this prefix (tests clean up with it)."""
+        try:
+            self.client.api.remove_container(self.gateway_name, force=True)
+        except docker.errors.NotFound:
+            pass
+        for network in self.client.networks.list(filters={"label": f"{EGRESS_LABEL}={self.prefix}"}):
+            try:
+                network.remove()
+            except docker.errors.APIError:
+                pass

@@ -1,0 +1,240 @@
+"""Egress on real Docker: a container on a session's internal network reaches the model API through the gateway
+(which injects the real key, streams the answer and meters its tokens) and nothing else: a forbidden stand-in on
+another port of the host, and one in a network namespace the test made, are unreachable by TCP at once, an outside
+name does not resolve, and each refused request and name is recorded for the session.
+
+Traffic goes only to the bridges and the namespace this test makes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import docker
+import pytest
+
+from nanogpt_tui.backends.docker_backend import DockerBackend, hardening
+from nanogpt_tui.backends.egress import PLACEHOLDER_KEY, Egress
+from tests.integration.test_docker_backend import _daemon_problem, _daemon_url
+
+pytestmark = [pytest.mark.docker, pytest.mark.sandbox, pytest.mark.timeout(600)]
+RUN = uuid.uuid4().hex[:6]
+REAL_KEY = "sk-ant-api03-" + "real-key-held-by-the-gateway-only"
+NETNS = f"ngt-sbx-{RUN}"
+NETNS_IP = "10.213.7.2"
+
+SSE_EVENTS = [
+    {"type": "message_start", "message": {"id": "msg_1", "model": "claude-opus-4-6", "role": "assistant",
+                                          "content": [], "usage": {"input_tokens": 321, "output_tokens": 1}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hello from the API"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 42}},
+    {"type": "message_stop"},
+]
+
+PROBE = r'''
+import json, os, socket, time, urllib.request, urllib.error
+out = {"key": os.environ.get("ANTHROPIC_API_KEY")}
+req = urllib.request.Request(os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages", method="POST",
+    data=json.dumps({"model": "claude-opus-4-6", "stream": True, "max_tokens": 64,
+                     "messages": [{"role": "user", "content": "hi"}]}).encode(),
+    headers={"x-api-key": os.environ["ANTHROPIC_API_KEY"], "content-type": "application/json",
+             "anthropic-version": "2023-06-01"})
+with urllib.request.urlopen(req, timeout=30) as r:
+    out["status"], out["body"] = r.status, r.read().decode()
+try:
+    urllib.request.urlopen("http://model-gateway:8080/elsewhere", timeout=10)
+except urllib.error.HTTPError as e:
+    out["elsewhere"] = e.code
+for name, addr in (("forbidden", (os.environ["FORBIDDEN_IP"], int(os.environ["FORBIDDEN_PORT"]))),
+                   ("netns", (os.environ["NETNS_IP"], 8080))):
+    t = time.monotonic()
+    try:
+        socket.create_connection(addr, timeout=10).close(); out[name] = "connected"
+    except OSError as e:
+        out[name] = f"{type(e).__name__}: {e}"
+    out[name + "_s"] = round(time.monotonic() - t, 3)
+try:
+    socket.getaddrinfo("forbidden.example", 443); out["dns"] = "resolved"
+except OSError as e:
+    out["dns"] = f"{type(e).__name__}: {e}"
+print(json.dumps(out))
+'''
+
+
+def make_cert(tmp: Path, ip: str) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stand-in model API")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp / "api.pem", tmp / "api.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class StandInAPI:
+    """A TLS server on the egress bridge speaking Anthropic's streaming Messages API; it checks the key."""
+
+    def __init__(self, host: str, cert: Path, key: Path) -> None:
+        self.seen: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                outer.seen.append({"path": self.path, "key": self.headers.get("x-api-key"), "body": body.decode()})
+                if self.headers.get("x-api-key") != REAL_KEY:
+                    self.send_response(401)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                payload = b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in SSE_EVENTS)
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                return
+
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def image():
+    problem = _daemon_problem()
+    if problem:
+        pytest.skip(problem)
+    from nanogpt_tui.backends.testimage import build_test_image
+
+    backend = DockerBackend(_daemon_url(), None, "local")
+    ref = build_test_image(backend, progress=lambda line: print(f"[test image] {line}", flush=True),
+                           prune=False).ref
+    backend.close()
+    return ref
+
+
+@pytest.fixture
+def netns_server():
+    """An HTTP server in a network namespace this test makes, reachable from the host over a veth pair."""
+    ip = shutil.which("ip")
+    assert ip, "iproute2 is provisioned by tests/provision/10-docker.sh"
+    host_if, ns_if = f"ngtsb{RUN}a", f"ngtsb{RUN}b"
+    cmds = [[ip, "netns", "add", NETNS], [ip, "link", "add", host_if, "type", "veth", "peer", "name", ns_if],
+            [ip, "link", "set", ns_if, "netns", NETNS], [ip, "addr", "add", "10.213.7.1/30", "dev", host_if],
+            [ip, "link", "set", host_if, "up"],
+            [ip, "netns", "exec", NETNS, ip, "addr", "add", f"{NETNS_IP}/30", "dev", ns_if],
+            [ip, "netns", "exec", NETNS, ip, "link", "set", ns_if, "up"],
+            [ip, "netns", "exec", NETNS, ip, "link", "set", "lo", "up"]]
+    for cmd in cmds:
+        subprocess.run(cmd, check=True, capture_output=True)
+    server = subprocess.Popen([ip, "netns", "exec", NETNS, "python3", "-m", "http.server", "8080", "--bind",
+                               NETNS_IP], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield NETNS_IP
+    finally:
+        server.kill()
+        server.wait()
+        subprocess.run([ip, "link", "del", host_if], capture_output=True)
+        subprocess.run([ip, "netns", "del", NETNS], capture_output=True)
+
+
+def test_the_model_api_through_the_gateway_and_nothing_else(image, tmp_path, netns_server):
+    backend = DockerBackend(_daemon_url(), None, "local")
+    client = docker.DockerClient(base_url=_daemon_url())
+    egress = Egress(backend, image=image, state_dir=tmp_path / "egress", prefix=f"ngt-sandbox-{RUN}",
+                    keys={"ANTHROPIC_API_KEY": REAL_KEY})
+    api = forbidden = None
+    container = None
+    try:
+        # The stand-ins listen on the host side of the egress bridge this test's prefix owns.
+        bridge = egress._network(egress.egress_network, internal=False)
+        host_ip = bridge.attrs["IPAM"]["Config"][0]["Gateway"]
+        cert, key = make_cert(tmp_path, host_ip)
+        api = StandInAPI(host_ip, cert, key)
+        forbidden = StandInAPI(host_ip, cert, key)
+        egress.routes = {"anthropic": {"upstream": f"https://{host_ip}:{api.port}", "auth": "x-api-key",
+                                       "key_name": "ANTHROPIC_API_KEY"}}
+        egress.ca_file = cert
+        t0 = time.monotonic()
+        egress.ensure_gateway()
+        print(f"gateway up in {time.monotonic() - t0:.2f} s")
+        assert egress.ensure_gateway() and egress.healthy()  # a second call finds it healthy and keeps it
+
+        session_id = f"ngt-sandbox-{RUN}-s1"
+        options = egress.attach(session_id)
+        env = {**egress.base_urls(), "FORBIDDEN_IP": host_ip, "FORBIDDEN_PORT": str(forbidden.port),
+               "NETNS_IP": netns_server}
+        container = client.containers.create(image, ["sleep", "300"], environment=env, detach=True, init=True,
+                                             user="1000:1000", **options, **hardening())
+        container.start()
+        egress.register(session_id, container.id)
+        attrs = client.api.inspect_container(container.id)
+        assert REAL_KEY not in json.dumps(attrs) and PLACEHOLDER_KEY in json.dumps(attrs)
+        assert REAL_KEY not in json.dumps(client.api.inspect_container(egress.gateway_name))
+
+        code, output = container.exec_run(["python3", "-c", PROBE])
+        assert code == 0, output
+        out = json.loads(output.decode().strip().splitlines()[-1])
+        # The API answered through the gateway, which swapped the placeholder for the real key.
+        assert out["key"] == PLACEHOLDER_KEY and out["status"] == 200 and "hello from the API" in out["body"]
+        assert [s["key"] for s in api.seen] == [REAL_KEY] and api.seen[0]["path"] == "/v1/messages"
+        assert out["elsewhere"] == 403
+        # Everything else: no route, at once; no name resolves.
+        assert "Network is unreachable" in out["forbidden"] and out["forbidden_s"] < 1.0, out
+        assert "Network is unreachable" in out["netns"] and out["netns_s"] < 1.0, out
+        assert forbidden.seen == []
+        assert out["dns"].startswith("gaierror"), out
+        # The gateway metered exactly what the API sent, and recorded what it refused.
+        records = egress.records(session_id)
+        usage = [r for r in records if r["type"] == "usage"]
+        assert [(u["input_tokens"], u["output_tokens"], u["model"]) for u in usage] == [(321, 42, "claude-opus-4-6")]
+        blocked = [r for r in records if r["type"] == "blocked"]
+        assert any(b["via"] == "gateway" and "/elsewhere" in b["destination"] for b in blocked)
+        dns = [r for rs in (egress.records(s) for s in ("unknown", session_id)) for r in rs
+               if r.get("via") == "dns"]
+        assert any(r["destination"].startswith("forbidden.example") for r in dns)
+    finally:
+        if container is not None:
+            container.remove(force=True)
+        egress.remove_all()
+        for server in (api, forbidden):
+            if server is not None:
+                server.close()
+        backend.close()
