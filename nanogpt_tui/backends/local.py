@@ -3,7 +3,9 @@ budget, kill and extend as a container. The demo and many tests use it."""
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +35,31 @@ def _start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+@functools.lru_cache(maxsize=1)
+def pid_namespace_prefix() -> tuple[tuple[str, ...], str]:
+    """The command prefix that runs a session in its own PID namespace, with the runner as its PID 1, so that
+    the kernel kills every process of the session the moment the runner dies (however it dies; a killed
+    `unshare` takes the runner with it through --kill-child). Tried once: as root a PID and mount namespace,
+    otherwise a user namespace mapping the current user to itself. ((), why) where this machine allows neither."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return (), "util-linux's unshare is not installed"
+    base = (unshare, "--pid", "--fork", "--kill-child", "--mount-proc")
+    tries = [base] if os.geteuid() == 0 else []
+    tries.append((unshare, "--user", "--map-current-user", *base[1:]))
+    why = ""
+    for prefix in tries:
+        try:
+            done = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            why = str(err)
+            continue
+        if done.returncode == 0:
+            return prefix, ""
+        why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
+    return (), f"unshare cannot make a PID namespace here ({why})"
+
+
 class LocalBackend:
     """Runs `spec.command` in a new session (process group) whose output is appended to container.log."""
 
@@ -50,9 +77,15 @@ class LocalBackend:
         # Harness scripts call `python3 -m nanogpt_tui ...`: make that the interpreter running us.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.environ.get("PATH", ""))])
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        prefix, why = pid_namespace_prefix()
         try:
             with open(spec.log_path, "ab") as log:
-                proc = subprocess.Popen(spec.command, cwd=spec.workspace_dir, env=env, stdout=log,
+                if not prefix:
+                    log.write(f"[local backend] no PID namespace for this session: {why}; the runner (a child "
+                              "subreaper) still stops its agent's whole tree, but a SIGKILLed runner leaves it "
+                              "running.\n".encode())
+                    log.flush()
+                proc = subprocess.Popen([*prefix, *spec.command], cwd=spec.workspace_dir, env=env, stdout=log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as err:
             raise UserError(f"Could not start the local session process ({err}); check that {spec.command[0]} "

@@ -633,6 +633,15 @@ class SessionManager:
         session.exit_code = code
         reason = exit_info.reason
         ended_at = parse_iso(exit_info.at) if exit_info.at else None
+        if not reason:
+            # The runner died without its record (SIGKILL, OOM, a crash): the session ended with its last output,
+            # and its agent with it (a container, or the local backend's PID namespace, ends as a whole).
+            died = self._last_output_at(session)
+            session.transition(M.FAILED, f"runner died at {iso(died) if died else 'an unknown time'} without an exit "
+                                         f"record (exit status {code}); its agent's processes ended with it",
+                               died)
+            self.save(session)
+            return session
         if reason == ExitReason.DEADLINE:
             session.transition(M.OUT_OF_BUDGET, "the deadline passed; the watchdog stopped the agent", ended_at)
         elif reason == ExitReason.AGENT_EXITED and code == 0:
@@ -650,6 +659,22 @@ class SessionManager:
             session.transition(M.FAILED, f"the session ended ({what}, exit status {code})", ended_at)
         self.save(session)
         return session
+
+    def _last_output_at(self, session: Session) -> dt.datetime | None:
+        """When the session last wrote to its log or events: the best record of when a runner that died ended
+        (GPU-hours are counted to then, not to when a host noticed)."""
+        folder = self.session_dir(session.id)
+        times = []
+        for path in (folder / L.CONTAINER_LOG, folder / L.WORKSPACE / "logs" / L.EVENTS_FILE):
+            try:
+                times.append(path.stat().st_mtime)
+            except OSError:
+                pass
+        if not times:
+            return None
+        when = dt.datetime.fromtimestamp(max(times), dt.timezone.utc)
+        started = parse_iso(session.started_at)
+        return max(when, started) if started else when
 
     def cost(self, session: Session):
         """What the session has spent so far (`telemetry.cost.SessionCost`): its agent's tokens from the one token

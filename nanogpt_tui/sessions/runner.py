@@ -47,6 +47,41 @@ def stop_agent(proc: subprocess.Popen, grace_s: float, seen: dict[int, int]) -> 
         say("warning: some of the agent's processes did not end after SIGKILL")
 
 
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def become_subreaper() -> bool:
+    """Make this process a child subreaper: the agent's orphaned descendants (a training run whose parent shell
+    died, a daemonised helper) are re-parented to the runner rather than to init, so they stay in its tree and die
+    with the rest when it stops the agent. False where the kernel refuses (not Linux)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_orphans(keep: int) -> None:
+    """Collect the exit status of finished re-parented descendants (zombies), never the agent's own (`keep`):
+    its Popen reads that."""
+    me = str(os.getpid())
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == keep:
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] == "Z" and fields[1] == me:
+            try:
+                os.waitpid(int(entry.name), os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
 def _file_stamp(path: Path) -> tuple[int, int] | None:
     try:
         info = path.stat()
@@ -80,6 +115,8 @@ def run() -> int:
         return finish(ExitReason.NO_AGENT, EXIT_FAILED)
 
     stop_requested = threading.Event()
+    if not become_subreaper():
+        say("warning: cannot become a child subreaper; orphaned agent processes are re-parented to init")
 
     def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
         stop_requested.set()
@@ -127,6 +164,7 @@ def run() -> int:
             stop_agent(proc, deadline.grace_s, seen)
             return finish(ExitReason.DEADLINE, EXIT_DEADLINE, proc.returncode)
         seen = watch_tree(seen, proc.pid)  # while it runs its pid is its own; workers may leave its group
+        reap_orphans(keep=proc.pid)
         time.sleep(POLL_S)
 
 
