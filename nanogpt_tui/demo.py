@@ -84,7 +84,7 @@ def smoke_target(config: Config) -> tuple[str | None, str]:
     where = last.hardware or "hardware the manifest does not name"
     return last.name, (f"% of human progress is against the smoke track ({anchor.record_time_s:.2f} s -> "
                        f"{last.name} {last.record_time_s:.2f} s, a {gap:.2f} s gap), timed on {where}; "
-                       "times on this machine differ from those.")
+                       "times on other machines, or under other load, differ.")
 
 
 def live_demo_sessions(manager: SessionManager) -> list[Session]:

@@ -330,13 +330,15 @@ def ensure_record_code(timeline: Timeline, name: str, baselines_dir: Path, *, ba
 
 
 def anchor_choices(timeline: Timeline, baselines_dir: Path) -> list[str]:
-    """Every record a session can start from: folders with code (the smoke record, imports) and every timeline
-    record whose code is there or can be fetched, in timeline order."""
+    """Every record a session can start from: first those whose code is here (folders off the timeline, then
+    the timeline's in its order: the smoke track, imports), then every other timeline record that can be
+    fetched, in timeline order."""
     baselines_dir = Path(baselines_dir)
     present = sorted(p.name for p in baselines_dir.iterdir() if (p / MAIN_FILE).is_file()) \
         if baselines_dir.is_dir() else []
-    in_timeline = [r.name for r in timeline if r.can_fetch or r.name in present]
-    return [n for n in present if n not in timeline] + in_timeline
+    here = [r.name for r in timeline if r.name in present]
+    fetchable = [r.name for r in timeline if r.can_fetch and r.name not in present]
+    return [n for n in present if n not in timeline] + here + fetchable
 
 
 def import_record(source_dir: Path, name: str, baselines_dir: Path, timeline: Timeline | None = None, *,

@@ -102,8 +102,13 @@ def scale_for(datas: Sequence[SessionData], timeline: Timeline | None) -> dict[s
         note = (note + " " if note else "") + (
             f"Sessions have different anchors or targets; the axis uses {anchor} -> {target}, and each line is "
             "its own session's % of progress.")
-    return {"anchor": anchor, "target": target, "gap_s": gap, "human_lines": lines, "note": note,
-            "basis": "same-hardware re-timings where known, else official record times (records.tsv)"}
+    basis = "same-hardware re-timings where known, else official record times (records.tsv)"
+    hardware = timeline.get(anchor).hardware if gap and timeline is not None and anchor in timeline else ""
+    if hardware:
+        # A track timed by us (the smoke track): its times hold for the hardware they were measured on.
+        basis = f"record times measured on {hardware} (records.tsv)"
+        note = (note + " " if note else "") + f"% against record times measured on {hardware}."
+    return {"anchor": anchor, "target": target, "gap_s": gap, "human_lines": lines, "note": note, "basis": basis}
 
 
 def figure_spec(datas: Sequence[SessionData], scale: dict[str, Any], title: str) -> FigureSpec:

@@ -199,3 +199,24 @@ def test_anchor_choices_offer_every_record_with_code(timeline, tmp_path):
     assert choices[0] == "smoke" and "2026-07-17_FP8DownProjection" in choices and FA3 in choices
     assert "2024-10-04_record3" not in choices  # no log holds its code
     assert len(choices) == 1 + sum(r.can_fetch for r in timeline)
+
+
+def test_the_smoke_track_is_in_the_manifest_with_its_hardware(timeline):
+    smoke = timeline.track(SMOKE_TRACK)
+    assert [r.name for r in smoke][0] == "smoke" and len(smoke) >= 4
+    times = [r.record_time_s for r in smoke]
+    assert times == sorted(times, reverse=True), "each smoke record is faster than the one before it"
+    assert all(r.hardware and r.code_present(REPO / "human_baselines") for r in smoke)
+    assert timeline.last_of_track("smoke").name == smoke[-1].name
+    # Track 1 is untouched by the second track.
+    assert len(timeline.between(FA3, "2026-01-19_BigramHashEmbedding")) == 33
+
+
+def test_each_smoke_record_passes_the_static_rules_against_its_predecessor(timeline):
+    from nanogpt_tui.validator.rules import check_rules
+
+    baselines = REPO / "human_baselines"
+    smoke = timeline.track(SMOKE_TRACK)
+    for parent, child in zip(smoke, smoke[1:]):
+        report = check_rules(parent.code_dir(baselines), child.code_dir(baselines))
+        assert report.ok, f"{child.name} against {parent.name}: {report}"

@@ -32,6 +32,7 @@ class PlotData:
     human: list[HumanLine]
     x_max: float  # GPU-hours used by the furthest session so far
     x_limit: float = 0.0  # the x axis: the largest budget of the group (as the published figure), or x_max
+    note: str = ""  # where the human times come from, when the manifest says (the smoke track's own timings)
 
     def key(self, resolution: int = 200) -> tuple:
         """Equal keys draw the same figure at `resolution` steps across the x axis (lines that grew by less
@@ -64,7 +65,14 @@ def plot_data(views: list[SessionView], anchor: str, target: str | None, timelin
     else:
         title = f"seconds faster than {anchor} · no human timeline for this anchor"
     return PlotData(title=title, anchor=anchor, target=target, gap_s=gap, series=series, human=human,
-                    x_max=x_max, x_limit=max(budget, x_max))
+                    x_max=x_max, x_limit=max(budget, x_max), note=times_note(timeline, anchor) if gap else "")
+
+
+def times_note(timeline: Timeline | None, anchor: str) -> str:
+    """`record times measured on …` for a track whose manifest names its hardware (else empty)."""
+    if timeline is None or anchor not in timeline or not timeline.get(anchor).hardware:
+        return ""
+    return f"% against record times measured on {timeline.get(anchor).hardware}"
 
 
 def human_timeline_by_date(timeline: Timeline | None, anchor: str, target: str | None

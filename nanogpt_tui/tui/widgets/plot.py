@@ -174,6 +174,8 @@ class PlotLegend(Static):
             note = None if by_date else fit.note(short, unit)
             if note:
                 text.append(note + "\n", style="bright_black")
+            if data.note:
+                text.append(data.note + "\n", style="bright_black")
             hides = overlapping([(s.xs, s.ys) for s in data.series])
             for i, series in enumerate(data.series):
                 color, marker = series_style(i)
