@@ -300,7 +300,8 @@ def run_submit(plan: SubmitPlan, config: Config, *, timeline: Timeline | None, e
     anchor_ms, basis = _anchor_time_ms(plan, previous, timeline)
     speedup: dict = {"basis": basis, "anchor_time_ms": anchor_ms, "seconds_faster": None, "percent_of_human_progress": None,
                      "gap_s": None}
-    if anchor_ms is not None and summary.n:
+    # A baseline is the anchor itself: how it compares with the manifest's time (measured elsewhere) is no progress.
+    if anchor_ms is not None and summary.n and plan.kind != "baseline":
         faster_s = (anchor_ms - summary.mean_ms) / 1000
         speedup["seconds_faster"] = faster_s
         if timeline is not None and plan.target and plan.anchor in timeline and plan.target in timeline:

@@ -67,6 +67,8 @@ def test_baseline_then_a_faster_submission_is_a_new_best(workspace, capsys, monk
     assert main(["submit", "--baseline", str(anchor), "--runs", "4", "--json"]) == 0
     base = verdict_json(capsys)
     assert base["kind"] == "baseline" and base["outcome"] == "baseline" and base["stats"]["n"] == 4
+    # The anchor's own retiming is the reference, not progress: no speedup, no % of human progress.
+    assert base["speedup"]["seconds_faster"] is None and base["speedup"]["percent_of_human_progress"] is None
 
     monkeypatch.setenv("FAKE_TIME_MS", "9000")
     sub = submission(workspace, 1)

@@ -14,7 +14,7 @@ from textual.widgets import OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from nanogpt_tui.contract import layout as L
-from nanogpt_tui.tui.data.diffs import submission_diff, submissions
+from nanogpt_tui.tui.data.diffs import ANCHOR, classified_hunks, side_by_side_lines, unified_lines, versions
 from nanogpt_tui.tui.data.formatting import format_gpu_hours, time_left_text
 from nanogpt_tui.tui.data.logrender import LogLine
 from nanogpt_tui.tui.data.transcript import Transcript, read_transcript
@@ -39,7 +39,9 @@ def diff_lines(lines: list[str]) -> list[LogLine]:
     for line in lines:
         kind = ("diff_hunk" if line.startswith("@@") else "diff_add" if line.startswith("+")
                 else "diff_del" if line.startswith("-") else "output")
-        out.append(LogLine(kind, mask_secrets(sanitize(line), secrets) if line.strip() else ""))
+        # sanitize() trims; a diff's indentation (and a side-by-side diff's columns) must survive it.
+        indent = " " * (len(line) - len(line.lstrip(" ")))
+        out.append(LogLine(kind, indent + mask_secrets(sanitize(line), secrets) if line.strip() else ""))
     return out
 
 
@@ -54,6 +56,8 @@ class DetailScreen(SessionActions, Screen):
         Binding("t", "filter", "filter", show=False),
         Binding("n", "new_session", "new", show=False),
         Binding("g", "goto_transcript", "verdict in transcript", show=False),
+        Binding("b", "diff_base", "diff base", show=False),
+        Binding("s", "diff_side_by_side", "side by side", show=False),
         Binding("G", "goto_log", "verdict in log", show=False),
         *[Binding(str(i + 1), f"tab('{name}')", name, show=False) for i, name in enumerate(TABS)],
     ]
@@ -65,6 +69,8 @@ class DetailScreen(SessionActions, Screen):
         self.session_dir: Path | None = None
         self._header_text: Text | None = None
         self._events_stat: tuple | None = None  # the events file as last read into the transcript
+        self.diff_base = ANCHOR  # what the Submissions tab's diff compares against (b: the highlighted version)
+        self.side_by_side = False  # s: old and new side by side instead of unified
 
     def compose(self) -> ComposeResult:
         yield Static(Text(""), id="detail-header")
@@ -225,15 +231,16 @@ class DetailScreen(SessionActions, Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="submissions")
     def load_submissions(self) -> None:
-        found = submissions(self.session_dir)
-        self.app.call_from_thread(self._set_submissions, [p.name for p in found])
+        found = versions(self.session_dir)
+        self.app.call_from_thread(self._set_submissions, [name for name, _ in found])
 
     def _set_submissions(self, names: list[str]) -> None:
         options = self.query_one("#submission-list", OptionList)
         current = options.highlighted
         options.clear_options()
-        options.add_options([Option(Text(name), id=name) for name in names] or
-                            [Option(Text("no submissions yet"), id="", disabled=True)])
+        options.add_options([Option(Text(name), id=name) for name in names if name != ANCHOR] or
+                            [Option(Text("no experiments or submissions yet"), id="", disabled=True)])
+        names = [n for n in names if n != ANCHOR]
         if names:
             options.highlighted = current if current is not None and current < len(names) else len(names) - 1
 
@@ -241,10 +248,40 @@ class DetailScreen(SessionActions, Screen):
         if event.option.id:
             self.load_diff(event.option.id)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="diff")
     def load_diff(self, name: str) -> None:
-        lines = diff_lines(submission_diff(self.session_dir, self.session_dir / L.WORKSPACE / "submissions" / name))
-        self.app.call_from_thread(self.query_one("#diff", LogView).replace, lines, True)
+        self.read_diff(name, self.diff_base, self.side_by_side, max(60, self.size.width - 30))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="diff")
+    def read_diff(self, name: str, base: str, side_by_side: bool, width: int) -> None:
+        """`name` against `base` (the anchor, or the version `b` chose), each hunk with its kind of change."""
+        known = dict(versions(self.session_dir))
+        base = base if base in known else ANCHOR
+        if name not in known:
+            return
+        hunks = classified_hunks(known[base], known[name], base, name)
+        raw = side_by_side_lines(hunks, base, name, width) if side_by_side else unified_lines(hunks, base, name)
+        self.app.call_from_thread(self.query_one("#diff", LogView).replace, diff_lines(raw), True)
+
+    def _highlighted_version(self) -> str | None:
+        options = self.query_one("#submission-list", OptionList)
+        if options.highlighted is None:
+            return None
+        return options.get_option_at_index(options.highlighted).id or None
+
+    def action_diff_base(self) -> None:
+        """Compare against the highlighted version from now on (again on it: back to the anchor)."""
+        name = self._highlighted_version()
+        if name is None:
+            return
+        self.diff_base = ANCHOR if self.diff_base == name else name
+        self.notify(f"Diffs now against {self.diff_base}.", timeout=2, markup=False)
+        self.load_diff(name)
+
+    def action_diff_side_by_side(self) -> None:
+        self.side_by_side = not self.side_by_side
+        name = self._highlighted_version()
+        if name is not None:
+            self.load_diff(name)
 
     # --- actions ------------------------------------------------------------------------------------------
 
