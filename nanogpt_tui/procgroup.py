@@ -8,7 +8,9 @@ never signalled), signalled with the group, and waited for: once `stop_tree` ret
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -127,3 +129,38 @@ def stop_tree(proc: subprocess.Popen, first: int = signal.SIGTERM, grace_s: floa
     except subprocess.TimeoutExpired:
         return False  # stuck in the kernel (uninterruptible sleep): nothing more a signal can do
     return wait_gone(tree, proc.pid, gone_timeout_s)
+
+
+@functools.lru_cache(maxsize=1)
+def pid_namespace_prefix() -> tuple[tuple[str, ...], str]:
+    """The command prefix that runs a session in its own PID namespace, with the runner as its PID 1, so that
+    the kernel kills every process of the session the moment the runner dies (however it dies; a killed
+    `unshare` takes the runner with it through --kill-child). Tried once: as root a PID and mount namespace,
+    otherwise a user namespace mapping the current user to itself. ((), why) where this machine allows neither."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return (), "util-linux's unshare is not installed"
+    base = (unshare, "--pid", "--fork", "--kill-child", "--mount-proc")
+    tries = [base] if os.geteuid() == 0 else []
+    tries.append((unshare, "--user", "--map-current-user", *base[1:]))
+    why = ""
+    for prefix in tries:
+        try:
+            done = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            why = str(err)
+            continue
+        if done.returncode == 0:
+            return prefix, ""
+        why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
+    return (), f"unshare cannot make a PID namespace here ({why})"
+
+
+def tied_to_caller() -> tuple[str, ...]:
+    """The command prefix for a child that must not outlive this process (a `submit`'s training run): its own PID
+    namespace where the machine allows one, entered through `setpriv --pdeathsig KILL`, so that this process
+    dying, even by SIGKILL, kills the namespace's entry and the kernel kills everything in it. Where no namespace
+    is possible, the parent-death signal still reaches the direct child."""
+    setpriv = shutil.which("setpriv")
+    prefix, _ = pid_namespace_prefix()
+    return ((setpriv, "--pdeathsig", "KILL") if setpriv else ()) + prefix

@@ -3,9 +3,7 @@ budget, kill and extend as a container. The demo and many tests use it."""
 
 from __future__ import annotations
 
-import functools
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +18,7 @@ from nanogpt_tui.backends.base import (
     worker_argv,
 )
 from nanogpt_tui.errors import UserError
+from nanogpt_tui.procgroup import pid_namespace_prefix
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -33,31 +32,6 @@ def _start_ticks(pid: int) -> int | None:
     if fields[0] == "Z":  # a zombie has finished
         return None
     return int(fields[19])
-
-
-@functools.lru_cache(maxsize=1)
-def pid_namespace_prefix() -> tuple[tuple[str, ...], str]:
-    """The command prefix that runs a session in its own PID namespace, with the runner as its PID 1, so that
-    the kernel kills every process of the session the moment the runner dies (however it dies; a killed
-    `unshare` takes the runner with it through --kill-child). Tried once: as root a PID and mount namespace,
-    otherwise a user namespace mapping the current user to itself. ((), why) where this machine allows neither."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return (), "util-linux's unshare is not installed"
-    base = (unshare, "--pid", "--fork", "--kill-child", "--mount-proc")
-    tries = [base] if os.geteuid() == 0 else []
-    tries.append((unshare, "--user", "--map-current-user", *base[1:]))
-    why = ""
-    for prefix in tries:
-        try:
-            done = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            why = str(err)
-            continue
-        if done.returncode == 0:
-            return prefix, ""
-        why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
-    return (), f"unshare cannot make a PID namespace here ({why})"
 
 
 class LocalBackend:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nanogpt_tui.procgroup import stop_tree
+from nanogpt_tui.procgroup import stop_tree, tied_to_caller
 from nanogpt_tui.validator.runlog import final_line, last_val_line
 
 # Environment variables never handed to candidate code: it is untrusted and could print them into a log.
@@ -129,7 +129,8 @@ def run_once(work_dir: Path, log_path: Path, index: int, *, timeout_s: float, en
     start = time.monotonic()
     timed_out = False
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(["bash", "run.sh"], cwd=work_dir, stdout=log, stderr=subprocess.STDOUT,
+        # Tied to this process: a SIGKILLed `submit` takes its training run with it (no orphaned GPU job).
+        proc = subprocess.Popen([*tied_to_caller(), "bash", "run.sh"], cwd=work_dir, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=dict(env), start_new_session=True)
         try:
             exit_code = _wait_reporting_steps(proc, log_path, timeout_s, on_step)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nanogpt_tui.backends.local import LocalBackend, pid_namespace_prefix
+from nanogpt_tui.backends.local import LocalBackend
+from nanogpt_tui.procgroup import pid_namespace_prefix
 from nanogpt_tui.contract import layout as L
 from tests.integration.test_runner_local import make_session
 from tests.tui.conftest import tui_env  # noqa: F401  (the fixture: a pinned config and sessions folder)
@@ -109,3 +110,31 @@ def test_the_host_records_a_dead_runner_truthfully(tui_env):
     assert abs((end - killed).total_seconds()) < 1.5, (end, killed)
     used_h = ended.budget().used_gpu_hours()
     assert abs(used_h * 3600 - (end - parse_iso(ended.started_at)).total_seconds()) < 0.01
+
+
+def test_a_sigkilled_submit_takes_its_training_run_with_it(tmp_path):
+    """`submit` retimes through `run_once`; SIGKILL of the process running it must not leave the run (and the
+    run's own children, here a backgrounded worker as torchrun's would be) alive."""
+    import subprocess
+    import sys
+    import textwrap
+
+    cand = tmp_path / "cand"
+    cand.mkdir()
+    marker = f"worker-{os.getpid()}-{id(tmp_path)}"
+    (cand / "run.sh").write_text(f'bash -c "exec -a {marker} sleep 300" &\nexec -a {marker}-main sleep 300\n')
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from nanogpt_tui.validator.retime import run_once
+        run_once(Path({str(cand)!r}), Path({str(tmp_path / "run_01.log")!r}), 1, timeout_s=600,
+                 env={{"PATH": "/usr/bin:/bin"}})
+    """)
+    submit = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        wait_for(lambda: len(processes_mentioning(marker)) == 2, 20, "the training run and its worker")
+        os.kill(submit.pid, signal.SIGKILL)
+        submit.wait(10)
+        wait_for(lambda: not processes_mentioning(marker), 3, "the run to die with submit")
+    finally:
+        for pid in processes_mentioning(marker):
+            os.kill(pid, signal.SIGKILL)
