@@ -7,6 +7,7 @@ functions so that `nanogpt-tui --help` and the headless commands start fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
@@ -79,6 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `| head`): not an error worth a traceback.
         sys.stderr.close()
         return 0
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        where = f" holding {err.filename}" if err.filename else ""
+        what = "is read-only" if err.errno == errno.EROFS else "is full"
+        print(f"nanogpt-tui: error: the disk{where} {what}; free space (or remount it) and run the command again "
+              "(`nanogpt-tui sessions list` shows every session's state).", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("nanogpt-tui: interrupted", file=sys.stderr)
         return 130

@@ -138,7 +138,11 @@ def _git(workspace: Path, *args: str) -> None:
     except FileNotFoundError:
         raise UserError("git is not installed; install it (the session workspace is a git repository).") from None
     except subprocess.CalledProcessError as err:
-        raise UserError(f"git {args[0]} failed in {workspace}: {err.stderr.strip()}") from None
+        said = err.stderr.strip()
+        if "No space left on device" in said or "Disk quota exceeded" in said:
+            raise UserError(f"The disk holding {workspace.parent.parent} is full (git {args[0]} could not write); "
+                            "free space and launch the session again; nothing of it was kept.") from None
+        raise UserError(f"git {args[0]} failed in {workspace}: {' / '.join(said.splitlines())}") from None
 
 
 class SessionManager:
