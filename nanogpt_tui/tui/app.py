@@ -93,6 +93,7 @@ class ControlRoom(App[None]):
         self.sessions_root = Path(config.paths.sessions_dir)
         self.state_path = state_path  # where sort, filter and the table toggle are kept (None: the user's state dir)
         self.view_state = load_view_state(self.sessions_root, state_path)
+        self._view_changed = False  # sort, filter or the table toggle changed in this run
         self.views: list[SessionView] = []
         self._by_id: dict[str, SessionView] = {}
         self._shown_problems: set[str] = set()
@@ -137,6 +138,11 @@ class ControlRoom(App[None]):
 
     def on_unmount(self) -> None:
         self.stop_watchers()
+        if self._view_changed:
+            try:  # the last view, once more and waited for: a write still in its thread must not be lost at quit
+                save_view_state(self.sessions_root, self.view_state, self.state_path)
+            except OSError:
+                pass  # said already when the last write failed; the sessions are untouched
         if self._frozen:
             gc.unfreeze()  # the app's objects can be collected again (an app run in tests, or in a longer process)
             self._frozen = False
@@ -352,12 +358,17 @@ class ControlRoom(App[None]):
         self.prepare_new_session(self.view(getattr(self.screen, "selected", None)))
 
     def save_view_state(self, state: ViewState) -> None:
-        """Remember sort, filter and the table toggle for the next control room on this sessions folder."""
-        self.view_state = state
+        """Remember sort, filter and the table toggle for the next control room on this sessions folder (written
+        off the UI thread: an atomic write syncs the disk, which a key press must not wait for)."""
+        self.view_state, self._view_changed = state, True
+        self.write_view_state(state)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="view-state", name="keeping the view")
+    def write_view_state(self, state: ViewState) -> None:
         try:
             save_view_state(self.sessions_root, state, self.state_path)
         except OSError as err:
-            self._problem(f"Could not keep the view for the next run ({err}); it still applies now.")
+            self.post_message(Problem(f"Could not keep the view for the next run ({err}); it still applies now."))
 
     def export_csv(self, views: list[SessionView]) -> None:
         """Write the table of `views` as CSV next to the reports (`<sessions_dir>/reports/`)."""

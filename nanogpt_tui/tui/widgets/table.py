@@ -52,7 +52,9 @@ class SessionTable(ScrollView, can_focus=True):
         Binding("pagedown", "move(10)", "page down", show=False),
         Binding("home", "move(-100000)", "first", show=False),
         Binding("end", "move(100000)", "last", show=False),
-        Binding("enter", "open", "detail", show=False),
+        # Shown as the screen's own `enter` is, so moving focus between cards and table changes no key the footer
+        # shows (a footer that changes recomposes: most of a toggle's time).
+        Binding("enter", "open", "detail"),
     ]
 
     DEFAULT_CSS = """
