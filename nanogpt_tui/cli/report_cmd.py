@@ -163,6 +163,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         human = classify_timeline(timeline, config.paths.baselines_dir, start=config.benchmark.anchor,
                                   end=config.benchmark.target)
     table = reproduce(result, threshold=args.threshold, human=human)
+    table["human_records_later"] = None
+    if human is not None and timeline is not None:
+        later = [r.name for r in timeline if not r.is_retiming]
+        if later and later[-1] != config.benchmark.target:
+            table["human_records_later"] = classify_timeline(timeline, config.paths.baselines_dir,
+                                                             start=config.benchmark.target, end=later[-1])
     figure_note = None
     table["figure"] = None
     if not args.no_figure and table["groups"]:
@@ -221,8 +227,13 @@ def print_reproduce(table: dict) -> None:
         for n in notes:
             print(f"note: {n}")
     print()
+    print_kinds_side_by_side(table)
+    print()
     for f in table["findings"]:
         print(f"{f['sentence']}" + (f"  ({f['detail']})" if f["detail"] else ""))
+    for key in ("human_records", "human_records_later"):
+        if table.get(key):
+            print(human_share_sentence(table[key]))
     if table["skipped"]:
         print()
         for s in table["skipped"]:
@@ -299,6 +310,38 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_kinds_side_by_side(table: dict) -> None:
+    """Agents' share of GPU-hours per kind of change next to the human records' share per kind, in one table."""
+    def share(v):
+        return "-" if v is None else f"{100 * v:.0f}%"
+
+    human = table.get("human_records") or {}
+    span = f"{human.get('from')} -> {human.get('to')}" if human else "no human records classified"
+    rows = [[r["kind"], "-" if r["agents_gpu_hours"] is None else f"{r['agents_gpu_hours']:.1f}",
+             share(r["agents_share_of_gpu_hours"]), "-" if r["humans_records"] is None else r["humans_records"],
+             share(r["humans_share_of_records"])] for r in table["kinds_side_by_side"]]
+    print(f"Kinds of change: agents' GPU-hours on code changes beside human records ({span})")
+    print()
+    print_table(["kind", "agents GPU-h", "agents share", "human records", "human share"], rows, right={1, 2, 3, 4})
+
+
+def human_share_sentence(out: dict) -> str:
+    """One sentence: how many records of a timeline range changed mainly the algorithm, next to the published 77%."""
+    share = out["share"]
+    n = share["records"]
+    if not n:
+        return (f"No record from {out['from']} to {out['to']} has its code and an earlier record's code present, so "
+                "nothing was classified.")
+    def part(count: str, key: str) -> str:
+        return f"{share[count]} ({100 * share[key]:.0f}%)"
+
+    return (f"{out['from']} -> {out['to']}: {part('algorithmic_leading', 'share_algorithmic_leading')} of {n} "
+            "record(s) were mainly algorithmic (the kind holding the most weight); "
+            f"{part('algorithmic', 'share_algorithmic')} hold more than half algorithmic work, "
+            f"{part('with_algorithmic_part', 'share_with_algorithmic_part')} at least a quarter; the published "
+            f"analysis found about {100 * share['published_share_algorithmic']:.0f}%.")
+
+
 def cmd_timeline_classify(args: argparse.Namespace) -> int:
     from nanogpt_tui.reports.human import classify_timeline
 
@@ -313,20 +356,13 @@ def cmd_timeline_classify(args: argparse.Namespace) -> int:
     if args.json:
         print_json(out)
         return 0
-    rows = [[p["number"], p["child"], p["summary"], p["title"][:60]] for p in out["pairs"]]
+    rows = [[r["number"], r["name"], r["summary"], r["parent"], r["title"][:50]] for r in out["records"]]
     if rows:
-        print_table(["#", "record", "kind", "title"], rows, right={0})
+        print_table(["#", "record", "kind (share of the change's weight)", "compared with", "title"], rows, right={0})
         print()
-    share = out["share_algorithmic"]
-    if share is None:
-        print(f"No pair of consecutive records from {out['from']} to {out['to']} has its code present, so nothing "
-              "was classified.")
-    else:
-        print(f"{out['algorithmic']} of {out['classified']} record(s) with code ({100 * share:.0f}%) introduced "
-              f"algorithmic changes; the published analysis found about "
-              f"{100 * out['published_share_algorithmic']:.0f}%.")
+    print(human_share_sentence(out))
     if out["skipped"]:
-        print(f"\nskipped {len(out['skipped'])} pair(s) for missing code:")
+        print(f"\nskipped {len(out['skipped'])} record(s):")
         for s in out["skipped"]:
-            print(f"  {s['parent']} -> {s['child']}: {s['reason']}")
+            print(f"  {s['name']}: {s['reason']}")
     return 0

@@ -324,6 +324,22 @@ def pooled_change_hours(outcomes: Sequence[Outcome]) -> dict[str, float]:
     return hours
 
 
+def kinds_side_by_side(hours: dict[str, float], human: dict | None) -> list[dict[str, Any]]:
+    """Both halves of the published finding in one table: per kind of change, the agents' share of the GPU-hours
+    they spent on code changes, and the human records' share of records (classified against their predecessors).
+    Humans' `mixed` and `none` records have no agent column (agents' hours are counted by the leading kind)."""
+    changed = sum(hours.get(k, 0.0) for k in KINDS)
+    of_records = ((human or {}).get("share") or {}).get("of_records") or {}
+    by_label = ((human or {}).get("share") or {}).get("by_label") or {}
+    rows = []
+    for kind in (*KINDS, "mixed", "none"):
+        agents = hours.get(kind, 0.0) / changed if kind in KINDS and changed > 0 else None
+        rows.append({"kind": kind, "agents_gpu_hours": round(hours[kind], 6) if kind in KINDS else None,
+                     "agents_share_of_gpu_hours": agents, "humans_records": by_label.get(kind),
+                     "humans_share_of_records": of_records.get(kind)})
+    return rows
+
+
 def reproduce(result: Outcomes, *, threshold: float = THRESHOLD_PERCENT, human: dict | None = None,
               confidence: float = CONFIDENCE) -> dict[str, Any]:
     """The benchmark's table from session data, the published numbers beside it, and the findings checked.
@@ -416,6 +432,7 @@ def reproduce(result: Outcomes, *, threshold: float = THRESHOLD_PERCENT, human: 
                                                   "human_baselines/; fetch or import them, see `nanogpt-tui "
                                                   "timeline-classify`"))
     return {
+        "kinds_side_by_side": kinds_side_by_side(hours, human),
         "schema_version": OUTCOMES_SCHEMA_VERSION, "threshold_percent": threshold, "confidence": confidence,
         "unit": "% of human progress" if use_percent or not rows else "seconds faster",
         "groups": rows,

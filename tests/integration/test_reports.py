@@ -503,27 +503,45 @@ def test_timeline_classify_on_records_with_code_and_skips_the_rest(tmp_path, cap
                              "2025-09-15_AsyncDataLoadAttnFinalWindow", "--json")
     assert code == 0, err
     result = json.loads(out)
-    assert [(p["parent"], p["child"], p["kind"]) for p in result["pairs"]] == [
-        (FA3, "2025-09-05_SkipMLPBlocks", "algorithmic"),
-        ("2025-09-11_VectSigmoidBFloat16", "2025-09-15_AsyncDataLoadAttnFinalWindow", "hyperparameter")]
-    assert [(s["parent"], s["child"]) for s in result["skipped"]] == [
-        ("2025-09-05_SkipMLPBlocks", "2025-09-10_Yarn"), ("2025-09-10_Yarn", "2025-09-11_VectSigmoidBFloat16")]
+    # Each record with code against the nearest earlier record with code: Yarn has none, so VectSigmoid is
+    # compared with SkipMLPBlocks.
+    assert [(r["parent"], r["name"], r["kind"], r["mixed"]) for r in result["records"]] == [
+        (FA3, "2025-09-05_SkipMLPBlocks", "algorithmic", False),
+        ("2025-09-05_SkipMLPBlocks", "2025-09-11_VectSigmoidBFloat16", "systems", False),
+        ("2025-09-11_VectSigmoidBFloat16", "2025-09-15_AsyncDataLoadAttnFinalWindow", "hyperparameter", False)]
+    first = result["records"][0]
+    assert first["shares"] == {"hyperparameter": 0.0, "algorithmic": 1.0, "systems": 0.0}
+    assert first["parts"][0]["file"] == "train_gpt.py" and first["parts"][0]["line"] and first["parts"][0]["kind"] \
+        == "algorithmic"
+    assert [s["name"] for s in result["skipped"]] == ["2025-09-10_Yarn"]
     assert "no code for 2025-09-10_Yarn" in result["skipped"][0]["reason"]
-    assert (result["classified"], result["algorithmic"], result["share_algorithmic"]) == (2, 1, 0.5)
+    share = result["share"]
+    assert (share["records"], share["algorithmic"], share["share_algorithmic"]) == (3, 1, pytest.approx(1 / 3))
+    assert share["by_label"] == {"hyperparameter": 1, "algorithmic": 1, "systems": 1, "mixed": 0, "none": 0}
 
     code, out, _ = run_cli(capsys, "--config", str(config), "timeline-classify", "--from", FA3, "--to",
                            "2025-09-15_AsyncDataLoadAttnFinalWindow")
-    assert "1 of 2 record(s) with code (50%) introduced algorithmic changes; the published analysis found about 77%." \
-        in out
-    assert "skipped 2 pair(s) for missing code:" in out and "2025-09-05_SkipMLPBlocks -> 2025-09-10_Yarn" in out
+    assert "1 (33%) of 3 record(s) were mainly algorithmic" in out and "about 77%" in out
+    assert "skipped 1 record(s):" in out and "2025-09-10_Yarn: no code" in out
 
-    # reproduce checks the published 77% against the records whose code is present (here: far from it).
+    # reproduce checks the published 77% against the records whose code is present (here: far from it), and puts
+    # the agents' GPU-hours per kind beside the human records' kinds in one table.
     write_sessions_folder(sessions, {("codex", "default"): [8.0, 9.0]})
     code, out, _ = run_cli(capsys, "--config", str(config), "reproduce", "--json", "--no-figure")
-    human = next(f for f in json.loads(out)["findings"] if "human records" in f["claim"])
+    table = json.loads(out)
+    human = next(f for f in table["findings"] if "human records" in f["claim"])
     assert human["holds"] is False
     assert human["sentence"] == "about 77% of human records introduced algorithmic changes: false"
-    assert human["detail"].startswith("measured 50% over 2 consecutive record pair(s) with code (31 pair(s) skipped")
+    assert human["detail"].startswith("measured 33% over 3 consecutive record pair(s) with code (30 pair(s) skipped")
+    side = {r["kind"]: r for r in table["kinds_side_by_side"]}
+    assert side["algorithmic"]["humans_records"] == 1 and side["algorithmic"]["humans_share_of_records"] \
+        == pytest.approx(1 / 3)
+    assert side["mixed"]["agents_share_of_gpu_hours"] is None
+    shares = [r["agents_share_of_gpu_hours"] for r in table["kinds_side_by_side"][:3]]
+    assert all(v is None for v in shares) or sum(shares) == pytest.approx(1.0)
+    code, out, _ = run_cli(capsys, "--config", str(config), "reproduce", "--no-figure")
+    assert "Kinds of change: agents' GPU-hours on code changes beside human records" in out
+    assert "human share" in out
 
 
 # ------------------------------------------------------------------------------------------------ headless
