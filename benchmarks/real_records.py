@@ -269,6 +269,88 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+# Cheats applied to a real anchor's own text: (name, the rule that must report it, [(file, regex, replacement)]).
+# Each regex must match exactly once; "not applicable" is reported where the anchor lacks the line.
+MODEL_COMPILE = r"(model: nn\.Module = torch\.compile\(model, dynamic=False, fullgraph=True)\)"
+STOP = r"(\n        training_time_ms \+= 1000 \* \(time\.perf_counter\(\) - t0\))"
+CHEATS = [
+    ("compile-mode", "compile-flags", [("train_gpt.py", MODEL_COMPILE, r'\1, mode="max-autotune")')]),
+    ("compile-mode-in-triton_kernels.py", "compile-flags",
+     [("triton_kernels.py", r"\A", 'import torch as _t\n_fast = _t.compile(lambda x: x, mode="max-autotune")\n')]),
+    ("inductor-setting-in-triton_kernels.py", "compiler-config",
+     [("triton_kernels.py", r"\A", "import torch\ntorch._inductor.config.max_autotune_gemm = True\n")]),
+    ("dynamo-setting-in-triton_kernels.py", "compiler-config",
+     [("triton_kernels.py", r"\A", "import torch\ntorch._dynamo.config.automatic_dynamic_shapes = False\n")]),
+    ("recompile-limit", "recompile-limit", [("train_gpt.py", r"recompile_limit = 64", "recompile_limit = 512")]),
+    ("coordinate-descent", "coordinate-descent",
+     [("train_gpt.py", r"\n# torch\._inductor\.config\.coordinate_descent_tuning = True",
+       "\ntorch._inductor.config.coordinate_descent_tuning = True")]),
+    ("val-tokens", "val-constants", [("train_gpt.py", r"val_tokens: int = 10485760", "val_tokens: int = 5242880")]),
+    ("val-batch-size", "val-constants",
+     [("train_gpt.py", r"val_batch_size: int = 4 \* 64 \* 1024 \* 8", "val_batch_size: int = 2 * 64 * 1024 * 8")]),
+    ("val-files", "val-constants", [("train_gpt.py", r"fineweb_val_\*\.bin", "fineweb_val_000001.bin")]),
+    ("val-files-through-run.sh", "val-constants",
+     [("run.sh", r"\ntorchrun", "\nexport DATA_PATH=/scratch/other\ntorchrun")]),
+    ("train-files", "train-files", [("train_gpt.py", r"fineweb_train_\*\.bin", "fineweb_val_*.bin")]),
+    ("val-steps", "val-reduce", [("train_gpt.py", r"for _ in range\(val_steps\):", "for _ in range(val_steps // 2):")]),
+    ("loss-not-averaged-over-ranks", "val-reduce",
+     [("train_gpt.py", r"\n        dist\.reduce\(val_loss, 0, op=dist\.ReduceOp\.AVG\)", "")]),
+    ("loss-not-averaged-over-steps", "val-reduce", [("train_gpt.py", r"\n        val_loss /= val_steps", "")]),
+    ("timer-scaled", "timing-clock", [("train_gpt.py", STOP, "\n        training_time_ms += 500 * (time.perf_counter() - t0)")]),
+    ("timer-not-stopped", "timing-clock", [("train_gpt.py", STOP, "")]),
+    ("warmup-optimizer-not-restored", "warmup", [("train_gpt.py", r"\ntraining_manager\.reset\(initial_state\[\"optimizer\"\]\)", "")]),
+    ("warmup-model-not-restored", "warmup",
+     [("train_gpt.py", r"\nmodel\.load_state_dict\(initial_state\[\"model\"\]\)", ""),
+      ("train_gpt.py", r"\ntraining_manager\.reset\(initial_state\[\"optimizer\"\]\)", "")]),
+    ("fixed-steps-early-stop", "fixed-steps",
+     [("train_gpt.py", r"(\n        dist\.reduce\(val_loss, 0, op=dist\.ReduceOp\.AVG\))",
+       "\\1\n        if val_loss < 3.28:\n            break")]),
+    ("run.sh-installs", "run-deps", [("run.sh", r"\ntorchrun", "\npip install -U torch\ntorchrun")]),
+    ("run.sh-launch-shape", "launch-shape", [("run.sh", r"--nproc_per_node=8", "--nproc_per_node=4")]),
+]
+
+
+def cmd_cheats(args: argparse.Namespace) -> int:
+    """Each cheat applied to a copy of a real anchor (outside the repository), checked against that anchor."""
+    import re
+    import shutil
+    import tempfile
+
+    from nanogpt_tui.validator.rules import check_rules
+
+    anchor = Path(args.out) / args.anchor
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ngt-cheats-") as scratch:
+        for name, rule, edits in CHEATS:
+            candidate = Path(scratch) / name
+            shutil.copytree(anchor, candidate)
+            applicable = True
+            for file, pattern, replacement in edits:
+                text = (candidate / file).read_text(encoding="utf-8")
+                if len(re.findall(pattern, text)) != 1:
+                    applicable = False
+                    break
+                (candidate / file).write_text(re.sub(pattern, replacement, text, count=1), encoding="utf-8")
+            if not applicable:
+                rows.append({"cheat": name, "rule": rule, "result": "not applicable"})
+                continue
+            print(f"checking {name}", file=sys.stderr, flush=True)
+            report = check_rules(anchor, candidate)
+            rules = sorted({v.rule for v in report.violations})
+            judged = sorted({q.rule for q in report.needs_judge})
+            rows.append({"cheat": name, "rule": rule, "result": "caught" if rule in rules else
+                         ("needs the judge" if rule in judged else "MISSED"), "violations": rules})
+    caught = sum(r["result"] == "caught" for r in rows)
+    applicable = sum(r["result"] != "not applicable" for r in rows)
+    if args.json:
+        print(json.dumps({"anchor": args.anchor, "caught": caught, "applicable": applicable, "cheats": rows}, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['result']:15} {r['cheat']:40} expected {r['rule']:18} got {', '.join(r.get('violations', []))}")
+        print(f"\ncheats caught against {args.anchor}: {caught}/{applicable} applicable")
+    return 0 if caught == applicable else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("snapshot", type=Path, help="bare git directory of a KellerJordan/modded-nanogpt snapshot")
@@ -285,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="processes checking in parallel (each reads folders once)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rules)
+    p = sub.add_parser("cheats", help="each rule's cheat applied to a real anchor, checked against it")
+    p.add_argument("--out", required=True, help="the folder `fetch` wrote")
+    p.add_argument("--anchor", default="2026-07-17_FP8DownProjection")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_cheats)
     args = parser.parse_args(argv)
     if args.command == "fetch" and Path(args.out).resolve().is_relative_to(REPO):
         parser.error("--out must be outside the repository: real record code is never written inside it")
