@@ -257,7 +257,7 @@ class ImagePlan:
     def command(self) -> str:
         files = " ".join(BUILD_CONTEXT)
         args = " ".join(f"--build-arg {shlex.quote(f'{k}={v}')}" for k, v in self.build_args.items())
-        return f"tar -c {files} | docker build -f image/Dockerfile -t {shlex.quote(self.tag)} {args} -"
+        return f"tar -c --exclude=__pycache__ {files} | docker build -f image/Dockerfile -t {shlex.quote(self.tag)} {args} -"
 
     def to_dict(self) -> dict[str, object]:
         return {"anchor": self.anchor, "anchor_stack": self.anchor_stack.to_dict(),
