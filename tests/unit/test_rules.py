@@ -539,8 +539,8 @@ def test_refactored_record_is_accepted_both_ways() -> None:
     (R(LAUNCH, "export DATA_PATH=/tmp/other\n" + LAUNCH), "val-constants"),
     # A folder read from a variable the run sets (HOME): not resolvable, so spelled differently is reported.
     (T('data_path = os.environ.get("DATA_PATH", ".")', 'data_path = os.environ.get("HOME", ".")'), "train-files"),
-    # Another folder literally.
-    (T('val_files: str = "data/fineweb10B/fineweb_val_*.bin"', 'val_files: str = "data/holdout/fineweb_val_*.bin"'),
+    # A folder of the workspace, which the agent can fill with shards of its own.
+    (T('val_files: str = "data/fineweb10B/fineweb_val_*.bin"', 'val_files: str = "holdout/fineweb_val_*.bin"'),
      "val-constants"),
 ])
 def test_data_files_are_compared_by_what_they_resolve_to(tmp_path: Path, edit, rule) -> None:

@@ -50,7 +50,9 @@ CHEATS = [
     ("val-batch-size", "val-constants", [(TRAIN, "val_batch_size: int = 4 * 64 * 1024 * 8", "val_batch_size: int = 2 * 64 * 1024 * 8")]),
     ("val-files-one-shard", "val-constants",
      [(TRAIN, '"data/fineweb10B/fineweb_val_*.bin"', '"data/fineweb10B/fineweb_val_000000.bin"')]),
-    ("val-files-elsewhere-through-run-sh", "val-constants", [(RUN, LAUNCH, "export DATA_PATH=/scratch/easy\n" + LAUNCH)]),
+    ("val-files-elsewhere-through-run-sh", "val-constants", [(RUN, LAUNCH, "export DATA_PATH=/tmp/easy\n" + LAUNCH)]),
+    ("val-files-in-the-workspace", "val-constants",
+     [(TRAIN, '"data/fineweb10B/fineweb_val_*.bin"', '"experiments/fineweb_val_*.bin"')]),
     ("train-files-elsewhere", "train-files",
      [(TRAIN, '"data/fineweb10B/fineweb_train_*.bin"', '"data/fineweb10B/fineweb_val_*.bin"')]),
     ("val-loader-reused", "val-loader",
@@ -112,3 +114,13 @@ def test_a_changed_computed_warmup_list_goes_to_the_judge_not_silently_through(t
     report = check_rules(ANCHOR, changed)
     assert report.ok
     assert [q.rule for q in report.needs_judge] == ["warmup"] and "warm-up" in report.needs_judge[0].message
+
+
+def test_data_paths_another_machine_used_go_to_the_judge_and_the_data_volume_is_one_place(tmp_path):
+    elsewhere = variant(tmp_path, [(TRAIN, 'os.path.join(data_path, "data/fineweb10B/fineweb_val_*.bin")',
+                                    '"/data/12345/me/data/fineweb10B/fineweb_val_*.bin"')])
+    report = check_rules(ANCHOR, elsewhere)
+    assert report.ok and [q.rule for q in report.needs_judge] == ["val-constants"]
+    other_folder_of_the_volume = variant(tmp_path / "b", [(TRAIN, '"data/fineweb10B/fineweb_train_*.bin"',
+                                                           '"data/fineweb/fineweb_train_*.bin"')])
+    assert check_rules(ANCHOR, other_folder_of_the_volume).ok

@@ -10,7 +10,7 @@ from nanogpt_tui.validator.rules.facts import FileFacts, Site
 from nanogpt_tui.validator.rules.loop import clock_tampering_violations, fixed_steps_violations
 from nanogpt_tui.validator.rules.model import WHOLE_FILE, Violation
 from nanogpt_tui.validator.rules.names import ENTRY_SCRIPT, RECOMPILE_KEYS, RUN_SCRIPT
-from nanogpt_tui.validator.rules.paths import resolve_data_path
+from nanogpt_tui.validator.rules.paths import DIFFERENT, JUDGE, compare_data_paths, resolve_data_path
 from nanogpt_tui.validator.rules.program import Program
 from nanogpt_tui.validator.rules.pyast import MISSING, names_in, same_value, text_of
 from nanogpt_tui.validator.rules.shell import Launch, torchrun_launch
@@ -117,7 +117,8 @@ def coordinate_descent_violations(a: Side, c: Side) -> list[Violation]:
     return out
 
 
-def definition_violations(a: Side, c: Side, names: Iterable[str], rule: str, what: str) -> list[Violation]:
+def definition_violations(a: Side, c: Side, names: Iterable[str], rule: str, what: str,
+                          questions: list[Violation] | None = None) -> list[Violation]:
     out = []
     entry = c.program.entry.rel if c.program.entry else ENTRY_SCRIPT
     for name in names:
@@ -125,10 +126,17 @@ def definition_violations(a: Side, c: Side, names: Iterable[str], rule: str, wha
             a_path, c_path = resolve_data_path(a.program, name), resolve_data_path(c.program, name)
             if a_path is not None and c_path is not None:
                 # Both say which files they read: compare those, however the path is spelled.
-                if a_path.pattern != c_path.pattern:
-                    out.append(Violation(rule, c_path.file, c_path.changed_line(a_path),
+                same = compare_data_paths(a_path.pattern, c_path.pattern)
+                line = c_path.changed_line(a_path)
+                if same == DIFFERENT:
+                    out.append(Violation(rule, c_path.file, line,
                                          f"{name} resolves to {c_path.pattern!r} instead of the anchor's "
                                          f"{a_path.pattern!r}; {what}."))
+                elif same == JUDGE and questions is not None:
+                    questions.append(Violation(rule, c_path.file, line,
+                                               f"{name} resolves to {c_path.pattern!r}, an absolute folder outside "
+                                               f"the data volume, where the anchor reads {a_path.pattern!r}; the "
+                                               "judge decides whether these are the same files."))
                 continue
         adefs = [d for d in a.files.definitions if d.name == name]
         cdefs = [d for d in c.files.definitions if d.name == name]
@@ -389,9 +397,8 @@ def warmup_questions(a: Side, c: Side) -> list[Violation]:
     anchor_steps, steps = _warmup_iterable(a), _warmup_iterable(c)
     if anchor_steps is None or steps is None or anchor_steps == steps:
         return []
-    uncounted = "neither" if at.warmup_count is None and ct.warmup_count is None else \
-        ("the anchor's" if at.warmup_count is None else "this one")
+    uncounted = "neither is a constant count" if at.warmup_count is None and ct.warmup_count is None else \
+        ("the anchor's is not a constant count" if at.warmup_count is None else "this one is not a constant count")
     return [Violation("warmup", ct.warmup.sf.rel, ct.warmup.node.lineno,
                       f"The warm-up iterates `{_shorten(steps)}` where the anchor iterates `{_shorten(anchor_steps)}`, "
-                      f"and {uncounted} is not a constant count; the judge decides whether it is still the anchor's "
-                      "warm-up.")]
+                      f"and {uncounted}; the judge decides whether it is still the anchor's warm-up.")]

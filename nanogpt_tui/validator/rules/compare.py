@@ -78,6 +78,7 @@ def compare_analyses(anchor: Analysis, candidate_analysis: Analysis) -> RuleRepo
                                     "The code is nested too deeply to analyse, so it cannot be checked; "
                                     "simplify the deeply nested expressions."))
         return RuleReport(sorted(violations, key=Violation.sort_key))
+    questions: list[Violation] = []
     violations += run_deps_violations(a, c)
     violations += launch_violations(a, c)
     entry = candidate.entry
@@ -87,16 +88,16 @@ def compare_analyses(anchor: Analysis, candidate_analysis: Analysis) -> RuleRepo
         violations += recompile_limit_violations(a, c)
         violations += coordinate_descent_violations(a, c)
         violations += definition_violations(a, c, VAL_NAMES, "val-constants",
-                                            "validation must stay unchanged, so restore the anchor's value")
+                                            "validation must stay unchanged, so restore the anchor's value", questions)
         violations += definition_violations(a, c, ("train_files",), "train-files",
                                             "the training data stream must stay unchanged, so restore the anchor's "
-                                            "value")
+                                            "value", questions)
         violations += timing_violations(a, c)
     else:
         # Only compiler settings coming from run.sh can be checked when the script does not parse.
         violations += [v for v in coordinate_descent_violations(a, c) if v.file == RUN_SCRIPT]
         violations += [v for v in compiler_config_violations(a, c) if v.file == RUN_SCRIPT]
 
-    questions = warmup_questions(a, c) if entry is not None and entry.tree is not None else []
+    questions += warmup_questions(a, c) if entry is not None and entry.tree is not None else []
     unique = {(v.rule, v.file, v.line, v.message): v for v in violations}
     return RuleReport(sorted(unique.values(), key=Violation.sort_key), sorted(questions, key=Violation.sort_key))

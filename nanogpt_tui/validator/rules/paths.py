@@ -150,3 +150,25 @@ def resolve_data_path(program: Program, name: str) -> ResolvedPath | None:
         return None
     return ResolvedPath(normalise(value), entry.rel, definitions[-1][0],
                         tuple((line, ast.dump(node)) for line, node in definitions))
+
+
+# Where a session's code reads data from: the shared data volume, mounted read-only at `data/` in the workspace
+# (the container contract), holding one copy of each FineWeb shard. Places the agent can write to instead.
+DATA_MOUNT = "data"
+WRITABLE_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/workspace", "/home", "/root", "/run")
+SAME, JUDGE, DIFFERENT = "same", "judge", "different"
+
+
+def compare_data_paths(anchor: str, candidate: str) -> str:
+    """Whether two resolved data patterns name the same files: SAME, DIFFERENT, or JUDGE where the code alone cannot
+    tell (an absolute folder the session cannot write to, such as a record's own machine path)."""
+    if anchor == candidate:
+        return SAME
+    same_shards = posixpath.basename(anchor) == posixpath.basename(candidate)
+    in_mount = candidate == DATA_MOUNT or candidate.startswith(DATA_MOUNT + "/")
+    if in_mount and same_shards:
+        return SAME  # the read-only data volume holds one copy of these shards, wherever in it they are looked for
+    if candidate.startswith("/") and same_shards and not any(
+            candidate == root or candidate.startswith(root + "/") for root in WRITABLE_ROOTS):
+        return JUDGE  # another machine's layout, or a folder the session cannot fill: the code cannot tell
+    return DIFFERENT
