@@ -30,6 +30,11 @@ cli_last_words() {
   "$PY" -m nanogpt_tui.agents.control last-words --file "$1" 2>/dev/null || true
 }
 
+# A stop (the runner's SIGINT/SIGTERM at the deadline or a kill) ends the loop once the CLI has returned: a CLI that
+# handles SIGINT itself exits with a status of its own (Codex: 1), after which bash would otherwise go on.
+stopping=0
+trap 'stopping=1' INT TERM
+
 resume_loop() {
   local state="${BENCHMARK_LOG_DIR:-$BENCHMARK_WORKSPACE/logs}/harness"
   mkdir -p "$state" || fail "cannot create $state."
@@ -65,6 +70,10 @@ resume_loop() {
       | "$PY" -m nanogpt_tui.agents.control relay --session-file "$session_file"
     status=${PIPESTATUS[0]}
     wait  # the stderr tee has written everything
+    if [ "$stopping" -eq 1 ]; then
+      note "$CLI stopped by a signal (status $status); the $CLI harness stops."
+      exit 130
+    fi
     elapsed=$(( $(date +%s) - started ))
     if [ "$status" -eq 0 ] && [ "$elapsed" -ge "$min_s" ]; then
       delay=0
