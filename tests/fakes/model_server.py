@@ -387,6 +387,9 @@ class ModelServer:
                 if cut:
                     h.wfile.flush()
                     h.connection.shutdown(2)
+                    # What the stream said before it broke is sent: message_start's usage (output 1).
+                    with self._lock:
+                        self.sent_usage.append((ANTHROPIC, Usage(u.input_tokens, 1, u.cache_read_input_tokens)))
                     return
                 self._event(h, "content_block_stop", {"type": "content_block_stop", "index": index})
                 index += 1
