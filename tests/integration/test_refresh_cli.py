@@ -65,7 +65,7 @@ def mirror_records(baselines_dir: Path) -> dict[str, bytes]:
     writer.writeheader()
     writer.writerows(rows)
     (baselines_dir / "records.tsv").write_text(out.getvalue())
-    assert list(rows[0]) == list(MANIFEST_COLUMNS)
+    assert set(MANIFEST_COLUMNS) <= set(rows[0])
     return served
 
 
