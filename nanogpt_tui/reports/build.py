@@ -61,6 +61,12 @@ def progress_section(data: SessionData) -> dict[str, Any]:
     }
 
 
+def _human_kinds(baselines_dir: Path | None, anchor: str | None, target: str | None) -> dict[str, Any] | None:
+    from nanogpt_tui.reports.human import human_kinds  # deferred: reports.human imports reports.outcomes
+
+    return human_kinds(baselines_dir, anchor, target)
+
+
 def session_section(data: SessionData, baselines_dir: Path | None, now: dt.datetime | None) -> dict[str, Any]:
     s = data.session
     anchor, anchor_where = anchor_code(data.path, baselines_dir, s.anchor)
@@ -78,6 +84,7 @@ def session_section(data: SessionData, baselines_dir: Path | None, now: dt.datet
         "gpu": gpu_section(data.path),
         "best_submission": best_section(data, anchor, anchor_where),
         "changes": data.ledger.to_dict(),
+        "human_kinds": _human_kinds(baselines_dir, s.anchor, s.target),
         "reproducibility": reproducibility_section(data, anchor_sha),
         "problems": [*data.problems, *data.ledger.problems],
     }

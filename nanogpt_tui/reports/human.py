@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nanogpt_tui.classify.timeline import TimelineEntry, classify_history
+from nanogpt_tui.errors import UserError
 from nanogpt_tui.records import Record, Timeline
 from nanogpt_tui.reports.outcomes import HUMAN_ALGORITHMIC_SHARE
 
@@ -44,3 +45,33 @@ def classify_timeline(timeline: Timeline, baselines_dir: Path, *, start: str | N
         "classified": share["records"], "by_kind": share["by_label"], "algorithmic": share["algorithmic_leading"],
         "share_algorithmic": share["share_algorithmic_leading"], "published_share_algorithmic": HUMAN_ALGORITHMIC_SHARE,
     }
+
+
+CLASSIFIED_TABLE = "timeline_classified.tsv"
+
+
+def human_kinds(baselines_dir: Path | None, anchor: str | None, target: str | None) -> dict[str, Any] | None:
+    """The human records' kinds of change over a session's anchor -> target range, from the classified table
+    (`human_baselines/timeline_classified.tsv`, written by `timeline-classify --all --json`): cheap enough for
+    every report. None when the table, the timeline or the range is missing."""
+    import csv
+
+    from nanogpt_tui.classify.timeline import LABELS
+    from nanogpt_tui.records import load_timeline
+
+    if baselines_dir is None or not anchor or not target:
+        return None
+    path = Path(baselines_dir) / CLASSIFIED_TABLE
+    try:
+        timeline = load_timeline(Path(baselines_dir))
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = {r["name"]: r for r in csv.DictReader(f, delimiter="\t")}
+        names = [r.name for r in _records(timeline, anchor, target)][1:]
+    except (OSError, ValueError, KeyError, csv.Error, UserError):
+        return None  # a report without the human column, never a failed report
+    labels = [rows[n]["label"] for n in names if n in rows and rows[n].get("label") in LABELS]
+    if not labels:
+        return None
+    by_label = {k: labels.count(k) for k in LABELS}
+    return {"from": anchor, "to": target, "records": len(labels), "by_label": by_label,
+            "of_records": {k: v / len(labels) for k, v in by_label.items()}, "source": CLASSIFIED_TABLE}

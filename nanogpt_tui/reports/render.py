@@ -195,7 +195,7 @@ def session_blocks(s: dict[str, Any], several: bool) -> list[Block]:
                          rows=[[_when(t["at"]), _hours(t["gpu_hours_at"]), t["status"], t["reason"]]
                                for t in b["transitions"]], right=frozenset({1})))
 
-    out.extend(change_blocks(s["changes"]))
+    out.extend(change_blocks(s["changes"], s.get("human_kinds")))
 
     out.append(Block("h3", "Tokens and cost"))
     u = s["usage"]
@@ -267,7 +267,7 @@ def session_blocks(s: dict[str, Any], several: bool) -> list[Block]:
     return out
 
 
-def change_blocks(c: dict[str, Any]) -> list[Block]:
+def change_blocks(c: dict[str, Any], human: dict[str, Any] | None = None) -> list[Block]:
     out = [Block("h3", "Where the GPU-hours went: kinds of change")]
     if not c["items"]:
         out.append(Block("p", "No experiments or submissions with code were found."))
@@ -281,6 +281,13 @@ def change_blocks(c: dict[str, Any]) -> list[Block]:
                                        "submissions"], rows=rows, right=frozenset({1, 2, 3, 4, 5})))
     out.append(Block("p", "none = no code change (a baseline or a re-run); unattributed = GPU-hours outside any "
                           "experiment or retiming (the agent reading, thinking, waiting). " + c["cost_rule"]))
+    if human:
+        # Both halves of the published finding side by side: the agent's GPU-hours, the human records' kinds.
+        rows = [[k, _share(of_changes.get(k)) if k in KINDS else "-", str(human["by_label"].get(k, 0)),
+                 _share(human["of_records"].get(k))] for k in (*KINDS, "mixed", "none")]
+        out.append(Block("table", headers=["kind", "agent: share of GPU-hours on changes",
+                                           f"human records {human['from']} -> {human['to']}", "human share"],
+                         rows=rows, right=frozenset({1, 2, 3})))
     rows = []
     for it in c["items"][:ITEMS_SHOWN]:
         rows.append([it["name"], it["source"], it["parent"] or "-", it["summary"], it["declared_kind"] or "-",

@@ -1,0 +1,38 @@
+"""Reports put the human records' kinds (from the classified table) beside the agent's GPU-hours per kind."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from nanogpt_tui.reports.human import CLASSIFIED_TABLE, human_kinds
+from nanogpt_tui.reports.render import change_blocks
+
+REPO = Path(__file__).resolve().parents[2]
+FA3, BIGRAM = "2025-09-03_FA3", "2026-01-19_BigramHashEmbedding"
+
+
+def test_human_kinds_over_the_sessions_range_and_the_side_by_side_table(tmp_path):
+    shutil.copy(REPO / "human_baselines" / "records.tsv", tmp_path / "records.tsv")
+    rows = [("2025-09-05_SkipMLPBlocks", "algorithmic"), ("2025-09-10_Yarn", "algorithmic"),
+            ("2025-09-11_VectSigmoidBFloat16", "mixed"), ("2026-01-10_FusedLinearReLUSquare", "systems"),
+            ("2026-01-26-UntieValueEmbeddings", "algorithmic")]  # the last is after the target: left out
+    (tmp_path / CLASSIFIED_TABLE).write_text("name\tlabel\n" + "".join(f"{n}\t{k}\n" for n, k in rows))
+    human = human_kinds(tmp_path, FA3, BIGRAM)
+    assert human["records"] == 4
+    assert human["by_label"] == {"hyperparameter": 0, "algorithmic": 2, "systems": 1, "mixed": 1, "none": 0}
+    assert human["of_records"]["algorithmic"] == 0.5
+    assert human_kinds(tmp_path, FA3, None) is None and human_kinds(tmp_path / "missing", FA3, BIGRAM) is None
+
+    item = {"name": "x", "source": "experiment", "parent": None, "summary": "hyperparameter", "declared_kind": None,
+            "status": None, "gpu_hours": 3.0, "evidence": []}
+    changes = {"items": [item], "gpu_hours_by_kind": {"hyperparameter": 3.0, "algorithmic": 1.0,
+                                                                "systems": 0.0, "none": 0.0},
+               "share_of_used": {}, "share_of_changes": {"hyperparameter": 0.75, "algorithmic": 0.25, "systems": 0.0},
+               "counts_by_kind": {"experiments": {}, "submissions": {}}, "unattributed_gpu_hours": 0.0,
+               "cost_rule": "", "parent_rule": ""}
+    tables = [b for b in change_blocks(changes, human) if b.kind == "table" and "human share" in b.headers]
+    (table,) = tables
+    assert table.rows[0][:2] == ["hyperparameter", "75%"] and table.rows[1][2:] == ["2", "50%"]
+    assert [r[0] for r in table.rows] == ["hyperparameter", "algorithmic", "systems", "mixed", "none"]
+    assert all(b.kind != "table" or "human share" not in b.headers for b in change_blocks(changes, None))
