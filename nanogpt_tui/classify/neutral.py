@@ -156,8 +156,9 @@ def discount_moved(evidence: list[Any]) -> None:
         # The same statement elsewhere in the change, or one of the same shape (names changed: `grad` -> `g`).
         others_removed, others_added = removed - gone, added - came
         left_in, left_out = came - others_removed, gone - others_added
-        left_in = Counter(_shape(t) for t in left_in.elements()) - (removed_shapes - Counter(map(_shape, gone.elements())))
-        left_out = Counter(_shape(t) for t in left_out.elements()) - (added_shapes - Counter(map(_shape, came.elements())))
+        own_removed, own_added = Counter(map(_shape, gone.elements())), Counter(map(_shape, came.elements()))
+        left_in = Counter(_shape(t) for t in left_in.elements()) - (removed_shapes - own_removed)
+        left_out = Counter(_shape(t) for t in left_out.elements()) - (added_shapes - own_added)
         real = max(sum(left_in.values()), sum(left_out.values()))
         if real >= size:
             continue
