@@ -16,6 +16,16 @@ LOG_OFFSET_FILE = "logs.offset.json"
 
 
 @dataclass
+class EgressSpec:
+    """A sandboxed Docker session's way out: the model gateway's routes and the real keys it alone holds."""
+
+    state_dir: Path  # on the Docker host: the gateway's config, its address book and its records (out/)
+    routes: dict[str, dict[str, str]]
+    keys: dict[str, str]  # never written anywhere: sent to the gateway's stdin
+    prefix: str = "nanogpt-tui"
+
+
+@dataclass
 class LaunchSpec:
     """Everything needed to start one session's container or process tree."""
 
@@ -44,6 +54,8 @@ class LaunchSpec:
     memory: str | None = None
     pids_limit: int = 8192
     read_only_root: bool = True
+    # Docker: the session's internal network and model gateway; None for a session run with `--sandbox off`.
+    egress: EgressSpec | None = None
 
 
 @dataclass

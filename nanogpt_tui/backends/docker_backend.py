@@ -554,10 +554,14 @@ class DockerBackend:
                 device_requests = [docker.types.DeviceRequest(device_ids=[str(i) for i in spec.gpu_ids],
                                                               capabilities=[["gpu"]])]
             name = spec.name or f"nanogpt-tui-{spec.session_id}".lower()
+            env, network = dict(spec.env), {}
+            egress = self.egress(spec)
+            if egress is not None:
+                network = egress.attach(spec.session_id)  # the internal network and our resolver
             try:
                 container = self.client.containers.create(
                     image=spec.image, command=list(spec.command), name=name, labels=labels,
-                    environment=dict(spec.env), mounts=self._mounts(spec), working_dir=L.CONTAINER_WORKSPACE,
+                    environment=env, mounts=self._mounts(spec), working_dir=L.CONTAINER_WORKSPACE, **network,
                     # The host's IPC namespace is what NCCL wants between a session's GPU processes. Under it the
                     # host's /dev/shm is used and shm_size is moot; it is still set for a private-IPC variant.
                     init=True, ipc_mode="host", device_requests=device_requests,
@@ -585,8 +589,37 @@ class DockerBackend:
                 raise UserError(f"Docker host {self.name} could not start the session container "
                                 f"({_api_message(err)}); the container was removed, fix that and start again.") \
                     from None
+            if egress is not None:
+                try:
+                    egress.register(spec.session_id, container.id)
+                except UserError:
+                    self._remove_quietly(container.id)
+                    raise
             self.save_inspect(container.id, Path(spec.log_path).with_name(L.INSPECT_FILE))
             return container.id
+
+    def egress(self, spec: LaunchSpec):
+        """The host's egress policy for a sandboxed session (None with `--sandbox off`)."""
+        if spec.egress is None:
+            return None
+        from nanogpt_tui.backends.egress import Egress
+
+        return Egress(self, image=spec.image or "", state_dir=Path(spec.egress.state_dir),
+                      routes=dict(spec.egress.routes), keys=dict(spec.egress.keys), prefix=spec.egress.prefix)
+
+    def release(self, container_id: str, session_id: str, inspect_path: Path, egress_prefix: str | None) -> None:
+        """Once the session has ended and its logs are copied: keep its redacted inspect, remove the container
+        (its stored config is gone from the daemon's disk with it) and its internal network."""
+        with self._daemon():
+            try:
+                self.save_inspect(container_id, inspect_path)
+            except UserError:
+                pass  # already removed
+            self._remove_quietly(container_id)
+            if egress_prefix:
+                from nanogpt_tui.backends.egress import Egress
+
+                Egress(self, image="", state_dir=inspect_path.parent, prefix=egress_prefix).detach(session_id)
 
     def start(self, spec: LaunchSpec) -> str:
         """The `Backend` protocol's name for `create_and_start`."""

@@ -35,7 +35,7 @@ HEALTH_TIMEOUT_S = 30.0
 # The model APIs the gateway forwards to, by route (the first path segment of the CLI's base_url).
 DEFAULT_ROUTES = {
     "anthropic": {"upstream": "https://api.anthropic.com", "auth": "x-api-key", "key_name": "ANTHROPIC_API_KEY"},
-    "openai": {"upstream": "https://api.openai.com", "auth": "bearer", "key_name": "OPENAI_API_KEY"},
+    "openai": {"upstream": "https://api.openai.com/v1", "auth": "bearer", "key_name": "OPENAI_API_KEY"},
 }
 PLACEHOLDER_KEY = "sk-placeholder-the-model-gateway-holds-the-key"
 
@@ -70,7 +70,7 @@ class Egress:
     def base_urls(self) -> dict[str, str]:
         """What the agent CLIs get instead of the APIs' addresses (and a placeholder for their keys)."""
         return {"ANTHROPIC_BASE_URL": f"http://{GATEWAY_ALIAS}:{GATEWAY_PORT}/anthropic",
-                "OPENAI_BASE_URL": f"http://{GATEWAY_ALIAS}:{GATEWAY_PORT}/openai/v1",
+                "OPENAI_BASE_URL": f"http://{GATEWAY_ALIAS}:{GATEWAY_PORT}/openai",
                 "ANTHROPIC_API_KEY": PLACEHOLDER_KEY, "OPENAI_API_KEY": PLACEHOLDER_KEY}
 
     # --- the gateway ------------------------------------------------------------------------------------------

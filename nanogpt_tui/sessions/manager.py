@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -16,11 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from nanogpt_tui.backends.base import SESSION_LABEL, BackendState, LaunchSpec
+from nanogpt_tui.backends.base import SESSION_LABEL, BackendState, EgressSpec, LaunchSpec
 from nanogpt_tui.config import Config, HostConfig
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.contract.deadline import DEFAULT_GRACE_S, DeadlineError, read_deadline, write_deadline
-from nanogpt_tui.contract.env import ENV_AGENT_EFFORT, ENV_AGENT_MODEL, ENV_TOOL_TIMEOUT_S, contract_env
+from nanogpt_tui.contract.env import ENV_AGENT_BASE_URL, ENV_AGENT_EFFORT, ENV_AGENT_MODEL, ENV_TOOL_TIMEOUT_S, contract_env
 from nanogpt_tui.contract.runner_exit import BrokenRunnerExit, ExitReason, RunnerExit, read_runner_exit
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, finite, whole
@@ -40,6 +41,18 @@ HOST_RETRY_S = 5.0
 PLACEMENT_RETRY_S = 5.0
 PLACEMENT_LOCK = ".placement.lock"
 STAGING_PREFIX = ".creating-"  # + pid + "-" + session id: a session folder being built (hidden from listings)
+EGRESS_DIR = ".egress"  # in the sessions folder, per Docker host: the model gateway's config and records
+# What a sandboxed session's CLIs get instead of the APIs (nanogpt_tui.backends.egress names the gateway so).
+GATEWAY_URLS = {"anthropic": "http://model-gateway:8080/anthropic", "openai": "http://model-gateway:8080/openai"}
+PLACEHOLDER_KEY = "sk-placeholder-the-model-gateway-holds-the-key"
+# Keys the model gateway holds for sandboxed sessions (the agent's container gets a placeholder).
+GATEWAY_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CODEX_API_KEY")
+# The gateway's routes before the user's endpoints (ANTHROPIC_BASE_URL, OPENAI_BASE_URL) replace them (the same
+# table as nanogpt_tui.backends.egress.DEFAULT_ROUTES, which imports docker).
+DEFAULT_ROUTES = {
+    "anthropic": {"upstream": "https://api.anthropic.com", "auth": "x-api-key", "key_name": "ANTHROPIC_API_KEY"},
+    "openai": {"upstream": "https://api.openai.com/v1", "auth": "bearer", "key_name": "OPENAI_API_KEY"},
+}
 
 
 @dataclass
@@ -433,6 +446,9 @@ class SessionManager:
         agent_cfg = self.config.agents.get(session.agent)
         env.update(session_env(session.agent, agent_cfg.base_url if agent_cfg else ""))
         env.update(extra)  # what the launching code asked for explicitly wins
+        egress = None
+        if session.backend == "docker" and session.sandbox == "on":
+            egress = self._egress_spec(session, env)
         user = None
         if session.backend == "local":
             base = {k: v for k, v in os.environ.items() if k not in env}
@@ -450,7 +466,7 @@ class SessionManager:
                                                    "nanogpt-tui.strategy": session.strategy},
             name=f"nanogpt-tui-{session.id}".lower(), validator_dir=d / L.VALIDATOR,
             memory=self.config.docker.memory, shm_size=self.config.docker.shm_size,
-            pids_limit=self.config.docker.pids_limit,
+            pids_limit=self.config.docker.pids_limit, egress=egress,
         )
 
     @staticmethod
@@ -465,6 +481,47 @@ class SessionManager:
             if not path.is_symlink():
                 os.chown(path, AGENT_UID, AGENT_GID)
         return f"{AGENT_UID}:{AGENT_GID}"
+
+    def _egress_spec(self, session: Session, env: dict[str, str]) -> EgressSpec:
+        """Take the API keys and endpoints out of the session's environment: the model gateway holds the keys and
+        forwards to the endpoints; the agent gets the gateway's address and a placeholder."""
+        from nanogpt_tui.agents.credentials import AGENT_API
+
+        keys = {name: env.pop(name) for name in GATEWAY_KEYS if env.get(name)}
+        if "OPENAI_API_KEY" not in keys and "CODEX_API_KEY" in keys:
+            keys["OPENAI_API_KEY"] = keys["CODEX_API_KEY"]
+        for name in keys:
+            env[name] = PLACEHOLDER_KEY
+        routes = {name: dict(route) for name, route in DEFAULT_ROUTES.items()}
+        for name, variable in (("anthropic", "ANTHROPIC_BASE_URL"), ("openai", "OPENAI_BASE_URL")):
+            upstream = env.pop(variable, None)
+            if upstream:
+                routes[name]["upstream"] = upstream
+            env[variable] = GATEWAY_URLS[name]
+        api = AGENT_API.get(session.agent)
+        if api is not None:  # the endpoint the harness hands its CLI: the gateway
+            env[ENV_AGENT_BASE_URL] = GATEWAY_URLS["anthropic" if api[0] == "ANTHROPIC_BASE_URL" else "openai"]
+        return EgressSpec(state_dir=self.root.resolve() / EGRESS_DIR / (session.host or "local"), routes=routes,
+                          keys=keys, prefix=self.egress_prefix)
+
+    @property
+    def egress_prefix(self) -> str:
+        """The names of this sessions folder's gateway and networks on each host: one gateway per host and
+        sessions folder (its records live in the folder)."""
+        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
+        return f"nanogpt-tui-{digest}"
+
+    def release(self, session: Session) -> None:
+        """Once a Docker session has ended and its log is copied: its container (and with it its stored config)
+        and its network are removed; the redacted inspect stays."""
+        if session.backend != "docker" or not session.container_id:
+            return
+        backend = self.backend_for(session.backend, session.host)
+        try:
+            backend.release(session.container_id, session.id, self.session_dir(session.id) / L.INSPECT_FILE,
+                            self.egress_prefix if session.sandbox == "on" else None)
+        except UserError:
+            pass  # the host is away: the container stays until a later look at the ended session
 
     def _ensure_local_data(self, session: Session) -> None:
         data = self.config.paths.local_data_dir
@@ -613,6 +670,7 @@ class SessionManager:
                 session.exit_code = None
                 session.transition(M.OUT_OF_BUDGET, "stopped by the host at the deadline")
                 self.save(session)
+                self._copy_and_release(session)
             elif session.budget_usd is not None:
                 spent = self.cost(session).total_usd
                 if spent is not None and spent >= session.budget_usd:
@@ -622,6 +680,7 @@ class SessionManager:
                     session.transition(M.OUT_OF_BUDGET, f"stopped by the host: ${spent:,.2f} spent of its "
                                                         f"${session.budget_usd:,.2f} budget")
                     self.save(session)
+                    self._copy_and_release(session)
             return session
         follower = self._followers.pop(session.id, None)
         if follower is not None:
@@ -662,6 +721,7 @@ class SessionManager:
                 return session
             session.transition(M.FAILED, f"the session ended ({what}, exit status {code})", ended_at)
         self.save(session)
+        self.release(session)
         return session
 
     def _last_output_at(self, session: Session) -> dt.datetime | None:
@@ -743,7 +803,21 @@ class SessionManager:
         session = self.get(session.id)
         session.transition(M.KILLED, reason)
         self.save(session)
+        self._copy_and_release(session)
         return session
+
+    def _copy_and_release(self, session: Session) -> None:
+        """A stopped Docker session: copy the rest of its output into container.log, then release it."""
+        if session.backend != "docker" or not session.container_id:
+            return
+        try:
+            self.follow_logs(session)
+        except UserError:
+            return  # its host is away: the container stays, and so does its output
+        follower = self._followers.pop(session.id, None)
+        if follower is not None:
+            follower.join(30.0)
+        self.release(session)
 
     def extend(self, session_id: str, *, gpu_hours: float | None = None, wall_hours: float | None = None,
                reason: str = "") -> Session:

@@ -222,6 +222,7 @@ class Session:
             agent_effort=f.text("agent_effort", None, optional=True),
             data_dir=f.text("data_dir", None, optional=True), host_forced=f.boolean("host_forced", False),
             budget_usd=f.number("budget_usd", None, optional=True, positive=True),
+            sandbox=f.text("sandbox", "on", choices=("on", "off")),
             config=f.mapping("config", {}), schema_version=version,
         )
         if len(set(session.gpu_ids)) != len(session.gpu_ids):

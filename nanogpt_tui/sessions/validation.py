@@ -36,6 +36,7 @@ POLL_S = 0.3
 LOCK_FILE = ".serve.lock"
 # A request for a session whose agent has ended is still answered; the server stops once nothing is left.
 IDLE_AFTER_END_S = 2.0
+BACKEND_CHECK_S = 5.0
 
 
 class Refused(UserError):
@@ -109,13 +110,22 @@ class ValidatorService:
                                                            "started_at": P.utc_now()})
             self._resume_left_paused()
             ended_since: float | None = None
+            next_check = 0.0
             while not stop():
                 served = self.serve_pending()
                 try:
-                    status = self.manager.get(self.session_id).status
+                    session = self.manager.get(self.session_id)
+                    ended = session.status in M.FINAL
+                    if not ended and time.monotonic() >= next_check:
+                        # No host process may be watching: ask the backend whether the agent is still there.
+                        next_check = time.monotonic() + BACKEND_CHECK_S
+                        handle = self.manager.handle(session)
+                        if handle:
+                            state = self.manager.backend_for(session.backend, session.host).state(handle)
+                            ended = state.status in ("exited", "missing")
                 except UserError:
-                    status = M.FAILED
-                if status in M.FINAL and not served:
+                    ended = True
+                if ended and not served:
                     ended_since = ended_since or time.monotonic()
                     if time.monotonic() - ended_since >= IDLE_AFTER_END_S:
                         break

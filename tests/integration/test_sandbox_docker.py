@@ -1,6 +1,6 @@
 """The sandbox on real Docker: scores out of the agent's reach and the session container's limits.
 
-A scripted session submits; the validator (a host process, retiming in a container of its own user with no
+A live session's agent submits from inside its container; the validator (a host process, retiming in a container of its own user with no
 network) answers while the agent's container is paused; the verdict lands in validator/, which the agent's
 container sees read-only; the container runs unprivileged with
 every capability dropped, a pids limit, IPv6 off and a read-only root filesystem."""
@@ -15,13 +15,18 @@ import pytest
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.validator import protocol as P
 from tests.integration.test_docker_backend import _daemon_url
-from tests.integration.test_sessions_docker import docker_env, manager, start_scripted, wait_for  # noqa: F401
+from nanogpt_tui.contract.env import ENV_REPLAY_LOOP, ENV_REPLAY_SPEED
+from nanogpt_tui.sessions.manager import LaunchRequest
+from tests.integration.test_sessions_docker import docker_env, manager  # noqa: F401
 
 pytestmark = [pytest.mark.docker, pytest.mark.sandbox, pytest.mark.timeout(900)]
+REPLAY_ENV = ((ENV_REPLAY_SPEED, "50"), (ENV_REPLAY_LOOP, "1"))
 
 
 def test_the_validator_scores_apart_from_a_paused_agent_that_cannot_touch_its_verdicts(manager):
-    session = start_scripted(manager, seconds=900)
+    # A live session (a replayed agent stream); its "agent" submits from inside the container, as agents do.
+    session = manager.launch(LaunchRequest(agent="replay", anchor="smoke", backend="docker", gpus=1,
+                                           budget_gpu_hours=900 / 3600, extra_env=REPLAY_ENV))
     d = manager.session_dir(session.id)
     client = docker.DockerClient(base_url=_daemon_url())
     container = client.containers.get(session.container_id)
@@ -42,27 +47,28 @@ def test_the_validator_scores_apart_from_a_paused_agent_that_cannot_touch_its_ve
     code, _ = container.exec_run(["sh", "-c", "echo ok > /tmp/scratch && echo ok > /workspace/home/scratch"])
     assert code == 0
 
-    def answered():
-        manager.refresh(manager.get(session.id))
-        folder = d / L.VALIDATOR / P.RESPONSES
-        for path in folder.glob("*.json") if folder.is_dir() else []:
-            response = json.loads(path.read_text())
-            if response["request_id"].startswith("submission_"):
-                return response
-        return None
+    sub = d / L.WORKSPACE / "submissions" / "submission_1"
+    sub.mkdir(parents=True)
+    for name in ("run.sh", "train_gpt.py"):
+        text = (d / L.RUNNER / "anchor" / name).read_text()
+        (sub / name).write_text(text.replace("num_iterations = 200", "num_iterations = 20"))
+    code, out = container.exec_run(["submit", "submissions/submission_1", "--runs", "2"], workdir="/workspace")
+    text = out.decode("utf-8", "replace")
+    assert "submitted submission_1 to the validator" in text and "run 1/2:" in text, text
+    assert "verdict written to /validator/verdicts/" in text, text
 
-    response = wait_for(answered, 600, "the validator's answer", step=2.0)
+    [response] = [json.loads(p.read_text()) for p in (d / L.VALIDATOR / P.RESPONSES).glob("*.json")]
     assert response["status"] == "verdict", response["text"]
+    assert code == response["exit_code"]
     events = [json.loads(line) for line in (d / L.VALIDATOR / P.PROGRESS_FILE).read_text().splitlines()]
-    mine = [e for e in events if e["request_id"] == response["request_id"]]
-    kinds = [e["type"] for e in mine]
+    kinds = [e["type"] for e in events]
     assert kinds.index("paused") < kinds.index("resumed")
-    paused = next(e for e in mine if e["type"] == "paused")
+    paused = next(e for e in events if e["type"] == "paused")
     assert not paused["text"].startswith("agent paused (0 ")  # docker top listed the frozen processes
-    assert any(e["text"].startswith("run 1/3:") for e in mine)
+    print(f"pause {paused['pause_ms']} ms, resume {next(e for e in events if e['type'] == 'resumed')['resume_ms']} ms")
     trusted = P.trusted_verdicts(d)
-    assert response["verdict_file"] in {f"{v.verdict_id}.json" for v in trusted.verdicts}
-    assert [v.outcome for v in trusted.verdicts if v.kind == "submission"] == ["validated"]
+    assert [f"{v.verdict_id}.json" for v in trusted.verdicts] == [response["verdict_file"]]
+    assert not list((d / L.WORKSPACE / "verdicts").glob("*.json"))
     # The retiming container is gone once it answered; the agent's is running again.
     assert not client.containers.list(all=True, filters={"label": f"nanogpt-tui.validator={session.id}"})
     container.reload()

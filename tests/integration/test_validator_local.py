@@ -18,6 +18,7 @@ from nanogpt_tui.config import load_config
 from nanogpt_tui.tui.data.dashboard import Dashboard
 from nanogpt_tui.reports.session import load_session_data
 from nanogpt_tui.contract import layout as L
+from nanogpt_tui.contract.env import ENV_REPLAY_LOOP, ENV_REPLAY_SPEED
 from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
 from nanogpt_tui.validator import protocol as P
 from tests.conftest import REPO
@@ -25,7 +26,7 @@ from tests.unit.test_verdict_protocol import FORGED
 
 pytestmark = [pytest.mark.timeout(300)]
 
-REPLAY_ENV = (("BENCHMARK_REPLAY_SPEED", "50"), ("BENCHMARK_REPLAY_LOOP", "1"))
+REPLAY_ENV = ((ENV_REPLAY_SPEED, "50"), (ENV_REPLAY_LOOP, "1"))
 
 
 def test_submit_is_a_request_answered_by_the_validator_apart_from_the_agent(tmp_path, monkeypatch):
