@@ -92,10 +92,19 @@ class Egress:
         return net.get("IPAddress") or None
 
     def healthy(self) -> bool:
-        """The gateway answers /healthz (asked from this host over its egress bridge)."""
+        """The gateway answers /healthz: asked over its egress bridge from this machine when the Docker host is
+        this machine, else from inside the gateway's container."""
         ip = self.gateway_ip(self.egress_network)
         if not ip:
             return False
+        if not self.backend.url.startswith("unix://"):
+            try:
+                code, _ = self.client.containers.get(self.gateway_name).exec_run(
+                    ["python3", "-c", f"import urllib.request; urllib.request.urlopen("
+                                      f"'http://127.0.0.1:{GATEWAY_PORT}/healthz', timeout=2)"])
+            except docker.errors.APIError:
+                return False
+            return code == 0
         try:
             with urllib.request.urlopen(f"http://{ip}:{GATEWAY_PORT}/healthz", timeout=2) as answer:
                 return answer.status == 200

@@ -8,6 +8,8 @@ every capability dropped, a pids limit, IPv6 off and a read-only root filesystem
 from __future__ import annotations
 
 import json
+import subprocess
+import uuid
 
 import docker
 import pytest
@@ -21,9 +23,11 @@ from tests.integration.test_sessions_docker import docker_env, manager  # noqa: 
 
 pytestmark = [pytest.mark.docker, pytest.mark.sandbox, pytest.mark.timeout(900)]
 REPLAY_ENV = ((ENV_REPLAY_SPEED, "50"), (ENV_REPLAY_LOOP, "1"))
+API_KEY = "sk-ant-api03-" + f"sandbox-test-{uuid.uuid4().hex}"
 
 
-def test_the_validator_scores_apart_from_a_paused_agent_that_cannot_touch_its_verdicts(manager):
+def test_the_validator_scores_apart_from_a_paused_agent_that_cannot_touch_its_verdicts(manager, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)  # the user's key: the gateway's, never the container's
     # A live session (a replayed agent stream); its "agent" submits from inside the container, as agents do.
     session = manager.launch(LaunchRequest(agent="replay", anchor="smoke", backend="docker", gpus=1,
                                            budget_gpu_hours=900 / 3600, extra_env=REPLAY_ENV))
@@ -38,6 +42,12 @@ def test_the_validator_scores_apart_from_a_paused_agent_that_cannot_touch_its_ve
     assert "no-new-privileges" in host["SecurityOpt"]
     assert host["Sysctls"]["net.ipv6.conf.all.disable_ipv6"] == "1"
     assert set(host["Tmpfs"]) == {"/tmp", "/var/tmp"}
+    # Sandboxed: alone on its internal network with the gateway, our resolver, a placeholder for the key.
+    assert list(attrs["NetworkSettings"]["Networks"]) == [f"{manager.egress_prefix}-net-{session.id}".lower()]
+    assert API_KEY not in json.dumps(attrs) and json.loads((d / L.INSPECT_FILE).read_text())
+    assert "ANTHROPIC_BASE_URL=http://model-gateway:8080/anthropic" in attrs["Config"]["Env"]
+    assert API_KEY not in json.dumps(client.api.inspect_container(f"{manager.egress_prefix}-gateway"))
+    assert json.loads((d / L.SESSION_FILE).read_text())["sandbox"] == "on"
 
     # The agent's container cannot write the validator's folder, nor its root filesystem.
     code, out = container.exec_run(["sh", "-c", "echo forged > /validator/verdicts.json"])
@@ -74,3 +84,9 @@ def test_the_validator_scores_apart_from_a_paused_agent_that_cannot_touch_its_ve
     container.reload()
     assert container.status == "running"
     manager.kill(session.id)
+    # Gone once its output is copied, and the key is nowhere in the daemon's stored container configs.
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(session.container_id)
+    root = client.info()["DockerRootDir"]
+    found = subprocess.run(["grep", "-rlF", API_KEY, f"{root}/containers"], capture_output=True, text=True)
+    assert found.returncode == 1 and not found.stdout, found.stdout

@@ -79,6 +79,13 @@ def manager(docker_env, tmp_path, monkeypatch):
                 client.containers.get(session.container_id).remove(force=True)
             except docker.errors.NotFound:
                 pass
+    # The model gateway and the networks of this test's sessions folder.
+    from nanogpt_tui.backends.docker_backend import DockerBackend
+    from nanogpt_tui.backends.egress import Egress
+
+    backend = DockerBackend(_daemon_url(), None, "local")
+    Egress(backend, image="", state_dir=tmp_path, prefix=m.egress_prefix).remove_all()
+    backend.close()
 
 
 def start_scripted(manager: SessionManager, seconds: float, plan: str | None = QUICK_PLAN):
