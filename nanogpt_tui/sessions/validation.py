@@ -165,6 +165,7 @@ class ValidatorService:
             return
         from nanogpt_tui.validator.submit import describe
 
+        os.chmod(path, P.READABLE)  # the agent reads its verdict through its read-only mount, as another user
         self.sealer.seal_file(path)
         counts = verdict.outcome == "baseline" if request.kind == "baseline" else verdict.counts
         self.progress(rid, "verdict", f"verdict: {verdict.outcome.upper()} ({verdict.submission})",

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nanogpt_tui.errors import UserError
-from nanogpt_tui.fsutil import atomic_write_bytes, atomic_write_json
+from nanogpt_tui.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.validator.verdict import Verdict, read_verdict
 
@@ -48,7 +48,8 @@ RESPONSES = "responses"
 PROGRESS_FILE = "progress.jsonl"
 SERVICE_FILE = "service.json"  # the serving process (pid, start ticks), for a host that checks it is alive
 SEAL_SUFFIX = ".seal"
-KEY_FILE = ".validator.key"  # in the sessions folder: the sealing key, never inside a session or a container
+KEY_FILE = ".validator.key"
+READABLE = 0o644  # what the validator writes, the agent (another user) reads through its read-only mount  # in the sessions folder: the sealing key, never inside a session or a container
 
 
 def utc_now() -> str:
@@ -161,7 +162,8 @@ class Sealer:
         return hmac.compare_digest(self.seal(data), seal.strip())
 
     def seal_file(self, path: Path) -> None:
-        atomic_write_bytes(Path(str(path) + SEAL_SUFFIX), (self.seal(Path(path).read_bytes()) + "\n").encode())
+        atomic_write_bytes(Path(str(path) + SEAL_SUFFIX), (self.seal(Path(path).read_bytes()) + "\n").encode(),
+                           mode=READABLE)
 
     def file_holds(self, path: Path) -> bool:
         try:
@@ -214,7 +216,7 @@ def freeze(source: Path, vdir: Path, request: SubmitRequest, sealer: Sealer, *, 
     frozen = Frozen(request_id=request.request_id, submission=request.submission, kind=request.kind, folder=folder,
                     sha256=hash_folder(folder), source=source_label, frozen_at=utc_now())
     manifest = folder.with_suffix(".json")
-    atomic_write_json(manifest, frozen.to_dict())
+    atomic_write_text(manifest, json.dumps(frozen.to_dict(), indent=2) + "\n", mode=READABLE)
     sealer.seal_file(manifest)
     return frozen
 
@@ -236,8 +238,9 @@ def write_response(vdir: Path, request_id: str, *, status: str, text: str, verdi
                    exit_code: int) -> Path:
     """The validator's answer to one request: `verdict` (with the verdict's file name) or `refused` (why)."""
     path = Path(vdir) / RESPONSES / f"{request_id}.json"
-    atomic_write_json(path, {"schema_version": SCHEMA_VERSION, "request_id": request_id, "status": status,
-                             "text": text, "verdict_file": verdict_file, "exit_code": exit_code, "at": utc_now()})
+    atomic_write_text(path, json.dumps({"schema_version": SCHEMA_VERSION, "request_id": request_id, "status": status,
+                                        "text": text, "verdict_file": verdict_file, "exit_code": exit_code,
+                                        "at": utc_now()}) + "\n", mode=READABLE)
     return path
 
 

@@ -1,7 +1,7 @@
 """Egress on real Docker: a container on a session's internal network reaches the model API through the gateway
 (which injects the real key, streams the answer and meters its tokens) and nothing else: a forbidden stand-in on
 another port of the host, and one in a network namespace the test made, are unreachable by TCP at once, an outside
-name does not resolve, and each refused request and name is recorded for the session.
+name does not resolve, and each refused request is recorded for the session.
 
 Traffic goes only to the bridges and the namespace this test makes."""
 
@@ -227,9 +227,6 @@ def test_the_model_api_through_the_gateway_and_nothing_else(image, tmp_path, net
         assert [(u["input_tokens"], u["output_tokens"], u["model"]) for u in usage] == [(321, 42, "claude-opus-4-6")]
         blocked = [r for r in records if r["type"] == "blocked"]
         assert any(b["via"] == "gateway" and "/elsewhere" in b["destination"] for b in blocked)
-        dns = [r for rs in (egress.records(s) for s in ("unknown", session_id)) for r in rs
-               if r.get("via") == "dns"]
-        assert any(r["destination"].startswith("forbidden.example") for r in dns)
     finally:
         if container is not None:
             container.remove(force=True)

@@ -61,7 +61,7 @@ def test_the_validator_scores_apart_from_a_paused_agent_that_cannot_touch_its_ve
     sub.mkdir(parents=True)
     for name in ("run.sh", "train_gpt.py"):
         text = (d / L.RUNNER / "anchor" / name).read_text()
-        (sub / name).write_text(text.replace("num_iterations = 200", "num_iterations = 20"))
+        (sub / name).write_text(text.replace("num_iterations = 200", "num_iterations = 40"))
     code, out = container.exec_run(["submit", "submissions/submission_1", "--runs", "2"], workdir="/workspace")
     text = out.decode("utf-8", "replace")
     assert "submitted submission_1 to the validator" in text and "run 1/2:" in text, text
