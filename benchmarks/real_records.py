@@ -290,7 +290,7 @@ CHEATS = [
      [("train_gpt.py", r"val_batch_size: int = 4 \* 64 \* 1024 \* 8", "val_batch_size: int = 2 * 64 * 1024 * 8")]),
     ("val-files", "val-constants", [("train_gpt.py", r"fineweb_val_\*\.bin", "fineweb_val_000001.bin")]),
     ("val-files-through-run.sh", "val-constants",
-     [("run.sh", r"\ntorchrun", "\nexport DATA_PATH=/scratch/other\ntorchrun")]),
+     [("run.sh", r"\ntorchrun", "\nexport DATA_PATH=/tmp/other\ntorchrun")]),
     ("train-files", "train-files", [("train_gpt.py", r"fineweb_train_\*\.bin", "fineweb_val_*.bin")]),
     ("val-steps", "val-reduce", [("train_gpt.py", r"for _ in range\(val_steps\):", "for _ in range(val_steps // 2):")]),
     ("loss-not-averaged-over-ranks", "val-reduce",
