@@ -10,6 +10,8 @@ from dataclasses import dataclass
 # Headroom above the highest curve, and the smallest range drawn (in the axis' unit: % or seconds).
 HEADROOM = 1.25
 MIN_TOP = {"percent": 5.0, "seconds": 1.0}
+# The range stretches to the next human line above it when that line is within this factor of the best curve.
+NEXT_LINE_REACH = 2.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ def fit_axis(data_top: float, human_values: Sequence[float], unit: str = "percen
     else:
         wanted = positive[0] * 1.1 if positive else MIN_TOP.get(unit, 1.0)
     top = nice_ceiling(max(wanted, MIN_TOP.get(unit, 1.0)))
+    above_data = [v for v in positive if v > top]
+    if data_top > 0 and above_data and above_data[0] <= data_top * NEXT_LINE_REACH:
+        top = above_data[0] * 1.08  # the next record line above the curves is near: draw it, it is the reference
     if positive and top > positive[-1] * HEADROOM:
         top = max(positive[-1] * 1.08, data_top * HEADROOM)  # the whole human scale fits: go no further
     inside = tuple(i for i, v in enumerate(values) if v <= top)

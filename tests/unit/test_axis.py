@@ -18,6 +18,12 @@ def test_agents_at_a_few_percent_fill_the_plot_not_its_bottom_rows():
     assert fit.note(LABELS, "percent") == "↑ above the scale: next #3 line; target #8 line (100%)"
 
 
+def test_the_next_record_line_close_above_the_curves_is_drawn():
+    # The demo's case: a session at 34.9% with the first smoke record at 53.9%: the axis reaches that line.
+    fit = fit_axis(34.9, [53.9, 88.8, 100.0])
+    assert fit.top == pytest.approx(53.9 * 1.08) and fit.in_range == (0,) and fit.above == 1
+
+
 def test_nothing_risen_yet_reaches_the_first_record_line():
     fit = fit_axis(0.0, HUMAN)
     assert fit.top == pytest.approx(20.0) and fit.in_range == (0, 1)
