@@ -326,6 +326,9 @@ def cmd_cheats(args: argparse.Namespace) -> int:
             shutil.copytree(anchor, candidate)
             applicable = True
             for file, pattern, replacement in edits:
+                if not (candidate / file).is_file():
+                    applicable = False
+                    break
                 text = (candidate / file).read_text(encoding="utf-8")
                 if len(re.findall(pattern, text)) != 1:
                     applicable = False
