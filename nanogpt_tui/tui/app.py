@@ -45,8 +45,15 @@ def crash_summary() -> str:
     return "unknown error" if error is None else f"{type(error).__name__}: {str(error)[:200]}"
 
 
-def write_crash_log(sessions_root: Path) -> Path:
-    """Write the exception being handled, in full, to a new file; returns its path."""
+def write_crash_log(sessions_root: Path, append_to: Path | None = None) -> Path:
+    """Write the exception being handled, in full, to a new file (or after what `append_to` holds); its path."""
+    if append_to is not None:
+        try:
+            with open(append_to, "a", encoding="utf-8") as handle:
+                handle.write("\nThen, while closing:\n" + traceback.format_exc())
+        except OSError:
+            pass
+        return append_to
     folder = sessions_root / CRASH_DIR
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -106,6 +113,7 @@ class ControlRoom(App[None]):
         self.loaded = False  # the first views have arrived (tests and benchmarks wait for it)
         self._frozen = False
         self.crash: str | None = None  # one line when an internal error ended the app
+        self._crash_log: Path | None = None
 
     def get_default_screen(self) -> Screen:
         return MainScreen()
@@ -114,7 +122,11 @@ class ControlRoom(App[None]):
         """An unhandled exception ends the app: the full trace goes to a file and `crash` says in one line what
         happened and where the trace is (the CLI prints it and exits non-zero); Textual's own handler would print a
         trace of thousands of lines."""
-        log = write_crash_log(self.sessions_root)
+        if self.crash is not None:  # a later error while closing: its trace joins the first one's file
+            write_crash_log(self.sessions_root, append_to=self._crash_log)
+            self._close_messages_no_wait()
+            return
+        log = self._crash_log = write_crash_log(self.sessions_root)
         self.crash = (f"nanogpt-tui: the control room stopped on an internal error ({crash_summary()}); the full "
                       f"trace is in {log}. The sessions keep running; `nanogpt-tui` opens it again.")
         self.bell()
