@@ -201,11 +201,24 @@ class PlotPane(Vertical):
     PlotPane { height: 1fr; }
     """
 
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._pending: tuple | None = None  # data that arrived before the children were mounted
+
     def compose(self) -> ComposeResult:
         yield ProgressPlot(id="plot-figure")
         yield PlotLegend(id="plot-legend")
 
+    def on_mount(self) -> None:
+        if self._pending is not None:
+            self.set_data(*self._pending)
+
     def set_data(self, data: PlotData | None, timeline_points: list[tuple[dt.date, float, str]]) -> None:
-        plot = self.query_one(ProgressPlot)
+        plots = self.query(ProgressPlot)
+        if not plots:  # not composed yet: drawn once it is
+            self._pending = (data, timeline_points)
+            return
+        self._pending = None
+        plot = plots.first()
         plot.set_data(data, timeline_points)
         self.query_one(PlotLegend).show(data, plot.by_date)
