@@ -34,12 +34,12 @@ def stats(samples: list[float]) -> dict:
 
 
 def bench_local(repeat: int) -> dict:
-    from nanogpt_tui.backends.local import LocalBackend
+    from nanogpt_tui.backends.local import ProcessTrees
 
     proc = subprocess.Popen(["bash", "-c", "for i in 1 2 3 4; do (while :; do :; done) & done; wait"],
                             start_new_session=True)
     time.sleep(0.3)
-    backend = LocalBackend()
+    backend = ProcessTrees()
     handle = f"{proc.pid}:0"
     pause, resume, pids = [], [], 0
     try:

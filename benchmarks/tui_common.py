@@ -65,7 +65,7 @@ def make_session(root: Path, sid: str, *, status: str = M.RUNNING, pid: int | No
     s.deadline = iso(s.budget().deadline)
     s.transition(M.RUNNING, "started on local", at=started)
     if pid is not None:
-        s.pid, s.pid_start_ticks = pid, proc_start_ticks(pid)
+        s.handle = f"{pid}:{proc_start_ticks(pid)}"
     if status != M.RUNNING:
         s.transition(status, "the agent finished", at=now)
     save_session(d, s)

@@ -60,6 +60,29 @@ class DockerConfig:
 
 
 @dataclass(frozen=True)
+class SlurmConfig:
+    """Sessions as Slurm jobs (`--backend slurm`): where they are submitted, how long a job may run, and what runs
+    on the node."""
+
+    partition: str = ""  # "" = the cluster's default partition (`--host` names another)
+    account: str = ""
+    qos: str = ""
+    constraint: str = ""
+    # The job's --time in minutes; 0 takes it from the budget (then `extend` must raise it: raise_time_limit).
+    time_limit_minutes: int = 0
+    # Whether `extend` also raises the job's TimeLimit (`scontrol update`): an operator's right on most clusters.
+    raise_time_limit: bool = False
+    # "docker": the container contract (sandbox included) through Docker on the node; "process": a process tree
+    # on the node, like the local backend (no sandbox: tests and trusted agents only).
+    node_runtime: str = "docker"
+    docker_url: str = "unix:///var/run/docker.sock"  # the node's Docker daemon
+    python: str = ""  # the interpreter with nanogpt-tui on the nodes ("" = the one running the control room)
+
+
+NODE_RUNTIMES = ("docker", "process")
+
+
+@dataclass(frozen=True)
 class TLSConfig:
     ca_cert: str | None = None
     client_cert: str | None = None
@@ -81,6 +104,9 @@ class PathsConfig:
     baselines_dir: Path = field(default_factory=lambda: repo_root() / "human_baselines")
     # Shards for local-backend sessions (holding fineweb10B/); the smoke record's are synthesized here on demand.
     data_dir: Path | None = None
+    # Poll the sessions folder instead of waiting for inotify events (NFS, Lustre and other shared filesystems
+    # deliver none for writes made on other machines).
+    poll_files: bool = False
 
     @property
     def local_data_dir(self) -> Path:
@@ -153,6 +179,7 @@ class Config:
     docker: DockerConfig = field(default_factory=DockerConfig)
     hosts: tuple[HostConfig, ...] = field(default_factory=default_hosts)  # DOCKER_HOST, else the local socket
     paths: PathsConfig = field(default_factory=PathsConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
     agents: dict[str, AgentConfig] = field(default_factory=lambda: dict(DEFAULT_AGENTS))
     prices: dict = field(default_factory=_default_prices)  # model -> pricing.Price (USD per million tokens)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
@@ -211,14 +238,14 @@ class _Reader:
         return UserError(f"In {self.path}, `{self._where(key)}` is {value!r} but must be {expected}; fix that field.")
 
     def get(self, key: str, default: Any, kind: str, *, minimum: float | None = None,
-            maximum: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+            maximum: float | None = None, choices: tuple[str, ...] | None = None, empty_ok: bool = False) -> Any:
         self.used.add(key)
         if key not in self.raw:
             return default
         value = self.raw[key]
         if kind == "str":
-            if not isinstance(value, str) or not value.strip():
-                raise self.fail(key, "a non-empty string")
+            if not isinstance(value, str) or not (value.strip() or empty_ok):
+                raise self.fail(key, "a string" if empty_ok else "a non-empty string")
             if choices and value not in choices:
                 raise self.fail(key, "one of " + ", ".join(choices))
             return value
@@ -264,7 +291,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     version = top.get("schema_version", SCHEMA_VERSION, "int")
     if version != SCHEMA_VERSION:
         raise top.fail("schema_version", f"{SCHEMA_VERSION} (this version of nanogpt-tui reads only that)")
-    for section in ("benchmark", "validation", "judge", "docker", "paths", "hosts", "agents", "prices", "alerts"):
+    for section in ("benchmark", "validation", "judge", "docker", "paths", "hosts", "agents", "prices", "alerts", "slurm"):
         top.used.add(section)
     top.check_unknown()
 
@@ -325,8 +352,22 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         sessions_dir=(base / Path(sessions_dir).expanduser()) if sessions_dir else defaults.sessions_dir,
         baselines_dir=(base / Path(baselines_dir).expanduser()) if baselines_dir else defaults.baselines_dir,
         data_dir=(base / Path(data_dir).expanduser()) if data_dir else None,
+        poll_files=p.get("poll_files", False, "bool"),
     )
     p.check_unknown()
+
+    sl = SlurmConfig()
+    r = _Reader(_table(raw, "slurm", path), "slurm.", path)
+    slurm = SlurmConfig(
+        partition=r.get("partition", sl.partition, "str", empty_ok=True),
+        account=r.get("account", sl.account, "str", empty_ok=True), qos=r.get("qos", sl.qos, "str", empty_ok=True),
+        constraint=r.get("constraint", sl.constraint, "str", empty_ok=True),
+        time_limit_minutes=r.get("time_limit_minutes", sl.time_limit_minutes, "int", minimum=0),
+        raise_time_limit=r.get("raise_time_limit", sl.raise_time_limit, "bool"),
+        node_runtime=r.get("node_runtime", sl.node_runtime, "str", choices=NODE_RUNTIMES),
+        docker_url=r.get("docker_url", sl.docker_url, "str"), python=r.get("python", sl.python, "str", empty_ok=True),
+    )
+    r.check_unknown()
 
     agents = dict(DEFAULT_AGENTS)
     raw_agents = _table(raw, "agents", path)
@@ -366,7 +407,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
 
     hosts = _parse_hosts(raw.get("hosts"), path) if "hosts" in raw else default_hosts()
     return Config(benchmark=benchmark, validation=validation, judge=judge, docker=docker,
-                  hosts=hosts, paths=paths, agents=agents, prices=prices, alerts=alerts, source=path)
+                  hosts=hosts, paths=paths, agents=agents, slurm=slurm, prices=prices, alerts=alerts, source=path)
 
 
 def _parse_hosts(value: Any, path: Path) -> tuple[HostConfig, ...]:

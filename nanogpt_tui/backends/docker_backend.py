@@ -36,6 +36,7 @@ from nanogpt_tui import __version__
 from nanogpt_tui.backends.base import (
     IMAGE_LABEL,
     LOG_OFFSET_FILE,
+    SECRET_ENV,
     SESSION_LABEL,
     VERSION_LABEL,
     BackendState,
@@ -54,8 +55,6 @@ DEFAULT_TIMEOUT_S = 60.0
 # A tcp:// host that does not answer (down, or its packets dropped) fails after this long instead of the read
 # timeout: the control room's refresh of a pool must not wait a minute per call on a dead node.
 CONNECT_TIMEOUT_S = 10.0
-# Environment variables whose values never leave the container's config: inspect.json, reports, the UI.
-SECRET_ENV = re.compile(r"API_KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 REDACTED = "<redacted>"
 NO_GPU_RUNTIME = 'could not select device driver'
 # The validator's retiming container runs as this user: not the agent's (the host user's), not root.

@@ -3,22 +3,52 @@ budget, kill and extend as a container. The demo and many tests use it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from nanogpt_tui.backends.base import (
+    EXITED,
+    RUNNING,
     BackendState,
+    Holding,
     LaunchSpec,
+    MountPoints,
+    Placement,
+    PlaceRequest,
+    SessionRef,
+    Target,
     forward_worker_line,
+    host_mounts,
     read_worker_result,
     worker_argv,
 )
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.procgroup import pid_namespace_prefix
+
+SMOKE_RECORD = "smoke"  # the record whose synthetic shards are made on demand
+
+
+def missing_shards(data_dir: Path) -> list[str]:
+    """What is missing in `data_dir` for a session that links it in as workspace/data."""
+    shards = Path(data_dir) / "fineweb10B"
+    if shards.is_dir() and any(shards.glob("fineweb_val_*.bin")):
+        return []
+    return [f"No shards in {shards} for the session; put FineWeb shards there (or set paths.data_dir)."]
+
+
+def ensure_smoke_shards(data_dir: Path) -> None:
+    """The smoke record trains on synthetic shards: make them when there are none."""
+    if missing_shards(data_dir):
+        from nanogpt_tui.shards import synthesize
+
+        synthesize(Path(data_dir) / "fineweb10B")
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -34,10 +64,9 @@ def _start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
-class LocalBackend:
-    """Runs `spec.command` in a new session (process group) whose output is appended to container.log."""
-
-    name = "local"
+class ProcessTrees:
+    """Runs `spec.command` in a new session (process group) whose output is appended to container.log; a handle is
+    `pid:start ticks`, so a reused pid is not mistaken for the session."""
 
     def __init__(self) -> None:
         self._children: dict[int, subprocess.Popen] = {}
@@ -47,7 +76,11 @@ class LocalBackend:
             link = spec.workspace_dir / "data"
             if not link.exists() and not link.is_symlink():
                 link.symlink_to(Path(spec.data_dir).resolve(), target_is_directory=True)
-        env = dict(spec.env)
+        # A process of this user: it inherits this environment under the session's own variables.
+        env = {**os.environ, **spec.env}
+        command = list(spec.command)
+        if command[:1] == ["python3"]:
+            command[0] = sys.executable  # the runner runs on the interpreter running us
         # Harness scripts call `python3 -m nanogpt_tui ...`: make that the interpreter running us.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.environ.get("PATH", ""))])
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,10 +92,10 @@ class LocalBackend:
                               "subreaper) still stops its agent's whole tree, but a SIGKILLed runner leaves it "
                               "running.\n".encode())
                     log.flush()
-                proc = subprocess.Popen([*prefix, *spec.command], cwd=spec.workspace_dir, env=env, stdout=log,
+                proc = subprocess.Popen([*prefix, *command], cwd=spec.workspace_dir, env=env, stdout=log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as err:
-            raise UserError(f"Could not start the local session process ({err}); check that {spec.command[0]} "
+            raise UserError(f"Could not start the local session process ({err}); check that {command[0]} "
                             "exists.") from None
         self._children[proc.pid] = proc
         ticks = None
@@ -84,12 +117,12 @@ class LocalBackend:
         if child is not None:
             code = child.poll()
             if code is None:
-                return BackendState("running")
-            return BackendState("exited", exit_code=code)
+                return BackendState(RUNNING)
+            return BackendState(EXITED, exit_code=code)
         current = _start_ticks(pid)
         if current is not None and (ticks == 0 or current == ticks):
-            return BackendState("running")
-        return BackendState("exited", detail="the process is gone; its exit code is in the runner's record")
+            return BackendState(RUNNING)
+        return BackendState(EXITED, detail="the process is gone; its exit code is in the runner's record")
 
     def stop(self, handle: str, grace_s: float) -> None:
         pid, _ = self.parse_handle(handle)
@@ -172,3 +205,75 @@ class LocalBackend:
             forward_worker_line(line, on_line)
         code = proc.wait()
         return read_worker_result(out_dir, code, "".join(tail))
+
+
+class LocalBackend:
+    """The local backend: sessions as process trees of this machine (no Docker, no GPU: one GPU is counted), with
+    the shards of `data_dir` linked in as workspace/data (the smoke record's are synthesized there on demand)."""
+
+    kind = "local"
+    default_gpus = 1
+    sandboxed = False  # a process of this user: no sandbox
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.processes = ProcessTrees()
+
+    def mounts(self, session_dir: Path) -> MountPoints:
+        return host_mounts(session_dir)
+
+    def admit(self, host: str | None, image: str | None) -> Target:
+        if host not in (None, "", self.kind):
+            raise UserError(f"A local session runs on this machine; drop --host {host} or use --backend docker.")
+        return Target(host=self.kind, image=None)
+
+    def survey(self) -> None:
+        return None
+
+    def preflight(self, host: str, image: str | None) -> list[str]:
+        return missing_shards(self.data_dir)
+
+    def place(self, request: PlaceRequest, held: Sequence[Holding]) -> Placement:
+        if request.anchor == SMOKE_RECORD:
+            ensure_smoke_shards(self.data_dir)
+        problems = self.preflight(self.kind, None)
+        if problems:
+            return Placement(None, [], " ".join(problems), blocking=True)
+        return Placement(self.kind, [], "on this machine", data_dir=str(self.data_dir.resolve()))
+
+    def start(self, ref: SessionRef, spec: LaunchSpec) -> str:
+        return self.processes.start(replace(spec, data_dir=self.data_dir.resolve()))
+
+    def find(self, ref: SessionRef) -> str | None:
+        return None  # a process is found by the handle recorded at start only
+
+    def state(self, ref: SessionRef) -> BackendState:
+        if not ref.handle:
+            return BackendState(EXITED, detail="no process was recorded")
+        return self.processes.state(ref.handle)
+
+    def stop(self, ref: SessionRef, grace_s: float) -> None:
+        if ref.handle:
+            self.processes.stop(ref.handle, grace_s)
+
+    def follow_logs(self, ref: SessionRef, log_path: Path) -> None:
+        return None  # the process tree writes container.log itself
+
+    def extend(self, ref: SessionRef, deadline: dt.datetime) -> str | None:
+        return None  # the deadline file is all there is
+
+    def release(self, ref: SessionRef, egress_prefix: str | None) -> None:
+        return None  # a process tree holds nothing once it has ended
+
+    def pause(self, ref: SessionRef) -> list[int]:
+        return self.processes.pause(ref.handle) if ref.handle else []
+
+    def resume(self, ref: SessionRef) -> None:
+        if ref.handle:
+            self.processes.resume(ref.handle)
+
+    def retime_isolated(self, ref: SessionRef, **kwargs) -> dict:
+        return self.processes.retime_isolated(ref.handle, **kwargs)
+
+    def close(self) -> None:
+        return None

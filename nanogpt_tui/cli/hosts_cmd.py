@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_check)
 
 
+POOL = "docker"  # the backend this command group is about
+
+
 def _manager(args):
     from nanogpt_tui.sessions.manager import SessionManager
 
@@ -45,7 +48,8 @@ def _gpus(view) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    views = _manager(args).hosts(rediscover=args.discover)
+    manager = _manager(args)
+    views = manager.backend(POOL).hosts(manager.holdings(POOL), rediscover=args.discover)
     if args.json:
         print_json([v.to_dict() for v in views])
         return 0
@@ -63,11 +67,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     manager = _manager(args)
+    pool = manager.backend(POOL)
     names = args.names or [h.name for h in manager.config.hosts]
     failed = False
     for name in names:
-        manager.host_config(name)  # an unknown name is a clear error
-        problems = manager.preflight(name, args.image)
+        pool.host_config(name)  # an unknown name is a clear error
+        problems = pool.preflight(name, args.image)
         if problems:
             failed = True
             for problem in problems:

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from nanogpt_tui.backends import BACKEND_KINDS, DEFAULT_BACKEND
 from nanogpt_tui.cli.common import DOLLARS, GPU_COUNT, GPU_HOURS, config_from, number, print_json, print_table
 
 
@@ -20,9 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target", help="100%% target record (default: benchmark.target)")
     p.add_argument("--budget-gpu-hours", type=GPU_HOURS, metavar="H", help="compute budget (default: benchmark.budget_gpu_hours)")
     p.add_argument("--gpus", type=GPU_COUNT, metavar="N", help="GPUs for the session (default: benchmark.gpus_per_session; 1 for local)")
-    p.add_argument("--backend", choices=("docker", "local"), default="docker", help="where it runs (default: docker)")
-    p.add_argument("--host", help="Docker host name from the config (default: the pool places the session on a "
-                                  "host with enough free GPUs)")
+    p.add_argument("--backend", choices=BACKEND_KINDS, default=DEFAULT_BACKEND,
+                   help=f"where it runs (default: {DEFAULT_BACKEND})")
+    p.add_argument("--host", help="Docker: a host name from the config (default: the pool places the session on a "
+                                  "host with enough free GPUs); Slurm: the partition (default: slurm.partition)")
     p.add_argument("--image", help="image tag (default: docker.image)")
     p.add_argument("--sandbox", choices=("on", "off"), default=None,
                    help="on (the default with Docker): the sandbox holds the agent; off: run it without one, the one "
@@ -174,19 +176,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summaries + [b.to_dict() for b in scan.broken])
     else:
-        rows = [[x["id"], x["status"], x["host"] or "-", x["gpus"],
+        rows = [[x["id"], x["status"], _where(x["host"], x["facts"]), x["gpus"],
                  f"{x['used_gpu_hours']:.3f}/{x['budget_gpu_hours']:g}", _left(x),
                  "-" if x["cost_usd"] is None else f"${x['cost_usd']:,.2f}",
                  (f"{x['activity']['kind']}: {x['activity']['text']}" if x["activity"] else x["reason"])[:60]]
                 for x in summaries]
         rows += [[b.id, "broken", "-", "-", "-", "-", "-", f"bad field `{b.field}`" if b.field else "unreadable"]
                  for b in scan.broken]
-        print_table(["id", "status", "host", "gpus", "GPU-h used/budget", "left", "cost", "activity"], rows)
+        print_table(["id", "status", "where", "gpus", "GPU-h used/budget", "left", "cost", "activity"], rows)
     for broken in scan.broken:
         print(f"broken: {broken}", file=sys.stderr)
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     return 0
+
+
+def _where(host: str, facts: dict[str, str]) -> str:
+    """The host, and the backend's own facts that locate the session (a Slurm job id, its node)."""
+    parts = [host or "-"] + [f"{key} {facts[key]}" for key in ("job", "node") if facts.get(key)]
+    return " · ".join(parts)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -202,6 +210,8 @@ def cmd_show(args: argparse.Namespace) -> int:
           f"anchor {session.anchor} · target {session.target}")
     print(f"  {session.backend} on {session.host or '(not placed yet)'} · GPUs {session.gpus} {session.gpu_ids or ''}")
     print(f"  status {session.status}: {session.status_reason}")
+    if session.facts:
+        print("  " + " · ".join(f"{key} {value}" for key, value in sorted(session.facts.items())))
     print(f"  budget {x['used_gpu_hours']:.3f} of {x['budget_gpu_hours']:g} GPU-hours used · deadline "
           f"{session.deadline or '-'} ({_left(x) if x['ended_at'] else _hours(x['seconds_left']) + ' left'})")
     for t in session.transitions:

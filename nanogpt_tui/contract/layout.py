@@ -15,6 +15,7 @@ Host side, `sessions/<id>/`:
     gpu.jsonl           GPU samples of the session's pinned GPUs, written host-side (docs/gpu-telemetry.md)
     validator/          written only by the validator, mounted read-only at /validator: frozen/ (submissions as
                         validated, with sealed sha256 manifests), verdicts/ (sealed), progress.jsonl, responses/
+    slurm/              the Slurm job: job.sh (what sbatch runs), launch.json (the launch, secrets left out), job.out
 
 Inside, paths come from the environment (`nanogpt_tui.contract.env`), so the same runner works in a container and as
 a local process tree.
@@ -37,6 +38,10 @@ RUNNER_EXIT_FILE = "runner_exit.json"  # in workspace/logs/: how the runner ende
 VALIDATOR = "validator"
 REQUESTS = "requests"  # in workspace/: the agent's `submit` asks the validator here
 WORKSPACE_DIRS = ("experiments", "submissions", "verdicts", "logs", "home", REQUESTS)
+SLURM_DIR = "slurm"
+SLURM_SCRIPT = "job.sh"
+SLURM_LAUNCH = "launch.json"
+SLURM_OUTPUT = "job.out"
 
 # Container-side mount points.
 CONTAINER_WORKSPACE = "/workspace"

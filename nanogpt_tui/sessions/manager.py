@@ -17,8 +17,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from nanogpt_tui.backends.base import SESSION_LABEL, BackendState, EgressSpec, LaunchSpec
-from nanogpt_tui.config import Config, HostConfig
+from nanogpt_tui.backends import DEFAULT_BACKEND, create_backend, sandboxed_kind
+from nanogpt_tui.backends.base import (
+    CREATED,
+    QUEUED,
+    RUNNER_COMMAND,
+    RUNNING,
+    SESSION_LABEL,
+    UNREACHABLE,
+    Backend,
+    BackendState,
+    EgressSpec,
+    Holding,
+    LaunchSpec,
+    PlaceRequest,
+    SessionRef,
+)
+from nanogpt_tui.config import Config
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.contract.deadline import DEFAULT_GRACE_S, DeadlineError, read_deadline, write_deadline
 from nanogpt_tui.contract.env import ENV_AGENT_BASE_URL, ENV_AGENT_EFFORT, ENV_AGENT_MODEL, ENV_TOOL_TIMEOUT_S, contract_env
@@ -26,7 +41,6 @@ from nanogpt_tui.contract.runner_exit import BrokenRunnerExit, ExitReason, Runne
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, finite, whole
 from nanogpt_tui.sessions import model as M
-from nanogpt_tui.sessions import pool as P
 from nanogpt_tui.sessions.model import (BrokenSession, Extension, Session, iso, load_session, parse_iso, read_session,
                                         save_session, utc_now)
 
@@ -35,9 +49,7 @@ SANDBOX_CHOICES = ("on", "off")
 # What the agent CLIs' own command time-outs must exceed besides the retimings: the judge's tries and the copying.
 SUBMIT_MARGIN_S = 600.0
 ID_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-# After a host fails to answer, it is not asked again for this long (a dead tcp:// host costs a timeout per call).
-HOST_RETRY_S = 5.0
-# A pending Docker session asks the pool for a place at most this often.
+# A pending session asks its backend for a place at most this often.
 PLACEMENT_RETRY_S = 5.0
 PLACEMENT_LOCK = ".placement.lock"
 STAGING_PREFIX = ".creating-"  # + pid + "-" + session id: a session folder being built (hidden from listings)
@@ -77,8 +89,8 @@ class LaunchRequest:
     target: str | None = None
     budget_gpu_hours: float | None = None
     gpus: int | None = None
-    backend: str = "docker"
-    host: str | None = None  # Docker: None lets the pool place the session by free GPUs
+    backend: str = DEFAULT_BACKEND
+    host: str | None = None  # None lets the backend place it (the Docker pool: by free GPUs)
     image: str | None = None
     extra_env: tuple[tuple[str, str], ...] = ()  # e.g. BENCHMARK_SCRIPTED_RUNS for the demo
     sandbox: str | None = None  # "on" / "off"; None: on for Docker, off for local (refused there for a real agent)
@@ -89,17 +101,18 @@ class LaunchRequest:
     allow_env_mismatch: bool = False  # start even where the image's stack differs from the anchor's
 
 
-def resolve_sandbox(agent, backend: str, sandbox: str | None) -> str:
-    """The sandbox setting a session records, or a `UserError` saying why it cannot start that way."""
+def resolve_sandbox(agent, backend: str, sandbox: str | None, *, sandboxed: bool | None = None) -> str:
+    """The sandbox setting a session records, or a `UserError` saying why it cannot start that way. `sandboxed`:
+    whether the backend runs sessions in the sandbox (by default, all but the local backend do)."""
     if sandbox is not None and sandbox not in SANDBOX_CHOICES:
         raise UserError(f"--sandbox must be on or off, not {sandbox!r}.")
-    if backend == "local":
+    if not (sandboxed if sandboxed is not None else sandboxed_kind(backend)):
         if sandbox == "on":
-            raise UserError("The local backend has no sandbox; use --backend docker, or --sandbox off to run it "
-                            "unsandboxed on this machine.")
+            raise UserError(f"The {backend} backend has no sandbox here; use --backend docker, or --sandbox off to "
+                            "run it unsandboxed.")
         if agent.real_agent and sandbox != "off":
-            raise UserError(f"The {agent.name} agent would run unsandboxed on this machine with the local backend; "
-                            "use --backend docker, or pass --sandbox off to accept that explicitly.")
+            raise UserError(f"The {agent.name} agent would run unsandboxed with the {backend} backend; use "
+                            "--backend docker, or pass --sandbox off to accept that explicitly.")
         return "off"
     return sandbox or "on"
 
@@ -161,41 +174,32 @@ def _git(workspace: Path, *args: str) -> None:
 class SessionManager:
     """All sessions under `config.paths.sessions_dir`, and the backends that run them."""
 
-    def __init__(self, config: Config, *, backends: dict[str, object] | None = None) -> None:
+    def __init__(self, config: Config, *, backends: dict[str, Backend] | None = None) -> None:
         self.config = config
         self.root = Path(config.paths.sessions_dir)
-        self._backends: dict[str, object] = dict(backends or {})
-        self._followers: dict[str, object] = {}  # session id -> the thread copying its Docker logs
-        self._host_down: dict[str, tuple[float, str]] = {}  # host -> (monotonic time to ask again, why)
+        self._backends: dict[str, Backend] = dict(backends or {})  # kind -> backend, made on first use
+        self._followers: dict[str, object] = {}  # session id -> the thread copying its output into container.log
         self._next_placement: dict[str, float] = {}  # pending session id -> monotonic time to try again
         self._meters: dict = {}  # session id -> its token meter (read on incrementally)
-        self._shared_seen: set[str] = set()  # remote hosts that have shown they see the sessions folder
 
     # --- backends -------------------------------------------------------------------------------------------
 
-    def host_config(self, name: str) -> HostConfig:
-        for host in self.config.hosts:
-            if host.name == name:
-                return host
-        names = ", ".join(h.name for h in self.config.hosts)
-        raise UserError(f"There is no Docker host named {name!r} in the config (hosts: {names}); add it under "
-                        "[[hosts]] in nanogpt-tui.toml.")
+    def backend(self, kind: str) -> Backend:
+        """The backend that runs sessions of `kind` (a UserError names the kinds there are)."""
+        if kind not in self._backends:
+            self._backends[kind] = create_backend(kind, self.config, self.root)
+        return self._backends[kind]
 
-    def backend_for(self, backend: str, host: str):
-        key = "local" if backend == "local" else f"docker:{host}"
-        if key not in self._backends:
-            if backend == "local":
-                from nanogpt_tui.backends.local import LocalBackend
+    def ref(self, session: Session) -> SessionRef:
+        return SessionRef(session_id=session.id, session_dir=self.session_dir(session.id), host=session.host,
+                          handle=session.handle, gpu_ids=tuple(session.gpu_ids))
 
-                self._backends[key] = LocalBackend()
-            elif backend == "docker":
-                from nanogpt_tui.backends.docker_backend import DockerBackend
-
-                cfg = self.host_config(host)
-                self._backends[key] = DockerBackend(url=cfg.url, tls=cfg.tls, name=cfg.name)
-            else:
-                raise UserError(f"Unknown backend {backend!r}; use docker or local.")
-        return self._backends[key]
+    def holdings(self, kind: str, sessions: list[Session] | None = None) -> list[Holding]:
+        """The GPUs the live sessions of backend `kind` hold, from their session.json (an unreachable session keeps
+        its GPUs until it recovers or ends)."""
+        if sessions is None:
+            sessions, _ = self.list()
+        return live_holdings(sessions, kind)
 
     # --- listing --------------------------------------------------------------------------------------------
 
@@ -258,8 +262,8 @@ class SessionManager:
 
         cfg = self.config
         # Numbers first: nothing is resolved or created from a bad one.
-        gpus = request.gpus if request.gpus is not None else (1 if request.backend == "local"
-                                                              else cfg.benchmark.gpus_per_session)
+        backend = self.backend(request.backend)
+        gpus = request.gpus if request.gpus is not None else (backend.default_gpus or cfg.benchmark.gpus_per_session)
         budget = request.budget_gpu_hours if request.budget_gpu_hours is not None else cfg.benchmark.budget_gpu_hours
         try:
             whole(gpus, "gpus", minimum=1, maximum=MAX_GPUS)
@@ -272,27 +276,22 @@ class SessionManager:
         agent = get_agent(request.agent)
         strategy = resolve_strategy(request.strategy)
         check_strategy_fits(agent, strategy.agents, strategy.name)
-        sandbox = resolve_sandbox(agent, request.backend, request.sandbox)
+        sandbox = resolve_sandbox(agent, request.backend, request.sandbox, sandboxed=backend.sandboxed)
         anchor = request.anchor or cfg.benchmark.anchor
         anchor_dir = cfg.paths.baselines_dir / anchor
         if not (anchor_dir / "train_gpt.py").is_file():
             raise UserError(f"The anchor record {anchor!r} has no code in {anchor_dir}; fetch it first with "
                             f"`nanogpt-tui records fetch {anchor}` (or import it).")
         target = request.target or (cfg.benchmark.target if anchor == cfg.benchmark.anchor else None)
-        if request.backend == "docker":
-            host = request.host or ""  # placed by free GPUs when it starts
-            if request.host:
-                self.host_config(request.host)
-        else:
-            host = "local"
+        where = backend.admit(request.host, request.image)
         agent_cfg = cfg.agents.get(agent.name)
         session = Session(
             id=self._new_id(agent.name, strategy.name), agent=agent.name, strategy=strategy.name,
-            strategy_hash=strategy.content_hash, anchor=anchor, target=target, backend=request.backend, host=host,
-            image=(request.image or cfg.docker.image) if request.backend == "docker" else None, gpus=gpus,
+            strategy_hash=strategy.content_hash, anchor=anchor, target=target, backend=request.backend, host=where.host,
+            image=where.image, gpus=gpus,
             budget_gpu_hours=budget, created_at=iso(utc_now()),
             agent_model=agent_cfg.model if agent_cfg else None, agent_effort=agent_cfg.effort if agent_cfg else None,
-            host_forced=request.backend == "docker" and bool(request.host), sandbox=sandbox,
+            host_forced=where.host_forced, sandbox=sandbox,
             allow_env_mismatch=request.allow_env_mismatch,
             budget_usd=request.budget_usd,
         )
@@ -353,68 +352,7 @@ class SessionManager:
             if pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(path, ignore_errors=True)
 
-    # --- the pool of Docker hosts ----------------------------------------------------------------------------
-
-    def _skip_host(self, name: str) -> str | None:
-        down = self._host_down.get(name)
-        if down is not None and time.monotonic() < down[0]:
-            return down[1]
-        return None
-
-    def _mark_host(self, name: str, problem: str | None) -> None:
-        if problem:
-            self._host_down[name] = (time.monotonic() + HOST_RETRY_S, problem)
-        else:
-            self._host_down.pop(name, None)
-
-    def hosts(self, *, rediscover: bool = False, sessions: list[Session] | None = None) -> list[P.HostView]:
-        """Every Docker host of the config: does it answer, its GPUs (configured or discovered), who holds them.
-        A host that failed within HOST_RETRY_S is not asked again (unless `rediscover`)."""
-        if sessions is None:
-            sessions, _ = self.list()
-        skip = (lambda _name: None) if rediscover else self._skip_host
-        skipped = {h.name for h in self.config.hosts if skip(h.name)}
-        views = P.survey(self.config.hosts, sessions, lambda name: self.backend_for("docker", name),
-                         P.DiscoveryCache(self.root), self.config.docker.image, rediscover=rediscover, skip=skip)
-        for view in views:
-            if view.name not in skipped:  # a skipped host keeps its back-off: it is asked again when it ends
-                self._mark_host(view.name, view.problem or None)
-        return views
-
-    def preflight(self, host: str, image: str | None = None, session: Session | None = None) -> list[str]:
-        """What `host` lacks for a session to start there (the image, the data volume, the shared sessions folder,
-        and for `session` an image whose stack is its anchor's), each with the command that fixes it."""
-        cfg = self.host_config(host)
-        backend = self.backend_for("docker", host)
-        # A remote host must see the sessions folder (once seen, it is not probed again by this process).
-        shared = None if cfg.url.startswith("unix://") or host in self._shared_seen else self.root.resolve()
-        try:
-            problems = backend.missing(image or self.config.docker.image, self.config.docker.data_volume,
-                                       P.docker_command(cfg), shared)
-        except UserError as err:
-            return [str(err)]
-        if shared is not None and not problems:
-            self._shared_seen.add(host)
-        if session is not None and not problems:
-            check = self.env_check(session, host)
-            if check.refused:
-                problems.append(check.reason)
-        return problems
-
-    def env_check(self, session: Session, host: str):
-        """The session's image on `host` against its anchor's stack (the manifest's, from the anchor's log)."""
-        from nanogpt_tui.records import load_timeline
-        from nanogpt_tui.stack import check_image_stack
-
-        timeline = load_timeline(self.config.paths.baselines_dir)
-        anchor_stack = timeline.get(session.anchor).stack if session.anchor in timeline else None
-        image = session.image or self.config.docker.image
-        try:
-            labels = self.backend_for("docker", host).image_labels(image)
-        except UserError as err:
-            raise UserError(f"Cannot read the labels of {image} on {host} ({err}); check the Docker host.") from None
-        return check_image_stack(session.anchor, anchor_stack, image, labels or {},
-                                 allow_mismatch=session.allow_env_mismatch)
+    # --- placing and starting ------------------------------------------------------------------------------
 
     @contextmanager
     def _placement_lock(self) -> Iterator[None]:
@@ -427,17 +365,14 @@ class SessionManager:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _launch_spec(self, session: Session) -> LaunchSpec:
+    def _launch_spec(self, session: Session, backend: Backend) -> LaunchSpec:
         d = self.session_dir(session.id).resolve()
         extra = dict(session.config.get("extra_env") or {})
-        if session.backend == "local":
-            mounts = dict(workspace=str(d / L.WORKSPACE), runner=str(d / L.RUNNER), control=str(d / L.CONTROL))
-        else:
-            mounts = dict(workspace=L.CONTAINER_WORKSPACE, runner=L.CONTAINER_RUNNER, control=L.CONTAINER_CONTROL)
-        validator = str(d / L.VALIDATOR) if session.backend == "local" else L.CONTAINER_VALIDATOR
-        env = contract_env(**mounts, run_id=session.id, agent=session.agent, strategy=session.strategy,
+        mounts = backend.mounts(d)
+        env = contract_env(workspace=mounts.workspace, runner=mounts.runner, control=mounts.control,
+                           run_id=session.id, agent=session.agent, strategy=session.strategy,
                            session_hours=session.total_gpu_hours / max(1, session.gpus), anchor=session.anchor,
-                           target=session.target, validator=validator)
+                           target=session.target, validator=mounts.validator)
         env[ENV_AGENT_MODEL] = session.agent_model or ""
         env[ENV_AGENT_EFFORT] = session.agent_effort or ""
         env[ENV_TOOL_TIMEOUT_S] = str(int(submit_time_bound_s(self.config)))
@@ -447,26 +382,18 @@ class SessionManager:
         env.update(session_env(session.agent, agent_cfg.base_url if agent_cfg else ""))
         env.update(extra)  # what the launching code asked for explicitly wins
         egress = None
-        if session.backend == "docker" and session.sandbox == "on":
+        if mounts.container and session.sandbox == "on":
             egress = self._egress_spec(session, env)
-        user = None
-        if session.backend == "local":
-            base = {k: v for k, v in os.environ.items() if k not in env}
-            env = {**base, **env}
-            command = [sys.executable, "-m", "nanogpt_tui.sessions.runner"]
-        else:
-            command = ["python3", "-m", "nanogpt_tui.sessions.runner"]
-            user = self._container_user(d / L.WORKSPACE)
         return LaunchSpec(
-            user=user, session_id=session.id, image=session.image, command=command, env=env,
-            workspace_dir=d / L.WORKSPACE, runner_dir=d / L.RUNNER, control_dir=d / L.CONTROL,
-            log_path=d / L.CONTAINER_LOG, data_volume=self.config.docker.data_volume if session.backend == "docker"
-            else None, data_dir=Path(session.data_dir) if session.data_dir else None,
+            user=self._container_user(d / L.WORKSPACE) if mounts.container else None, session_id=session.id,
+            image=session.image, command=list(RUNNER_COMMAND), env=env, workspace_dir=d / L.WORKSPACE,
+            runner_dir=d / L.RUNNER, control_dir=d / L.CONTROL, log_path=d / L.CONTAINER_LOG,
             gpu_ids=list(session.gpu_ids), labels={SESSION_LABEL: session.id, "nanogpt-tui.agent": session.agent,
                                                    "nanogpt-tui.strategy": session.strategy},
             name=f"nanogpt-tui-{session.id}".lower(), validator_dir=d / L.VALIDATOR,
             memory=self.config.docker.memory, shm_size=self.config.docker.shm_size,
-            pids_limit=self.config.docker.pids_limit, egress=egress,
+            pids_limit=self.config.docker.pids_limit, egress=egress, gpus=session.gpus, host=session.host,
+            time_limit_s=session.total_gpu_hours / max(1, session.gpus) * 3600.0,
         )
 
     @staticmethod
@@ -501,7 +428,7 @@ class SessionManager:
         api = AGENT_API.get(session.agent)
         if api is not None:  # the endpoint the harness hands its CLI: the gateway
             env[ENV_AGENT_BASE_URL] = GATEWAY_URLS["anthropic" if api[0] == "ANTHROPIC_BASE_URL" else "openai"]
-        return EgressSpec(state_dir=self.root.resolve() / EGRESS_DIR / (session.host or "local"), routes=routes,
+        return EgressSpec(state_dir=self.root.resolve() / EGRESS_DIR / (session.host or "unplaced"), routes=routes,
                           keys=keys, prefix=self.egress_prefix)
 
     @property
@@ -514,57 +441,38 @@ class SessionManager:
     def release(self, session: Session) -> None:
         """Once a Docker session has ended and its log is copied: its container (and with it its stored config)
         and its network are removed; the redacted inspect stays."""
-        if session.backend != "docker" or not session.container_id:
+        if not session.handle:
             return
-        backend = self.backend_for(session.backend, session.host)
         try:
-            backend.release(session.container_id, session.id, self.session_dir(session.id) / L.INSPECT_FILE,
-                            self.egress_prefix if session.sandbox == "on" else None)
+            self.backend(session.backend).release(self.ref(session),
+                                                  self.egress_prefix if session.sandbox == "on" else None)
         except UserError:
             pass  # the host is away: the container stays until a later look at the ended session
 
-    def _ensure_local_data(self, session: Session) -> None:
-        data = self.config.paths.local_data_dir
-        if not (data / "fineweb10B").is_dir() or not any((data / "fineweb10B").glob("fineweb_val_*.bin")):
-            if session.anchor != "smoke":
-                raise UserError(f"No shards in {data / 'fineweb10B'} for the local session; put FineWeb shards "
-                                "there (or set paths.data_dir).")
-            from nanogpt_tui.shards import synthesize
-
-            synthesize(data / "fineweb10B")
-        session.data_dir = str(data.resolve())
-
     def start(self, session: Session, grace_s: float = DEFAULT_GRACE_S, *, queue: bool = True) -> Session:
-        """Place the session (a Docker host with enough free GPUs, or the one it names) and start it. While nothing
-        fits it stays pending with the reason; when the user must act first (a missing image or data volume) it
-        stays pending and a `UserError` says what to do; asking for more GPUs than any host has fails it. Without
-        `queue`, a session whose one explicitly chosen host (named, or the only one configured) cannot be reached
-        fails at once instead of waiting for it."""
+        """Place the session (the Docker pool: a host with enough free GPUs, or the one it names) and start it. While
+        nothing fits it stays pending with the reason; when the user must act first (a missing image, data volume
+        or shards) it stays pending and a `UserError` says what to do; asking for more GPUs than any host has
+        fails it. Without `queue`, a session whose one place (the host it names, or the only one configured)
+        cannot be reached fails at once instead of waiting for it."""
         if session.status not in (M.PENDING,):
             raise UserError(f"Session {session.id} is {session.status}; only a pending session can start.")
-        if session.backend != "docker":
-            self._ensure_local_data(session)
-            return self._start_placed(session, grace_s)
-        views = self.hosts()  # pings and discovery, outside the lock: a slow host must not stall other launches
+        backend = self.backend(session.backend)
+        backend.survey()  # may be slow (pings, discovery): outside the lock, so it stalls no other launch
         with self._placement_lock():
             session = self.get(session.id)  # another process may have started or killed it meanwhile
-            if session.status != M.PENDING or session.started_at is not None:
+            if session.status != M.PENDING or session.started_at is not None or session.handle is not None:
                 return session
-            sessions, _ = self.list()
-            for view in views:  # who holds what, as of now
-                view.held, view.sessions = P.holders(sessions, view.name), P.live_on(sessions, view.name)
-            placement = P.place(views, session.gpus, forced=session.host if session.host_forced else None,
-                                preflight=lambda host: self.preflight(host, session.image, session))
+            request = PlaceRequest(session_id=session.id, gpus=session.gpus,
+                                   host=session.host if session.host_forced else None, image=session.image,
+                                   anchor=session.anchor, allow_env_mismatch=session.allow_env_mismatch)
+            placement = backend.place(request, self.holdings(session.backend))
             if placement.host is None:
-                explicit = session.host if session.host_forced else (
-                    self.config.hosts[0].name if len(self.config.hosts) == 1 else None)
-                down = next((v for v in views if v.name == explicit and not v.answers), None)
-                if down is not None and not queue:
-                    session.transition(M.FAILED, f"its host {explicit} cannot be reached: {down.problem}")
+                if placement.unreachable and not queue:
+                    session.transition(M.FAILED, f"its place cannot be reached: {placement.unreachable}")
                     self.save(session)
-                    raise UserError(f"Session {session.id} did not start: Docker host {explicit} cannot be "
-                                    f"reached ({down.problem.rstrip('.')}). Fix the host and run again, or pass "
-                                    "--queue to wait for it.")
+                    raise UserError(f"Session {session.id} did not start: {placement.unreachable}. Fix that and run "
+                                    "again, or pass --queue to wait for it.")
                 self._next_placement[session.id] = time.monotonic() + PLACEMENT_RETRY_S
                 if placement.impossible:
                     session.transition(M.FAILED, placement.reason)
@@ -577,35 +485,38 @@ class SessionManager:
                                     f"that is done (`nanogpt-tui sessions kill {session.id}` drops it).")
                 return session
             session.host, session.gpu_ids = placement.host, placement.gpu_ids
-            session.env_check = self.env_check(session, placement.host).to_dict()
-            return self._start_placed(session, grace_s)
+            if placement.env_check is not None:
+                session.env_check = placement.env_check
+            session.data_dir = placement.data_dir
+            return self._start_placed(session, backend, grace_s)
 
-    def _start_placed(self, session: Session, grace_s: float) -> Session:
+    def _start_placed(self, session: Session, backend: Backend, grace_s: float) -> Session:
         now = utc_now()
-        session.started_at = iso(now)
-        deadline = session.budget().deadline
-        session.deadline = iso(deadline)
+        deadline = now + dt.timedelta(hours=session.total_gpu_hours / max(1, session.gpus))
         write_deadline(self.session_dir(session.id) / L.CONTROL, deadline, gpus=session.gpus,
                        budget_gpu_hours=session.total_gpu_hours, grace_s=grace_s)
-        backend = self.backend_for(session.backend, session.host)
-        spec = self._launch_spec(session)
         try:
-            handle = backend.start(spec)
+            handle = backend.start(self.ref(session), self._launch_spec(session, backend))
         except UserError as err:
-            session.started_at, session.deadline = None, None
             session.transition(M.FAILED, str(err))
             self.save(session)
             raise
-        if session.backend == "local":
-            pid, ticks = handle.split(":")
-            session.pid, session.pid_start_ticks = int(pid), int(ticks)
+        session.handle = handle
+        state = backend.state(self.ref(session))
+        if state.status == QUEUED:  # a scheduler holds it: the budget starts when it runs
+            session.facts = dict(state.facts)
+            session.transition(M.PENDING, _queued(state))
         else:
-            session.container_id = handle
-        session.transition(M.RUNNING, f"started on {session.host}"
-                           + (f" with GPUs {','.join(map(str, session.gpu_ids))}" if session.gpu_ids else ""))
+            self._mark_started(session, state.started_at or now)
+            session.transition(M.RUNNING, f"started on {session.host}"
+                               + (f" with GPUs {','.join(map(str, session.gpu_ids))}" if session.gpu_ids else ""))
         self.save(session)
         self.ensure_validator(session)
         return session
+
+    def _mark_started(self, session: Session, at: dt.datetime) -> None:
+        session.started_at = iso(at)
+        session.deadline = iso(session.budget().deadline)
 
     def ensure_validator(self, session: Session) -> None:
         """Start the session's validator (the process answering its submit requests) unless it already runs."""
@@ -620,53 +531,55 @@ class SessionManager:
 
     # --- watching -------------------------------------------------------------------------------------------
 
-    def handle(self, session: Session) -> str | None:
-        if session.backend == "local":
-            return f"{session.pid}:{session.pid_start_ticks or 0}" if session.pid else None
-        return session.container_id
-
     def runner_exit(self, session: Session) -> RunnerExit | BrokenRunnerExit | None:
         return read_runner_exit(self.session_dir(session.id) / L.WORKSPACE / "logs")
 
     def refresh(self, session: Session) -> Session:
         """Bring the session's status up to date with its backend; enforce the deadline from the host side; start
         a pending session whose GPUs have come free."""
-        if session.status == M.PENDING and session.started_at is None:
-            if session.backend == "docker" and session.status_reason != "created" \
-                    and time.monotonic() >= self._next_placement.get(session.id, 0.0):
+        if session.status == M.PENDING and session.handle is None:
+            if session.status_reason != "created" and time.monotonic() >= self._next_placement.get(session.id, 0.0):
                 try:
                     return self.start(session)
                 except UserError:
                     return self.get(session.id)  # still pending; its reason says what to do
             return session
-        if session.status not in (M.RUNNING, M.UNREACHABLE):
+        if session.status not in (M.PENDING, M.RUNNING, M.UNREACHABLE):
             return session
-        handle = self.handle(session)
-        backend = self.backend_for(session.backend, session.host)
-        skipped = self._skip_host(session.host) if session.backend == "docker" else None
-        if skipped:
-            state: BackendState | None = BackendState("unreachable", detail=skipped)
-        else:
-            state = backend.state(handle) if handle else None
-        if session.backend == "docker" and state is not None and not skipped:
-            self._mark_host(session.host, state.detail if state.status == "unreachable" else None)
-        if state is None or state.status == "unreachable":
+        backend = self.backend(session.backend)
+        ref = self.ref(session)
+        if session.handle is None:  # lost between start and save: find it by its id
+            session.handle = backend.find(ref)
+            ref = self.ref(session)
+        state = backend.state(ref) if session.handle else None
+        if state is None or state.status == UNREACHABLE:
             if session.status != M.UNREACHABLE:
-                session.transition(M.UNREACHABLE, state.detail if state else "no container recorded")
+                session.transition(M.UNREACHABLE, state.detail if state else "no container or process recorded")
                 self.save(session)
             return session
-        if session.backend == "docker":
-            self.follow_logs(session)
-        if state.status in ("running", "created"):
+        if state.facts and state.facts != session.facts:
+            session.facts = dict(state.facts)
+            self.save(session)
+        if state.status == QUEUED:
+            if session.status != M.PENDING or session.status_reason != _queued(state):
+                session.transition(M.PENDING, _queued(state))
+                self.save(session)
+            return session
+        self.follow_logs(session)
+        if state.status in (RUNNING, CREATED):
             self.ensure_validator(session)
-            if session.status == M.UNREACHABLE:
+            if session.started_at is None:  # it waited in a queue: its budget starts now
+                self._mark_started(session, state.started_at or utc_now())
+                session.transition(M.RUNNING, f"running on {session.host}")
+                self.save(session)
+            elif session.status == M.UNREACHABLE:
                 session.transition(M.RUNNING, f"{session.host} answers again")
                 self.save(session)
             budget = session.budget()
             left = budget.seconds_left()
             if left is not None and left < -self._grace(session) - 5:
                 # The in-session watchdog should have stopped it; the host stops it too.
-                backend.stop(handle, 5.0)
+                backend.stop(ref, 5.0)
                 session.exit_code = None
                 session.transition(M.OUT_OF_BUDGET, "stopped by the host at the deadline")
                 self.save(session)
@@ -675,7 +588,7 @@ class SessionManager:
                 spent = self.cost(session).total_usd
                 if spent is not None and spent >= session.budget_usd:
                     # Dollars are counted host-side (the agent cannot write the price table or the meter).
-                    backend.stop(handle, self._grace(session))
+                    backend.stop(ref, self._grace(session))
                     session.exit_code = None
                     session.transition(M.OUT_OF_BUDGET, f"stopped by the host: ${spent:,.2f} spent of its "
                                                         f"${session.budget_usd:,.2f} budget")
@@ -753,27 +666,26 @@ class SessionManager:
         return session_cost(meter.read(), judge_tokens(verdicts), self.config.prices, session.agent_model)
 
     def follow_logs(self, session: Session) -> None:
-        """Copy a Docker session's output into its container.log on a thread (resuming where the last copy
-        stopped, so lines are neither lost nor doubled after a restart). Local sessions write it directly."""
-        if session.backend != "docker" or not session.container_id:
+        """Copy the session's output into its container.log on a thread where its backend needs that (resuming where
+        the last copy stopped, so lines are neither lost nor doubled after a restart)."""
+        if not session.handle:
             return
         follower = self._followers.get(session.id)
         if follower is not None and follower.running:
             return
-        backend = self.backend_for(session.backend, session.host)
-        self._followers[session.id] = backend.follow_logs(
-            session.container_id, self.session_dir(session.id) / L.CONTAINER_LOG)
+        started = self.backend(session.backend).follow_logs(self.ref(session),
+                                                            self.session_dir(session.id) / L.CONTAINER_LOG)
+        if started is not None:
+            self._followers[session.id] = started
 
     def close(self) -> None:
-        """Stop copying logs and close the connections to the Docker hosts (an ssh:// host holds an ssh process
-        per connection); the sessions keep running and a later manager resumes the copy."""
+        """Stop copying logs and close the backends' connections (an ssh:// host holds an ssh process per
+        connection); the sessions keep running and a later manager resumes the copy."""
         for follower in self._followers.values():
             follower.close()
         self._followers.clear()
         for backend in self._backends.values():
-            close = getattr(backend, "close", None)
-            if close is not None:
-                close()
+            backend.close()
         self._backends.clear()
 
     def _grace(self, session: Session) -> float:
@@ -788,18 +700,17 @@ class SessionManager:
         session = self.get(session_id)
         if session.status in M.FINAL:
             raise UserError(f"Session {session.id} has already ended ({session.status}); nothing to kill.")
-        if session.status == M.PENDING and session.started_at is None:
+        if session.status == M.PENDING and session.handle is None:
             with self._placement_lock():  # a placement in progress must not start it after this
                 session = self.get(session.id)
-                if session.status == M.PENDING and session.started_at is None:
+                if session.status == M.PENDING and session.handle is None:
                     session.transition(M.KILLED, reason + " before it started")
                     self.save(session)
                     return session
             if session.status in M.FINAL:
                 return session
-        handle = self.handle(session)
-        if handle:
-            self.backend_for(session.backend, session.host).stop(handle, grace_s)
+        if session.handle:
+            self.backend(session.backend).stop(self.ref(session), grace_s)
         session = self.get(session.id)
         session.transition(M.KILLED, reason)
         self.save(session)
@@ -807,8 +718,8 @@ class SessionManager:
         return session
 
     def _copy_and_release(self, session: Session) -> None:
-        """A stopped Docker session: copy the rest of its output into container.log, then release it."""
-        if session.backend != "docker" or not session.container_id:
+        """A stopped session: copy the rest of its output into container.log, then release what it held."""
+        if not session.handle:
             return
         try:
             self.follow_logs(session)
@@ -839,11 +750,18 @@ class SessionManager:
             raise UserError(f"The {err} GPU-hours; extend by a finite number above 0 that keeps the budget at most "
                             f"{MAX_GPU_HOURS:g} GPU-hours.") from None
         session.extensions.append(Extension(at=iso(utc_now()), gpu_hours=added, reason=reason))
-        if session.started_at is not None:
-            deadline = session.budget().deadline
-            session.deadline = iso(deadline)
+        note = None
+        if session.handle is not None:
+            # Started (or queued: its start rewrites the deadline from the budget in the file).
+            start = parse_iso(session.started_at) if session.started_at else utc_now()
+            deadline = start + dt.timedelta(hours=session.total_gpu_hours / max(1, session.gpus))
+            if session.started_at is not None:
+                session.deadline = iso(deadline)
             write_deadline(self.session_dir(session.id) / L.CONTROL, deadline, gpus=session.gpus,
                            budget_gpu_hours=session.total_gpu_hours, grace_s=self._grace(session))
+            note = self.backend(session.backend).extend(self.ref(session), deadline)
+        if note:
+            session.facts = {**session.facts, "extend": note}
         self.save(session)
         return session
 
@@ -887,5 +805,15 @@ def session_summary(session: Session, now: dt.datetime | None = None) -> dict:
         # An ended session has no time left (not a countdown gone negative): it has when it ended.
         "seconds_left": None if session.status in M.FINAL else budget.seconds_left(now),
         "ended_at": session.finished_at if session.status in M.FINAL else None,
-        "deadline": session.deadline, "exit_code": session.exit_code,
+        "deadline": session.deadline, "exit_code": session.exit_code, "facts": dict(session.facts),
     }
+
+
+def live_holdings(sessions: list[Session], kind: str) -> list[Holding]:
+    """What the live sessions of backend `kind` hold (an unreachable one keeps its GPUs)."""
+    return [Holding(s.id, s.host, tuple(s.gpu_ids)) for s in sessions
+            if s.backend == kind and s.status in (M.RUNNING, M.UNREACHABLE)]
+
+
+def _queued(state: BackendState) -> str:
+    return "queued" + (f": {state.detail}" if state.detail else "")

@@ -119,8 +119,8 @@ class Session:
     strategy_hash: str
     anchor: str
     target: str | None
-    backend: str  # "local" or "docker"
-    host: str  # "" until a Docker session is placed on a host of the pool
+    backend: str  # the kind of backend that runs it (nanogpt_tui.backends.BACKEND_KINDS)
+    host: str  # where it runs: a Docker host of the pool, "local", a Slurm partition; "" until placed
     image: str | None
     gpus: int  # GPUs the budget counts (and the session asked for)
     budget_gpu_hours: float  # the original budget
@@ -133,13 +133,12 @@ class Session:
     status: str = PENDING
     status_reason: str = "created"
     transitions: list[Transition] = field(default_factory=list)
-    container_id: str | None = None
-    pid: int | None = None
-    pid_start_ticks: int | None = None  # guards against PID reuse for the local backend
+    handle: str | None = None  # the backend's own (container id, pid:ticks, Slurm job id); None until started
+    facts: dict[str, str] = field(default_factory=dict)  # what the backend last said of it (job id, queue state)
+    data_dir: str | None = None  # the shards folder linked in as workspace/data (local process trees)
     exit_code: int | None = None
     agent_model: str | None = None
     agent_effort: str | None = None
-    data_dir: str | None = None
     host_forced: bool = False  # the user named the host (--host); otherwise the pool places it by free GPUs
     # "on": the backend's sandbox holds the agent; "off": it runs without one (the local backend always, a real
     # agent there only with the explicit `--sandbox off`); shown as "not sandboxed" on the card and in reports.
@@ -214,9 +213,8 @@ class Session:
             finished_at=f.timestamp("finished_at", None, optional=True),
             status=f.text("status", choices=STATUSES), status_reason=f.text("status_reason", ""),
             transitions=f.items("transitions", Transition.read, []),
-            container_id=f.text("container_id", None, optional=True),
-            pid=f.integer("pid", None, optional=True, minimum=1, maximum=2 ** 31),
-            pid_start_ticks=f.integer("pid_start_ticks", None, optional=True, minimum=0, maximum=2 ** 63),
+            handle=_handle(f),
+            facts=_facts(f),
             exit_code=f.integer("exit_code", None, optional=True, minimum=-(2 ** 31), maximum=2 ** 31),
             agent_model=f.text("agent_model", None, optional=True),
             agent_effort=f.text("agent_effort", None, optional=True),
@@ -234,6 +232,26 @@ class Session:
         if started is not None and finished is not None and finished < started:
             raise BadField("finished_at", f"is {session.finished_at}, before started_at ({session.started_at})")
         return session
+
+
+def _facts(f: Fields) -> dict[str, str]:
+    facts = f.mapping("facts", {})
+    for key, value in facts.items():
+        if not isinstance(value, str):
+            raise BadField(f"facts.{key}", f"is {value!r}, not text")
+    return dict(facts)
+
+
+def _handle(f: Fields) -> str | None:
+    """The backend's handle; a file written before handles were the backends' own names a container id, or a pid
+    and its start ticks (the local backend's `pid:ticks`)."""
+    handle = f.text("handle", None, optional=True)
+    if handle is not None:
+        return handle
+    container = f.text("container_id", None, optional=True)
+    pid = f.integer("pid", None, optional=True, minimum=1, maximum=2 ** 31)
+    ticks = f.integer("pid_start_ticks", None, optional=True, minimum=0, maximum=2 ** 63)
+    return container or (f"{pid}:{ticks or 0}" if pid else None)
 
 
 @dataclass(frozen=True)

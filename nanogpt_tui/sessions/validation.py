@@ -136,9 +136,8 @@ class ValidatorService:
         """A validator that died mid-retiming leaves the agent paused: its successor resumes it first."""
         try:
             session = self.manager.get(self.session_id)
-            handle = self.manager.handle(session)
-            if handle and session.status not in M.FINAL:
-                self.manager.backend_for(session.backend, session.host).resume(handle)
+            if session.handle and session.status not in M.FINAL:
+                self.manager.backend(session.backend).resume(self.manager.ref(session))
         except UserError as err:
             self.say(f"could not resume the agent on start: {err}")
 
@@ -200,8 +199,9 @@ class ValidatorService:
         frozen = P.freeze(source, self.vdir, request, self.sealer, source_label=label)
         self.progress(request.request_id, "frozen", f"frozen {label}: " + ", ".join(
             f"{name} {digest[:12]}" for name, digest in frozen.sha256.items()))
-        backend = self.manager.backend_for(session.backend, session.host)
-        handle = self.manager.handle(session)
+        backend = self.manager.backend(session.backend)
+        ref = self.manager.ref(session)
+        handle = session.handle
         env = dict(os.environ)  # the judge's key lives here, in the validator's own process
         env["NVIDIA_VISIBLE_DEVICES"] = ",".join(map(str, session.gpu_ids)) if session.gpu_ids else "none"
         for name in (ENV_WORKSPACE, ENV_VALIDATOR_DIR, ENV_ANCHOR_DIR):
@@ -225,7 +225,7 @@ class ValidatorService:
             if not handle:
                 return
             started = time.monotonic()
-            paused["pids"] = backend.pause(handle)
+            paused["pids"] = backend.pause(ref)
             paused["s"] = time.monotonic() - started
             self.progress(rid, "paused", f"agent paused ({len(paused['pids'])} process(es), "
                           f"{paused['s'] * 1000:.0f} ms) for the retiming", pause_ms=round(paused["s"] * 1000, 1))
@@ -233,7 +233,7 @@ class ValidatorService:
         def resume() -> None:
             if "pids" in paused:
                 started = time.monotonic()
-                backend.resume(handle)
+                backend.resume(ref)
                 self.progress(rid, "resumed", "agent resumed",
                               resume_ms=round((time.monotonic() - started) * 1000, 1))
 
@@ -241,7 +241,7 @@ class ValidatorService:
                     p_value_threshold: float, timeout_s: float, on_progress, **_ignored) -> RetimeResult:
             out = self.vdir / "work" / rid
             result = backend.retime_isolated(
-                handle, session_dir=self.dir, candidate_dir=candidate_dir, out_dir=out, runs=runs,
+                ref, session_dir=self.dir, candidate_dir=candidate_dir, out_dir=out, runs=runs,
                 val_loss_target=val_loss_target, p_value_threshold=p_value_threshold, timeout_s=timeout_s,
                 gpu_ids=list(session.gpu_ids), data_dir=data_dir, agent_pids=list(paused.get("pids", [])),
                 on_line=on_progress)

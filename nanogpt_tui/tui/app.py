@@ -138,7 +138,8 @@ class ControlRoom(App[None]):
         for note in self.startup_notes:
             self._problem(note)
         if self.live:
-            self.monitor = SessionMonitor(self.make_dashboard(), self._views_from_thread, self._file_from_thread)
+            self.monitor = SessionMonitor(self.make_dashboard(), self._views_from_thread, self._file_from_thread,
+                                          force_polling=self.manager.config.paths.poll_files)
             self.monitor.start()
             self.refresher = BackendRefresher(self.manager, lambda text: self.post_message(Problem(text)),
                                               self.refresh_every_s)

@@ -39,17 +39,22 @@ class SessionMonitor:
     It watches the sessions folder, each session folder, and each session's `validator/verdicts`,
     `workspace/verdicts` and `workspace/logs` (not recursively: workspaces hold git objects and data links), through watchfiles
     (inotify). Changes are batched by watchfiles; a batch reloads only the sessions it touched. When
-    watchfiles cannot watch (no inotify), it falls back to reloading every `fallback_poll_s`.
+    watchfiles cannot watch (no inotify), it falls back to reloading every `fallback_poll_s`. With `force_polling`
+    (paths.poll_files: a sessions folder on NFS or Lustre, where writes from other machines raise no inotify event)
+    watchfiles polls the files every `poll_ms` instead, and the first batch of views says so.
     """
 
     def __init__(self, dashboard: Dashboard, on_views: ViewsCallback, on_file: FileCallback | None = None, *,
-                 debounce_ms: int = 150, fallback_poll_s: float = 1.0) -> None:
+                 debounce_ms: int = 150, fallback_poll_s: float = 1.0, force_polling: bool = False,
+                 poll_ms: int = 1000) -> None:
         self.dashboard = dashboard
         self.root = dashboard.root
         self.on_views = on_views
         self.on_file = on_file
         self.debounce_ms = debounce_ms
         self.fallback_poll_s = fallback_poll_s
+        self.force_polling = force_polling
+        self.poll_ms = poll_ms
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.mode = "starting"
@@ -109,7 +114,7 @@ class SessionMonitor:
     def _run(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         # A first look from session.json alone (cards, logs), then verdicts and usage, which take longer.
-        self.on_views(self.dashboard.reload(quick=True), [])
+        self.on_views(self.dashboard.reload(quick=True), [self.polling_note()] if self.force_polling else [])
         self.reload()
         try:
             import watchfiles
@@ -121,8 +126,9 @@ class SessionMonitor:
                 return
             known = set(self.dashboard.session_ids())
             try:
-                self.mode = "watchfiles"
+                self.mode = "watchfiles-polling" if self.force_polling else "watchfiles"
                 for changes in watchfiles.watch(*self._paths(), recursive=False, stop_event=self._stop,
+                                                force_polling=self.force_polling, poll_delay_ms=self.poll_ms,
                                                 debounce=self.debounce_ms, step=50, rust_timeout=1000,
                                                 yield_on_timeout=True, raise_interrupt=False):
                     dirty, structural = self._classify(changes)
@@ -140,6 +146,10 @@ class SessionMonitor:
                 return
             if not self._stop.is_set():
                 self.reload()
+
+    def polling_note(self) -> str:
+        return (f"Polling {self.root} every {self.poll_ms / 1000:g} s for changes (paths.poll_files: a shared "
+                "filesystem such as NFS or Lustre raises no inotify events for other machines' writes).")
 
     def _poll_forever(self) -> None:
         self.mode = "polling"

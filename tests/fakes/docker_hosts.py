@@ -42,3 +42,5 @@ class FakeHost:
     def image_labels(self, image: str) -> dict[str, str]:
         self._answer("image_labels")
         return dict(self.labels)
+    def close(self) -> None:
+        self.calls["close"] += 1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nanogpt_tui.backends.local import LocalBackend
+from nanogpt_tui.backends.local import ProcessTrees
 from nanogpt_tui.procgroup import pid_namespace_prefix
 from nanogpt_tui.contract import layout as L
 from tests.integration.test_runner_local import make_session
@@ -64,7 +64,7 @@ def test_this_machine_gives_sessions_a_pid_namespace():
 @pytest.mark.parametrize("victim", ["runner", "recorded process"])
 def test_a_sigkilled_runner_takes_its_agent_tree_with_it(tmp_path, victim):
     spec = make_session(tmp_path, seconds=120.0)
-    backend = LocalBackend()
+    backend = ProcessTrees()
     handle = backend.start(spec)
     pid, _ = backend.parse_handle(handle)
     marker = str(spec.runner_dir / "agent" / "run.sh")
@@ -97,7 +97,7 @@ def test_the_host_records_a_dead_runner_truthfully(tui_env):
     marker = str(folder / L.RUNNER / "agent" / "run.sh")
     wait_for(lambda: processes_mentioning(marker) and "tick 3" in (folder / L.CONTAINER_LOG).read_text(), 20,
              "the agent")
-    runner = children_of(session.pid)
+    runner = children_of(int(session.handle.split(":")[0]))
     assert len(runner) == 1
     os.kill(runner[0], signal.SIGKILL)
     killed = M.utc_now()

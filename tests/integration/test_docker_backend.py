@@ -442,7 +442,7 @@ def test_gpu_request_without_nvidia_runtime_is_explained_and_cleaned_up(backend,
 @pytest.mark.timeout(900)
 def test_gpu_discovery_without_nvidia_runtime_finds_none_and_is_cached(backend, image, tmp_path):
     from nanogpt_tui.config import HostConfig
-    from nanogpt_tui.sessions import pool as P
+    from nanogpt_tui.backends import pool as P
 
     if "nvidia" in (docker.from_env().info().get("Runtimes") or {}):
         pytest.skip("this Docker host has an NVIDIA runtime, so discovery would find its GPUs")

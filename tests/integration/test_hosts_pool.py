@@ -20,6 +20,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from nanogpt_tui.backends import pool as pool_module
 from nanogpt_tui.backends.docker_backend import DockerBackend
 from nanogpt_tui.backends.testimage import PATH, build_package_wheel, make_rootfs_tarball, plan
 from nanogpt_tui.config import load_config
@@ -171,7 +172,7 @@ def config_path(hosts, tmp_path, monkeypatch):
         monkeypatch.delenv(key, raising=False)
     # Ask a pending session's placement and a failed host again at once (the defaults wait a few seconds).
     monkeypatch.setattr(manager_module, "PLACEMENT_RETRY_S", 0.0)
-    monkeypatch.setattr(manager_module, "HOST_RETRY_S", 0.0)
+    monkeypatch.setattr(pool_module, "HOST_RETRY_S", 0.0)
     return path
 
 
@@ -239,8 +240,8 @@ def test_a_pool_of_two_hosts(hosts, config_path):
         # The pinned ids reached each daemon as a device request (its GPU driver exports them to the container).
         for s in (s1, s2, s3):
             assert f"NVIDIA_VISIBLE_DEVICES={','.join(map(str, s.gpu_ids))}" in _init_env(daemon[s.host],
-                                                                                       s.container_id)
-        views = {v.name: v for v in manager.hosts()}
+                                                                                       s.handle)
+        views = {v.name: v for v in manager.backend("docker").hosts(manager.holdings("docker"))}
         assert views["a"].answers and views["b"].answers
         assert views["a"].held == {0: s2.id, 1: s2.id, 2: s3.id, 3: s3.id} and views["b"].held == {0: s1.id,
                                                                                                  1: s1.id}
@@ -253,7 +254,7 @@ def test_a_pool_of_two_hosts(hosts, config_path):
         for s in (s1, s2):
             before = read_deadline(manager.session_dir(s.id) / L.CONTROL).deadline
             extended = manager.extend(s.id, gpu_hours=2.0)
-            inside = daemon[s.host].client().containers.get(s.container_id).exec_run(
+            inside = daemon[s.host].client().containers.get(s.handle).exec_run(
                 ["cat", f"{L.CONTAINER_CONTROL}/{L.DEADLINE_FILE}"]).output.decode()
             assert json.loads(inside)["budget_gpu_hours"] == pytest.approx(6.0)
             after = read_deadline(manager.session_dir(s.id) / L.CONTROL).deadline
@@ -263,7 +264,7 @@ def test_a_pool_of_two_hosts(hosts, config_path):
         # Kill on host a: its GPUs go to the waiting session.
         killed = manager.kill(s3.id, grace_s=2)
         assert killed.status == "killed"
-        assert s3.container_id not in {c.id for c in a.client().containers.list(all=True)}  # removed once stopped
+        assert s3.handle not in {c.id for c in a.client().containers.list(all=True)}  # removed once stopped
         s4 = manager.refresh(manager.get(s4.id))
         assert (s4.status, s4.host, s4.gpu_ids) == ("running", "a", [2])
 
@@ -272,7 +273,7 @@ def test_a_pool_of_two_hosts(hosts, config_path):
         b.stop()
         s1 = manager.refresh(manager.get(s1.id))
         assert s1.status == "unreachable" and "Cannot reach the Docker daemon" in s1.status_reason
-        views = {v.name: v for v in manager.hosts()}
+        views = {v.name: v for v in manager.backend("docker").hosts(manager.holdings("docker"))}
         assert not views["b"].answers and views["b"].held == {0: s1.id, 1: s1.id}
         assert manager.refresh(manager.get(s2.id)).status == "running"  # host a is unaffected
         s5 = manager.start(_create(manager, 2))
@@ -295,7 +296,7 @@ def test_a_pool_of_two_hosts(hosts, config_path):
 
         # Kill on host b.
         assert manager.kill(s1.id, grace_s=2).status == "killed"
-        assert s1.container_id not in {c.id for c in b.client().containers.list(all=True)}  # removed once stopped
+        assert s1.handle not in {c.id for c in b.client().containers.list(all=True)}  # removed once stopped
     finally:
         for s in started:
             try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nanogpt_tui.backends.base import LaunchSpec
-from nanogpt_tui.backends.local import LocalBackend
+from nanogpt_tui.backends.local import ProcessTrees
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.contract.deadline import write_deadline
 from nanogpt_tui.contract.env import contract_env
@@ -36,7 +36,7 @@ def make_session(tmp_path: Path, seconds: float, grace_s: float = 2.0, **env) ->
                       control_dir=control, log_path=d / L.CONTAINER_LOG)
 
 
-def wait_until_exited(backend: LocalBackend, handle: str, timeout_s: float) -> float:
+def wait_until_exited(backend: ProcessTrees, handle: str, timeout_s: float) -> float:
     start = time.monotonic()
     while backend.state(handle).status == "running":
         assert time.monotonic() - start < timeout_s, "the session did not end in time"
@@ -51,8 +51,8 @@ def runner_exit(spec: LaunchSpec) -> dict:
 def test_the_watchdog_stops_the_agent_at_the_deadline_without_a_host(tmp_path):
     spec = make_session(tmp_path, seconds=2.0)
     # A fresh backend object per call stands for "no host process remembers this child".
-    handle = LocalBackend().start(spec)
-    elapsed = wait_until_exited(LocalBackend(), handle, timeout_s=20)
+    handle = ProcessTrees().start(spec)
+    elapsed = wait_until_exited(ProcessTrees(), handle, timeout_s=20)
     assert 1.5 < elapsed < 8
     info = runner_exit(spec)
     assert info["reason"] == "deadline" and info["exit_code"] == 3
@@ -62,7 +62,7 @@ def test_the_watchdog_stops_the_agent_at_the_deadline_without_a_host(tmp_path):
 
 def test_a_stubborn_agent_is_killed_after_the_grace_period(tmp_path):
     spec = make_session(tmp_path, seconds=3.0, grace_s=1.0, TICKER_IGNORE_INT="1")
-    backend = LocalBackend()
+    backend = ProcessTrees()
     handle = backend.start(spec)
     wait_until_exited(backend, handle, timeout_s=20)
     assert "did not stop within 1 s of SIGINT; sending SIGKILL" in spec.log_path.read_text()
@@ -71,7 +71,7 @@ def test_a_stubborn_agent_is_killed_after_the_grace_period(tmp_path):
 
 def test_extend_moves_the_deadline_without_a_restart(tmp_path):
     spec = make_session(tmp_path, seconds=2.0)
-    backend = LocalBackend()
+    backend = ProcessTrees()
     handle = backend.start(spec)
     time.sleep(0.8)
     write_deadline(spec.control_dir, dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=4.0), gpus=1,
@@ -86,7 +86,7 @@ def test_extend_moves_the_deadline_without_a_restart(tmp_path):
 
 def test_stop_is_a_kill_and_the_agent_finishing_is_recorded(tmp_path):
     spec = make_session(tmp_path, seconds=60.0)
-    backend = LocalBackend()
+    backend = ProcessTrees()
     handle = backend.start(spec)
     time.sleep(0.5)
     backend.stop(handle, grace_s=30.0)
@@ -107,7 +107,7 @@ def test_stop_is_a_kill_and_the_agent_finishing_is_recorded(tmp_path):
 def test_a_missing_deadline_fails_clearly(tmp_path):
     spec = make_session(tmp_path, seconds=5.0)
     (spec.control_dir / L.DEADLINE_FILE).unlink()
-    backend = LocalBackend()
+    backend = ProcessTrees()
     handle = backend.start(spec)
     wait_until_exited(backend, handle, timeout_s=20)
     assert runner_exit(spec)["reason"] == "no-deadline"
@@ -117,18 +117,18 @@ def test_a_missing_deadline_fails_clearly(tmp_path):
 @pytest.mark.parametrize("reused", [True])
 def test_pid_reuse_is_not_mistaken_for_the_session(tmp_path, reused):
     spec = make_session(tmp_path, seconds=60.0)
-    backend = LocalBackend()
+    backend = ProcessTrees()
     handle = backend.start(spec)
-    pid, ticks = LocalBackend.parse_handle(handle)
+    pid, ticks = ProcessTrees.parse_handle(handle)
     assert ticks > 0
     # Same pid, another start time: not our process.
-    assert LocalBackend().state(f"{pid}:{ticks + 12345}").status == "exited"
+    assert ProcessTrees().state(f"{pid}:{ticks + 12345}").status == "exited"
     backend.stop(handle, 5.0)
 
 
 def test_a_bad_deadline_file_is_warned_about_once_per_change(tmp_path):
     spec = make_session(tmp_path, seconds=30.0)
-    backend = LocalBackend()
+    backend = ProcessTrees()
     handle = backend.start(spec)
     try:
         deadline_file = spec.control_dir / L.DEADLINE_FILE

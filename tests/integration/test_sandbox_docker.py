@@ -33,9 +33,9 @@ def test_the_validator_scores_apart_from_a_paused_agent_that_cannot_touch_its_ve
                                            budget_gpu_hours=900 / 3600, extra_env=REPLAY_ENV))
     d = manager.session_dir(session.id)
     client = docker.DockerClient(base_url=_daemon_url())
-    container = client.containers.get(session.container_id)
+    container = client.containers.get(session.handle)
 
-    attrs = client.api.inspect_container(session.container_id)
+    attrs = client.api.inspect_container(session.handle)
     host = attrs["HostConfig"]
     assert host["Privileged"] is False and host["CapDrop"] == ["ALL"] and not host.get("CapAdd")
     assert host["PidsLimit"] == 8192 and host["ReadonlyRootfs"] is True

@@ -74,9 +74,9 @@ def manager(docker_env, tmp_path, monkeypatch):
     m.close()
     client = docker.DockerClient(base_url=_daemon_url())
     for session in m.list()[0]:  # whatever a failed test left behind
-        if session.container_id:
+        if session.handle:
             try:
-                client.containers.get(session.container_id).remove(force=True)
+                client.containers.get(session.handle).remove(force=True)
             except docker.errors.NotFound:
                 pass
     # The model gateway and the networks of this test's sessions folder.
@@ -99,7 +99,7 @@ def start_scripted(manager: SessionManager, seconds: float, plan: str | None = Q
 
 def container_file(manager, session, path: str) -> str:
     client = docker.DockerClient(base_url=_daemon_url())
-    code, out = client.containers.get(session.container_id).exec_run(["cat", path])
+    code, out = client.containers.get(session.handle).exec_run(["cat", path])
     assert code == 0, out
     return out.decode()
 
@@ -118,7 +118,7 @@ def test_a_scripted_session_in_a_container(manager):
     t0 = time.monotonic()
     session = start_scripted(manager, seconds=900)
     print(f"create+start: {time.monotonic() - t0:.2f} s")
-    assert session.status == "running" and session.container_id and session.gpu_ids == []
+    assert session.status == "running" and session.handle and session.gpu_ids == []
     d = manager.session_dir(session.id)
     inspect = json.loads((d / L.INSPECT_FILE).read_text())
     host = inspect["HostConfig"]
@@ -162,8 +162,8 @@ def test_a_scripted_session_in_a_container(manager):
     client = docker.DockerClient(base_url=_daemon_url())
     # Its output copied, the container is removed (its stored config with it); the redacted inspect stays.
     with pytest.raises(docker.errors.NotFound):
-        client.containers.get(session.container_id)
-    assert json.loads((d / L.INSPECT_FILE).read_text())["Id"] == session.container_id
+        client.containers.get(session.handle)
+    assert json.loads((d / L.INSPECT_FILE).read_text())["Id"] == session.handle
 
 
 def test_reattach_after_the_host_process_goes_away(manager):
@@ -186,7 +186,7 @@ def test_the_watchdog_stops_the_container_with_no_host_running(manager):
     session = start_scripted(manager, seconds=8, plan=None)
     manager.close()
     client = docker.DockerClient(base_url=_daemon_url())
-    container = client.containers.get(session.container_id)
+    container = client.containers.get(session.handle)
     started = time.monotonic()
     result = container.wait(timeout=120)
     elapsed = time.monotonic() - started

@@ -41,7 +41,7 @@ def launch(manager: SessionManager, seconds: float, **kw) -> object:
 def test_a_session_runs_to_its_deadline_with_its_layout(manager):
     session = launch(manager, 4.0)
     d = manager.session_dir(session.id)
-    assert session.status == "running" and session.pid
+    assert session.status == "running" and session.handle
     for name in ("session.json", "container.log", "events.jsonl", "workspace/.git", "workspace/train_gpt.py",
                  "runner/agent/run.sh", "runner/strategy/strategy.toml", "runner/anchor/train_gpt.py",
                  "control/deadline.json", "workspace/submissions", "workspace/verdicts", "workspace/home"):
@@ -81,7 +81,7 @@ def test_kill_stops_now_and_marks_killed(manager):
     time.sleep(0.5)
     killed = manager.kill(session.id)
     assert killed.status == "killed" and killed.status_reason == "killed by the user"
-    assert manager.backend_for("local", "local").state(manager.handle(killed)).status == "exited"
+    assert manager.backend("local").state(manager.ref(killed)).status == "exited"
     with pytest.raises(UserError, match="has already ended"):
         manager.kill(session.id)
 

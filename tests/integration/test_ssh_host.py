@@ -108,20 +108,20 @@ def test_a_session_on_a_host_reached_over_ssh(ssh_url, tmp_path, monkeypatch):
     manager = SessionManager(load_config(path))
     session = None
     try:
-        (view,) = manager.hosts()
+        (view,) = manager.backend("docker").hosts(manager.holdings("docker"))
         assert view.answers and view.gpus.ids == () and view.gpus.detail == "no NVIDIA container runtime"
         # A remote host must see the sessions folder at the same path: the probe container runs over ssh too.
-        assert manager.preflight("viassh") == []
+        assert manager.backend("docker").preflight("viassh") == []
         session = manager.start(_create(manager, 1))
         assert (session.status, session.host, session.gpu_ids) == ("running", "viassh", [])
         numbers = _wait_for_lines(manager, session.id, 20)
         assert numbers[:20] == list(range(20))  # copied over ssh into container.log, in order
         extended = manager.extend(session.id, gpu_hours=1.0)
-        inside = over_ssh.client.containers.get(session.container_id).exec_run(
+        inside = over_ssh.client.containers.get(session.handle).exec_run(
             ["cat", f"{L.CONTAINER_CONTROL}/{L.DEADLINE_FILE}"]).output.decode()
         assert json.loads(inside)["budget_gpu_hours"] == pytest.approx(extended.total_gpu_hours)
         assert manager.kill(session.id, grace_s=2).status == "killed"
-        assert over_ssh.client.containers.get(session.container_id).status == "exited"
+        assert over_ssh.client.containers.get(session.handle).status == "exited"
     finally:
         if session is not None and manager.get(session.id).status not in ("killed",):
             manager.kill(session.id, grace_s=1)

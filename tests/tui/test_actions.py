@@ -42,9 +42,9 @@ def messages(app) -> list[str]:
 
 
 def process_alive(session) -> bool:
-    from nanogpt_tui.backends.local import LocalBackend
+    from nanogpt_tui.backends.local import ProcessTrees
 
-    return LocalBackend().state(f"{session.pid}:{session.pid_start_ticks}").status == "running"
+    return ProcessTrees().state(session.handle).status == "running"
 
 
 async def started(pilot, count: int = 1) -> MainScreen:

@@ -283,3 +283,31 @@ def test_the_monitor_reloads_changed_sessions_and_reports_growing_logs(tmp_path,
         assert monitor.mode == "watchfiles"
     finally:
         monitor.stop()
+
+
+def test_the_monitor_polls_a_shared_folder_when_told_and_says_so(tmp_path, timeline):
+    ids = build_fixed_sessions(tmp_path)
+    got: list[tuple[list, list]] = []
+    updated = threading.Event()
+
+    def on_views(views, problems):
+        got.append((views, problems))
+        updated.set()
+
+    monitor = SessionMonitor(Dashboard(tmp_path, timeline), on_views, force_polling=True, poll_ms=200)
+    monitor.start()
+    try:
+        assert updated.wait(5)
+        assert any("Polling" in p and "poll_files" in p for p in got[0][1])  # said once, with the first views
+        time.sleep(0.5)
+        updated.clear()
+        data = json.loads((tmp_path / ids[2] / L.SESSION_FILE).read_text())
+        data["status"], data["status_reason"] = "killed", "killed by the user"
+        (tmp_path / ids[2] / L.SESSION_FILE).write_text(json.dumps(data))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and {v.id: v.session.status for v in got[-1][0]}[ids[2]] != "killed":
+            time.sleep(0.05)
+        assert {v.id: v.session.status for v in got[-1][0]}[ids[2]] == "killed"
+        assert monitor.mode == "watchfiles-polling"
+    finally:
+        monitor.stop()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from nanogpt_tui.config import load_config
 from nanogpt_tui.records import load_timeline
-from nanogpt_tui.sessions.manager import SessionManager
-from nanogpt_tui.sessions.model import Session
+from nanogpt_tui.backends.base import PlaceRequest
+from nanogpt_tui.backends.pool import DockerPool
 from nanogpt_tui.stack import ENV_MATCH, ENV_MISMATCH, ENV_OUTSIDE, ENV_UNSTATED, check_image_stack, plan_image
 from tests.fakes.docker_hosts import FakeHost
 
@@ -23,26 +23,26 @@ def labels_for(anchor: str) -> dict[str, str]:
     return plan_image(anchor, timeline.get(anchor).stack).image_stack.labels()
 
 
-def manager(tmp_path: Path, host: FakeHost) -> SessionManager:
+def manager(tmp_path: Path, host: FakeHost) -> DockerPool:
     path = tmp_path / "nanogpt-tui.toml"
     path.write_text(f'schema_version = 1\n[paths]\nsessions_dir = "sessions"\nbaselines_dir = "{REPO / "human_baselines"}"\n'
                     '[[hosts]]\nname = "gpu1"\nurl = "tcp://gpu1:2376"\n')
-    return SessionManager(load_config(path), backends={"docker:gpu1": host})
+    config = load_config(path)
+    return DockerPool(config, config.paths.sessions_dir, drivers={"gpu1": host})
 
 
-def session(anchor: str, allow: bool = False) -> Session:
-    return Session(id="s1", agent="claude", strategy="default", strategy_hash="0" * 64, anchor=anchor, target=None,
-                   backend="docker", host="", image="nanogpt-bench:x", gpus=8, budget_gpu_hours=8.0,
-                   created_at="2099-01-01T00:00:00Z", allow_env_mismatch=allow)
+def session(anchor: str, allow: bool = False) -> PlaceRequest:
+    return PlaceRequest(session_id="s1", gpus=8, host=None, image="nanogpt-bench:x", anchor=anchor,
+                        allow_env_mismatch=allow)
 
 
 def test_an_image_built_for_another_anchor_is_refused_with_the_fix(tmp_path):
     m = manager(tmp_path, FakeHost("gpu1", labels=labels_for("2025-09-03_FA3")))
-    problems = m.preflight("gpu1", "nanogpt-bench:x", session(FP8))
+    problems = m.checks(session(FP8), "gpu1")
     assert len(problems) == 1 and "torch: the anchor ran 2.10.0+cu128, the image has 2.9.0+cu126" in problems[0]
     assert f"nanogpt-tui image plan --anchor {FP8}" in problems[0] and "--allow-env-mismatch" in problems[0]
     # Allowed: no problem, and the check says what differed and that it was allowed.
-    assert m.preflight("gpu1", "nanogpt-bench:x", session(FP8, allow=True)) == []
+    assert m.checks(session(FP8, allow=True), "gpu1") == []
     check = m.env_check(session(FP8, allow=True), "gpu1").to_dict()
     assert check["status"] == ENV_MISMATCH and check["allowed"] is True
     assert {d["field"] for d in check["differences"] if d["must_match"]} == {"torch", "triton", "attention", "kernel_repo"}
@@ -51,10 +51,10 @@ def test_an_image_built_for_another_anchor_is_refused_with_the_fix(tmp_path):
 
 def test_the_anchors_own_image_and_the_test_image_start(tmp_path):
     m = manager(tmp_path, FakeHost("gpu1", labels=labels_for(FP8)))
-    assert m.preflight("gpu1", "nanogpt-bench:x", session(FP8)) == []
+    assert m.checks(session(FP8), "gpu1") == []
     assert m.env_check(session(FP8), "gpu1").status == ENV_MATCH
     test_image = manager(tmp_path, FakeHost("gpu1"))
-    assert test_image.preflight("gpu1", "nanogpt-bench:x", session(FP8)) == []
+    assert test_image.checks(session(FP8), "gpu1") == []
     assert test_image.env_check(session(FP8), "gpu1").status == ENV_OUTSIDE
     # The smoke record is no timeline record with a log: outside the check, on any image.
     unlabelled = manager(tmp_path, FakeHost("gpu1", labels={}))

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from nanogpt_tui.backends import pool as P
+from nanogpt_tui.backends.base import Placement
 from nanogpt_tui.config import HostConfig, TLSConfig
 from nanogpt_tui.errors import UserError
-from nanogpt_tui.sessions import pool as P
+from nanogpt_tui.sessions.manager import live_holdings
 from nanogpt_tui.sessions.model import Session
 from tests.conftest import REPO
 
@@ -20,8 +22,9 @@ def session(sid: str, host: str = "a", gpus: int = 4, status: str = "running", i
 
 def view(name: str, gpus, sessions=(), answers: bool = True) -> P.HostView:
     known = P.HostGpus(tuple(gpus), "config") if gpus is not None else P.HostGpus(None, "unknown")
+    held = live_holdings(list(sessions), "docker")
     return P.HostView(name, f"unix:///{name}.sock", answers, "" if answers else f"{name} is down", known,
-                      P.holders(sessions, name), P.live_on(sessions, name))
+                      P.holders(held, name), P.live_on(held, name))
 
 
 def test_best_fit_keeps_whole_nodes_for_large_sessions():
@@ -30,7 +33,7 @@ def test_best_fit_keeps_whole_nodes_for_large_sessions():
     # 2 GPUs: host a is left with none idle, b would keep 6 idle: a wins, so b stays whole for an 8-GPU session.
     got = P.place(views, 2)
     assert (got.host, got.gpu_ids) == ("a", [6, 7])
-    assert P.place(views, 8) == P.Placement("b", list(range(8)), "GPUs 0,1,2,3,4,5,6,7 on b")
+    assert P.place(views, 8) == Placement("b", list(range(8)), "GPUs 0,1,2,3,4,5,6,7 on b")
     # Ties go to config order.
     assert P.place([view("x", range(4)), view("y", range(4))], 4).host == "x"
 

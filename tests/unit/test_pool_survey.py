@@ -1,25 +1,26 @@
-"""The manager's view of the pool: a host that fails is not asked again until its back-off ends (and is asked
+"""The Docker pool's view of its hosts: a host that fails is not asked again until its back-off ends (and is asked
 then, however often others survey), `--discover` asks every host, and a failed GPU discovery is not cached."""
 
 from __future__ import annotations
 
 import time
 
+from nanogpt_tui.backends import pool as pool_module
+from nanogpt_tui.backends.pool import DockerPool
 from nanogpt_tui.config import load_config
-from nanogpt_tui.sessions import manager as manager_module
-from nanogpt_tui.sessions.manager import SessionManager
 from tests.fakes.docker_hosts import FakeHost
 
 
-def pool(tmp_path, hosts: dict[str, FakeHost]) -> SessionManager:
+def pool(tmp_path, hosts: dict[str, FakeHost]) -> DockerPool:
     path = tmp_path / "nanogpt-tui.toml"
     path.write_text('schema_version = 1\n[paths]\nsessions_dir = "sessions"\n'
                     + "".join(f'[[hosts]]\nname = "{n}"\nurl = "tcp://{n}:2376"\n' for n in hosts))
-    return SessionManager(load_config(path), backends={f"docker:{n}": h for n, h in hosts.items()})
+    config = load_config(path)
+    return DockerPool(config, config.paths.sessions_dir, drivers=dict(hosts))
 
 
 def test_a_down_host_is_asked_again_when_its_back_off_ends(tmp_path, monkeypatch):
-    monkeypatch.setattr(manager_module, "HOST_RETRY_S", 0.3)
+    monkeypatch.setattr(pool_module, "HOST_RETRY_S", 0.3)
     down = FakeHost("b", up=False)
     m = pool(tmp_path, {"a": FakeHost("a"), "b": down})
     views = {v.name: v for v in m.hosts()}

@@ -44,7 +44,7 @@ def sessions(draw) -> Session:
     return Session(
         id=draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,30}", fullmatch=True)), agent=draw(names),
         strategy=draw(names), strategy_hash=draw(text), anchor=draw(names), target=draw(maybe(names)),
-        backend=draw(st.sampled_from(["local", "docker"])), host=draw(text), image=draw(maybe(text)),
+        backend=draw(st.sampled_from(["local", "docker", "slurm"])), host=draw(text), image=draw(maybe(text)),
         gpus=draw(st.integers(1, MAX_GPUS)), budget_gpu_hours=draw(hours), created_at=draw(stamps),
         gpu_ids=draw(st.lists(st.integers(0, 63), unique=True, max_size=8)),
         extensions=draw(st.lists(st.builds(Extension, at=stamps, gpu_hours=hours, reason=text), max_size=3)),
@@ -52,9 +52,8 @@ def sessions(draw) -> Session:
         status=draw(st.sampled_from(M.STATUSES)), status_reason=draw(text),
         transitions=draw(st.lists(st.builds(Transition, at=stamps, status=st.sampled_from(M.STATUSES), reason=text),
                                   max_size=4)),
-        container_id=draw(maybe(text)), pid=draw(maybe(st.integers(1, 2 ** 22))),
-        pid_start_ticks=draw(maybe(st.integers(0, 2 ** 40))), exit_code=draw(maybe(st.integers(-255, 255))),
-        agent_model=draw(maybe(text)), agent_effort=draw(maybe(text)), data_dir=draw(maybe(text)),
+        handle=draw(maybe(text)), facts=draw(st.dictionaries(names, text, max_size=3)),
+        exit_code=draw(maybe(st.integers(-255, 255))), agent_model=draw(maybe(text)), agent_effort=draw(maybe(text)),
         host_forced=draw(st.booleans()), config=draw(st.dictionaries(names, st.integers() | text, max_size=3)),
     )
 
@@ -77,7 +76,8 @@ BAD_SESSION_VALUES = {
     "extensions": [{}, [{"at": "2026-01-01T00:00:00Z", "gpu_hours": -1}],
                    [{"at": "2026-01-01T00:00:00Z", "gpu_hours": "lots"}]],
     "gpu_ids": [[-1], ["0"], [0, 0], "0,1", [True]],
-    "pid": [0, -3, "123", 1.0],
+    "handle": [5, [], {}],
+    "facts": ["job 5", {"job": 5}, []],
     "exit_code": ["0", 1.5],
     "host_forced": ["yes", 1],
     "config": ["{}", []],

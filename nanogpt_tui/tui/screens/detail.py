@@ -140,7 +140,9 @@ class DetailScreen(SessionActions, Screen):
         text.append(f"● {s.status}", style=STATUS_STYLES.get(s.status, "bold"))
         text.append(f" ({s.status_reason})\n", style="bright_black")
         text.append(f"{s.agent} · strategy {s.strategy} ({s.strategy_hash[:10]}) · anchor {s.anchor}"
-                    + (f" → {s.target}" if s.target else "") + f" · {s.backend} on {s.host} · {s.gpus} GPU(s)"
+                    + (f" → {s.target}" if s.target else "") + f" · {s.backend} on {s.host}"
+                    + "".join(f" · {key} {s.facts[key]}" for key in ("job", "queue", "node") if s.facts.get(key))
+                    + f" · {s.gpus} GPU(s)"
                     + (f" {s.gpu_ids}" if s.gpu_ids else "") + "\n")
         text.append(f"budget {format_gpu_hours(b['used'])}/{format_gpu_hours(b['total'])} GPU-h")
         if b["seconds_left"] is not None:

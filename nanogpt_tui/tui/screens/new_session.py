@@ -13,6 +13,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, number_from_text
+from nanogpt_tui.backends import BACKEND_KINDS
 from nanogpt_tui.sessions.manager import LaunchRequest, resolve_sandbox
 
 # The host choice that lets the pool place a Docker session by free GPUs.
@@ -59,7 +60,7 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
                     ("budget GPU-hours", Input(f"{c.default_budget:g}", id="budget")),
                     ("GPUs", Input(str(c.default_gpus), id="gpus")),
                     ("host", _select(c.hosts, c.hosts[0] if c.hosts else "", "host")),
-                    ("backend", _select(["docker", "local"], c.default_backend, "backend")),
+                    ("backend", _select(list(BACKEND_KINDS), c.default_backend, "backend")),
                     ("sandbox", _select(["on", "off"], "on", "sandbox")),
                 ):
                     with Horizontal(classes="field"):

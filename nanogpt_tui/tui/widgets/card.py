@@ -187,7 +187,8 @@ def card_lines(view: SessionView, now, width: int) -> list[Text]:
     gpus = f"{s.gpus} GPU" + ("s" if s.gpus != 1 else "")
     if s.gpu_ids:
         gpus += " [" + ",".join(map(str, s.gpu_ids)) + "]"
-    where = Text.assemble((anchor, "bright_black"), f" · {s.backend} {s.host or 'not placed yet'} · {gpus}")
+    job = f" · job {s.facts['job']}" if s.facts.get("job") else ""  # a scheduler's own id (Slurm)
+    where = Text.assemble((anchor, "bright_black"), f" · {s.backend} {s.host or 'not placed yet'}{job} · {gpus}")
     if not s.sandboxed and s.agent in REAL_AGENTS:
         where.append(" · not sandboxed", style="bold yellow")
     lines.append(where)

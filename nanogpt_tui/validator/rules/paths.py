@@ -8,6 +8,7 @@ import ast
 import posixpath
 from dataclasses import dataclass
 
+from nanogpt_tui.contract.layout import CONTAINER_WORKSPACE
 from nanogpt_tui.validator.rules.program import Program, SourceFile
 from nanogpt_tui.validator.rules.pyast import assignments_by_name, callee_name
 
@@ -155,7 +156,7 @@ def resolve_data_path(program: Program, name: str) -> ResolvedPath | None:
 # Where a session's code reads data from: the shared data volume, mounted read-only at `data/` in the workspace
 # (the container contract), holding one copy of each FineWeb shard. Places the agent can write to instead.
 DATA_MOUNT = "data"
-WRITABLE_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/workspace", "/home", "/root", "/run")
+WRITABLE_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", CONTAINER_WORKSPACE, "/home", "/root", "/run")
 SAME, JUDGE, DIFFERENT = "same", "judge", "different"
 
 

@@ -9,8 +9,9 @@ session keeps its GPUs (it recovers when its host returns). A host that offers n
 listed) takes sessions only when it is named with `--host`, or when no host of the pool offers any: then sessions
 run unpinned and their budget counts the GPUs they asked for.
 
-The survey of the hosts (`survey`) is the only part that talks to Docker, through the backend objects it is given;
-`place` is pure.
+The survey of the hosts (`survey`) is the only part that talks to Docker, through the per-host drivers it is given
+(`DockerBackend`, imported only when a host is first used); `place` is pure. `DockerPool` is the Docker backend of
+the protocol in `backends.base`: a single Docker host is a pool of one.
 """
 
 from __future__ import annotations
@@ -18,20 +19,36 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shlex
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from nanogpt_tui.config import HostConfig
+from nanogpt_tui.backends.base import (
+    CONTAINER_MOUNTS,
+    UNREACHABLE,
+    BackendState,
+    Holding,
+    LaunchSpec,
+    LogFollower,
+    MountPoints,
+    Placement,
+    PlaceRequest,
+    SessionRef,
+    Target,
+)
+from nanogpt_tui.config import Config, HostConfig
+from nanogpt_tui.contract import layout
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fsutil import atomic_write_json
-from nanogpt_tui.sessions import model as M
 
 # What the discovery container runs; the NVIDIA Container Toolkit puts nvidia-smi into any container given the
 # `utility` capability.
 GPU_QUERY = ("nvidia-smi", "--query-gpu=index,uuid,name,memory.total", "--format=csv,noheader,nounits")
 DISCOVERY_SCHEMA_VERSION = 1
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+# After a host fails to answer, it is not asked again for this long (a dead tcp:// host costs a timeout per call).
+HOST_RETRY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -97,30 +114,13 @@ class HostView:
                 "sessions": list(self.sessions)}
 
 
-@dataclass(frozen=True)
-class Placement:
-    """Where a session goes, or why it waits."""
-
-    host: str | None  # None: nothing fits now (see reason)
-    gpu_ids: list[int]
-    reason: str
-    blocking: bool = False  # waiting alone will not help: the user must act (create an image or a volume)
-    impossible: bool = False  # it can never fit (more GPUs than any host has)
+def holders(held: Iterable[Holding], host: str) -> dict[int, str]:
+    """GPU id -> session id for the live sessions on `host` (an unreachable one still holds its GPUs)."""
+    return {gpu: h.session_id for h in held if h.host == host for gpu in h.gpu_ids}
 
 
-def holders(sessions: Iterable[M.Session], host: str, exclude: str | None = None) -> dict[int, str]:
-    """GPU id -> session id for the live Docker sessions on `host` (an unreachable one still holds its GPUs)."""
-    held: dict[int, str] = {}
-    for s in sessions:
-        if s.backend == "docker" and s.host == host and s.id != exclude and s.status in (M.RUNNING, M.UNREACHABLE):
-            for gpu in s.gpu_ids:
-                held[gpu] = s.id
-    return held
-
-
-def live_on(sessions: Iterable[M.Session], host: str) -> list[str]:
-    return [s.id for s in sessions if s.backend == "docker" and s.host == host and s.status in (M.RUNNING,
-                                                                                                M.UNREACHABLE)]
+def live_on(held: Iterable[Holding], host: str) -> list[str]:
+    return [h.session_id for h in held if h.host == host]
 
 
 def place(views: Sequence[HostView], gpus: int, *, forced: str | None = None,
@@ -233,7 +233,7 @@ class DiscoveryCache:
     def save(self, host: str, daemon_id: str, found: HostGpus) -> None:
         atomic_write_json(self._path(host), {
             "schema_version": DISCOVERY_SCHEMA_VERSION, "daemon_id": daemon_id,
-            "at": M.iso(dt.datetime.now(dt.timezone.utc)), "detail": found.detail,
+            "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"), "detail": found.detail,
             "gpus": [asdict(g) for g in found.gpus]})
 
 
@@ -267,14 +267,14 @@ def discover(backend, host: HostConfig, image: str, cache: DiscoveryCache, *, fo
     return found
 
 
-def survey(hosts: Sequence[HostConfig], sessions: Sequence[M.Session], backend_for: Callable[[str], object],
+def survey(hosts: Sequence[HostConfig], held: Sequence[Holding], backend_for: Callable[[str], object],
            cache: DiscoveryCache, image: str, *, rediscover: bool = False,
            skip: Callable[[str], str | None] = lambda _name: None) -> list[HostView]:
     """Every host of the pool: does it answer, its GPUs, who holds them. `skip(name)` returns a reason to treat a
     host as not answering without asking it again (a host that just failed)."""
     views = []
     for host in hosts:
-        held, live = holders(sessions, host.name), live_on(sessions, host.name)
+        held_here, live = holders(held, host.name), live_on(held, host.name)
         configured = HostGpus(host.gpus, "config") if host.gpus is not None else None
         problem = skip(host.name) or ""
         if not problem:
@@ -286,5 +286,184 @@ def survey(hosts: Sequence[HostConfig], sessions: Sequence[M.Session], backend_f
                 problem = str(err)
         if problem:
             gpus = configured or cache.load(host.name, None) or HostGpus(None, "unknown", "the host does not answer")
-        views.append(HostView(host.name, host.url, not problem, problem, gpus, held, live))
+        views.append(HostView(host.name, host.url, not problem, problem, gpus, held_here, live))
     return views
+
+
+# --- the Docker backend of the protocol ------------------------------------------------------------------------
+
+
+class DockerPool:
+    """Sessions in containers on the Docker hosts of the config ([[hosts]]), placed by free GPUs. Hosts that fail
+    to answer are backed off for HOST_RETRY_S; the handle is the container id on the session's host."""
+
+    kind = "docker"
+    default_gpus = None
+    sandboxed = True
+
+    def __init__(self, config: Config, sessions_root: Path, *, drivers: dict[str, object] | None = None) -> None:
+        self.config = config
+        self.root = Path(sessions_root)
+        self._drivers: dict[str, object] = dict(drivers or {})  # host name -> DockerBackend (or a test's stand-in)
+        self._host_down: dict[str, tuple[float, str]] = {}  # host -> (monotonic time to ask again, why)
+        self._shared_seen: set[str] = set()  # remote hosts that have shown they see the sessions folder
+        self._views: list[HostView] = []
+
+    # --- hosts ----------------------------------------------------------------------------------------------
+
+    def host_config(self, name: str) -> HostConfig:
+        for host in self.config.hosts:
+            if host.name == name:
+                return host
+        names = ", ".join(h.name for h in self.config.hosts)
+        raise UserError(f"There is no Docker host named {name!r} in the config (hosts: {names}); add it under "
+                        "[[hosts]] in nanogpt-tui.toml.")
+
+    def driver(self, name: str):
+        """The DockerBackend talking to host `name` (connected on first use)."""
+        if name not in self._drivers:
+            from nanogpt_tui.backends.docker_backend import DockerBackend
+
+            cfg = self.host_config(name)
+            self._drivers[name] = DockerBackend(url=cfg.url, tls=cfg.tls, name=cfg.name)
+        return self._drivers[name]
+
+    def _skip_host(self, name: str) -> str | None:
+        down = self._host_down.get(name)
+        if down is not None and time.monotonic() < down[0]:
+            return down[1]
+        return None
+
+    def _mark_host(self, name: str, problem: str | None) -> None:
+        if problem:
+            self._host_down[name] = (time.monotonic() + HOST_RETRY_S, problem)
+        else:
+            self._host_down.pop(name, None)
+
+    def hosts(self, held: Sequence[Holding] = (), *, rediscover: bool = False) -> list[HostView]:
+        """Every Docker host of the config: does it answer, its GPUs (configured or discovered), who holds them.
+        A host that failed within HOST_RETRY_S is not asked again (unless `rediscover`)."""
+        skip = (lambda _name: None) if rediscover else self._skip_host
+        skipped = {h.name for h in self.config.hosts if skip(h.name)}
+        views = survey(self.config.hosts, held, self.driver, DiscoveryCache(self.root), self.config.docker.image,
+                       rediscover=rediscover, skip=skip)
+        for view in views:
+            if view.name not in skipped:  # a skipped host keeps its back-off: it is asked again when it ends
+                self._mark_host(view.name, view.problem or None)
+        return views
+
+    # --- the protocol ---------------------------------------------------------------------------------------
+
+    def mounts(self, session_dir: Path) -> MountPoints:
+        return CONTAINER_MOUNTS
+
+    def admit(self, host: str | None, image: str | None) -> Target:
+        if host:
+            self.host_config(host)
+        return Target(host=host or "", image=image or self.config.docker.image, host_forced=bool(host))
+
+    def survey(self) -> None:
+        # Pings and discovery, outside the placement lock: a slow host must not stall other launches.
+        self._views = self.hosts()
+
+    def preflight(self, host: str, image: str | None = None) -> list[str]:
+        """What `host` lacks for a session to start there (the image, the data volume, the shared sessions folder),
+        each with the command that fixes it."""
+        cfg = self.host_config(host)
+        # A remote host must see the sessions folder (once seen, it is not probed again by this process).
+        shared = None if cfg.url.startswith("unix://") or host in self._shared_seen else self.root.resolve()
+        try:
+            problems = self.driver(host).missing(image or self.config.docker.image, self.config.docker.data_volume,
+                                                 docker_command(cfg), shared)
+        except UserError as err:
+            return [str(err)]
+        if shared is not None and not problems:
+            self._shared_seen.add(host)
+        return problems
+
+    def env_check(self, request: PlaceRequest, host: str):
+        """The session's image on `host` against its anchor's stack (the manifest's, from the anchor's log)."""
+        from nanogpt_tui.records import load_timeline
+        from nanogpt_tui.stack import check_image_stack
+
+        timeline = load_timeline(self.config.paths.baselines_dir)
+        anchor_stack = timeline.get(request.anchor).stack if request.anchor in timeline else None
+        image = request.image or self.config.docker.image
+        try:
+            labels = self.driver(host).image_labels(image)
+        except UserError as err:
+            raise UserError(f"Cannot read the labels of {image} on {host} ({err}); check the Docker host.") from None
+        return check_image_stack(request.anchor, anchor_stack, image, labels or {},
+                                 allow_mismatch=request.allow_env_mismatch)
+
+    def checks(self, request: PlaceRequest, host: str) -> list[str]:
+        """The pre-start checks of `host` for this session, its image's stack against its anchor's included."""
+        problems = self.preflight(host, request.image)
+        if not problems:
+            check = self.env_check(request, host)
+            if check.refused:
+                problems.append(check.reason)
+        return problems
+
+    def place(self, request: PlaceRequest, held: Sequence[Holding]) -> Placement:
+        views = self._views or self.hosts()
+        for view in views:  # who holds what, as of now
+            view.held, view.sessions = holders(held, view.name), live_on(held, view.name)
+        placement = place(views, request.gpus, forced=request.host,
+                          preflight=lambda host: self.checks(request, host))
+        if placement.host is None:
+            # The one host it may run on (named, or the only one configured) does not answer: say so.
+            explicit = request.host or (self.config.hosts[0].name if len(self.config.hosts) == 1 else None)
+            down = next((v for v in views if v.name == explicit and not v.answers), None)
+            if down is not None:
+                return replace(placement, unreachable=f"Docker host {explicit} cannot be reached "
+                                                      f"({down.problem.rstrip('.')})")
+            return placement
+        return replace(placement, env_check=self.env_check(request, placement.host).to_dict())
+
+    def start(self, ref: SessionRef, spec: LaunchSpec) -> str:
+        return self.driver(spec.host).start(replace(spec, data_volume=self.config.docker.data_volume))
+
+    def find(self, ref: SessionRef) -> str | None:
+        if not ref.host:
+            return None
+        try:
+            found = self.driver(ref.host).find_sessions().get(ref.session_id)
+        except UserError:
+            return None
+        return found.container_id if found else None
+
+    def state(self, ref: SessionRef) -> BackendState:
+        skipped = self._skip_host(ref.host)
+        if skipped:
+            return BackendState(UNREACHABLE, detail=skipped)
+        state = self.driver(ref.host).state(ref.handle)
+        self._mark_host(ref.host, state.detail if state.status == UNREACHABLE else None)
+        return state
+
+    def stop(self, ref: SessionRef, grace_s: float) -> None:
+        self.driver(ref.host).stop(ref.handle, grace_s)
+
+    def follow_logs(self, ref: SessionRef, log_path: Path) -> LogFollower | None:
+        return self.driver(ref.host).follow_logs(ref.handle, log_path)
+
+    def extend(self, ref: SessionRef, deadline: dt.datetime) -> str | None:
+        return None  # the deadline file is all there is: the runner re-reads it
+
+    def release(self, ref: SessionRef, egress_prefix: str | None) -> None:
+        self.driver(ref.host).release(ref.handle, ref.session_id, Path(ref.session_dir) / layout.INSPECT_FILE,
+                                      egress_prefix)
+
+    def pause(self, ref: SessionRef) -> list[int]:
+        return self.driver(ref.host).pause(ref.handle)
+
+    def resume(self, ref: SessionRef) -> None:
+        self.driver(ref.host).resume(ref.handle)
+
+    def retime_isolated(self, ref: SessionRef, **kwargs) -> dict:
+        return self.driver(ref.host).retime_isolated(ref.handle, **kwargs)
+
+    def close(self) -> None:
+        for driver in self._drivers.values():
+            driver.close()
+        self._drivers.clear()

@@ -1,0 +1,400 @@
+"""Sessions as Slurm jobs, through Slurm's own client commands (sbatch, squeue, scontrol, scancel, sacct).
+
+A session is one job: `sbatch --gres=gpu:N` (Slurm picks and pins the GPUs), the session id in the job name
+(`ngt-<id>`) and comment, `--no-requeue` (a job that ran once must not start over with a fresh budget), `--time`
+from the budget or a configured cap. The job runs `python3 -m nanogpt_tui.backends.slurm_job` on the node, which
+starts the budget there (it rewrites the deadline file when the job starts, so time in the queue is not spent) and
+runs the same container contract as the Docker backend through the node's Docker (or a process tree, for tests).
+Logs come back through the shared sessions folder, so the node must see it at the same path.
+
+Status and re-attach go through `squeue` (the job's state, Slurm's reason, partition, node), then `sacct` where
+accounting is configured, then `scontrol show job` while the controller still remembers the job. A controller
+that does not answer makes the session `unreachable`, never ended: the job keeps running on its node.
+
+Kill is `scancel --batch --signal=INT` (the job's own process, which stops the container and the runner cleanly),
+the grace period, then `scancel`. `extend` moves the deadline file; the job's TimeLimit only where
+`slurm.raise_time_limit` says the user may (an operator's right on most clusters).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from nanogpt_tui.backends.base import (
+    CONTAINER_MOUNTS,
+    EXITED,
+    MISSING,
+    QUEUED,
+    RUNNING,
+    SECRET_ENV,
+    UNREACHABLE,
+    BackendState,
+    Holding,
+    LaunchSpec,
+    MountPoints,
+    Placement,
+    PlaceRequest,
+    SessionRef,
+    Target,
+    host_mounts,
+)
+from nanogpt_tui.backends.local import SMOKE_RECORD, ensure_smoke_shards, missing_shards
+from nanogpt_tui.config import Config
+from nanogpt_tui.contract import layout
+from nanogpt_tui.errors import UserError
+from nanogpt_tui.fsutil import atomic_write_text
+
+JOB_PREFIX = "ngt-"
+COMMAND_TIMEOUT_S = 30.0
+# Minutes added to a budget-derived --time: the watchdog's grace period and the runner's own start-up.
+TIME_LIMIT_MARGIN_S = 90.0
+LAUNCH_SCHEMA_VERSION = 1
+QUEUED_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED"})
+RUNNING_STATES = frozenset({"RUNNING", "CONFIGURING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"})
+# Errors that mean the controller did not answer (as opposed to an answer saying no).
+UNREACHABLE_MARKS = ("Unable to contact slurm controller", "Socket timed out", "Zero Bytes were transmitted",
+                     "Connection refused", "Communication connection failure", "slurm_load_jobs error: Unable")
+SQUEUE_FORMAT = "%i|%T|%r|%P|%N|%S|%l"
+
+
+class SlurmUnreachable(UserError):
+    """The Slurm controller did not answer."""
+
+
+def run_command(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT_S) -> str:
+    """Run one Slurm client command; its stdout. A UserError with Slurm's own words when it fails."""
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise UserError(f"`{argv[0]}` is not installed here; install Slurm's client commands (Debian: slurm-client) "
+                        "and point them at the cluster (/etc/slurm/slurm.conf or $SLURM_CONF).") from None
+    except subprocess.TimeoutExpired:
+        raise SlurmUnreachable(f"`{argv[0]}` got no answer within {timeout:g} s; the Slurm controller may be down "
+                               "or overloaded (`scontrol ping` says).") from None
+    if done.returncode != 0:
+        said = " ".join((done.stderr or done.stdout).split())[:300] or f"exit status {done.returncode}"
+        if any(mark in said for mark in UNREACHABLE_MARKS):
+            raise SlurmUnreachable(f"The Slurm controller does not answer ({said}); the job keeps running on its "
+                                   "node, and the session recovers when the controller is back.")
+        raise UserError(f"`{' '.join(argv[:2])}` failed: {said}")
+    return done.stdout
+
+
+def parse_slurm_time(text: str) -> dt.datetime | None:
+    """A Slurm timestamp (local time, `2026-12-03T11:43:58`), None for N/A, Unknown, None."""
+    try:
+        return dt.datetime.fromisoformat(text.strip()).astimezone(dt.timezone.utc)
+    except ValueError:
+        return None
+
+
+def parse_squeue(line: str) -> BackendState:
+    """One `squeue --format=%i|%T|%r|%P|%N|%S|%l` line as our state."""
+    job, state, reason, partition, node, start, limit = (line.strip().split("|") + [""] * 7)[:7]
+    facts = {"job": job, "state": state, "partition": partition, "time_limit": limit}
+    if node and node != "(null)":
+        facts["node"] = node
+    shown = state + (f" ({reason})" if reason and reason != "None" else "")
+    facts["queue"] = shown
+    if state in QUEUED_STATES:
+        return BackendState(QUEUED, detail=shown, facts=facts)
+    if state in RUNNING_STATES:
+        return BackendState(RUNNING, detail=shown, facts=facts, started_at=parse_slurm_time(start))
+    return BackendState(EXITED, detail=shown, facts=facts)
+
+
+def _exit_code(text: str) -> int | None:
+    """Slurm's `ExitCode=3:0` (status:signal) as one status, 128 + signal for a signal."""
+    m = re.match(r"(\d+):(\d+)", text.strip())
+    if not m:
+        return None
+    status, signal = int(m.group(1)), int(m.group(2))
+    return 128 + signal if signal else status
+
+
+def _minutes(seconds: float) -> int:
+    return max(1, math.ceil(seconds / 60.0))
+
+
+def parse_time_limit(text: str) -> int | None:
+    """Slurm's `[days-]hours:minutes:seconds` (or `minutes:seconds`, `minutes`) in whole minutes rounded up;
+    None for UNLIMITED, INVALID or anything else."""
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    if not m:
+        return None
+    days, a, b, c = (int(g) if g else None for g in m.groups())
+    if c is not None:
+        seconds = a * 3600 + b * 60 + c
+    elif b is not None:
+        seconds = (a * 3600 + b * 60) if days is not None else (a * 60 + b)
+    else:
+        seconds = a * 3600 if days is not None else a * 60
+    return _minutes(seconds + (days or 0) * 86400)
+
+
+class SlurmBackend:
+    """Sessions submitted to the Slurm cluster this machine's client commands talk to."""
+
+    kind = "slurm"
+    default_gpus = None
+
+    def __init__(self, config: Config, sessions_root: Path) -> None:
+        self.config = config
+        self.slurm = config.slurm
+        self.root = Path(sessions_root)
+
+    # --- before start ---------------------------------------------------------------------------------------
+
+    @property
+    def in_docker(self) -> bool:
+        return self.slurm.node_runtime == "docker"
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.in_docker
+
+    def mounts(self, session_dir: Path) -> MountPoints:
+        return CONTAINER_MOUNTS if self.in_docker else host_mounts(session_dir)
+
+    def admit(self, host: str | None, image: str | None) -> Target:
+        partition = host or self.slurm.partition
+        return Target(host=partition, image=(image or self.config.docker.image) if self.in_docker else None,
+                      host_forced=bool(host))
+
+    def survey(self) -> None:
+        return None  # Slurm places the job; there is nothing to learn first
+
+    def preflight(self, host: str, image: str | None) -> list[str]:
+        """sbatch there, the controller answering, the partition known; the shards for a process runtime."""
+        if shutil.which("sbatch") is None:
+            return ["Slurm's `sbatch` is not installed here; install the client commands (Debian: slurm-client) "
+                    "and point them at the cluster ($SLURM_CONF)."]
+        try:
+            partitions = run_command(["sinfo", "--noheader", "--format=%R"]).split()
+        except UserError as err:
+            return [str(err)]
+        if host and host not in partitions:
+            return [f"Slurm has no partition {host!r} (it has {', '.join(partitions) or 'none'}); set "
+                    "slurm.partition or pass --host PARTITION."]
+        if not self.in_docker:
+            return missing_shards(self.config.paths.local_data_dir)
+        return []
+
+    def place(self, request: PlaceRequest, held: Sequence[Holding]) -> Placement:
+        if not self.in_docker and request.anchor == SMOKE_RECORD:
+            ensure_smoke_shards(self.config.paths.local_data_dir)
+        problems = self.preflight(request.host or self.slurm.partition, request.image)
+        if problems:
+            return Placement(None, [], " ".join(problems), blocking=True)
+        where = request.host or self.slurm.partition or "the default partition"
+        data_dir = None if self.in_docker else str(Path(self.config.paths.local_data_dir).resolve())
+        return Placement(request.host or self.slurm.partition, [], f"submitted to Slurm ({where})",
+                         data_dir=data_dir)
+
+    # --- the job --------------------------------------------------------------------------------------------
+
+    def _time_limit(self, spec: LaunchSpec) -> int | None:
+        """--time in minutes: a configured cap, else the budget (plus the grace margin); None: the partition's."""
+        if self.slurm.time_limit_minutes:
+            return self.slurm.time_limit_minutes
+        if spec.time_limit_s is None:
+            return None
+        return _minutes(spec.time_limit_s + TIME_LIMIT_MARGIN_S)
+
+    def write_launch(self, ref: SessionRef, spec: LaunchSpec) -> Path:
+        """launch.json (the launch, without secret values: those reach the job through its environment) and the
+        job script, in the session's slurm/ folder."""
+        folder = Path(ref.session_dir) / layout.SLURM_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        secret = sorted(k for k in spec.env if SECRET_ENV.search(k))
+        launch = {
+            "schema_version": LAUNCH_SCHEMA_VERSION, "runtime": self.slurm.node_runtime,
+            "docker_url": self.slurm.docker_url, "session_id": spec.session_id, "image": spec.image,
+            "command": list(spec.command), "env": {k: v for k, v in spec.env.items() if k not in secret},
+            "env_from_job": secret, "workspace_dir": str(spec.workspace_dir), "runner_dir": str(spec.runner_dir),
+            "control_dir": str(spec.control_dir), "log_path": str(spec.log_path),
+            "data_volume": self.config.docker.data_volume if self.in_docker else None,
+            "data_dir": None if self.in_docker else str(Path(self.config.paths.local_data_dir).resolve()),
+            "labels": spec.labels, "shm_size": spec.shm_size, "name": spec.name, "user": spec.user,
+            "data_read_only": spec.data_read_only,
+        }
+        atomic_write_text(folder / layout.SLURM_LAUNCH, json.dumps(launch, indent=2) + "\n", mode=0o600)
+        python = self.slurm.python or sys.executable
+        script = folder / layout.SLURM_SCRIPT
+        atomic_write_text(script, "#!/bin/sh\n# Written by nanogpt-tui: the session's Slurm job (see "
+                          "nanogpt_tui/backends/slurm_job.py).\n"
+                          f"exec {shlex.quote(python)} -m nanogpt_tui.backends.slurm_job "
+                          f"{shlex.quote(str(folder / layout.SLURM_LAUNCH))}\n", mode=0o700)
+        return script
+
+    def sbatch_args(self, ref: SessionRef, spec: LaunchSpec) -> list[str]:
+        folder = Path(ref.session_dir) / layout.SLURM_DIR
+        args = ["sbatch", "--parsable", f"--job-name={JOB_PREFIX}{ref.session_id}", f"--comment={ref.session_id}",
+                "--no-requeue", "--nodes=1", f"--chdir={ref.session_dir}", f"--output={folder / layout.SLURM_OUTPUT}",
+                "--export=ALL"]
+        if spec.gpus:
+            args.append(f"--gres=gpu:{spec.gpus}")
+        limit = self._time_limit(spec)
+        if limit is not None:
+            args.append(f"--time={limit}")
+        partition = spec.host or self.slurm.partition
+        for flag, value in (("--partition", partition), ("--account", self.slurm.account),
+                            ("--qos", self.slurm.qos), ("--constraint", self.slurm.constraint)):
+            if value:
+                args.append(f"{flag}={value}")
+        return args
+
+    def start(self, ref: SessionRef, spec: LaunchSpec) -> str:
+        script = self.write_launch(ref, spec)
+        out = run_command([*self.sbatch_args(ref, spec), str(script)]).strip()
+        job = out.split(";")[0].strip()  # "<id>[;cluster]"
+        if not job.isdigit():
+            raise UserError(f"sbatch answered {out[:120]!r} instead of a job id; check the Slurm configuration.")
+        return job
+
+    def find(self, ref: SessionRef) -> str | None:
+        try:
+            out = run_command(["squeue", "--noheader", f"--name={JOB_PREFIX}{ref.session_id}", "--format=%i"])
+        except UserError:
+            return None
+        jobs = [j for j in out.split() if j.isdigit()]
+        return jobs[-1] if jobs else None
+
+    def state(self, ref: SessionRef) -> BackendState:
+        if not ref.handle:
+            return BackendState(MISSING, detail="no Slurm job was recorded")
+        try:
+            out = run_command(["squeue", "--noheader", f"--jobs={ref.handle}", f"--format={SQUEUE_FORMAT}"])
+        except SlurmUnreachable as err:
+            return BackendState(UNREACHABLE, detail=str(err), facts={"job": ref.handle})
+        except UserError:
+            out = ""  # "Invalid job id specified": it has left the queue
+        lines = [line for line in out.splitlines() if line.strip()]
+        if lines:
+            state = parse_squeue(lines[0])
+            if state.status != EXITED:
+                return state
+        return self._ended(ref.handle)
+
+    def _ended(self, job: str) -> BackendState:
+        """A job no longer in the queue: sacct where accounting is on, else what the controller remembers."""
+        try:
+            out = run_command(["sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={job}",
+                               "--format=State,ExitCode,Partition,NodeList"])
+            rows = [line.split("|") for line in out.splitlines() if line.strip()]
+            if rows and len(rows[0]) >= 4:
+                state, code, partition, node = rows[0][:4]
+                state = state.split()[0]
+                return BackendState(EXITED, exit_code=_exit_code(code), detail=state,
+                                    facts={"job": job, "state": state, "queue": state, "partition": partition,
+                                           "node": node})
+        except SlurmUnreachable as err:
+            return BackendState(UNREACHABLE, detail=str(err), facts={"job": job})
+        except UserError:
+            pass  # no accounting storage (slurmdbd): ask the controller
+        try:
+            out = run_command(["scontrol", "--oneliner", "show", "job", job])
+        except SlurmUnreachable as err:
+            return BackendState(UNREACHABLE, detail=str(err), facts={"job": job})
+        except UserError:
+            return BackendState(EXITED, detail=f"Slurm no longer knows job {job}; the runner's record says how it "
+                                               "ended", facts={"job": job})
+        fields = dict(re.findall(r"(\w+)=(\S*)", out))
+        state = fields.get("JobState", "")
+        facts = {"job": job, "state": state, "queue": state, "partition": fields.get("Partition", ""),
+                 "node": fields.get("NodeList", "")}
+        if state in QUEUED_STATES:
+            return BackendState(QUEUED, detail=state, facts=facts)
+        if state in RUNNING_STATES:
+            return BackendState(RUNNING, detail=state, facts=facts,
+                                started_at=parse_slurm_time(fields.get("StartTime", "")))
+        return BackendState(EXITED, exit_code=_exit_code(fields.get("ExitCode", "")), detail=state, facts=facts)
+
+    def stop(self, ref: SessionRef, grace_s: float) -> None:
+        """SIGINT to the job's own process (it stops the container or process tree cleanly), `grace_s`, then
+        scancel; a job still in the queue is cancelled at once."""
+        if not ref.handle:
+            return
+        state = self.state(ref)
+        if state.status == UNREACHABLE:
+            raise UserError(state.detail)
+        if state.status == RUNNING:
+            run_command(["scancel", "--batch", "--signal=INT", ref.handle])
+            deadline = time.monotonic() + max(grace_s, 0.5)
+            while time.monotonic() < deadline:
+                time.sleep(0.25)
+                if self.state(ref).status not in (RUNNING, UNREACHABLE):
+                    return
+        elif state.status != QUEUED:
+            return
+        run_command(["scancel", ref.handle])
+        for _ in range(120):
+            if self.state(ref).status not in (RUNNING, QUEUED):
+                return
+            time.sleep(0.25)
+
+    def follow_logs(self, ref: SessionRef, log_path: Path) -> None:
+        return None  # the job writes container.log itself, in the shared sessions folder
+
+    def extend(self, ref: SessionRef, deadline: dt.datetime) -> str | None:
+        """Raise the job's TimeLimit to cover the new deadline where the user may; otherwise say until when the job
+        can run."""
+        if not ref.handle:
+            return None
+        state = self.state(ref)
+        start = state.started_at or dt.datetime.now(dt.timezone.utc)
+        needed = _minutes((deadline - start).total_seconds() + TIME_LIMIT_MARGIN_S)
+        limit = parse_time_limit(state.facts.get("time_limit", ""))
+        if limit is None or limit >= needed:
+            return None  # unlimited, or long enough already
+        if not self.slurm.raise_time_limit:
+            return (f"the job's time limit ({limit} min) stays (slurm.raise_time_limit is off): the session ends "
+                    "then, before its new deadline")
+        try:
+            run_command(["scontrol", "update", f"JobId={ref.handle}", f"TimeLimit={needed}"])
+        except UserError as err:
+            return f"the job's time limit could not be raised to {needed} min ({err})"
+        return None
+
+    def release(self, ref: SessionRef, egress_prefix: str | None) -> None:
+        return None  # the job removes its container on the node when it ends
+
+    def pause(self, ref: SessionRef) -> list[int]:
+        raise UserError("The validator apart from the agent (pausing the session on its GPUs) is not available on "
+                        "the Slurm backend yet; its submissions are not retimed.")
+
+    def resume(self, ref: SessionRef) -> None:
+        return None
+
+    def retime_isolated(self, ref: SessionRef, **kwargs) -> dict:
+        raise UserError("The validator apart from the agent is not available on the Slurm backend yet.")
+
+    def close(self) -> None:
+        return None
+
+
+def job_environment_names() -> list[str]:
+    """The Slurm variables a job is given that say which GPUs it holds (first one set wins)."""
+    return ["SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "CUDA_VISIBLE_DEVICES"]
+
+
+def allocated_gpus(environ: dict[str, str] | None = None) -> list[int]:
+    """The GPU ids Slurm gave the job on this node (empty when it says none)."""
+    env = os.environ if environ is None else environ
+    for name in job_environment_names():
+        value = env.get(name, "").strip()
+        if value:
+            ids = [part for part in value.split(",") if part.strip().isdigit()]
+            return [int(part) for part in ids]
+    return []

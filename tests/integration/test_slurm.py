@@ -1,0 +1,209 @@
+"""Sessions as Slurm jobs on a real one-node Slurm (Debian's slurm-wlm and munge, started by the fixture in a temporary
+folder, GPUs declared as generic resources): sessions start, wait in the queue while the node is full, are extended
+past their first time limit, are killed, survive a restart of the control room and of slurmctld; and the tested
+production path, Docker on the node, against this machine's dockerd."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from nanogpt_tui.cli import main
+from nanogpt_tui.config import load_config
+from nanogpt_tui.contract import layout as L
+from nanogpt_tui.contract.runner_exit import ExitReason, read_runner_exit
+from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
+from tests.conftest import REPO
+from tests.integration.slurm_cluster import PARTITION, SlurmCluster
+
+pytestmark = pytest.mark.slurm
+
+REPLAY_ENV = (("BENCHMARK_REPLAY_SPEED", "50"), ("BENCHMARK_REPLAY_LOOP", "1"))
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), gpus=4).start()
+    before = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster.conf)  # the client commands the backend runs find the cluster here
+    yield cluster
+    cluster.run("scancel", "--full", "--user=root", check=False)
+    cluster.stop()
+    if before is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = before
+
+
+def write_config(tmp_path: Path, slurm_section: str, extra: str = "") -> Path:
+    baselines = tmp_path / "baselines"
+    shutil.copytree(REPO / "human_baselines" / "smoke", baselines / "smoke",
+                    ignore=shutil.ignore_patterns("data", "logs"))
+    path = tmp_path / "nanogpt-tui.toml"
+    path.write_text(f'schema_version = 1\n[paths]\nsessions_dir = "sessions"\nbaselines_dir = "baselines"\n'
+                    f'[benchmark]\nanchor = "smoke"\n[slurm]\npartition = "{PARTITION}"\n{slurm_section}\n{extra}')
+    return path
+
+
+@pytest.fixture
+def config_path(slurm, tmp_path, monkeypatch):
+    for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    return write_config(tmp_path, 'node_runtime = "process"\nraise_time_limit = true\ntime_limit_minutes = 1\n')
+
+
+def launch(manager: SessionManager, gpus: int, seconds: float) -> object:
+    return manager.launch(LaunchRequest(agent="replay", strategy="default", anchor="smoke", backend="slurm",
+                                        gpus=gpus, budget_gpu_hours=gpus * seconds / 3600, extra_env=REPLAY_ENV))
+
+
+def wait_for(manager: SessionManager, sid: str, status: str, timeout_s: float = 60.0, poll_s: float = 0.2):
+    start = time.monotonic()
+    while True:
+        session = manager.refresh(manager.get(sid))
+        if session.status == status:
+            return session, time.monotonic() - start
+        assert time.monotonic() - start < timeout_s, f"{sid} is {session.status} ({session.status_reason})"
+        time.sleep(poll_s)
+
+
+def wait_for_text(path: Path, text: str, timeout_s: float = 60.0) -> None:
+    start = time.monotonic()
+    while not (path.exists() and text in path.read_text(errors="replace")):
+        assert time.monotonic() - start < timeout_s, f"{text!r} never appeared in {path}"
+        time.sleep(0.2)
+
+
+def test_sessions_wait_in_the_queue_while_the_node_is_full_and_are_killed(slurm, config_path, capsys):
+    manager = SessionManager(load_config(config_path))
+    first = launch(manager, gpus=3, seconds=600)
+    assert first.handle and first.handle.isdigit() and first.host == PARTITION
+    first, latency = wait_for(manager, first.id, "running")
+    print(f"sbatch -> running: {latency:.2f} s")
+    wait_for_text(manager.session_dir(first.id) / L.CONTAINER_LOG, "starting the agent")
+    assert first.facts["job"] == first.handle and first.facts["partition"] == PARTITION
+    assert first.started_at is not None
+
+    second = launch(manager, gpus=2, seconds=600)  # 3 + 2 GPUs > the node's 4
+    second, _ = wait_for(manager, second.id, "pending", timeout_s=10)
+    for _ in range(50):  # the scheduler gives its reason on its next pass
+        second = manager.refresh(manager.get(second.id))
+        if "Resources" in second.status_reason:
+            break
+        time.sleep(0.2)
+    assert second.status_reason == "queued: PENDING (Resources)" and second.started_at is None
+    assert second.budget().used_gpu_hours() == 0  # time in the queue is not spent
+
+    assert main(["--config", str(config_path), "sessions", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert f"job {second.handle}" in listed and "PENDING (Resources)" in listed
+
+    killed = manager.kill(first.id, grace_s=10)
+    assert killed.status == "killed"
+    exit_record = read_runner_exit(manager.session_dir(first.id) / L.WORKSPACE / "logs")
+    assert exit_record is not None and exit_record.reason == ExitReason.STOPPED  # the runner saw SIGINT
+
+    second, _ = wait_for(manager, second.id, "running", timeout_s=60)  # the freed GPUs go to the queued one
+    wait_for_text(manager.session_dir(second.id) / L.CONTAINER_LOG, "starting the agent")
+    assert "the budget starts now" in (manager.session_dir(second.id) / L.SLURM_DIR / L.SLURM_OUTPUT).read_text()
+    assert manager.kill(second.id, grace_s=10).status == "killed"
+
+
+def test_extend_past_the_first_time_limit_through_restarts_of_the_control_room_and_slurmctld(slurm, config_path):
+    manager = SessionManager(load_config(config_path))
+    session = launch(manager, gpus=1, seconds=45)  # submitted with the configured cap: --time=1
+    session, _ = wait_for(manager, session.id, "running")
+    started = time.monotonic()
+    job = session.handle
+    assert slurm.run("squeue", "-h", "-j", job, "-o", "%l").stdout.strip() == "1:00"
+
+    manager.extend(session.id, gpu_hours=75 / 3600, reason="test")  # deadline 120 s after the start
+    limit = slurm.run("squeue", "-h", "-j", job, "-o", "%l").stdout.strip()
+    assert limit in ("4:00", "5:00"), limit  # raised: deadline + the grace margin, in whole minutes
+
+    # A restart of the control room: a new manager finds the job from session.json and squeue.
+    manager.close()
+    manager = SessionManager(load_config(config_path))
+    assert manager.refresh(manager.get(session.id)).status == "running"
+
+    # slurmctld goes away: the session is unreachable (never ended) and the job runs on.
+    log = manager.session_dir(session.id) / L.CONTAINER_LOG
+    slurm.stop_slurmctld()
+    down_at, lines_before = time.monotonic(), log.read_text().count("\n")
+    seen = manager.refresh(manager.get(session.id))
+    assert seen.status == "unreachable" and "does not answer" in seen.status_reason
+    time.sleep(2)
+    assert log.read_text().count("\n") > lines_before  # the agent kept working while the controller was away
+    slurm.start_slurmctld()
+    back, recovered_in = wait_for(manager, session.id, "running", timeout_s=60)
+    print(f"slurmctld down for {time.monotonic() - down_at:.1f} s; the session answered again "
+          f"{recovered_in:.1f} s after the restart began")
+
+    # Past the first limit (1 min, plus up to 30 s until Slurm checks limits), it still runs.
+    while time.monotonic() - started < 95:
+        assert manager.refresh(manager.get(session.id)).status == "running"
+        time.sleep(2)
+    assert slurm.run("squeue", "-h", "-j", job, "-o", "%T").stdout.strip() == "RUNNING"
+    assert manager.kill(session.id, grace_s=10).status == "killed"
+
+
+def test_the_docker_path_runs_the_container_contract_on_the_node(slurm, tmp_path, monkeypatch):
+    import docker
+
+    from nanogpt_tui.backends.docker_backend import DockerBackend
+    from nanogpt_tui.backends.testimage import build_test_image
+    from tests.integration.test_sessions_docker import _daemon_problem, _daemon_url
+
+    problem = _daemon_problem()
+    assert problem is None, problem
+    for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    backend = DockerBackend(_daemon_url(), None, "local")
+    image = build_test_image(backend).ref
+    client = docker.DockerClient(base_url=_daemon_url())
+    volume = f"ngt-contract-slurm-data-{os.getpid()}"
+    client.volumes.create(volume, labels={"nanogpt-tui.test": "contract-slurm"})
+    try:
+        config_path = write_config(tmp_path, f'node_runtime = "docker"\ndocker_url = "{_daemon_url()}"\n',
+                                   f'[docker]\nimage = "{image}"\ndata_volume = "{volume}"\n')
+        manager = SessionManager(load_config(config_path))
+        session = launch(manager, gpus=1, seconds=600)
+        session, latency = wait_for(manager, session.id, "running", timeout_s=90)
+        print(f"sbatch -> running (Docker on the node): {latency:.2f} s")
+        found = []
+        for _ in range(100):
+            found = client.containers.list(filters={"label": f"nanogpt-tui.session={session.id}"})
+            if found:
+                break
+            time.sleep(0.2)
+        assert found, "no session container on the node's Docker"
+        container = found[0]
+        mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
+        assert mounts[L.CONTAINER_CONTROL]["RW"] is False and mounts[L.CONTAINER_RUNNER]["RW"] is False
+        log = manager.session_dir(session.id) / L.CONTAINER_LOG
+        for _ in range(100):
+            if "starting the agent" in log.read_text():
+                break
+            time.sleep(0.2)
+        assert "starting the agent" in log.read_text()  # the runner's output came back through the shared folder
+        launch_file = json.loads((manager.session_dir(session.id) / L.SLURM_DIR / L.SLURM_LAUNCH).read_text())
+        assert launch_file["runtime"] == "docker" and launch_file["env"]["BENCHMARK_WORKSPACE"] == "/workspace"
+        assert manager.kill(session.id, grace_s=15).status == "killed"
+        assert read_runner_exit(manager.session_dir(session.id) / L.WORKSPACE / "logs").reason == ExitReason.STOPPED
+        for _ in range(100):
+            if not client.containers.list(all=True, filters={"label": f"nanogpt-tui.session={session.id}"}):
+                break
+            time.sleep(0.2)
+        assert not client.containers.list(all=True, filters={"label": f"nanogpt-tui.session={session.id}"})
+    finally:
+        for c in client.containers.list(all=True, filters={"label": "nanogpt-tui.agent=replay"}):
+            if c.labels.get("nanogpt-tui.session", "").startswith(tuple(p.name for p in
+                                                                       (tmp_path / "sessions").glob("*"))):
+                c.remove(force=True)
+        client.volumes.get(volume).remove(force=True)
+        backend.close()
