@@ -200,7 +200,7 @@ def _run(f: Fields) -> RunOutcome:
 
 def write_verdict(verdicts_dir: Path, verdict: Verdict) -> Path:
     path = Path(verdicts_dir) / f"{verdict.verdict_id}.json"
-    atomic_write_json(path, verdict.to_dict())
+    atomic_write_json(path, verdict.to_dict(), mode=0o644)  # the agent's user reads it (read-only)
     return path
 
 
