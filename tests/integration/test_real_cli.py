@@ -127,7 +127,7 @@ def runs(tmp_path_factory):
                      f'effort = "high"\nbase_url = "{r.base_url}"\n' for r in all_runs.values())
     path = root / "nanogpt-tui.toml"
     path.write_text(f'schema_version = 1\n[paths]\nbaselines_dir = "human_baselines"\nsessions_dir = "sessions"\n'
-                    f'[docker]\nimage = "{image}"\ndata_volume = "{volume}"\n'
+                    f'[docker]\nimage = "{image}"\ndata_volume = "{volume}"\n[judge]\nprovider = "none"\n'
                     f'[[hosts]]\nname = "local"\nurl = "{_daemon_url()}"\n{agents}')
     mp = pytest.MonkeyPatch()
     mp.setenv("NANOGPT_TUI_CONFIG", str(path))
@@ -207,7 +207,8 @@ def wait_for_long_command(manager: SessionManager, run: Run) -> None:
 
 def assert_validated_through_the_cli(manager: SessionManager, run: Run) -> None:
     d = manager.session_dir(run.session_id)
-    verdicts = [json.loads(p.read_text()) for p in (d / L.WORKSPACE / "verdicts").glob("*.json")]
+    # Verdicts are the validator's, in the session's validator/ folder (the agent only reads them).
+    verdicts = [json.loads(p.read_text()) for p in (d / L.VALIDATOR / "verdicts").glob("*.json")]
     (verdict,) = [v for v in verdicts if v["kind"] == "submission"]
     assert verdict["outcome"] == "validated", verdict.get("reasons")
     assert "verdict: validated" in run.trajectory.verdict_text.lower()  # read from the CLI's tool result

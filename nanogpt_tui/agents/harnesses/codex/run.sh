@@ -18,6 +18,8 @@
 #                                                container is the sandbox
 #   -c web_search="disabled"                     no web search tool (it is offered otherwise)
 #   -c check_for_update_on_startup=false         no update check; -c analytics.enabled=false: no analytics
+#   --disable shell_snapshot                     no ~/.codex/shell_snapshots/*.sh: they export the whole
+#                                                environment, API keys included, into the workspace's home
 #   -c background_terminal_max_timeout=MS        how long one poll of a running command may wait: the longest
 #                                                `submit` (BENCHMARK_TOOL_TIMEOUT_S); Codex never kills a command
 #                                                that outlives its first 30 s, it keeps it as a session to poll
@@ -45,7 +47,7 @@ command -v codex >/dev/null 2>&1 \
 
 tool_ms=$(( ${BENCHMARK_TOOL_TIMEOUT_S:-43200} * 1000 ))
 args=(exec --json --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox -c 'web_search="disabled"'
-      -c check_for_update_on_startup=false -c analytics.enabled=false
+      -c check_for_update_on_startup=false -c analytics.enabled=false --disable shell_snapshot
       -c "background_terminal_max_timeout=$tool_ms")
 if [ -n "${BENCHMARK_AGENT_MODEL:-}" ]; then
   args+=(--model "$BENCHMARK_AGENT_MODEL")
