@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import datetime as dt
 import io
+from pathlib import Path
 import json
 
 import pytest
@@ -274,3 +275,17 @@ def test_sessions_dir_flag_replaces_the_configs_folder(tmp_path, monkeypatch, ca
     (tmp_path / "a-file").write_text("")
     assert main(["--sessions-dir", str(tmp_path / "a-file"), "sessions", "list"]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_samples_recorded_on_an_h200_read_back_idle_busy_idle():
+    lines = (Path(__file__).resolve().parents[1] / "fixtures" / "gpu" / "h200_samples.jsonl").read_text().splitlines()
+    samples = [parse_sample(x) for x in lines]
+    assert len(samples) == 60 and all(s is not None and s.source == "nvml" for s in samples)
+    busy = [s for s in samples if not s.idle]
+    assert 25 <= len(busy) <= 32 and max(s.util_pct for s in busy) == 100.0
+    assert samples[0].idle and samples[-1].idle and min(s.power_w for s in busy) > max(s.power_w for s in samples[:10])
+    history = GpuHistory(Path(__file__).resolve().parents[1] / "fixtures" / "gpu" / "h200_samples.jsonl")
+    assert history.update() and history.rejected == 0
+    idle_s = history.idle_for_s(samples[-1].at)
+    assert 10 <= idle_s <= 16  # the last stretch: about 14 s at or below 5%
+    assert GpuFigures.of(history, samples[-1].at).compact().startswith("0% · mem ")
