@@ -177,9 +177,11 @@ def config_path(hosts, tmp_path, monkeypatch):
 
 
 def _create(manager: SessionManager, gpus: int, host: str | None = None):
-    """A replay-agent session that prints a numbered line every 50 ms until killed."""
+    """A replay-agent session that prints a numbered line every 50 ms until killed. Unsandboxed: the pool's runner
+    image holds our wheel without its dependencies, so it cannot run the model gateway (test_sandbox_docker and
+    test_egress_docker test the sandbox on the full test image); what is tested here is placement."""
     session = manager.create(LaunchRequest(
-        agent="replay", anchor="smoke", budget_gpu_hours=4.0, gpus=gpus, backend="docker", host=host,
+        agent="replay", anchor="smoke", budget_gpu_hours=4.0, gpus=gpus, backend="docker", host=host, sandbox="off",
         extra_env=(("BENCHMARK_REPLAY_FILE", "/workspace/numbered.jsonl"), ("BENCHMARK_REPLAY_SPEED", "10"))))
     lines = "".join(json.dumps({"type": "tick", "n": n}) + "\n" for n in range(LINES))
     (manager.session_dir(session.id) / L.WORKSPACE / "numbered.jsonl").write_text(lines)
