@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from nanogpt_tui.backends.base import EXITED, MISSING
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fsutil import atomic_write_json
 from nanogpt_tui.contract import layout as L
@@ -119,10 +120,9 @@ class ValidatorService:
                     if not ended and time.monotonic() >= next_check:
                         # No host process may be watching: ask the backend whether the agent is still there.
                         next_check = time.monotonic() + BACKEND_CHECK_S
-                        handle = self.manager.handle(session)
-                        if handle:
-                            state = self.manager.backend_for(session.backend, session.host).state(handle)
-                            ended = state.status in ("exited", "missing")
+                        if session.handle:
+                            state = self.manager.backend(session.backend).state(self.manager.ref(session))
+                            ended = state.status in (EXITED, MISSING)
                 except UserError:
                     ended = True
                 if ended and not served:

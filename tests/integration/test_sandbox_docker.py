@@ -86,7 +86,7 @@ def test_the_validator_scores_apart_from_a_paused_agent_that_cannot_touch_its_ve
     manager.kill(session.id)
     # Gone once its output is copied, and the key is nowhere in the daemon's stored container configs.
     with pytest.raises(docker.errors.NotFound):
-        client.containers.get(session.container_id)
+        client.containers.get(session.handle)
     root = client.info()["DockerRootDir"]
     found = subprocess.run(["grep", "-rlF", API_KEY, f"{root}/containers"], capture_output=True, text=True)
     assert found.returncode == 1 and not found.stdout, found.stdout

@@ -49,7 +49,7 @@ def test_submit_is_a_request_answered_by_the_validator_apart_from_the_agent(tmp_
     for name in ("run.sh", "train_gpt.py"):
         text = (d / L.RUNNER / "anchor" / name).read_text()
         (sub / name).write_text(text.replace("num_iterations = 200", "num_iterations = 40"))
-    env = {**os.environ, **manager._launch_spec(manager.get(session.id)).env}
+    env = {**os.environ, **manager._launch_spec(manager.get(session.id), manager.backend(session.backend)).env}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     done = subprocess.run([sys.executable, "-m", "nanogpt_tui", "submit", "submissions/submission_1", "--runs", "2",
                            "--judge", "anthropic"], cwd=d / L.WORKSPACE, env=env, capture_output=True, text=True,
