@@ -711,6 +711,9 @@ class SessionManager:
                 return session
         if session.handle:
             self.backend(session.backend).stop(self.ref(session), grace_s)
+        from nanogpt_tui.sessions.validation import stop_service
+
+        stop_service(self.session_dir(session.id))  # and a retiming in flight with it
         session = self.get(session.id)
         session.transition(M.KILLED, reason)
         self.save(session)

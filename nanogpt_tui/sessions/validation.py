@@ -63,6 +63,25 @@ def service_alive(session_dir: Path) -> bool:
     return _start_ticks(pid) == ticks
 
 
+def stop_service(session_dir: Path) -> None:
+    """Stop the session's serving process and whatever it runs (a retiming dies with it: it is tied to its parent by
+    a parent-death signal), so a killed session leaves no validator or training run behind."""
+    import signal
+
+    from nanogpt_tui import procgroup
+
+    try:
+        info = json.loads((P.validator_dir(session_dir) / P.SERVICE_FILE).read_text())
+        pid, ticks = int(info["pid"]), int(info["ticks"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if _start_ticks(pid) != ticks:
+        return  # gone, or the pid is another process by now
+    tree = {pid: ticks, **procgroup.descendants(pid)}
+    procgroup.kill_tree(tree, signal.SIGKILL)
+    procgroup.wait_gone(tree)
+
+
 def spawn_service(session_dir: Path, config_path: Path | None) -> int:
     """Start `nanogpt-tui validator serve ID` detached (its own session, output to validator/service.log)."""
     vdir = P.validator_dir(session_dir)
