@@ -254,14 +254,18 @@ WORKER_EXIT_REFUSED = 4
 
 
 def worker_argv(python: str, *, candidate: str, out: str, data: str | None, runs: int, val_loss_target: float,
-                p_value_threshold: float, timeout_s: float, agent_pids: list[int]) -> list[str]:
-    """The worker's command line; `out` receives result.json and logs/."""
+                p_value_threshold: float, timeout_s: float, agent_pids: list[int],
+                control: str | None = None) -> list[str]:
+    """The worker's command line; `out` receives result.json and logs/; `control`, the session's control folder as
+    the worker sees it, bounds the retiming by the session's deadline."""
     argv = [python, "-m", WORKER_MODULE, "--candidate", candidate, "--result", f"{out}/result.json",
             "--logs", f"{out}/logs", "--runs", str(runs), "--val-loss-target", repr(val_loss_target),
             "--p-value-threshold", repr(p_value_threshold), "--timeout", repr(timeout_s),
             "--agent-pids", ",".join(map(str, agent_pids))]
     if data:
         argv += ["--data", data]
+    if control:
+        argv += ["--control", control]
     return argv
 
 

@@ -61,6 +61,8 @@ NO_GPU_RUNTIME = 'could not select device driver'
 VALIDATOR_USER = "64000:64000"
 VALIDATOR_LABEL = "nanogpt-tui.validator"
 VALIDATOR_PYTHON = "python3"
+PAUSE_ATTEMPTS = 4  # the freezer may give up on a busy node; see pause()
+PAUSE_RETRY_S = 0.5
 # How many recent line timestamps the log offset keeps, to drop what a re-attach reads twice.
 OFFSET_WINDOW = 512
 OFFSET_SCHEMA_VERSION = 1
@@ -438,11 +440,18 @@ class DockerBackend:
     def pause(self, container_id: str) -> list[int]:
         """Freeze the session's container (the cgroup freezer); the node PIDs of its processes."""
         with self._daemon():
-            try:
-                self.client.api.pause(container_id)
-            except docker.errors.APIError as err:
-                raise UserError(f"Docker host {self.name} could not pause the session's container for the "
-                                f"retiming ({_api_message(err)}); submit again.") from None
+            for attempt in range(PAUSE_ATTEMPTS):
+                try:
+                    self.client.api.pause(container_id)
+                    break
+                except docker.errors.APIError as err:
+                    # The cgroup freezer gives up while a process is mid-syscall it cannot interrupt (a busy
+                    # node, heavy I/O): that passes, so try again a few times before refusing the submit.
+                    if attempt + 1 < PAUSE_ATTEMPTS and "unable to freeze" in _api_message(err):
+                        time.sleep(PAUSE_RETRY_S * (attempt + 1))
+                        continue
+                    raise UserError(f"Docker host {self.name} could not pause the session's container for the "
+                                    f"retiming ({_api_message(err)}); submit again.") from None
             try:
                 top = self.client.api.top(container_id, ps_args="-eo pid")
             except docker.errors.APIError:
@@ -489,12 +498,16 @@ class DockerBackend:
         volume = next((m.get("Name") for m in session.get("Mounts") or [] if m.get("Destination") == L.CONTAINER_DATA
                        and m.get("Type") == "volume"), None)
         mounts = [docker.types.Mount("/candidate", str(Path(candidate_dir).absolute()), type="bind", read_only=True),
-                  docker.types.Mount("/out", str(out_dir.absolute()), type="bind")]
+                  docker.types.Mount("/out", str(out_dir.absolute()), type="bind"),
+                  # The deadline file: the retiming ends before the session's deadline (the agent is paused).
+                  docker.types.Mount(L.CONTAINER_CONTROL, str((Path(session_dir) / L.CONTROL).absolute()),
+                                     type="bind", read_only=True)]
         if volume:
             mounts.append(docker.types.Mount(L.CONTAINER_DATA, volume, type="volume", read_only=True))
         argv = worker_argv(VALIDATOR_PYTHON, candidate="/candidate", out="/out",
                            data=L.CONTAINER_DATA if volume else None, runs=runs, val_loss_target=val_loss_target,
-                           p_value_threshold=p_value_threshold, timeout_s=timeout_s, agent_pids=agent_pids)
+                           p_value_threshold=p_value_threshold, timeout_s=timeout_s, agent_pids=agent_pids,
+                           control=L.CONTAINER_CONTROL)
         device_requests = None
         if gpu_ids:
             device_requests = [docker.types.DeviceRequest(device_ids=[str(i) for i in gpu_ids],

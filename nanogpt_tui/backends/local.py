@@ -29,6 +29,7 @@ from nanogpt_tui.backends.base import (
     read_worker_result,
     worker_argv,
 )
+from nanogpt_tui.contract import layout as L
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.procgroup import pid_namespace_prefix
 
@@ -190,7 +191,8 @@ class ProcessTrees:
         out_dir.mkdir(parents=True, exist_ok=True)
         argv = worker_argv(sys.executable, candidate=str(candidate_dir), out=str(out_dir),
                            data=str(data_dir) if data_dir else None, runs=runs, val_loss_target=val_loss_target,
-                           p_value_threshold=p_value_threshold, timeout_s=timeout_s, agent_pids=agent_pids)
+                           p_value_threshold=p_value_threshold, timeout_s=timeout_s, agent_pids=agent_pids,
+                           control=str(Path(session_dir) / L.CONTROL))
         env = scrubbed_env(os.environ)
         # As for the session itself: the interpreter running us (and its torchrun) first on PATH.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

@@ -31,13 +31,15 @@ from nanogpt_tui.contract import layout as L
 from nanogpt_tui.contract.env import ENV_ANCHOR_DIR, ENV_VALIDATOR_DIR, ENV_WORKSPACE
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.validator import protocol as P
-from nanogpt_tui.validator.retime import RetimeResult, RunOutcome
+from nanogpt_tui.validator.retime import RetimeResult, RunOutcome, SessionClock
 
 POLL_S = 0.3
 LOCK_FILE = ".serve.lock"
 # A request for a session whose agent has ended is still answered; the server stops once nothing is left.
 IDLE_AFTER_END_S = 2.0
 BACKEND_CHECK_S = 5.0
+# Fewer seconds than this before the deadline (less the retiming's margin) and a submit is refused, not retimed.
+MIN_RETIME_S = 5.0
 
 
 class Refused(UserError):
@@ -240,9 +242,17 @@ class ValidatorService:
         paused: dict[str, object] = {}
         rid = request.request_id
 
+        clock = SessionClock(self.dir / L.CONTROL)
+
         def pause() -> None:
             if not handle:
                 return
+            # The paused agent's own watchdog cannot stop it: the retiming must end before the deadline.
+            left = clock.seconds_left()
+            if left is not None and left < MIN_RETIME_S:
+                raise Refused(f"Submit refused: the session's deadline is {left + clock.margin_s:.0f} s away, too "
+                              "soon to retime a submission (the agent is paused while it retimes); the verdicts so "
+                              "far stand.")
             started = time.monotonic()
             paused["pids"] = backend.pause(ref)
             paused["s"] = time.monotonic() - started

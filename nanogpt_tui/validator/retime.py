@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from nanogpt_tui.contract.deadline import read_deadline_or_none
 from nanogpt_tui.procgroup import stop_tree, tied_to_caller
 from nanogpt_tui.validator.runlog import final_line, last_val_line
 
@@ -91,21 +92,53 @@ def prepare_work_dir(candidate_dir: Path, work_dir: Path, data_dir: Path | None)
 
 _STEP = re.compile(rb"step:(\d+)/(\d+)")
 STEP_POLL_S = 5.0  # how often a run's log is read for its latest step (progress, not timing)
+DEADLINE_POLL_S = 1.0  # how often the session's deadline file is re-read while a run goes on
+# A retiming ends this long before the session's deadline: the validator still has to resume the paused agent,
+# whose own watchdog (frozen with it) then stops it at the deadline itself.
+DEADLINE_MARGIN_S = 5.0
+
+
+class SessionClock:
+    """When the retiming must be over: the session's deadline (re-read from its deadline file, so an `extend`
+    during a retiming counts) less DEADLINE_MARGIN_S. The agent is paused while it retimes, and with it the
+    session's own watchdog, so the retiming must not outlast the deadline. No file: no limit."""
+
+    def __init__(self, control_dir: Path | None, margin_s: float = DEADLINE_MARGIN_S) -> None:
+        self.control_dir, self.margin_s = control_dir, margin_s
+        self._last = read_deadline_or_none(control_dir)
+
+    def seconds_left(self) -> float | None:
+        if self.control_dir is None:
+            return None
+        self._last = read_deadline_or_none(self.control_dir) or self._last  # mid-rewrite: keep the last one
+        return None if self._last is None else self._last.seconds_left() - self.margin_s
+
+
+class CutAtDeadline(Exception):
+    """A run was stopped because the session's deadline came."""
 
 
 def _wait_reporting_steps(proc: subprocess.Popen, log_path: Path, timeout_s: float,
-                          on_step: Callable[[int, int], None] | None) -> int:
-    """`proc.wait(timeout_s)`, telling `on_step(step, total)` each time the log shows a later training step."""
-    if on_step is None:
+                          on_step: Callable[[int, int], None] | None, clock: SessionClock | None = None) -> int:
+    """`proc.wait(timeout_s)`, telling `on_step(step, total)` each time the log shows a later training step;
+    CutAtDeadline once the session's clock runs out."""
+    if on_step is None and clock is None:
         return proc.wait(timeout=timeout_s)
     deadline = time.monotonic() + timeout_s
+    poll_s = STEP_POLL_S if clock is None else DEADLINE_POLL_S
     offset, last, tail = 0, -1, b""
+    next_step_read = 0.0
     while True:
         try:
-            return proc.wait(timeout=max(0.0, min(STEP_POLL_S, deadline - time.monotonic())))
+            return proc.wait(timeout=max(0.0, min(poll_s, deadline - time.monotonic())))
         except subprocess.TimeoutExpired:
             if time.monotonic() >= deadline:
                 raise
+        if clock is not None and (left := clock.seconds_left()) is not None and left <= 0:
+            raise CutAtDeadline
+        if on_step is None or time.monotonic() < next_step_read:
+            continue
+        next_step_read = time.monotonic() + STEP_POLL_S
         try:
             with open(log_path, "rb") as handle:
                 handle.seek(offset)
@@ -123,19 +156,23 @@ def _wait_reporting_steps(proc: subprocess.Popen, log_path: Path, timeout_s: flo
 
 
 def run_once(work_dir: Path, log_path: Path, index: int, *, timeout_s: float, env: Mapping[str, str],
-             on_step: Callable[[int, int], None] | None = None) -> RunOutcome:
+             on_step: Callable[[int, int], None] | None = None, clock: SessionClock | None = None) -> RunOutcome:
     """Run `bash run.sh` once in its own process group, its output going to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    timed_out = False
+    timed_out = cut = False
     with open(log_path, "wb") as log:
         # Tied to this process: a SIGKILLed `submit` takes its training run with it (no orphaned GPU job).
         proc = subprocess.Popen([*tied_to_caller(), "bash", "run.sh"], cwd=work_dir, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=dict(env), start_new_session=True)
         try:
-            exit_code = _wait_reporting_steps(proc, log_path, timeout_s, on_step)
+            exit_code = _wait_reporting_steps(proc, log_path, timeout_s, on_step, clock)
         except subprocess.TimeoutExpired:
             timed_out = True
+            stop_tree(proc)
+            exit_code = proc.returncode
+        except CutAtDeadline:
+            cut = True
             stop_tree(proc)
             exit_code = proc.returncode
         except BaseException:
@@ -150,7 +187,10 @@ def run_once(work_dir: Path, log_path: Path, index: int, *, timeout_s: float, en
     if line is not None:
         outcome.val_loss, outcome.train_time_ms = line.val_loss, line.train_time_ms
         outcome.final_step, outcome.total_steps = line.step, line.total_steps
-    if timed_out:
+    if cut:
+        outcome.status = "timeout"
+        outcome.error = f"run {index} was stopped at the session's deadline after {wall:.0f} s"
+    elif timed_out:
         outcome.status, outcome.error = "timeout", f"run {index} passed its {timeout_s:g} s limit and was stopped"
     elif exit_code != 0:
         outcome.status, outcome.error = "crashed", f"run {index} exited with status {exit_code}"
@@ -165,10 +205,12 @@ def run_once(work_dir: Path, log_path: Path, index: int, *, timeout_s: float, en
 def retime(candidate_dir: Path, *, runs: int, work_dir: Path, logs_dir: Path, data_dir: Path | None,
            val_loss_target: float, p_value_threshold: float, timeout_s: float,
            env: Mapping[str, str] | None = None,
-           on_progress: Callable[[str], None] = lambda line: None, report_steps: bool = False) -> RetimeResult:
+           on_progress: Callable[[str], None] = lambda line: None, report_steps: bool = False,
+           clock: SessionClock | None = None) -> RetimeResult:
     """Run the candidate `runs` times, one after another, stopping early (with the reason) as soon as the
-    submission can no longer validate: a run failed, or no val_loss values of the remaining runs could bring the
-    one-sided p-value under the threshold (see `stats.best_reachable_p_value`)."""
+    submission can no longer validate: a run failed, no val_loss values of the remaining runs could bring the
+    one-sided p-value under the threshold (see `stats.best_reachable_p_value`), or the session's `clock` ran out
+    (a run it cuts counts as failed: the submission did not validate within the session's budget)."""
     # scipy is imported here, not at module load: reading verdicts (which imports RunOutcome) stays fast.
     from nanogpt_tui.validator.stats import best_reachable_p_value
 
@@ -177,10 +219,16 @@ def retime(candidate_dir: Path, *, runs: int, work_dir: Path, logs_dir: Path, da
     result = RetimeResult(requested=runs)
     try:
         for index in range(1, runs + 1):
+            left = clock.seconds_left() if clock is not None else None
+            if left is not None and left <= 0:
+                result.stopped_early = True
+                result.stop_reason = (f"the session's deadline came after {index - 1} of {runs} run(s), so the "
+                                      "remaining ones were skipped")
+                break
             on_step = (lambda step, total, i=index: on_progress(f"run {i}/{runs}: step {step}/{total}")) \
                 if report_steps else None
             outcome = run_once(work_dir, logs_dir / f"run_{index:02d}.log", index, timeout_s=timeout_s, env=run_env,
-                               on_step=on_step)
+                               on_step=on_step, clock=clock)
             result.runs.append(outcome)
             on_progress(describe_run(outcome, runs))
             if not outcome.ok:

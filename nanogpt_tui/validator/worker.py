@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nanogpt_tui.fsutil import atomic_write_json
 from nanogpt_tui.validator.gpumem import gpu_processes, holders, refusal
-from nanogpt_tui.validator.retime import retime
+from nanogpt_tui.validator.retime import SessionClock, retime
 
 EXIT_REFUSED = 4
 
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--p-value-threshold", type=float, required=True)
     p.add_argument("--timeout", type=float, required=True)
     p.add_argument("--agent-pids", default="", help="comma-separated node PIDs of the paused agent's processes")
+    p.add_argument("--control", type=Path, help="the session's control folder: the retiming ends before its deadline")
     args = p.parse_args(argv)
     pids = [int(x) for x in args.agent_pids.split(",") if x.strip().isdigit()]
     processes, why = gpu_processes()
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="retime-"))
     result = retime(args.candidate, runs=args.runs, work_dir=work / "run", logs_dir=args.logs, data_dir=data,
                     val_loss_target=args.val_loss_target, p_value_threshold=args.p_value_threshold,
-                    timeout_s=args.timeout, on_progress=lambda line: say("progress", line), report_steps=True)
+                    timeout_s=args.timeout, on_progress=lambda line: say("progress", line), report_steps=True,
+                    clock=SessionClock(args.control) if args.control else None)
     atomic_write_json(args.result, {"runs": [r.to_dict() for r in result.runs], "requested": result.requested,
                                     "stopped_early": result.stopped_early, "stop_reason": result.stop_reason})
     return 0

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from nanogpt_tui.validator.retime import retime, scrubbed_env, visible_gpu_count
+from nanogpt_tui.contract.deadline import write_deadline
+from nanogpt_tui.validator.retime import SessionClock, retime, scrubbed_env, visible_gpu_count
 from nanogpt_tui.validator.verdict import Verdict, read_verdict, write_verdict
 
 # Each run bumps a counter in its working folder, so a script can behave differently per run.
@@ -67,6 +71,49 @@ def test_a_run_past_its_limit_is_stopped(tmp_path):
     result, _ = do_retime(tmp_path, cand, runs=2, timeout_s=1.0)
     assert result.runs[0].status == "timeout" and result.runs[0].wall_s < 15
     assert "passed its 1 s limit" in result.runs[0].error
+
+
+def set_deadline(control: Path, seconds_from_now: float) -> None:
+    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds_from_now)
+    write_deadline(control, when, gpus=1, budget_gpu_hours=1.0)
+
+
+def test_the_sessions_deadline_cuts_the_retiming(tmp_path):
+    # The agent (and its watchdog) is paused while the validator retimes: the retiming itself ends before the
+    # deadline, cutting the run under way and skipping the rest.
+    control = tmp_path / "control"
+    set_deadline(control, 4.0)
+    cand = candidate(tmp_path, 'sleep 20\necho "step:10/10 val_loss:3.2700 train_time:1000ms step_avg:10ms"\n')
+    started = time.monotonic()
+    result = retime(cand, runs=3, work_dir=tmp_path / "work", logs_dir=tmp_path / "logs", data_dir=None,
+                    val_loss_target=3.28, p_value_threshold=0.01, timeout_s=60.0, env={"PATH": "/usr/bin:/bin"},
+                    clock=SessionClock(control, margin_s=1.0))
+    elapsed = time.monotonic() - started
+    assert 2.0 < elapsed < 8.0
+    assert [r.status for r in result.runs] == ["timeout"]
+    assert "stopped at the session's deadline" in result.runs[0].error
+    assert result.stopped_early and "remaining 2 run(s) were skipped" in result.stop_reason
+
+
+def test_a_deadline_already_past_skips_every_run_and_an_extend_during_the_retiming_counts(tmp_path):
+    control = tmp_path / "control"
+    set_deadline(control, -10.0)
+    cand = candidate(tmp_path, 'sleep 3\necho "step:10/10 val_loss:3.27$n train_time:1000ms step_avg:10ms"\n')
+    result = retime(cand, runs=2, work_dir=tmp_path / "work", logs_dir=tmp_path / "logs", data_dir=None,
+                    val_loss_target=3.28, p_value_threshold=0.5, timeout_s=60.0, env={"PATH": "/usr/bin:/bin"},
+                    clock=SessionClock(control, margin_s=1.0))
+    assert result.runs == [] and "deadline came after 0 of 2 run(s)" in result.stop_reason
+    # A deadline 2.5 s away would cut the first run; the user extends it while the run goes on.
+    set_deadline(control, 2.5)
+    extender = threading.Timer(0.5, set_deadline, (control, 120.0))
+    extender.start()
+    try:
+        result = retime(cand, runs=2, work_dir=tmp_path / "work2", logs_dir=tmp_path / "logs2", data_dir=None,
+                        val_loss_target=3.28, p_value_threshold=0.5, timeout_s=60.0, env={"PATH": "/usr/bin:/bin"},
+                        clock=SessionClock(control, margin_s=1.0))
+    finally:
+        extender.join()
+    assert [r.status for r in result.runs] == ["ok", "ok"], result.stop_reason
 
 
 def test_hopeless_runs_stop_early_with_the_reason(tmp_path):
