@@ -102,7 +102,9 @@ class Egress:
                 code, _ = self.client.containers.get(self.gateway_name).exec_run(
                     ["python3", "-c", f"import urllib.request; urllib.request.urlopen("
                                       f"'http://127.0.0.1:{GATEWAY_PORT}/healthz', timeout=2)"])
-            except docker.errors.APIError:
+            except (docker.errors.DockerException, OSError):
+                # The SDK's ssh transport can fail as it closes the exec's connection (BrokenPipeError): not an
+                # answer from the gateway either way.
                 return False
             return code == 0
         try:
