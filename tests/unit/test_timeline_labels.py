@@ -34,9 +34,16 @@ def test_labels_are_well_formed_and_name_real_records() -> None:
         assert row["reason"].strip(), row
 
 
+# Records drawn for the held-aside set in each batch of labels (each batch labelled before the classifier changed).
+HELD_PER_BATCH = {"1": 10, "2": 15}
+
+
 def test_held_aside_records_are_the_seeded_draw() -> None:
     rows = _rows()
-    names = sorted(r["name"] for r in rows)
-    drawn = set(random.Random(19).sample(names, 10))
-    assert {r["name"] for r in rows if r["held_aside"] == "yes"} == drawn
+    assert {r["batch"] for r in rows} == set(HELD_PER_BATCH)
+    assert len({r["name"] for r in rows}) == len(rows)
+    for batch, k in HELD_PER_BATCH.items():
+        names = sorted(r["name"] for r in rows if r["batch"] == batch)
+        drawn = set(random.Random(19).sample(names, k))
+        assert {r["name"] for r in rows if r["batch"] == batch and r["held_aside"] == "yes"} == drawn, batch
     assert all(r["held_aside"] in ("yes", "no") for r in rows)
