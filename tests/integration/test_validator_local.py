@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from nanogpt_tui.tui.data.dashboard import Dashboard
 from nanogpt_tui.reports.session import load_session_data
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.contract.env import ENV_REPLAY_LOOP, ENV_REPLAY_SPEED
+from nanogpt_tui.sessions import validation
 from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
 from nanogpt_tui.validator import protocol as P
 from tests.conftest import REPO
@@ -89,3 +91,75 @@ def test_submit_is_a_request_answered_by_the_validator_apart_from_the_agent(tmp_
     assert data.final_seconds_faster != 50
     manager.kill(session.id)
     manager.close()
+
+
+def _tree_pids(pid: int) -> set[int]:
+    from nanogpt_tui import procgroup
+
+    return {pid, *procgroup.descendants(pid)}
+
+
+def test_killing_a_session_mid_retiming_stops_its_validator_and_the_training_run(tmp_path, monkeypatch):
+    (tmp_path / "human_baselines").mkdir()
+    shutil.copy(REPO / "human_baselines" / "records.tsv", tmp_path / "human_baselines" / "records.tsv")
+    shutil.copytree(REPO / "human_baselines" / "smoke", tmp_path / "human_baselines" / "smoke",
+                    ignore=shutil.ignore_patterns("data", "logs"))
+    config_path = tmp_path / "nanogpt-tui.toml"
+    config_path.write_text('schema_version = 1\n[paths]\nbaselines_dir = "human_baselines"\nsessions_dir = '
+                           '"sessions"\n[judge]\nprovider = "none"\n')
+    monkeypatch.setenv("NANOGPT_TUI_CONFIG", str(config_path))
+    manager = SessionManager(load_config(config_path))
+    session = manager.launch(LaunchRequest(agent="replay", anchor="smoke", backend="local", gpus=1,
+                                           budget_gpu_hours=600 / 3600, extra_env=REPLAY_ENV))
+    d = manager.session_dir(session.id)
+    sub = d / L.WORKSPACE / "submissions" / "slow"
+    sub.mkdir(parents=True)
+    # A training run that outlives the test unless the kill stops it.
+    (sub / "run.sh").write_text((d / L.RUNNER / "anchor" / "run.sh").read_text())
+    code = (d / L.RUNNER / "anchor" / "train_gpt.py").read_text()
+    assert "num_iterations = 200" in code
+    (sub / "train_gpt.py").write_text(code.replace("num_iterations = 200", "num_iterations = 2000000"))
+    env = {**os.environ, **manager._launch_spec(manager.get(session.id), manager.backend(session.backend)).env}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    submit = subprocess.Popen([sys.executable, "-m", "nanogpt_tui", "submit", "submissions/slow", "--runs", "2"],
+                              cwd=d / L.WORKSPACE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        progress = d / L.VALIDATOR / P.PROGRESS_FILE
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if progress.is_file() and '"type": "paused"' in progress.read_text():
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the validator never paused the agent for the retiming")
+        service = json.loads((d / L.VALIDATOR / P.SERVICE_FILE).read_text())
+        while time.monotonic() < deadline:  # the worker starts the training run
+            tree = _tree_pids(int(service["pid"]))
+            if any("train_gpt.py" in _cmdline(pid) for pid in tree):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"no training run under the validator: {[_cmdline(p) for p in tree]}")
+        assert manager.kill(session.id).status == "killed"
+        left = {pid for pid in tree if _alive(pid)}
+        assert not left, [_cmdline(p) for p in left]
+        assert not validation.service_alive(d)
+    finally:
+        submit.kill()
+        submit.wait()
+        manager.close()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
