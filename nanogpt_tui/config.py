@@ -60,6 +60,22 @@ class DockerConfig:
 
 
 @dataclass(frozen=True)
+class SandboxConfig:
+    # Destinations besides the model APIs a sandboxed session may reach, as "host:port", through the model
+    # gateway's CONNECT proxy (the CLIs get HTTPS_PROXY); nothing else leaves the session's network.
+    allow: tuple[str, ...] = ()
+
+
+def parse_allow_entry(entry: str) -> tuple[str, int] | None:
+    """("host", port) of a `[sandbox] allow` entry, None when it is not host:port (IPv6: [addr]:port)."""
+    host, sep, port = entry.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c in host for c in " /@"):
+        return None
+    return host.lower(), int(port)
+
+
+@dataclass(frozen=True)
 class SlurmConfig:
     """Sessions as Slurm jobs (`--backend slurm`): where they are submitted, how long a job may run, and what runs
     on the node."""
@@ -183,6 +199,7 @@ class Config:
     agents: dict[str, AgentConfig] = field(default_factory=lambda: dict(DEFAULT_AGENTS))
     prices: dict = field(default_factory=_default_prices)  # model -> pricing.Price (USD per million tokens)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     source: Path | None = None  # the file it was read from, None for the built-in defaults
 
 
@@ -291,7 +308,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     version = top.get("schema_version", SCHEMA_VERSION, "int")
     if version != SCHEMA_VERSION:
         raise top.fail("schema_version", f"{SCHEMA_VERSION} (this version of nanogpt-tui reads only that)")
-    for section in ("benchmark", "validation", "judge", "docker", "paths", "hosts", "agents", "prices", "alerts", "slurm"):
+    for section in ("benchmark", "validation", "judge", "docker", "paths", "hosts", "agents", "prices", "alerts", "slurm",
+                    "sandbox"):
         top.used.add(section)
     top.check_unknown()
 
@@ -405,8 +423,16 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     )
     r.check_unknown()
 
+    r = _Reader(_table(raw, "sandbox", path), "sandbox.", path)
+    r.used.add("allow")
+    allow = r.raw.get("allow", [])
+    if not isinstance(allow, list) or not all(isinstance(a, str) and parse_allow_entry(a) for a in allow):
+        raise r.fail("allow", 'a list of "host:port" strings (e.g. ["pypi.org:443"])')
+    sandbox = SandboxConfig(allow=tuple(a.strip() for a in allow))
+    r.check_unknown()
+
     hosts = _parse_hosts(raw.get("hosts"), path) if "hosts" in raw else default_hosts()
-    return Config(benchmark=benchmark, validation=validation, judge=judge, docker=docker,
+    return Config(sandbox=sandbox, benchmark=benchmark, validation=validation, judge=judge, docker=docker,
                   hosts=hosts, paths=paths, agents=agents, slurm=slurm, prices=prices, alerts=alerts, source=path)
 
 

@@ -62,6 +62,7 @@ class EgressSpec:
     routes: dict[str, dict[str, str]]
     keys: dict[str, str]  # never written anywhere: sent to the gateway's stdin
     prefix: str = "nanogpt-tui"
+    allow: tuple[str, ...] = ()  # `[sandbox] allow`: "host:port" the gateway's CONNECT proxy tunnels to
 
 
 @dataclass

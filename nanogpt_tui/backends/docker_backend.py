@@ -617,7 +617,8 @@ class DockerBackend:
         from nanogpt_tui.backends.egress import Egress
 
         return Egress(self, image=spec.image or "", state_dir=Path(spec.egress.state_dir),
-                      routes=dict(spec.egress.routes), keys=dict(spec.egress.keys), prefix=spec.egress.prefix)
+                      routes=dict(spec.egress.routes), keys=dict(spec.egress.keys), prefix=spec.egress.prefix,
+                      allow=tuple(spec.egress.allow))
 
     def release(self, container_id: str, session_id: str, inspect_path: Path, egress_prefix: str | None) -> None:
         """Once the session has ended and its logs are copied: keep its redacted inspect, remove the container

@@ -6,7 +6,9 @@ sits on every session's network under the alias `model-gateway` and on one ordin
 holds the real keys (sent on its stdin at start, never in a container's config) and is the sessions' DNS server,
 answering no outside name. Once a session's container is created, a helper sharing its network namespace with
 NET_ADMIN removes the routes through a gateway address, so a direct connection to any address off the network
-fails at once. Refused requests and names land in `<state>/out/<session>.jsonl` with the metered token usage.
+fails at once. The gateway's CONNECT proxy tunnels to the `[sandbox] allow` destinations (the CLIs get
+HTTPS_PROXY) and refuses every other. Refused requests, tunnels and names land in `<state>/out/<session>.jsonl`
+with the metered token usage (`nanogpt_tui.sessions.egress_records` reads them for the session).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import docker
 import docker.errors
 
 from nanogpt_tui.backends.docker_backend import DockerBackend, _api_message, hardening
+from nanogpt_tui.config import parse_allow_entry
 from nanogpt_tui.errors import UserError
+from nanogpt_tui.sandbox.names import GATEWAY_ALIAS, GATEWAY_PORT, PROXY_PORT, proxy_env
 from nanogpt_tui.fsutil import atomic_write_json
 
-GATEWAY_ALIAS = "model-gateway"
-GATEWAY_PORT = 8080
 GATEWAY_USER = "0:0"  # binds DNS's port 53 with NET_BIND_SERVICE only; every other capability is dropped
 EGRESS_LABEL = "nanogpt-tui.egress"
 HEALTH_TIMEOUT_S = 30.0
@@ -38,6 +40,14 @@ DEFAULT_ROUTES = {
     "openai": {"upstream": "https://api.openai.com/v1", "auth": "bearer", "key_name": "OPENAI_API_KEY"},
 }
 PLACEHOLDER_KEY = "sk-placeholder-the-model-gateway-holds-the-key"
+
+
+def _is_address(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return True
+    except OSError:
+        return False
 
 
 @dataclass
@@ -51,6 +61,10 @@ class Egress:
     keys: dict[str, str] = field(default_factory=dict)
     prefix: str = "nanogpt-tui"
     ca_file: Path | None = None  # a CA bundle for the upstream APIs (tests: the stand-in's); None: the system's
+    allow: tuple[str, ...] = ()  # `[sandbox] allow`: "host:port" the CONNECT proxy tunnels to
+    # The names the sessions' resolver answers (name -> IPv4s); None: the allowed destinations' names, looked up
+    # by this machine when the gateway starts (a session needs no name to use the proxy; some tools look first).
+    dns_names: dict[str, list[str]] | None = None
 
     @property
     def client(self) -> docker.DockerClient:
@@ -68,10 +82,35 @@ class Egress:
         return f"{self.prefix}-net-{session_id}".lower()[:120]
 
     def base_urls(self) -> dict[str, str]:
-        """What the agent CLIs get instead of the APIs' addresses (and a placeholder for their keys)."""
+        """What the agent CLIs get instead of the APIs' addresses (and a placeholder for their keys), and the
+        CONNECT proxy when destinations are allowed."""
         return {"ANTHROPIC_BASE_URL": f"http://{GATEWAY_ALIAS}:{GATEWAY_PORT}/anthropic",
                 "OPENAI_BASE_URL": f"http://{GATEWAY_ALIAS}:{GATEWAY_PORT}/openai",
-                "ANTHROPIC_API_KEY": PLACEHOLDER_KEY, "OPENAI_API_KEY": PLACEHOLDER_KEY}
+                "ANTHROPIC_API_KEY": PLACEHOLDER_KEY, "OPENAI_API_KEY": PLACEHOLDER_KEY,
+                **(proxy_env() if self.allow else {})}
+
+    def _resolved_names(self) -> dict[str, list[str]]:
+        if self.dns_names is not None:
+            return {k: list(v) for k, v in self.dns_names.items()}
+        names: dict[str, list[str]] = {}
+        for entry in self.allow:
+            parsed = parse_allow_entry(entry)
+            if parsed is None or _is_address(parsed[0]) or parsed[0] in names:
+                continue
+            try:
+                found = socket.getaddrinfo(parsed[0], parsed[1], socket.AF_INET, socket.SOCK_STREAM)
+            except OSError:
+                continue  # not known here: the session's lookups of it are refused, the proxy still tunnels
+            names[parsed[0]] = sorted({info[4][0] for info in found})
+        return names
+
+    def gateway_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"routes": self.routes, "clients_file": "/gateway/clients.json",
+                                  "out_dir": "/gateway/out", "allow": list(self.allow),
+                                  "dns_names": self._resolved_names()}
+        if self.ca_file:
+            config["ca_file"] = "/gateway-ca.pem"
+        return config
 
     # --- the gateway ------------------------------------------------------------------------------------------
 
@@ -114,21 +153,28 @@ class Egress:
             return False
 
     def ensure_gateway(self) -> str:
-        """Start the gateway if it is missing, stopped or not answering; its IP on the egress bridge."""
-        if self.healthy():
+        """Start the gateway if it is missing, stopped, not answering or running an older policy (routes, allowed
+        destinations, names); its IP on the egress bridge."""
+        config = self.gateway_config()
+        try:
+            running = json.loads((self.state_dir / "gateway.json").read_text())
+        except (OSError, ValueError):
+            running = None
+        if running == config and self.healthy():
             return str(self.gateway_ip(self.egress_network))
         try:
+            attrs = self.client.api.inspect_container(self.gateway_name)
+            # The running sessions' networks it was on: the new gateway joins them again under the same alias.
+            rejoin = [n for n in (attrs.get("NetworkSettings") or {}).get("Networks", {}) if n != self.egress_network]
             self.client.api.remove_container(self.gateway_name, force=True)
         except docker.errors.NotFound:
-            pass
+            rejoin = []
         self._network(self.egress_network, internal=False)
         (self.state_dir / "out").mkdir(parents=True, exist_ok=True)
-        config = {"routes": self.routes, "clients_file": "/gateway/clients.json", "out_dir": "/gateway/out"}
         mounts = [docker.types.Mount("/gateway", str(self.state_dir.absolute()), type="bind")]
         if self.ca_file:
             mounts.append(docker.types.Mount("/gateway-ca.pem", str(Path(self.ca_file).absolute()), type="bind",
                                              read_only=True))
-            config["ca_file"] = "/gateway-ca.pem"
         atomic_write_json(self.state_dir / "gateway.json", config)
         if not (self.state_dir / "clients.json").exists():
             atomic_write_json(self.state_dir / "clients.json", {})
@@ -137,7 +183,7 @@ class Egress:
         try:
             container = self.client.containers.create(
                 self.image, ["python3", "-m", "nanogpt_tui.sandbox.gateway", "--config", "/gateway/gateway.json",
-                             "--port", str(GATEWAY_PORT)],
+                             "--port", str(GATEWAY_PORT), "--proxy-port", str(PROXY_PORT)],
                 name=self.gateway_name, user=GATEWAY_USER, detach=True, init=True, stdin_open=True,
                 network=self.egress_network, mounts=mounts, labels={EGRESS_LABEL: self.prefix}, **options)
             sock = self.client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
@@ -149,6 +195,11 @@ class Egress:
         except docker.errors.APIError as err:
             raise UserError(f"Docker host {self.backend.name} could not start the model gateway "
                             f"({_api_message(err)}); check the image {self.image}.") from None
+        for name in rejoin:
+            try:
+                self.client.networks.get(name).connect(self.gateway_name, aliases=[GATEWAY_ALIAS])
+            except docker.errors.APIError:
+                pass  # that session's network is gone meanwhile
         deadline = time.monotonic() + HEALTH_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.healthy():
@@ -163,13 +214,15 @@ class Egress:
     def attach(self, session_id: str) -> dict[str, Any]:
         """The session's internal network with the gateway on it: the container options a session (or probe)
         container is created with."""
-        egress_ip = self.ensure_gateway()
+        self.ensure_gateway()
         name = self.session_network(session_id)
         network = self._network(name, internal=True)
         if not self.gateway_ip(name):
             network.connect(self.gateway_name, aliases=[GATEWAY_ALIAS])
-        # The embedded DNS forwards from the host's namespace: to the gateway's egress address, which refuses.
-        return {"network": name, "dns": [egress_ip]}
+        # Docker's embedded DNS answers the containers' names itself and forwards every other name, from the
+        # session's namespace, to the servers given here: the gateway's address on the session's own network (on
+        # link, so the fence leaves it reachable), where our resolver refuses it and records the refusal.
+        return {"network": name, "dns": [str(self.gateway_ip(name))]}
 
     def register(self, session_id: str, container_id: str) -> None:
         """After the session's container exists: its address -> session for the gateway's records, and the

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "nanogpt_tui.cli.submit_cmd",
     "nanogpt_tui.cli.sessions_cmd",
     "nanogpt_tui.cli.hosts_cmd",
+    "nanogpt_tui.cli.sandbox_cmd",
     "nanogpt_tui.cli.gpus_cmd",
     "nanogpt_tui.cli.check_rules_cmd",
     "nanogpt_tui.cli.report_cmd",

@@ -3,6 +3,12 @@ host), is the agent CLIs' `base_url`, holds the real API keys (the agent's conta
 each request to the configured API over TLS, streams the answer back and meters the tokens from the responses'
 usage fields into a host-side folder the agent cannot write. Anything else is refused and recorded.
 
+Beside it, in the same process: the sessions' DNS server (answers only the names it is given, refuses and records
+every other) and a CONNECT proxy for the `[sandbox] allow` destinations (the CLIs get HTTPS_PROXY). The proxy is
+ours on asyncio streams rather than Squid or tinyproxy: a CONNECT tunnel is a request line, an allow-list lookup and
+two byte pipes, and doing it here lets every refusal land in the same per-session record as the gateway's and the
+resolver's (the session is known by its source address), with nothing more to install, configure or health-check.
+
 Built on aiohttp: one well-kept asyncio library for both the server and the upstream client, which streams request
 and response bodies chunk by chunk (server-sent events pass through as they arrive, with back-pressure) and
 verifies TLS with the system's (or a given) CA bundle.
@@ -17,13 +23,17 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import socket
 import ssl
 import struct
+import time
 import sys
 from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+
+from nanogpt_tui.config import parse_allow_entry
 
 HOP_HEADERS = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
                "transfer-encoding", "upgrade", "host", "content-length"}
@@ -120,6 +130,10 @@ class Gateway:
 
     def __init__(self, config: dict[str, Any], keys: dict[str, str]) -> None:
         self.routes: dict[str, dict[str, Any]] = config.get("routes") or {}
+        # The CONNECT proxy's destinations ("host:port") and the names the resolver answers (name -> IPv4s).
+        self.allow: set[tuple[str, int]] = {a for a in (parse_allow_entry(e) for e in config.get("allow") or []) if a}
+        self.dns_names: dict[str, list[str]] = {str(k).lower().rstrip("."): [str(ip) for ip in v]
+                                                for k, v in (config.get("dns_names") or {}).items()}
         self.keys = keys
         self.clients_file = Path(config["clients_file"])
         self.out_dir = Path(config["out_dir"])
@@ -232,15 +246,26 @@ def dns_refusal(ident: int, question: bytes) -> bytes:
     return struct.pack("!HHHHHH", ident, 0x8183, 1, 0, 0, 0) + question
 
 
+def dns_answer(ident: int, question: bytes, addresses: list[str]) -> bytes:
+    """The IPv4 addresses for an A question (none for any other type: the name exists, with no such record)."""
+    qtype = struct.unpack_from("!H", question, len(question) - 4)[0]
+    records = [a for a in addresses if qtype == 1]
+    answer = b"".join(struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton(a) for a in records)
+    return struct.pack("!HHHHHH", ident, 0x8180, 1, len(records), 0, 0) + question + answer
+
+
 class Resolver(asyncio.DatagramProtocol):
     """The sessions' DNS server (the containers' `dns`): no name outside the session's own network resolves
     (Docker's embedded DNS answers the gateway's and proxy's container names itself), and each one asked for is
     recorded as blocked. Engine 20.10's embedded DNS forwards from the host's namespace (CVE-2024-29018), so
     without this the host's own resolver would answer the sessions."""
 
+    REPEAT_S = 2.0  # a resolver asks again (A and AAAA, retries, search domains): one refusal a name this often
+
     def __init__(self, gateway: "Gateway") -> None:
         self.gateway = gateway
         self.transport: asyncio.DatagramTransport | None = None
+        self._recent: dict[tuple[str, str], float] = {}
 
     def connection_made(self, transport) -> None:  # noqa: ANN001 - asyncio's signature
         self.transport = transport
@@ -250,9 +275,88 @@ class Resolver(asyncio.DatagramProtocol):
         if question is None or self.transport is None:
             return
         ident, name, raw = question
-        self.gateway.record(self.gateway.client_session(addr[0]), "blocked", via="dns", destination=name[:253],
-                            reason="the session's resolver answers no outside name")
+        name = name.lower().rstrip(".")
+        if name in self.gateway.dns_names:
+            self.transport.sendto(dns_answer(ident, raw, self.gateway.dns_names[name]), addr)
+            return
+        now = time.monotonic()
+        if now - self._recent.get((addr[0], name), -1e9) >= self.REPEAT_S:
+            if len(self._recent) > 4096:
+                self._recent.clear()
+            self._recent[(addr[0], name)] = now
+            self.gateway.record(self.gateway.client_session(addr[0]), "blocked", via="dns", destination=name[:253],
+                                reason="the session's resolver answers no outside name")
         self.transport.sendto(dns_refusal(ident, raw), addr)
+
+
+class ConnectProxy:
+    """HTTPS_PROXY for the `[sandbox] allow` destinations: `CONNECT host:port` to one of them is tunnelled (TLS
+    stays end to end between the CLI and the destination); any other request is refused with 403 or 405 and
+    recorded as blocked for the session."""
+
+    HEAD_LIMIT = 16 << 10
+    TIMEOUT_S = 30.0
+
+    def __init__(self, gateway: "Gateway") -> None:
+        self.gateway = gateway
+
+    async def _refuse(self, writer: asyncio.StreamWriter, session: str, status: str, destination: str,
+                      reason: str) -> None:
+        self.gateway.record(session, "blocked", via="proxy", destination=destination[:253], reason=reason)
+        body = f"{reason}\n".encode()
+        writer.write(f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+                     "Connection: close\r\n\r\n".encode() + body)
+        await writer.drain()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("", 0)
+        session = self.gateway.client_session(peer[0])
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.TIMEOUT_S)
+            method, target, _version = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ValueError):
+            writer.close()
+            return
+        try:
+            if method.upper() != "CONNECT":
+                await self._refuse(writer, session, "405 Method Not Allowed", target,
+                                   "the sandbox's proxy tunnels HTTPS (CONNECT) only")
+                return
+            destination = parse_allow_entry(target)
+            if destination is None or destination not in self.gateway.allow:
+                await self._refuse(writer, session, "403 Forbidden", target,
+                                   "not in the sandbox's allowed destinations")
+                return
+            try:
+                up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(*destination), self.TIMEOUT_S)
+            except (OSError, asyncio.TimeoutError) as err:
+                body = f"could not reach {target} ({type(err).__name__})\n".encode()
+                writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                             % len(body) + body)
+                await writer.drain()
+                return
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await writer.drain()
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy until end of stream, then half-close the other side."""
+    try:
+        while True:
+            chunk = await reader.read(1 << 16)
+            if not chunk:
+                break
+            writer.write(chunk)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except OSError:
+        writer.close()
 
 
 def make_app(config: dict[str, Any], keys: dict[str, str]) -> web.Application:
@@ -265,7 +369,8 @@ def make_app(config: dict[str, Any], keys: dict[str, str]) -> web.Application:
     return app
 
 
-async def serve(config: dict[str, Any], keys: dict[str, str], port: int, dns_port: int | None) -> None:
+async def serve(config: dict[str, Any], keys: dict[str, str], port: int, dns_port: int | None,
+                proxy_port: int | None = None) -> None:
     app = make_app(config, keys)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -273,8 +378,12 @@ async def serve(config: dict[str, Any], keys: dict[str, str], port: int, dns_por
     if dns_port:
         loop = asyncio.get_running_loop()
         await loop.create_datagram_endpoint(lambda: Resolver(app["gateway"]), local_addr=("0.0.0.0", dns_port))
+    if proxy_port:
+        await asyncio.start_server(ConnectProxy(app["gateway"]).handle, "0.0.0.0", proxy_port)
     print(f"model gateway: {len(config.get('routes') or {})} route(s), {len(keys)} key(s), port {port}"
-          + (f", DNS on {dns_port}/udp" if dns_port else ""), flush=True)
+          + (f", DNS on {dns_port}/udp" if dns_port else "")
+          + (f", CONNECT proxy on {proxy_port} for {len(app['gateway'].allow)} destination(s)" if proxy_port else ""),
+          flush=True)
     try:
         await asyncio.Event().wait()
     finally:
@@ -286,12 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--dns-port", type=int, default=53)
+    p.add_argument("--proxy-port", type=int, default=3128)
     args = p.parse_args(argv)
     config = json.loads(args.config.read_text())
     line = sys.stdin.readline()
     keys = json.loads(line) if line.strip() else {}
     try:
-        asyncio.run(serve(config, keys, args.port, args.dns_port or None))
+        asyncio.run(serve(config, keys, args.port, args.dns_port or None, args.proxy_port or None))
     except KeyboardInterrupt:
         pass
     return 0

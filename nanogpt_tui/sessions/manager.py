@@ -383,7 +383,7 @@ class SessionManager:
         env.update(extra)  # what the launching code asked for explicitly wins
         egress = None
         if mounts.container and session.sandbox == "on":
-            egress = self._egress_spec(session, env)
+            egress = self._egress_spec(session.agent, session.host, env)
         return LaunchSpec(
             user=self._container_user(d / L.WORKSPACE) if mounts.container else None, session_id=session.id,
             image=session.image, command=list(RUNNER_COMMAND), env=env, workspace_dir=d / L.WORKSPACE,
@@ -409,9 +409,10 @@ class SessionManager:
                 os.chown(path, AGENT_UID, AGENT_GID)
         return f"{AGENT_UID}:{AGENT_GID}"
 
-    def _egress_spec(self, session: Session, env: dict[str, str]) -> EgressSpec:
+    def _egress_spec(self, agent: str, host: str | None, env: dict[str, str]) -> EgressSpec:
         """Take the API keys and endpoints out of the session's environment: the model gateway holds the keys and
-        forwards to the endpoints; the agent gets the gateway's address and a placeholder."""
+        forwards to the endpoints; the agent gets the gateway's address and a placeholder (and the CONNECT proxy
+        when `[sandbox] allow` names destinations)."""
         from nanogpt_tui.agents.credentials import AGENT_API
 
         keys = {name: env.pop(name) for name in GATEWAY_KEYS if env.get(name)}
@@ -425,11 +426,43 @@ class SessionManager:
             if upstream:
                 routes[name]["upstream"] = upstream
             env[variable] = GATEWAY_URLS[name]
-        api = AGENT_API.get(session.agent)
+        api = AGENT_API.get(agent)
         if api is not None:  # the endpoint the harness hands its CLI: the gateway
             env[ENV_AGENT_BASE_URL] = GATEWAY_URLS["anthropic" if api[0] == "ANTHROPIC_BASE_URL" else "openai"]
-        return EgressSpec(state_dir=self.root.resolve() / EGRESS_DIR / (session.host or "unplaced"), routes=routes,
-                          keys=keys, prefix=self.egress_prefix)
+        allow = tuple(self.config.sandbox.allow)
+        if allow:
+            from nanogpt_tui.sandbox.names import proxy_env
+
+            env.update(proxy_env())
+        return EgressSpec(state_dir=self.egress_dir(host), routes=routes, keys=keys, prefix=self.egress_prefix,
+                          allow=allow)
+
+    def egress_dir(self, host: str | None) -> Path:
+        """The model gateway's folder for a Docker host: its config, address book and per-session records."""
+        return self.root.resolve() / EGRESS_DIR / (host or "unplaced")
+
+    def probe_spec(self, host: str, image: str | None = None) -> LaunchSpec:
+        """The launch of a sandbox probe on a Docker host (`nanogpt-tui sandbox check`): a sandboxed session's,
+        keys and endpoints taken from this environment as a launch takes them, in a folder of its own under the
+        gateway's (the caller runs it with its command and removes `spec.workspace_dir.parent` afterwards)."""
+        import uuid
+
+        probe_id = f"probe-{uuid.uuid4().hex[:10]}"
+        folder = (self.egress_dir(host) / ".probes" / probe_id).resolve()
+        for sub in (L.WORKSPACE, L.RUNNER, L.CONTROL):
+            (folder / sub).mkdir(parents=True)
+        env = {name: os.environ[name] for name in GATEWAY_KEYS if os.environ.get(name)}
+        for variable in ("ANTHROPIC_BASE_URL", "OPENAI_BASE_URL"):
+            if os.environ.get(variable):
+                env[variable] = os.environ[variable]
+        egress = self._egress_spec("probe", host, env)
+        return LaunchSpec(
+            session_id=probe_id, image=image or self.config.docker.image, command=[], env=env,
+            workspace_dir=folder / L.WORKSPACE, runner_dir=folder / L.RUNNER, control_dir=folder / L.CONTROL,
+            log_path=folder / L.CONTAINER_LOG, user=self._container_user(folder / L.WORKSPACE),
+            name=f"{self.egress_prefix}-{probe_id}", labels={"nanogpt-tui.probe": probe_id},
+            memory=self.config.docker.memory, shm_size=self.config.docker.shm_size,
+            pids_limit=self.config.docker.pids_limit, egress=egress, host=host)
 
     @property
     def egress_prefix(self) -> str:

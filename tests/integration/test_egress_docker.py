@@ -70,6 +70,26 @@ try:
     socket.getaddrinfo("forbidden.example", 443); out["dns"] = "resolved"
 except OSError as e:
     out["dns"] = f"{type(e).__name__}: {e}"
+# The CONNECT proxy: a tunnel to the allowed destination (TLS end to end), a refusal for any other.
+import ssl
+def connect_via_proxy(target):
+    proxy = os.environ["HTTPS_PROXY"].removeprefix("http://").split(":")
+    sock = socket.create_connection((proxy[0], int(proxy[1])), timeout=10)
+    sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1024)
+        if not chunk:
+            break
+        head += chunk
+    return sock, head.split(b"\r\n", 1)[0].decode()
+sock, out["tunnel"] = connect_via_proxy(os.environ["ALLOWED"])
+context = ssl.create_default_context(cadata=os.environ["API_CA"])
+with context.wrap_socket(sock, server_hostname=os.environ["ALLOWED"].split(":")[0]) as tls:
+    tls.sendall(b"GET /through-the-tunnel HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+    out["tunnelled"] = tls.recv(4096).decode().split("\r\n", 1)[0]
+sock, out["tunnel_refused"] = connect_via_proxy(os.environ["FORBIDDEN_IP"] + ":" + os.environ["FORBIDDEN_PORT"])
+sock.close()
 print(json.dumps(out))
 '''
 
@@ -120,6 +140,12 @@ class StandInAPI:
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def do_GET(self):  # noqa: N802 - what the CONNECT proxy's tunnel reaches
+                outer.seen.append({"path": self.path, "key": self.headers.get("x-api-key"), "body": ""})
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
 
             def log_message(self, *args):
                 return
@@ -192,6 +218,7 @@ def test_the_model_api_through_the_gateway_and_nothing_else(image, tmp_path, net
         egress.routes = {"anthropic": {"upstream": f"https://{host_ip}:{api.port}", "auth": "x-api-key",
                                        "key_name": "ANTHROPIC_API_KEY"}}
         egress.ca_file = cert
+        egress.allow = (f"{host_ip}:{api.port}",)
         t0 = time.monotonic()
         egress.ensure_gateway()
         print(f"gateway up in {time.monotonic() - t0:.2f} s")
@@ -200,7 +227,7 @@ def test_the_model_api_through_the_gateway_and_nothing_else(image, tmp_path, net
         session_id = f"ngt-sandbox-{RUN}-s1"
         options = egress.attach(session_id)
         env = {**egress.base_urls(), "FORBIDDEN_IP": host_ip, "FORBIDDEN_PORT": str(forbidden.port),
-               "NETNS_IP": netns_server}
+               "NETNS_IP": netns_server, "ALLOWED": f"{host_ip}:{api.port}", "API_CA": cert.read_text()}
         container = client.containers.create(image, ["sleep", "300"], environment=env, detach=True, init=True,
                                              user="1000:1000", **options, **hardening())
         container.start()
@@ -214,19 +241,26 @@ def test_the_model_api_through_the_gateway_and_nothing_else(image, tmp_path, net
         out = json.loads(output.decode().strip().splitlines()[-1])
         # The API answered through the gateway, which swapped the placeholder for the real key.
         assert out["key"] == PLACEHOLDER_KEY and out["status"] == 200 and "hello from the API" in out["body"]
-        assert [s["key"] for s in api.seen] == [REAL_KEY] and api.seen[0]["path"] == "/v1/messages"
+        assert api.seen[0]["key"] == REAL_KEY and api.seen[0]["path"] == "/v1/messages"
         assert out["elsewhere"] == 403
         # Everything else: no route, at once; no name resolves.
         assert "Network is unreachable" in out["forbidden"] and out["forbidden_s"] < 1.0, out
         assert "Network is unreachable" in out["netns"] and out["netns_s"] < 1.0, out
         assert forbidden.seen == []
         assert out["dns"].startswith("gaierror"), out
+        # The allowed destination through the proxy's tunnel; the forbidden one refused by it.
+        assert out["tunnel"] == "HTTP/1.1 200 Connection established" and out["tunnelled"] == "HTTP/1.1 200 OK", out
+        assert api.seen[-1]["path"] == "/through-the-tunnel" and api.seen[-1]["key"] is None
+        assert out["tunnel_refused"].startswith("HTTP/1.1 403"), out
         # The gateway metered exactly what the API sent, and recorded what it refused.
         records = egress.records(session_id)
         usage = [r for r in records if r["type"] == "usage"]
         assert [(u["input_tokens"], u["output_tokens"], u["model"]) for u in usage] == [(321, 42, "claude-opus-4-6")]
         blocked = [r for r in records if r["type"] == "blocked"]
         assert any(b["via"] == "gateway" and "/elsewhere" in b["destination"] for b in blocked)
+        assert any(b["via"] == "dns" and b["destination"] == "forbidden.example" for b in blocked), blocked
+        assert any(b["via"] == "proxy" and b["destination"] == f"{host_ip}:{forbidden.port}" for b in blocked), blocked
+        assert not any(b["destination"] == f"{host_ip}:{api.port}" for b in blocked)
     finally:
         if container is not None:
             container.remove(force=True)
@@ -235,3 +269,87 @@ def test_the_model_api_through_the_gateway_and_nothing_else(image, tmp_path, net
             if server is not None:
                 server.close()
         backend.close()
+
+
+def test_sandbox_check_holds_and_names_each_leak(image, tmp_path, netns_server, monkeypatch, capsys):
+    """`nanogpt-tui sandbox check` (its probe container made by the code that makes session containers) is ok on
+    this set-up, and not ok, naming the leak, when the test weakens the policy on purpose: a forbidden name added to
+    the resolver; the probe attached to an ordinary bridge (the egress bridge this test's prefix made)."""
+    from nanogpt_tui.cli import main
+    from nanogpt_tui.config import load_config
+    from nanogpt_tui.sessions.manager import SessionManager
+
+    def write_config(allow: str) -> Path:
+        path = tmp_path / "nanogpt-tui.toml"
+        path.write_text(f'schema_version = 1\n[paths]\nsessions_dir = "sessions"\n[docker]\nimage = "{image}"\n'
+                        f'[sandbox]\nallow = [{allow}]\n[[hosts]]\nname = "local"\nurl = "{_daemon_url()}"\n')
+        return path
+
+    manager = SessionManager(load_config(write_config("")))
+    backend = DockerBackend(_daemon_url(), None, "local")
+    egress = Egress(backend, image=image, state_dir=manager.egress_dir("local"), prefix=manager.egress_prefix)
+    api = forbidden = None
+    try:
+        bridge = egress._network(egress.egress_network, internal=False)
+        host_ip = bridge.attrs["IPAM"]["Config"][0]["Gateway"]
+        cert, key = make_cert(tmp_path, host_ip)
+        api, forbidden = StandInAPI(host_ip, cert, key), StandInAPI(host_ip, cert, key)
+        allowed = f"{host_ip}:{api.port}"
+        monkeypatch.setenv("NANOGPT_TUI_CONFIG", str(write_config(f'"{allowed}"')))
+        for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CODEX_API_KEY"):
+            monkeypatch.delenv(name, raising=False)
+        probes = [f"{host_ip}:{forbidden.port}", f"{netns_server}:8080", "forbidden.test:443"]
+        argv = ["sandbox", "check", "--host", "local", *(f"--probe={p}" for p in probes)]
+
+        def check(*extra: str) -> tuple[int, str]:
+            capsys.readouterr()
+            t0 = time.monotonic()
+            code = main([*argv, *extra])
+            print(f"sandbox check: {time.monotonic() - t0:.1f} s", file=__import__("sys").stderr)
+            return code, capsys.readouterr().out
+
+        code, text = check("--json")
+        result = json.loads(text)
+        assert code == 0 and result["ok"], text
+        assert [(a["endpoint"], a["reachable"]) for a in result["allowed"]] == [(allowed, True)]
+        assert [(b["probe"], b["blocked"]) for b in result["blocked"]] == [(p, True) for p in probes]
+        assert {c["check"] for c in result["hosts"][0]["checks"]} >= {"network", "gateway", "dns", "fence"}
+        assert forbidden.seen == []
+        # The probe's refusals are recorded like a session's (the proxy's, the resolver's).
+        records = [json.loads(line) for p in (manager.egress_dir("local") / "out").glob("probe-*.jsonl")
+                   for line in p.read_text().splitlines()]
+        assert {("proxy", f"{host_ip}:{forbidden.port}"), ("dns", "forbidden.test")} <= \
+            {(r["via"], r["destination"]) for r in records if r["type"] == "blocked"}
+
+        # Weakened on purpose: the resolver answers a forbidden name.
+        original_config = Egress.gateway_config
+        monkeypatch.setattr(Egress, "gateway_config", lambda self: {
+            **original_config(self), "dns_names": {"forbidden.test": [netns_server]}})
+        code, text = check()
+        assert code == 1, text
+        assert "FAIL  dns      DNS answers what it must refuse: DNS resolved forbidden.test to 10.213.7.2" in text, text
+        assert "FAIL  probe    forbidden.test:443 NOT blocked" in text and "the sandbox does NOT hold" in text
+        monkeypatch.setattr(Egress, "gateway_config", original_config)
+
+        # Weakened on purpose: the probe also on an ordinary bridge, after the fence.
+        original_register = Egress.register
+
+        def register_then_bridge(self, session_id, container_id):
+            original_register(self, session_id, container_id)
+            self.client.networks.get(self.egress_network).connect(container_id)
+
+        monkeypatch.setattr(Egress, "register", register_then_bridge)
+        code, text = check("--json")
+        result = json.loads(text)
+        assert code == 1 and not result["ok"]
+        checks = {c["check"]: c for c in result["hosts"][0]["checks"]}
+        assert not checks["network"]["ok"] and egress.egress_network in checks["network"]["detail"], checks
+        leak = {b["probe"]: b for b in result["blocked"]}[f"{host_ip}:{forbidden.port}"]
+        assert not leak["blocked"] and "TCP connection" in leak["error"], leak
+    finally:
+        egress.remove_all()
+        for server in (api, forbidden):
+            if server is not None:
+                server.close()
+        backend.close()
+        manager.close()
