@@ -208,6 +208,9 @@ class ProcessTrees:
         code = proc.wait()
         return read_worker_result(out_dir, code, "".join(tail))
 
+    def close(self) -> None:
+        return None  # the trees keep running; nothing is held open
+
 
 class LocalBackend:
     """The local backend: sessions as process trees of this machine (no Docker, no GPU: one GPU is counted), with

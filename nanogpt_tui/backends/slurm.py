@@ -14,6 +14,13 @@ that does not answer makes the session `unreachable`, never ended: the job keeps
 Kill is `scancel --batch --signal=INT` (the job's own process, which stops the container and the runner cleanly),
 the grace period, then `scancel`. `extend` moves the deadline file; the job's TimeLimit only where
 `slurm.raise_time_limit` says the user may (an operator's right on most clusters).
+
+The validator apart from the agent works through job steps of the session's own job (`srun --jobid=J --overlap`,
+`nanogpt_tui.backends.slurm_step`), on its node and its allocation: a step pauses the agent (`docker pause` of the
+session's container, or SIGSTOP to its process tree), a step retimes the frozen submission (in a container of its own
+on the node's Docker, or a separate process) with the job's GPUs, bounded by the session's deadline file, and a step
+resumes the agent. The job records where it runs the session in `slurm/node.json`; the result comes back through the
+shared sessions folder.
 """
 
 from __future__ import annotations
@@ -47,7 +54,9 @@ from nanogpt_tui.backends.base import (
     PlaceRequest,
     SessionRef,
     Target,
+    forward_worker_line,
     host_mounts,
+    read_worker_result,
 )
 from nanogpt_tui.backends.local import SMOKE_RECORD, ensure_smoke_shards, missing_shards
 from nanogpt_tui.config import Config
@@ -60,6 +69,8 @@ COMMAND_TIMEOUT_S = 30.0
 # Minutes added to a budget-derived --time: the watchdog's grace period and the runner's own start-up.
 TIME_LIMIT_MARGIN_S = 90.0
 LAUNCH_SCHEMA_VERSION = 1
+NODE_SCHEMA_VERSION = 1
+STEP_MODULE = "nanogpt_tui.backends.slurm_step"
 QUEUED_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED"})
 RUNNING_STATES = frozenset({"RUNNING", "CONFIGURING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"})
 # Errors that mean the controller did not answer (as opposed to an answer saying no).
@@ -370,18 +381,145 @@ class SlurmBackend:
     def release(self, ref: SessionRef, egress_prefix: str | None) -> None:
         return None  # the job removes its container on the node when it ends
 
+    # --- the validator apart from the agent: job steps on the session's allocation ---------------------------
+
+    def _step_argv(self, ref: SessionRef, action: str, *args: str, gpus: bool = False,
+                   cpus: int | None = None) -> list[str]:
+        """`srun` for one step of the session's job: it overlaps the batch step (which holds every CPU and GPU of
+        the allocation), on the job's node, with the job's GPUs only where `gpus` (a pause needs none)."""
+        argv = ["srun", f"--jobid={ref.handle}", "--overlap", "--nodes=1", "--ntasks=1", "--quiet",
+                f"--job-name={JOB_PREFIX}{ref.session_id}-{action}", f"--chdir={ref.session_dir}"]
+        if not gpus:
+            argv.append("--gres=none")
+        if cpus:
+            argv.append(f"--cpus-per-task={cpus}")
+        return [*argv, self.slurm.python or sys.executable, "-m", STEP_MODULE, action, str(ref.session_dir), *args]
+
+    def _step(self, ref: SessionRef, action: str) -> dict:
+        """Run a short step (pause, resume) and return the JSON object it printed last."""
+        from nanogpt_tui.validator.retime import scrubbed_env
+
+        try:
+            done = subprocess.run(self._step_argv(ref, action), capture_output=True, text=True,
+                                  timeout=COMMAND_TIMEOUT_S * 2, stdin=subprocess.DEVNULL,
+                                  env=scrubbed_env(os.environ))
+        except FileNotFoundError:
+            raise UserError("`srun` is not installed here; install Slurm's client commands (Debian: slurm-client) "
+                            "to validate submissions of Slurm sessions.") from None
+        except subprocess.TimeoutExpired:
+            raise UserError(f"The {action} step of Slurm job {ref.handle} got no answer within "
+                            f"{COMMAND_TIMEOUT_S * 2:g} s; submit again.") from None
+        answer = _last_json(done.stdout)
+        if answer.get("error"):
+            raise UserError(str(answer["error"]))
+        if done.returncode != 0 or not answer:
+            said = " ".join((done.stderr or done.stdout).split())[:300] or f"exit status {done.returncode}"
+            raise UserError(f"Slurm could not run the {action} step in job {ref.handle} ({said}); submit again.")
+        return answer
+
+    def _agent_started(self, ref: SessionRef) -> bool:
+        """Whether the job has started the session on its node (it records where in slurm/node.json)."""
+        return bool(ref.handle) and read_node_record(Path(ref.session_dir)) is not None
+
     def pause(self, ref: SessionRef) -> list[int]:
-        raise UserError("The validator apart from the agent (pausing the session on its GPUs) is not available on "
-                        "the Slurm backend yet; its submissions are not retimed.")
+        """Freeze the agent from a step on its node (its container paused, or its process tree stopped); the
+        node PIDs frozen."""
+        if not self._agent_started(ref):
+            return []
+        return [int(pid) for pid in self._step(ref, "pause").get("pids") or [] if str(pid).isdigit()]
 
     def resume(self, ref: SessionRef) -> None:
-        return None
+        if not self._agent_started(ref):
+            return
+        try:
+            self._step(ref, "resume")
+        except UserError:
+            if self.state(ref).status == RUNNING:
+                raise
+            # The job has ended (killed, deadline): there is nothing left to resume.
 
     def retime_isolated(self, ref: SessionRef, **kwargs) -> dict:
-        raise UserError("The validator apart from the agent is not available on the Slurm backend yet.")
+        """The retiming in a step of the session's job, on its node and its GPUs (Slurm pins them: `gpu_ids` is
+        not used), apart from the agent as on Docker; its progress streams back through srun, its result through
+        the shared folder."""
+        return self._retime_in_a_step(ref, **kwargs)
+
+    def _retime_in_a_step(self, ref: SessionRef, *, session_dir: Path, candidate_dir: Path, out_dir: Path,
+                          runs: int, val_loss_target: float, p_value_threshold: float, timeout_s: float,
+                          gpu_ids: list[int], data_dir: Path | None, agent_pids: list[int], on_line) -> dict:
+        from nanogpt_tui.validator.retime import scrubbed_env
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not self._agent_started(ref):
+            return {"refused": "Submit refused: the session's Slurm job has not started the session on its node "
+                               "yet; submit again."}
+        request = {"candidate_dir": str(Path(candidate_dir).absolute()), "out_dir": str(out_dir.absolute()),
+                   "runs": runs, "val_loss_target": val_loss_target, "p_value_threshold": p_value_threshold,
+                   "timeout_s": timeout_s, "data_dir": str(data_dir) if data_dir else None,
+                   "agent_pids": list(agent_pids)}
+        request_path = out_dir / STEP_REQUEST
+        atomic_write_text(request_path, json.dumps(request, indent=2) + "\n")
+        try:
+            cpus = int(run_command(["squeue", "--noheader", f"--jobs={ref.handle}", "--format=%C"]).split()[0])
+        except (UserError, ValueError, IndexError):
+            cpus = None
+        tail: list[str] = []
+        try:
+            proc = subprocess.Popen(self._step_argv(ref, "retime", str(request_path), gpus=True, cpus=cpus),
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    text=True, env=scrubbed_env(os.environ), start_new_session=True)
+        except FileNotFoundError:
+            raise UserError("`srun` is not installed here; install Slurm's client commands (Debian: slurm-client) "
+                            "to validate submissions of Slurm sessions.") from None
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                tail = (tail + [line])[-20:]
+                forward_worker_line(line, on_line)
+            code = proc.wait()
+        except BaseException:
+            proc.kill()  # srun's end cancels the step
+            raise
+        return read_worker_result(out_dir, code, "".join(tail))
 
     def close(self) -> None:
         return None
+
+
+STEP_REQUEST = "step.json"  # in the validator's work folder: what the retiming step is asked to do
+
+
+def write_node_record(slurm_dir: Path, *, runtime: str, handle: str, docker_url: str | None) -> None:
+    """Where the job runs the session (written by the job once the session has started on its node)."""
+    atomic_write_text(Path(slurm_dir) / layout.SLURM_NODE, json.dumps({
+        "schema_version": NODE_SCHEMA_VERSION, "job": os.environ.get("SLURM_JOB_ID", ""),
+        "node": os.environ.get("SLURMD_NODENAME", ""), "runtime": runtime, "handle": handle,
+        "docker_url": docker_url}, indent=2) + "\n", mode=0o644)
+
+
+def read_node_record(session_dir: Path) -> dict | None:
+    """slurm/node.json, None when the job has not written it (or it is not one this version reads)."""
+    try:
+        data = json.loads((Path(session_dir) / layout.SLURM_DIR / layout.SLURM_NODE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("schema_version") != NODE_SCHEMA_VERSION \
+            or not isinstance(data.get("handle"), str) or data.get("runtime") not in ("docker", "process"):
+        return None
+    return data
+
+
+def _last_json(text: str) -> dict:
+    """The last line of `text` that is a JSON object ({} when none is)."""
+    for line in reversed(text.splitlines()):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            return data
+    return {}
 
 
 def job_environment_names() -> list[str]:
@@ -398,3 +536,13 @@ def allocated_gpus(environ: dict[str, str] | None = None) -> list[int]:
             ids = [part for part in value.split(",") if part.strip().isdigit()]
             return [int(part) for part in ids]
     return []
+
+
+def node_gpus(docker=None) -> tuple[list[int], str]:
+    """The GPU ids Slurm gave this job (or step) on its node, and a warning when the node's Docker (a DockerBackend,
+    where the session runs in a container) has no NVIDIA runtime to give them to a container (then none)."""
+    gpus = allocated_gpus()
+    if gpus and docker is not None and "nvidia" not in (docker.client.info().get("Runtimes") or {}):
+        return [], (f"warning: Slurm gave GPUs {gpus}, but this node's Docker has no NVIDIA runtime: the container "
+                    "gets none (install the NVIDIA Container Toolkit on the node)")
+    return gpus, ""

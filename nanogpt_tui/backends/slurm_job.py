@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from nanogpt_tui.backends.base import EXITED, LaunchSpec
-from nanogpt_tui.backends.slurm import LAUNCH_SCHEMA_VERSION, allocated_gpus
+from nanogpt_tui.backends.slurm import LAUNCH_SCHEMA_VERSION, node_gpus, write_node_record
 from nanogpt_tui.contract.deadline import DeadlineError, read_deadline, write_deadline
 from nanogpt_tui.contract.runner_exit import EXIT_FAILED, EXIT_STOPPED
 from nanogpt_tui.errors import UserError
@@ -86,19 +86,18 @@ class Stopper:
         threading.Thread(target=self._stop, name="stop-session", daemon=True).start()
 
 
-def run_in_docker(spec: LaunchSpec, launch: dict) -> int:
+def run_in_docker(spec: LaunchSpec, launch: dict, slurm_dir: Path) -> int:
     from nanogpt_tui.backends.docker_backend import DockerBackend
 
-    docker = DockerBackend(url=launch.get("docker_url") or "unix:///var/run/docker.sock",
-                           name=os.environ.get("SLURMD_NODENAME") or "this node")
-    gpus = allocated_gpus()
-    if gpus and "nvidia" not in (docker.client.info().get("Runtimes") or {}):
-        say(f"warning: Slurm gave GPUs {gpus}, but this node's Docker has no NVIDIA runtime: the container gets "
-            "none (install the NVIDIA Container Toolkit on the node)")
-        gpus = []
+    url = launch.get("docker_url") or "unix:///var/run/docker.sock"
+    docker = DockerBackend(url=url, name=os.environ.get("SLURMD_NODENAME") or "this node")
+    gpus, warning = node_gpus(docker)
+    if warning:
+        say(warning)
     spec.gpu_ids = gpus
     grace = _grace(spec)
     container = docker.create_and_start(spec)
+    write_node_record(slurm_dir, runtime="docker", handle=container, docker_url=url)
     say(f"container {container[:12]} started" + (f" with GPUs {','.join(map(str, gpus))}" if gpus else ""))
     stop_event = threading.Event()
     stopper = Stopper(lambda: docker.stop(container, grace))
@@ -113,11 +112,12 @@ def run_in_docker(spec: LaunchSpec, launch: dict) -> int:
     return EXIT_FAILED if code is None else code
 
 
-def run_as_processes(spec: LaunchSpec) -> int:
+def run_as_processes(spec: LaunchSpec, slurm_dir: Path) -> int:
     from nanogpt_tui.backends.local import ProcessTrees
 
     trees = ProcessTrees()
     handle = trees.start(spec)
+    write_node_record(slurm_dir, runtime="process", handle=handle, docker_url=None)
     stopper = Stopper(lambda: trees.stop(handle, _grace(spec)))
     signal.signal(signal.SIGINT, stopper)
     signal.signal(signal.SIGTERM, stopper)
@@ -152,9 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             say("stopped before the session started")
             return EXIT_STOPPED
         start_the_budget(spec.control_dir)
+        slurm_dir = Path(args[0]).parent
         if launch.get("runtime") == "process":
-            return run_as_processes(spec)
-        return run_in_docker(spec, launch)
+            return run_as_processes(spec, slurm_dir)
+        return run_in_docker(spec, launch, slurm_dir)
     except UserError as err:
         say(f"cannot run the session: {err}")
         return EXIT_FAILED

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from nanogpt_tui.config import load_config
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.contract.runner_exit import ExitReason, read_runner_exit
 from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
+from nanogpt_tui.sessions.model import parse_iso
+from nanogpt_tui.validator import protocol as P
 from tests.conftest import REPO
 from tests.integration.slurm_cluster import PARTITION, SlurmCluster
 
@@ -207,3 +211,100 @@ def test_the_docker_path_runs_the_container_contract_on_the_node(slurm, tmp_path
                 c.remove(force=True)
         client.volumes.get(volume).remove(force=True)
         backend.close()
+
+
+def _submit(manager: SessionManager, session, folder: str, runs: int = 2) -> subprocess.Popen:
+    """The agent's `submit`, from inside the session's workspace with the session's contract environment."""
+    env = {**os.environ, **manager._launch_spec(manager.get(session.id), manager.backend(session.backend)).env}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    return subprocess.Popen([sys.executable, "-m", "nanogpt_tui", "submit", f"submissions/{folder}", "--runs",
+                             str(runs)], cwd=manager.session_dir(session.id) / L.WORKSPACE, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _candidate(manager: SessionManager, session, folder: str, *, iterations: int, wait_s: int = 0) -> None:
+    d = manager.session_dir(session.id)
+    sub = d / L.WORKSPACE / "submissions" / folder
+    sub.mkdir(parents=True)
+    code = (d / L.RUNNER / "anchor" / "train_gpt.py").read_text()
+    (sub / "train_gpt.py").write_text(code.replace("num_iterations = 200", f"num_iterations = {iterations}"))
+    run = (d / L.RUNNER / "anchor" / "run.sh").read_text()
+    if wait_s:  # a run that outlasts the session's deadline
+        run = run.replace("torchrun ", f"sleep {wait_s}\ntorchrun ", 1)
+    (sub / "run.sh").write_text(run)
+
+
+def _progress(d: Path) -> list[dict]:
+    path = d / L.VALIDATOR / P.PROGRESS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def validating_config(slurm, tmp_path, monkeypatch):
+    for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    path = write_config(tmp_path, 'node_runtime = "process"\ntime_limit_minutes = 5\n',
+                        '[judge]\nprovider = "none"\n')
+    monkeypatch.setenv("NANOGPT_TUI_CONFIG", str(path))
+    return path
+
+
+def test_the_validator_pauses_the_job_and_retimes_in_a_step_of_its_own_before_the_deadline(slurm, validating_config):
+    manager = SessionManager(load_config(validating_config))
+    long = launch(manager, gpus=1, seconds=600)
+    # A second session, whose retiming would outlast its deadline: it must be cut before it.
+    short = launch(manager, gpus=1, seconds=75)
+    long, _ = wait_for(manager, long.id, "running")
+    short, _ = wait_for(manager, short.id, "running")
+    for s in (long, short):
+        wait_for_text(manager.session_dir(s.id) / L.CONTAINER_LOG, "starting the agent")
+    _candidate(manager, long, "quick", iterations=40)
+    _candidate(manager, short, "slow", iterations=40, wait_s=600)
+    slow = _submit(manager, short, "slow")
+    quick = _submit(manager, long, "quick")
+
+    d = manager.session_dir(long.id)
+    log = d / L.CONTAINER_LOG
+    steps_seen: set[str] = set()
+    frozen = []  # container.log sizes while the agent is paused (the replayed agent writes lines all the time)
+    while quick.poll() is None:
+        kinds = [e["type"] for e in _progress(d)]
+        if "paused" in kinds and "resumed" not in kinds:
+            frozen.append(log.stat().st_size)
+            steps = slurm.run("squeue", "--steps", "--noheader", f"--jobs={long.handle}", "--format=%j",
+                              check=False).stdout.split()
+            steps_seen.update(steps)
+        time.sleep(0.5)
+    out = quick.stdout.read()
+    assert quick.returncode in (0, 1), out
+    events = _progress(d)
+    kinds = [e["type"] for e in events]
+    assert kinds[-1] == "verdict", out
+    assert kinds.index("paused") < kinds.index("resumed")
+    texts = [e["text"] for e in events]
+    ran = [t for t in texts if t.startswith("run 1/2: val_loss")]  # it ran to its final line
+    assert f"ngt-{long.id}-retime" in steps_seen, steps_seen  # in a step of the session's own job
+    # Paused: the agent wrote nothing while the step retimed (the pause step stopped its tree on the node).
+    assert len(frozen) >= 4 and len(set(frozen[1:-1])) == 1, frozen  # the last may follow the resume
+    size = log.stat().st_size
+    time.sleep(2)
+    assert log.stat().st_size > size  # and works again once resumed
+    verdict = json.loads((d / L.VALIDATOR / P.VERDICTS / json.loads(
+        next((d / L.VALIDATOR / P.RESPONSES).glob("*.json")).read_text())["verdict_file"]).read_text())
+    assert ran and verdict["runs"][0]["status"] == "ok" and verdict["runs"][0]["val_loss"] > 0, texts
+
+    # The short session: its retiming is cut before its deadline, the agent resumed, and the session ends at its
+    # deadline (its own watchdog), not a retiming later.
+    slow_out = slow.communicate(timeout=120)[0]
+    ds = manager.session_dir(short.id)
+    stext = " ".join(e["text"] for e in _progress(ds))
+    assert "stopped at the session's deadline" in stext, slow_out
+    resumed = next(e for e in _progress(ds) if e["type"] == "resumed")
+    assert (parse_iso(resumed["ts"]) - parse_iso(manager.get(short.id).deadline)).total_seconds() < 5
+    ended, _ = wait_for(manager, short.id, "out-of-budget", timeout_s=60)
+    late = (parse_iso(ended.finished_at) - parse_iso(ended.deadline)).total_seconds()
+    assert late < 15, (ended.deadline, ended.finished_at)
+    assert read_runner_exit(ds / L.WORKSPACE / "logs").reason == ExitReason.DEADLINE
+    assert manager.kill(long.id, grace_s=10).status == "killed"
