@@ -147,7 +147,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from nanogpt_tui.contract import layout as L
     from nanogpt_tui.sessions.manager import session_summary
     from nanogpt_tui.telemetry.activity import read_activity
 
@@ -163,7 +162,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         summary = session_summary(s)
         # What the control room's cards and table show beside the budget: the last activity and the dollars.
         try:
-            activity = read_activity(manager.session_dir(s.id) / L.EVENTS_FILE)
+            activity = read_activity(manager.session_dir(s.id))
             cost = manager.cost(s)
         except OSError as err:
             problems.append(f"{s.id}: could not read its events or verdicts ({err})")

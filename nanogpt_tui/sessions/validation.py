@@ -175,7 +175,8 @@ class ValidatorService:
 
     def answer(self, request: P.SubmitRequest) -> None:
         rid = request.request_id
-        self.progress(rid, "received", f"request {rid} received: {request.kind} {request.submission}")
+        self.progress(rid, "received", f"request {rid} received: {request.kind} {request.submission}",
+                      submission=request.submission, request_kind=request.kind)
         try:
             verdict, path = self.validate(request)
         except UserError as err:  # Refused, and every other one-sentence failure (bad submission, config)

@@ -83,7 +83,8 @@ class SessionMonitor:
         for sid in self.dashboard.session_ids():
             d = self.root / sid
             # The validator's verdicts count; the workspace's verdicts/ is watched too, to flag what lands there.
-            paths += [d] + [p for p in (d / L.VALIDATOR / "verdicts", d / L.WORKSPACE / "verdicts",
+            # validator/ itself for its progress.jsonl (the live activity while it validates).
+            paths += [d] + [p for p in (d / L.VALIDATOR, d / L.VALIDATOR / "verdicts", d / L.WORKSPACE / "verdicts",
                                         d / L.WORKSPACE / "logs") if p.is_dir()]
         return paths
 

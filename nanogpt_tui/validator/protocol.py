@@ -30,6 +30,7 @@ from typing import Any
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from nanogpt_tui.contract import layout as L
+from nanogpt_tui.validator.retime import STEP_PROGRESS
 from nanogpt_tui.validator.verdict import Verdict, read_verdict
 
 SCHEMA_VERSION = 1
@@ -225,7 +226,13 @@ def freeze(source: Path, vdir: Path, request: SubmitRequest, sealer: Sealer, *, 
 
 
 def append_progress(vdir: Path, request_id: str, kind: str, text: str, **fields: Any) -> None:
-    """One line of the validator's progress, for the agent's `submit` to print and the control room to show."""
+    """One line of the validator's progress, for the agent's `submit` to print and the control room to show.
+
+    A run's step line (`step_progress`) also carries `run`, `runs`, `step` and `steps`, so readers need not parse
+    its text."""
+    step = STEP_PROGRESS.fullmatch(text) if kind == "progress" else None
+    if step:
+        fields = {**dict(zip(("run", "runs", "step", "steps"), map(int, step.groups()))), **fields}
     line = json.dumps({"ts": utc_now(), "request_id": request_id, "type": kind, "text": text, **fields},
                       ensure_ascii=True)
     path = Path(vdir) / PROGRESS_FILE

@@ -91,6 +91,15 @@ def prepare_work_dir(candidate_dir: Path, work_dir: Path, data_dir: Path | None)
 
 
 _STEP = re.compile(rb"step:(\d+)/(\d+)")
+STEP_PROGRESS = re.compile(r"run (\d+)/(\d+): step (\d+)/(\d+)")
+
+
+def step_progress(run: int, runs: int, step: int, steps: int) -> str:
+    """The progress line of a run that reached a step (`run 4/10: step 1200/1600`); `protocol.append_progress`
+    gives its numbers their own fields."""
+    return f"run {run}/{runs}: step {step}/{steps}"
+
+
 STEP_POLL_S = 5.0  # how often a run's log is read for its latest step (progress, not timing)
 DEADLINE_POLL_S = 1.0  # how often the session's deadline file is re-read while a run goes on
 # A retiming ends this long before the session's deadline: the validator still has to resume the paused agent,
@@ -225,7 +234,7 @@ def retime(candidate_dir: Path, *, runs: int, work_dir: Path, logs_dir: Path, da
                 result.stop_reason = (f"the session's deadline came after {index - 1} of {runs} run(s), so the "
                                       "remaining ones were skipped")
                 break
-            on_step = (lambda step, total, i=index: on_progress(f"run {i}/{runs}: step {step}/{total}")) \
+            on_step = (lambda step, total, i=index: on_progress(step_progress(i, runs, step, total))) \
                 if report_steps else None
             outcome = run_once(work_dir, logs_dir / f"run_{index:02d}.log", index, timeout_s=timeout_s, env=run_env,
                                on_step=on_step, clock=clock)

@@ -22,6 +22,7 @@ from nanogpt_tui.contract import layout as L
 from nanogpt_tui.contract.env import ENV_REPLAY_LOOP, ENV_REPLAY_SPEED
 from nanogpt_tui.sessions import validation
 from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
+from nanogpt_tui.telemetry.activity import read_activity
 from nanogpt_tui.validator import protocol as P
 from tests.conftest import REPO
 from tests.unit.test_verdict_protocol import FORGED
@@ -29,6 +30,10 @@ from tests.unit.test_verdict_protocol import FORGED
 pytestmark = [pytest.mark.timeout(300)]
 
 REPLAY_ENV = ((ENV_REPLAY_SPEED, "50"), (ENV_REPLAY_LOOP, "1"))
+
+
+def verdict_outcome(vdir: Path, response: dict) -> str:
+    return json.loads((vdir / P.VERDICTS / response["verdict_file"]).read_text())["outcome"]
 
 
 def test_submit_is_a_request_answered_by_the_validator_apart_from_the_agent(tmp_path, monkeypatch):
@@ -75,6 +80,9 @@ def test_submit_is_a_request_answered_by_the_validator_apart_from_the_agent(tmp_
     assert kinds.index("paused") < kinds.index("resumed")
     texts = [e["text"] for e in events]
     assert any(t.startswith("run 1/2:") for t in texts)
+    # The control room's and `sessions list`'s activity: the validator's last word on the submission.
+    activity = read_activity(d)
+    assert activity.kind == "verdict" and activity.text == f"submission_1: {verdict_outcome(vdir, response)}"
     # The judge came from the session's config (none), not from the agent's --judge.
     verdict = json.loads(verdict_path.read_text())
     assert verdict["judge"]["status"] == "skipped" and verdict["request_id"] == response["request_id"]

@@ -179,3 +179,47 @@ def test_new_verdicts_ring_the_bell_and_show_a_toast(tui_env):
             assert bells
 
     run(scenario())
+
+
+def test_the_validators_progress_is_the_live_activity_of_card_row_and_cli(tui_env, capsys):
+    """While the validator works on a request, its progress (written by its own writer into validator/progress.jsonl)
+    is the session's activity on the card, the table row and `sessions list --json`; its verdict ends it."""
+    import json
+
+    from nanogpt_tui.cli import main
+    from nanogpt_tui.validator.protocol import append_progress
+    from nanogpt_tui.validator.retime import step_progress
+
+    ids = build_fleet(tui_env.root, 3)
+    vdir = tui_env.root / ids[0] / "validator"
+    vdir.mkdir(exist_ok=True)  # made with the session, as the manager makes it
+
+    def card_activity(app) -> str:
+        lines = app.screen.query_one(SessionGrid).card(ids[0]).plain_lines
+        return next((x for x in lines if x.startswith("▸ ")), "")
+
+    async def scenario():
+        app = create_app(load_config(), clock=fixed_clock, live=True, refresh_every_s=0.3)
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            await wait_for(pilot, lambda: "tool Bash $ torchrun" in card_activity(app), what="the agent's tool call")
+            append_progress(vdir, "req-1", "received", "request req-1 received: submission submission_4",
+                            submission="submission_4", request_kind="submission")
+            append_progress(vdir, "req-1", "progress", step_progress(4, 10, 1200, 1600))
+            await wait_for(pilot, lambda: "validator submission_4: run 4/10, step 1200/1600" in card_activity(app),
+                           what="the validator's step on the card")
+            await pilot.press("T")
+            await wait_for(pilot, lambda: any("submission_4: run 4/10, step" in row  # the rest is cut at 160 columns
+                                              for row in table(app).plain_rows[1:]), what="the step in the row")
+            append_progress(vdir, "req-1", "verdict", "verdict: VALIDATED (submission_4)", outcome="validated",
+                            counts=True)
+            await wait_for(pilot, lambda: any("submission_4: validated" in row for row in table(app).plain_rows[1:]),
+                           what="the verdict in the row")
+
+    run(scenario())
+    capsys.readouterr()
+    assert main(["sessions", "list", "--json"]) == 0
+    listed = {s["id"]: s for s in json.loads(capsys.readouterr().out)}
+    assert listed[ids[0]]["activity"]["kind"] == "verdict"
+    assert listed[ids[0]]["activity"]["text"] == "submission_4: validated"
+    assert listed[ids[1]]["activity"]["kind"] == "message"  # no validator at work: the agent's last event

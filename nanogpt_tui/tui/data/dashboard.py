@@ -17,7 +17,7 @@ from nanogpt_tui.reports.conventions import gap_for, verdict_percent
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.model import Session, load_session
-from nanogpt_tui.telemetry.activity import ActivityReader
+from nanogpt_tui.telemetry.activity import SessionActivity
 from nanogpt_tui.telemetry.cost import EventsTokenMeter, judge_tokens, session_cost, token_meter
 from nanogpt_tui.telemetry.gpu import GpuFigures, GpuHistory
 from nanogpt_tui.tui.data.views import ChangeShares, SessionView, UsageSummary, VerdictRow
@@ -69,7 +69,7 @@ class Dashboard:
         self.prices = dict(DEFAULT_PRICES if prices is None else prices)
         self.agent_models = dict(agent_models or {})  # agent -> the model the config hands its CLI
         self._usage: dict[str, EventsTokenMeter] = {}
-        self._activity: dict[str, ActivityReader] = {}
+        self._activity: dict[str, SessionActivity] = {}
         self._gpu: dict[str, GpuHistory] = {}
         self._verdicts: dict[str, tuple[tuple, list[VerdictRow], list[str]]] = {}
         self._views: dict[str, SessionView] = {}
@@ -168,7 +168,7 @@ class Dashboard:
             meter = self._usage[session_id] = token_meter(self.root / session_id)
         activity = self._activity.get(session_id)
         if activity is None:
-            activity = self._activity[session_id] = ActivityReader(self.root / session_id / L.EVENTS_FILE)
+            activity = self._activity[session_id] = SessionActivity(self.root / session_id)
         try:
             tokens = meter.read()
             activity.update()
