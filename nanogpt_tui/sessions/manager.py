@@ -41,6 +41,7 @@ from nanogpt_tui.contract.runner_exit import BrokenRunnerExit, ExitReason, Runne
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, finite, whole
 from nanogpt_tui.sessions import model as M
+from nanogpt_tui.sessions.egress_records import EGRESS_DIR  # the model gateway's folder per Docker host
 from nanogpt_tui.sessions.model import (BrokenSession, Extension, Session, iso, load_session, parse_iso, read_session,
                                         save_session, utc_now)
 
@@ -53,7 +54,6 @@ ID_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 PLACEMENT_RETRY_S = 5.0
 PLACEMENT_LOCK = ".placement.lock"
 STAGING_PREFIX = ".creating-"  # + pid + "-" + session id: a session folder being built (hidden from listings)
-EGRESS_DIR = ".egress"  # in the sessions folder, per Docker host: the model gateway's config and records
 # What a sandboxed session's CLIs get instead of the APIs (nanogpt_tui.backends.egress names the gateway so).
 GATEWAY_URLS = {"anthropic": "http://model-gateway:8080/anthropic", "openai": "http://model-gateway:8080/openai"}
 PLACEHOLDER_KEY = "sk-placeholder-the-model-gateway-holds-the-key"

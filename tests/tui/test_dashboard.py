@@ -191,6 +191,46 @@ def test_session_views_from_fixed_folders(tmp_path, timeline):
     assert baseline["significant"] == "baseline" and (baseline["speedup"], baseline["p_faster"]) == ("-", "-")
 
 
+def test_what_the_sandbox_refused_is_counted_on_the_card_and_named_in_the_detail(tmp_path, timeline):
+    """The gateway's host-side record (refused requests, tunnels, names) is the session's sandbox events: counted
+    on its card, the last one named in the detail; an unsandboxed session says so. What the agent writes into
+    its own workspace counts for nothing."""
+    from nanogpt_tui.sessions.egress_records import records_path
+    from nanogpt_tui.sessions.model import read_session, save_session
+    from nanogpt_tui.tui.widgets.card import card_lines
+
+    ids = build_fixed_sessions(tmp_path)
+    sandboxed, unsandboxed = ids[0], ids[1]
+    session = read_session(tmp_path / unsandboxed)
+    session.sandbox, session.agent = "off", "claude"
+    save_session(tmp_path / unsandboxed, session)
+    record = records_path(tmp_path, sandboxed, "gpu-box-1")
+    record.parent.mkdir(parents=True)
+    lines = [{"ts": "2026-03-01T12:00:0%dZ" % n, "type": "blocked", "session": sandboxed, "via": via,
+              "destination": dest, "reason": "refused"}
+             for n, (via, dest) in enumerate([("dns", "github.com"), ("proxy", "pypi.org:443"),
+                                              ("gateway", "model-gateway:8080/elsewhere")])]
+    lines.insert(1, {"ts": "2026-03-01T12:00:00Z", "type": "usage", "session": sandboxed, "input_tokens": 5})
+    half = '{"type": "blocked", "via": "dns", "destination": "half a li'
+    record.write_text("".join(json.dumps(line) + "\n" for line in lines) + half)
+    # A forged record in the agent's workspace is not read.
+    (tmp_path / sandboxed / L.WORKSPACE / "blocked.jsonl").write_text(json.dumps(lines[0]) + "\n")
+    dash = Dashboard(tmp_path, timeline)
+    views = {v.id: v for v in dash.reload()}
+    a, b = views[sandboxed], views[unsandboxed]
+    assert a.blocked == 3 and [x.via for x in a.recent_blocked] == ["dns", "proxy", "gateway"]
+    assert " · 3 blocked" in card_lines(a, NOW, 120)[1].plain
+    assert a.sandbox_text() == "sandboxed · 3 blocked (last: 12:00:02 gateway model-gateway:8080/elsewhere)"
+    assert "blocked" not in card_lines(views[ids[2]], NOW, 120)[1].plain  # nothing refused: nothing said
+    assert b.sandbox_text() == "not sandboxed" and " · not sandboxed" in card_lines(b, NOW, 120)[1].plain
+    # The rest of the line arrives; a name with control characters is shown as plain text.
+    with open(record, "a") as handle:
+        handle.write('"}\n' + json.dumps({"ts": "2026-03-01T12:00:09Z", "type": "blocked", "via": "dns",
+                                          "destination": "\x1b[31mevil\u202e.example"}) + "\n")
+    a = {v.id: v for v in dash.reload([sandboxed])}[sandboxed]
+    assert a.blocked == 5 and a.recent_blocked[-1].destination == "?[31mevil?.example"
+
+
 def test_a_quick_first_look_reads_session_json_only(tmp_path, timeline):
     ids = build_fixed_sessions(tmp_path)
     dash = Dashboard(tmp_path, timeline)

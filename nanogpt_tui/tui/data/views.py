@@ -176,10 +176,22 @@ class SessionView:
     activity: Activity | None = None  # the last tool call, message or validator progress (None: nothing yet)
     cost: SessionCost | None = None  # dollars at the price table's rates (None until verdicts and usage are read)
     gpu: GpuFigures | None = None  # from gpu.jsonl (None: no sample yet)
+    # What the sandbox refused (the gateway's host-side record): how many, and the last few (oldest first).
+    blocked: int = 0
+    recent_blocked: tuple = ()
 
     @property
     def id(self) -> str:
         return self.session.id
+
+    def sandbox_text(self) -> str:
+        """"not sandboxed", or "sandboxed · 3 blocked" (the last refusal named)."""
+        if not self.session.sandboxed:
+            return "not sandboxed"
+        text = f"sandboxed · {self.blocked} blocked"
+        if self.recent_blocked:
+            text += f" (last: {self.recent_blocked[-1].text()})"
+        return text
 
     @property
     def curve(self) -> ProgressCurve:

@@ -155,6 +155,8 @@ class DetailScreen(SessionActions, Screen):
             text.append(f" ({view.best_percent:.1f}% of human progress)")
         text.append(f" · {view.usage.text()}")
         text.append(f" · {view.cost.text() if view.cost else 'cost -'}\n")
+        text.append(view.sandbox_text() + "\n", style="bold yellow" if not s.sandboxed else
+                    "bold red" if view.blocked else "bright_black")
         text.append("GPU-h by kind of change: ", style="bold")
         if view.changes is None:
             text.append("classifying the experiments and submissions…", style="bright_black")

@@ -191,6 +191,8 @@ def card_lines(view: SessionView, now, width: int) -> list[Text]:
     where = Text.assemble((anchor, "bright_black"), f" · {s.backend} {s.host or 'not placed yet'}{job} · {gpus}")
     if not s.sandboxed and s.agent in REAL_AGENTS:
         where.append(" · not sandboxed", style="bold yellow")
+    elif s.sandboxed and view.blocked:  # what the sandbox refused (the detail names the last ones)
+        where.append(f" · {view.blocked} blocked", style="bold red")
     lines.append(where)
 
     b = view.budget_figures(now)
