@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nanogpt_tui.records import SMOKE_TRACK, load_timeline  # noqa: E402
+from nanogpt_tui.records import SMOKE_TRACK, ensure_record_code, load_timeline  # noqa: E402
 from nanogpt_tui.validator.retime import RunOutcome, retime  # noqa: E402
 
 P_THRESHOLD = 0.01
@@ -83,7 +83,9 @@ def main() -> int:
     records = [timeline.get(n) for n in args.records] if args.records else timeline.track(SMOKE_TRACK)
     import tomllib
 
-    targets = {r.name: tomllib.loads((r.code_dir(baselines) / "record.toml").read_text())["val_loss_target"]
+    # Our own records are written from human_baselines/our_records.toml (checked against the manifest's sha256).
+    folders = {r.name: ensure_record_code(timeline, r.name, baselines)[0] for r in records}
+    targets = {r.name: tomllib.loads((folders[r.name] / "record.toml").read_text())["val_loss_target"]
                for r in records}
     args.out.mkdir(parents=True, exist_ok=True)
     data_dir = args.out / "data"
@@ -99,7 +101,7 @@ def main() -> int:
         for round_no in range(1, args.rounds + 1):
             if args.budget_s is not None and round_no > 1 and time.monotonic() - started > args.budget_s:
                 break
-            jobs = [(r.name, r.code_dir(baselines), data_dir, args.out / r.name, round_no,
+            jobs = [(r.name, folders[r.name], data_dir, args.out / r.name, round_no,
                      cores[i] if args.concurrent else None, targets[r.name]) for i, r in enumerate(records)]
             outcomes = pool.map(time_once, jobs) if pool else [time_once(job) for job in jobs]
             for record, outcome in zip(records, outcomes):

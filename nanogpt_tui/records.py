@@ -9,18 +9,23 @@ import hashlib
 import os
 import shutil
 import tempfile
+import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from nanogpt_tui.code_edits import EditError, apply_edits
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.record_log import MAIN_FILE, code_section, split_code_section
 from nanogpt_tui.stack import ENV_COLUMNS, Stack
 
 MANIFEST_NAME = "records.tsv"
+# Records we write ourselves (the smoke track), each as edits over the record before it; their folders are written
+# from it on demand, as upstream records are fetched from their logs, and are never committed.
+OUR_RECORDS_NAME = "our_records.toml"
 MANIFEST_COLUMNS = (
     "number", "name", "date", "record_dir", "title", "record_time_s", "retimed_seconds_faster_vs_fa3",
     "log_path", "commit", "code_sha256", "code_lines", "note", "pr", "code_files", *ENV_COLUMNS,
@@ -34,6 +39,17 @@ DEFAULT_BASE_URL = "https://raw.githubusercontent.com/KellerJordan/modded-nanogp
 RUN_SH_8XH100 = "#!/usr/bin/env bash\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\ntorchrun --standalone --nproc_per_node=8 train_gpt.py\n"
 # Files a record folder may hold besides train_gpt.py; anything else (logs, READMEs) stays behind on import.
 RECORD_CODE_SUFFIXES = (".py", ".sh")
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """How one of our own records is written: its parent record's folder with these edits to train_gpt.py."""
+
+    parent: str
+    kind: str  # what the change is: schedule, architecture, optimizer, systems...
+    description: str  # record.toml's description
+    replace: tuple[tuple[str, str], ...] = ()  # exact (old, new) substitutions, each matching once
+    values: tuple[tuple[str, object], ...] = ()  # Hyperparameters field -> new default
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,7 @@ class Record:
     hardware: str = ""  # where record_time_s was measured, when the manifest says (the smoke track's own times)
     # The stack the record's log states (Python, PyTorch, CUDA, Triton, GPU, how FlashAttention is loaded).
     stack: Stack = Stack()
+    derivation: Derivation | None = None  # one of our own records (OUR_RECORDS_NAME), written from its parent
 
     @property
     def is_retiming(self) -> bool:
@@ -66,8 +83,14 @@ class Record:
         return "retiming" in self.note
 
     @property
-    def can_fetch(self) -> bool:
+    def from_log(self) -> bool:
+        """Its code can be recovered from an upstream training log."""
         return bool(self.log_path and self.commit and self.code_sha256)
+
+    @property
+    def can_fetch(self) -> bool:
+        """`records fetch` can bring its code here: from its log, or written from our own record's edits."""
+        return self.from_log or self.derivation is not None
 
     def code_dir(self, baselines_dir: Path) -> Path:
         return Path(baselines_dir) / self.name
@@ -162,7 +185,44 @@ def load_timeline(baselines_dir: Path) -> Timeline:
                         "(`git checkout -- human_baselines/records.tsv`).") from None
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"Cannot read the record manifest {path} ({err}); check the file.") from None
-    return parse_manifest(text, path)
+    timeline = parse_manifest(text, path)
+    ours = Path(baselines_dir) / OUR_RECORDS_NAME
+    return with_derivations(timeline, ours) if ours.is_file() else timeline
+
+
+def with_derivations(timeline: Timeline, path: Path) -> Timeline:
+    """The timeline with our own records' derivations (OUR_RECORDS_NAME) attached; a bad entry is named."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise UserError(f"Cannot read {path} ({err}); restore it from git.") from None
+    entries = data.get("record", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise UserError(f"{path} must list its records as [[record]] tables; restore it from git.")
+    derivations: dict[str, Derivation] = {}
+    for index, entry in enumerate(entries, start=1):
+        name, parent = entry.get("name"), entry.get("parent")
+        where = f"{path}, record {index} ({name!r})"
+        if name not in timeline or parent not in timeline:
+            raise UserError(f"{where}: both the record and its parent {parent!r} must be in the manifest; add the "
+                            "record's row to records.tsv or fix the name.")
+        record, source = timeline.get(name), timeline.get(parent)
+        if record.track != source.track or timeline.records.index(source) >= timeline.records.index(record):
+            raise UserError(f"{where}: the parent must be an earlier record of the same track.")
+        if not record.code_sha256:
+            raise UserError(f"{where}: the manifest gives no code_sha256 for it, so nothing pins the code its times "
+                            "were measured on; add the sha256 of its train_gpt.py to records.tsv.")
+        values, replaces = entry.get("set", {}), entry.get("replace", [])
+        if not isinstance(values, dict) or not isinstance(replaces, list) or not all(
+                isinstance(r, dict) and isinstance(r.get("old"), str) and isinstance(r.get("new"), str) and r["old"]
+                for r in replaces):
+            raise UserError(f"{where}: `set` must be a table and `replace` a list of {{ old, new }} tables.")
+        derivations[name] = Derivation(parent=parent, kind=str(entry.get("kind", "")),
+                                       description=str(entry.get("description", "")),
+                                       replace=tuple((r["old"], r["new"]) for r in replaces),
+                                       values=tuple(values.items()))
+    return Timeline((replace(r, derivation=derivations[r.name]) if r.name in derivations else r
+                     for r in timeline), source=timeline.source)
 
 
 def parse_manifest(text: str, path: Path) -> Timeline:
@@ -295,6 +355,8 @@ def fetch_record(timeline: Timeline, name: str, baselines_dir: Path, *, base_url
                         "use `nanogpt-tui records import DIR --name NAME` with a local copy.")
     dest = record.code_dir(baselines_dir)
     _refuse_existing(dest, force)
+    if record.derivation is not None:
+        return _write_our_record(timeline, record, baselines_dir)
     url = f"{base_url.rstrip('/')}/{record.commit}/{urllib.parse.quote(record.log_path)}"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - the URL is http(s) by construction
@@ -321,12 +383,50 @@ def ensure_record_code(timeline: Timeline, name: str, baselines_dir: Path, *, ba
     """A record's folder, fetched first when its code is not there yet: (folder, whether it was fetched now).
     Raises UserError saying which import is needed for a record no log holds the code of."""
     record = timeline.get(name)
-    if record.code_present(baselines_dir):
+    if record.code_present(baselines_dir) and (record.derivation is None or sha256_text(
+            (record.code_dir(baselines_dir) / MAIN_FILE).read_text(encoding="utf-8")) == record.code_sha256):
         return record.code_dir(baselines_dir), False
     if not record.can_fetch:
         raise UserError(f"Record {name!r} has no training log with code in the manifest, so it cannot be fetched; "
                         f"import a local copy: `nanogpt-tui records import DIR --name {name}`.")
     return fetch_record(timeline, name, baselines_dir, base_url=base_url, timeout_s=timeout_s, force=True), True
+
+
+def _write_our_record(timeline: Timeline, record: Record, baselines_dir: Path) -> Path:
+    """Write one of our own records: its parent's folder (itself written first when it is one of ours too) with the
+    derivation's edits, checked against the manifest's sha256, so the code is the code its times were measured on."""
+    derivation = record.derivation
+    assert derivation is not None
+    parent_dir, _ = ensure_record_code(timeline, derivation.parent, baselines_dir)
+    files = {p.name: p.read_bytes() for p in sorted(parent_dir.iterdir())
+             if p.is_file() and p.suffix in (*RECORD_CODE_SUFFIXES, ".toml")}
+    try:
+        code, _ = apply_edits(files[MAIN_FILE].decode("utf-8"), derivation.replace, dict(derivation.values))
+    except (EditError, KeyError, UnicodeDecodeError) as err:
+        raise UserError(f"Our record {record.name!r} cannot be written from {parent_dir}: {err}; fix its entry in "
+                        f"{OUR_RECORDS_NAME} or restore {derivation.parent}'s code.") from None
+    if sha256_text(code) != record.code_sha256:
+        raise UserError(f"Our record {record.name!r} as written from {derivation.parent} and {OUR_RECORDS_NAME} has "
+                        f"sha256 {sha256_text(code)[:12]}..., not the manifest's {record.code_sha256[:12]}..., so its "
+                        "times belong to other code; restore both files from git, or re-time the track "
+                        "(benchmarks/smoke_track.py) and update records.tsv.")
+    files[MAIN_FILE] = code.encode("utf-8")
+    if "record.toml" in files:
+        files["record.toml"] = _renamed_record_toml(files["record.toml"], record.name, derivation.description)
+    dest = record.code_dir(baselines_dir)
+    _install(dest, files)
+    return dest
+
+
+def _renamed_record_toml(data: bytes, name: str, description: str) -> bytes:
+    """The parent's record.toml (val_loss_target, the data's numbers) under the new record's name."""
+    import tomlkit
+
+    document = tomlkit.parse(data.decode("utf-8"))
+    document["name"] = name
+    if description:
+        document["description"] = description
+    return tomlkit.dumps(document).encode("utf-8")
 
 
 def anchor_choices(timeline: Timeline, baselines_dir: Path) -> list[str]:

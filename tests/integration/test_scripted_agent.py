@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from nanogpt_tui.agents import scripted
-from nanogpt_tui.agents.scripted import EditError, Experiment, PlanError, apply_edit, plan_from_dict
-from nanogpt_tui.agents.scripted import replace_exactly_once, set_hyperparameters
+from nanogpt_tui.agents.scripted import Experiment, PlanError, apply_edit, plan_from_dict
+from nanogpt_tui.code_edits import EditError, replace_exactly_once, set_hyperparameters
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "human_baselines" / "smoke"

@@ -201,22 +201,74 @@ def test_anchor_choices_offer_every_record_with_code(timeline, tmp_path):
     assert len(choices) == 1 + sum(r.can_fetch for r in timeline)
 
 
-def test_the_smoke_track_is_in_the_manifest_with_its_hardware(timeline):
+@pytest.fixture(scope="module")
+def our_records(tmp_path_factory):
+    """A baselines folder holding what git tracks of the smoke track (the manifest, the smoke record, our records'
+    edits), with every smoke record's folder written from them as `records fetch` writes it."""
+    import shutil
+
+    from nanogpt_tui.records import OUR_RECORDS_NAME, ensure_record_code
+
+    root = tmp_path_factory.mktemp("baselines")
+    for name in ("records.tsv", OUR_RECORDS_NAME):
+        shutil.copy2(REPO / "human_baselines" / name, root / name)
+    shutil.copytree(REPO / "human_baselines" / "smoke", root / "smoke", ignore=shutil.ignore_patterns("data", "logs"))
+    timeline = load_timeline(root)
+    for record in timeline.track(SMOKE_TRACK)[1:]:
+        ensure_record_code(timeline, record.name, root)
+    return root, timeline
+
+
+def test_the_smoke_track_is_in_the_manifest_with_its_hardware(timeline, our_records):
     smoke = timeline.track(SMOKE_TRACK)
     assert [r.name for r in smoke][0] == "smoke" and len(smoke) >= 4
     times = [r.record_time_s for r in smoke]
     assert times == sorted(times, reverse=True), "each smoke record is faster than the one before it"
-    assert all(r.hardware and r.code_present(REPO / "human_baselines") for r in smoke)
+    root, _ = our_records
+    assert all(r.hardware and r.code_present(root) for r in smoke)
+    # Only the smoke record's code is committed; the others are written from our_records.toml, pinned by sha256.
+    assert all(r.derivation is not None and r.can_fetch and not r.from_log for r in smoke[1:])
+    assert {r.derivation.kind for r in smoke[1:]} >= {"schedule", "architecture"}
+    assert not any(_tracked(r.name) for r in smoke[1:])
     assert timeline.last_of_track("smoke").name == smoke[-1].name
     # Track 1 is untouched by the second track.
     assert len(timeline.between(FA3, "2026-01-19_BigramHashEmbedding")) == 33
 
 
-def test_each_smoke_record_passes_the_static_rules_against_its_predecessor(timeline):
+def _tracked(name: str) -> bool:
+    import subprocess
+
+    out = subprocess.run(["git", "ls-files", f"human_baselines/{name}"], cwd=REPO, capture_output=True, text=True)
+    return bool(out.stdout.strip())
+
+
+def test_each_smoke_record_passes_the_static_rules_against_its_predecessor(our_records):
     from nanogpt_tui.validator.rules import check_rules
 
-    baselines = REPO / "human_baselines"
+    root, timeline = our_records
     smoke = timeline.track(SMOKE_TRACK)
     for parent, child in zip(smoke, smoke[1:]):
-        report = check_rules(parent.code_dir(baselines), child.code_dir(baselines))
+        report = check_rules(parent.code_dir(root), child.code_dir(root))
         assert report.ok, f"{child.name} against {parent.name}: {report}"
+
+
+def test_our_record_is_refused_when_its_edits_no_longer_give_the_timed_code(our_records, tmp_path):
+    import shutil
+
+    from nanogpt_tui.records import OUR_RECORDS_NAME, ensure_record_code, fetch_record
+
+    root, timeline = our_records
+    shutil.copy2(root / "records.tsv", tmp_path / "records.tsv")
+    shutil.copytree(root / "smoke", tmp_path / "smoke")
+    first = timeline.track(SMOKE_TRACK)[1]
+    # A stale folder (other code under the record's name) is written again from the edits.
+    shutil.copytree(root / first.name, tmp_path / first.name)
+    (tmp_path / first.name / "train_gpt.py").write_text("x = 1\n")
+    shutil.copy2(root / OUR_RECORDS_NAME, tmp_path / OUR_RECORDS_NAME)
+    folder, written = ensure_record_code(load_timeline(tmp_path), first.name, tmp_path)
+    assert written and (folder / "train_gpt.py").read_bytes() == (root / first.name / "train_gpt.py").read_bytes()
+    # The smoke record changed since the track was timed: the times belong to other code, so nothing is written.
+    (tmp_path / "smoke" / "train_gpt.py").write_text((root / "smoke" / "train_gpt.py").read_text() + "# changed\n")
+    with pytest.raises(UserError, match=f"Our record '{first.name}' .* not the manifest's .* re-time the track"):
+        fetch_record(load_timeline(tmp_path), first.name, tmp_path, force=True)
+    assert (folder / "train_gpt.py").read_bytes() == (root / first.name / "train_gpt.py").read_bytes()
