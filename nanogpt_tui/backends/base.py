@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -236,6 +236,11 @@ class Backend(Protocol):
     def release(self, ref: SessionRef, egress_prefix: str | None) -> None:
         """Once the session has ended and its output is copied: drop what it held (a container and its stored
         config, its internal network); what the session folder keeps stays."""
+
+    def hand_over(self, ref: SessionRef, launch: Callable[[], LaunchSpec]) -> None:
+        """A started session that waits for what must pass through no scheduler and no file (its API keys): hand
+        it over now; `launch()` rebuilds the session's LaunchSpec, secrets included. Called on every look at a
+        running session; returns at once when nothing waits (a UserError says why a hand-over failed)."""
 
     def pause(self, ref: SessionRef) -> list[int]:
         """Freeze the session while the validator retimes on its GPUs; the pids (or nothing) frozen."""

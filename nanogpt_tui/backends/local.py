@@ -270,6 +270,9 @@ class LocalBackend:
     def release(self, ref: SessionRef, egress_prefix: str | None) -> None:
         return None  # a process tree holds nothing once it has ended
 
+    def hand_over(self, ref: SessionRef, launch) -> None:
+        return None  # its environment was given at start, by this machine
+
     def pause(self, ref: SessionRef) -> list[int]:
         return self.processes.pause(ref.handle) if ref.handle else []
 

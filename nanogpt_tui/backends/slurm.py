@@ -68,7 +68,8 @@ JOB_PREFIX = "ngt-"
 COMMAND_TIMEOUT_S = 30.0
 # Minutes added to a budget-derived --time: the watchdog's grace period and the runner's own start-up.
 TIME_LIMIT_MARGIN_S = 90.0
-LAUNCH_SCHEMA_VERSION = 1
+LAUNCH_SCHEMA_VERSION = 2
+HANDOVER_SCHEMA_VERSION = 1
 NODE_SCHEMA_VERSION = 1
 STEP_MODULE = "nanogpt_tui.backends.slurm_step"
 QUEUED_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED"})
@@ -83,10 +84,13 @@ class SlurmUnreachable(UserError):
     """The Slurm controller did not answer."""
 
 
-def run_command(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT_S) -> str:
-    """Run one Slurm client command; its stdout. A UserError with Slurm's own words when it fails."""
+def run_command(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT_S, env: dict[str, str] | None = None,
+                input: str | None = None) -> str:
+    """Run one Slurm client command (in `env`, with `input` on its stdin); its stdout. A UserError with Slurm's own
+    words when it fails."""
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env, input=input,
+                              stdin=None if input is not None else subprocess.DEVNULL)
     except FileNotFoundError:
         raise UserError(f"`{argv[0]}` is not installed here; install Slurm's client commands (Debian: slurm-client) "
                         "and point them at the cluster (/etc/slurm/slurm.conf or $SLURM_CONF).") from None
@@ -229,11 +233,18 @@ class SlurmBackend:
         folder = Path(ref.session_dir) / layout.SLURM_DIR
         folder.mkdir(parents=True, exist_ok=True)
         secret = sorted(k for k in spec.env if SECRET_ENV.search(k))
+        egress = None
+        if spec.egress is not None:  # the sandbox on the node: its gateway gets the keys, the agent a placeholder
+            egress = {"state_dir": str(spec.egress.state_dir), "routes": spec.egress.routes,
+                      "prefix": spec.egress.prefix, "allow": list(spec.egress.allow)}
         launch = {
             "schema_version": LAUNCH_SCHEMA_VERSION, "runtime": self.slurm.node_runtime,
             "docker_url": self.slurm.docker_url, "session_id": spec.session_id, "image": spec.image,
             "command": list(spec.command), "env": {k: v for k, v in spec.env.items() if k not in secret},
-            "env_from_job": secret, "workspace_dir": str(spec.workspace_dir), "runner_dir": str(spec.runner_dir),
+            # Handed over by the control room once the job runs (a step's stdin, never Slurm's stored state).
+            "hand_over": {"env": [k for k in secret if spec.env[k]],
+                          "gateway": sorted(k for k, v in (spec.egress.keys if spec.egress else {}).items() if v)},
+            "egress": egress, "workspace_dir": str(spec.workspace_dir), "runner_dir": str(spec.runner_dir),
             "control_dir": str(spec.control_dir), "log_path": str(spec.log_path),
             "data_volume": self.config.docker.data_volume if self.in_docker else None,
             "data_dir": None if self.in_docker else str(Path(self.config.paths.local_data_dir).resolve()),
@@ -253,6 +264,7 @@ class SlurmBackend:
         folder = Path(ref.session_dir) / layout.SLURM_DIR
         args = ["sbatch", "--parsable", f"--job-name={JOB_PREFIX}{ref.session_id}", f"--comment={ref.session_id}",
                 "--no-requeue", "--nodes=1", f"--chdir={ref.session_dir}", f"--output={folder / layout.SLURM_OUTPUT}",
+                # The submitting environment without its secrets: Slurm stores a job's environment in its state.
                 "--export=ALL"]
         if spec.gpus:
             args.append(f"--gres=gpu:{spec.gpus}")
@@ -268,7 +280,7 @@ class SlurmBackend:
 
     def start(self, ref: SessionRef, spec: LaunchSpec) -> str:
         script = self.write_launch(ref, spec)
-        out = run_command([*self.sbatch_args(ref, spec), str(script)]).strip()
+        out = run_command([*self.sbatch_args(ref, spec), str(script)], env=without_secrets(os.environ)).strip()
         job = out.split(";")[0].strip()  # "<id>[;cluster]"
         if not job.isdigit():
             raise UserError(f"sbatch answered {out[:120]!r} instead of a job id; check the Slurm configuration.")
@@ -379,7 +391,17 @@ class SlurmBackend:
         return None
 
     def release(self, ref: SessionRef, egress_prefix: str | None) -> None:
-        return None  # the job removes its container on the node when it ends
+        return None  # the job removes its container (and its network) on the node when it ends
+
+    def hand_over(self, ref: SessionRef, launch) -> None:
+        """The job waits on its node for the session's API keys (slurm/handover.json says so): a step of the job
+        carries them there on its stdin, so they are in no Slurm state, spool, script, comment or file."""
+        if not ref.handle or read_handover(Path(ref.session_dir)) is None:
+            return
+        spec = launch()
+        secrets = {"env": {k: v for k, v in spec.env.items() if SECRET_ENV.search(k) and v},
+                   "gateway": {k: v for k, v in (spec.egress.keys if spec.egress else {}).items() if v}}
+        self._step(ref, "hand-over", stdin=json.dumps(secrets))
 
     # --- the validator apart from the agent: job steps on the session's allocation ---------------------------
 
@@ -395,14 +417,12 @@ class SlurmBackend:
             argv.append(f"--cpus-per-task={cpus}")
         return [*argv, self.slurm.python or sys.executable, "-m", STEP_MODULE, action, str(ref.session_dir), *args]
 
-    def _step(self, ref: SessionRef, action: str) -> dict:
-        """Run a short step (pause, resume) and return the JSON object it printed last."""
-        from nanogpt_tui.validator.retime import scrubbed_env
-
+    def _step(self, ref: SessionRef, action: str, stdin: str | None = None) -> dict:
+        """Run a short step (pause, resume, hand-over) and return the JSON object it printed last."""
         try:
             done = subprocess.run(self._step_argv(ref, action), capture_output=True, text=True,
-                                  timeout=COMMAND_TIMEOUT_S * 2, stdin=subprocess.DEVNULL,
-                                  env=scrubbed_env(os.environ))
+                                  timeout=COMMAND_TIMEOUT_S * 2, input=stdin if stdin is not None else "",
+                                  env=without_secrets(os.environ))
         except FileNotFoundError:
             raise UserError("`srun` is not installed here; install Slurm's client commands (Debian: slurm-client) "
                             "to validate submissions of Slurm sessions.") from None
@@ -447,8 +467,6 @@ class SlurmBackend:
     def _retime_in_a_step(self, ref: SessionRef, *, session_dir: Path, candidate_dir: Path, out_dir: Path,
                           runs: int, val_loss_target: float, p_value_threshold: float, timeout_s: float,
                           gpu_ids: list[int], data_dir: Path | None, agent_pids: list[int], on_line) -> dict:
-        from nanogpt_tui.validator.retime import scrubbed_env
-
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         if not self._agent_started(ref):
@@ -468,7 +486,7 @@ class SlurmBackend:
         try:
             proc = subprocess.Popen(self._step_argv(ref, "retime", str(request_path), gpus=True, cpus=cpus),
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    text=True, env=scrubbed_env(os.environ), start_new_session=True)
+                                    text=True, env=without_secrets(os.environ), start_new_session=True)
         except FileNotFoundError:
             raise UserError("`srun` is not installed here; install Slurm's client commands (Debian: slurm-client) "
                             "to validate submissions of Slurm sessions.") from None
@@ -510,6 +528,30 @@ def read_node_record(session_dir: Path) -> dict | None:
     return data
 
 
+def without_secrets(environ) -> dict[str, str]:
+    """The environment for a Slurm client command: no API keys, tokens or passwords (sbatch and srun pass their
+    environment on to the job, and Slurm stores a batch job's)."""
+    return {k: v for k, v in environ.items() if not SECRET_ENV.search(k)}
+
+
+def write_handover(slurm_dir: Path, *, socket_path: str, names: list[str]) -> None:
+    """The job waits for its secrets at `socket_path` on its node (the names only, never a value)."""
+    atomic_write_text(Path(slurm_dir) / layout.SLURM_HANDOVER, json.dumps({
+        "schema_version": HANDOVER_SCHEMA_VERSION, "job": os.environ.get("SLURM_JOB_ID", ""),
+        "socket": socket_path, "names": names}, indent=2) + "\n", mode=0o644)
+
+
+def read_handover(session_dir: Path) -> dict | None:
+    try:
+        data = json.loads((Path(session_dir) / layout.SLURM_DIR / layout.SLURM_HANDOVER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("schema_version") != HANDOVER_SCHEMA_VERSION \
+            or not isinstance(data.get("socket"), str):
+        return None
+    return data
+
+
 def _last_json(text: str) -> dict:
     """The last line of `text` that is a JSON object ({} when none is)."""
     for line in reversed(text.splitlines()):
@@ -546,3 +588,21 @@ def node_gpus(docker=None) -> tuple[list[int], str]:
         return [], (f"warning: Slurm gave GPUs {gpus}, but this node's Docker has no NVIDIA runtime: the container "
                     "gets none (install the NVIDIA Container Toolkit on the node)")
     return gpus, ""
+
+
+def slurm_configured(environ=None) -> bool:
+    """Whether this machine's Slurm client commands have a cluster to talk to (without one they look the
+    controller up in DNS, which nothing here should do unasked)."""
+    env = os.environ if environ is None else environ
+    return shutil.which("sinfo") is not None and (bool(env.get("SLURM_CONF")) or Path("/etc/slurm/slurm.conf").is_file())
+
+
+def partitions(timeout: float = 5.0) -> list[str]:
+    """The cluster's partitions (`sinfo`), [] where Slurm is not configured here or does not answer."""
+    if not slurm_configured():
+        return []
+    try:
+        return list(dict.fromkeys(p.rstrip("*") for p in
+                                  run_command(["sinfo", "--noheader", "--format=%R"], timeout=timeout).split()))
+    except UserError:
+        return []

@@ -13,19 +13,25 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import signal
+import socket
+import struct
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
-from nanogpt_tui.backends.base import EXITED, LaunchSpec
-from nanogpt_tui.backends.slurm import LAUNCH_SCHEMA_VERSION, node_gpus, write_node_record
+from nanogpt_tui.backends.base import EXITED, EgressSpec, LaunchSpec
+from nanogpt_tui.backends.slurm import LAUNCH_SCHEMA_VERSION, node_gpus, write_handover, write_node_record
+from nanogpt_tui.contract import layout
 from nanogpt_tui.contract.deadline import DeadlineError, read_deadline, write_deadline
 from nanogpt_tui.contract.runner_exit import EXIT_FAILED, EXIT_STOPPED
 from nanogpt_tui.errors import UserError
 
 POLL_S = 0.5
+HANDOVER_WAIT_S = 600.0  # how long a job waits for its API keys before it gives up
 
 
 def say(text: str) -> None:
@@ -42,9 +48,6 @@ def load_launch(path: Path) -> tuple[LaunchSpec, dict]:
     if not isinstance(launch, dict) or launch.get("schema_version") != LAUNCH_SCHEMA_VERSION:
         raise UserError(f"{path} is not a launch this version of nanogpt-tui reads; submit the session again.")
     env = dict(launch["env"])
-    for name in launch.get("env_from_job") or []:
-        if os.environ.get(name):
-            env[name] = os.environ[name]
     spec = LaunchSpec(
         session_id=launch["session_id"], image=launch.get("image"), command=list(launch["command"]), env=env,
         workspace_dir=Path(launch["workspace_dir"]), runner_dir=Path(launch["runner_dir"]),
@@ -53,7 +56,87 @@ def load_launch(path: Path) -> tuple[LaunchSpec, dict]:
         labels=dict(launch.get("labels") or {}), shm_size=launch.get("shm_size") or "16g", name=launch.get("name"),
         user=launch.get("user"), data_read_only=bool(launch.get("data_read_only", True)),
     )
+    egress = launch.get("egress")
+    if egress:
+        spec.egress = EgressSpec(state_dir=Path(egress["state_dir"]), routes=dict(egress["routes"]), keys={},
+                                 prefix=egress["prefix"], allow=tuple(egress.get("allow") or ()))
     return spec, launch
+
+
+class Stopped(Exception):
+    """A stop came before the session started."""
+
+
+def receive_secrets(slurm_dir: Path, wanted: dict, stop: threading.Event) -> dict:
+    """Wait for the control room to hand over the session's secrets (a step of this job writes them to a socket in a
+    folder only this user can open; see slurm_step): they pass through no Slurm state and no file. A hand-over that
+    lacks one of the `wanted` names (from a host process whose environment lacks the key) is refused, and the job
+    waits on for one that has them all."""
+    names = sorted(set(wanted.get("env") or []) | set(wanted.get("gateway") or []))
+    folder = Path(tempfile.mkdtemp(prefix=f"ngt-{os.environ.get('SLURM_JOB_ID', 'job')}-"))  # mode 0700
+    path = folder / "hand-over.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(str(path))
+        server.listen(2)
+        server.settimeout(0.5)
+        write_handover(slurm_dir, socket_path=str(path), names=names)
+        say(f"waiting for the control room to hand over {', '.join(names)} (they never pass through Slurm)")
+        give_up = time.monotonic() + HANDOVER_WAIT_S
+        while True:
+            if stop.is_set():
+                raise Stopped
+            if time.monotonic() > give_up:
+                raise UserError(f"no host process handed over the API keys within {HANDOVER_WAIT_S:g} s; keep the "
+                                "control room (or `nanogpt-tui sessions list`) running where the session was "
+                                "started, and start it again")
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                          struct.calcsize("3i")))[1]
+                if uid != os.getuid():
+                    continue  # only this user's steps (the directory already keeps others out)
+                conn.settimeout(20)
+                data = b""
+                while chunk := conn.recv(65536):
+                    data += chunk
+                    if len(data) > 1 << 20:
+                        break
+                try:
+                    secrets = json.loads(data)
+                except ValueError:
+                    conn.sendall(b"unreadable\n")
+                    continue
+                if not isinstance(secrets, dict):
+                    conn.sendall(b"unreadable\n")
+                    continue
+                missing = [n for part in ("env", "gateway") for n in wanted.get(part) or []
+                           if not (secrets.get(part) or {}).get(n)]
+                if missing:
+                    conn.sendall(f"missing {' '.join(missing)}\n".encode())
+                    continue
+                conn.sendall(b"ok\n")
+            say("the API keys were handed over")
+            return secrets
+    finally:
+        server.close()
+        (slurm_dir / layout.SLURM_HANDOVER).unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def take_secrets(spec: LaunchSpec, launch: dict, slurm_dir: Path, stop: threading.Event) -> None:
+    """The API keys into the session's environment, or to its model gateway (the sandbox), as the launch says."""
+    wanted = launch.get("hand_over") or {}
+    if not (wanted.get("env") or wanted.get("gateway")):
+        return
+    secrets = receive_secrets(slurm_dir, wanted, stop)
+    env = {k: str(v) for k, v in (secrets.get("env") or {}).items() if k in (wanted.get("env") or [])}
+    spec.env.update(env)
+    if spec.egress is not None:
+        spec.egress.keys = {k: str(v) for k, v in (secrets.get("gateway") or {}).items()}
 
 
 def start_the_budget(control_dir: Path) -> None:
@@ -107,7 +190,10 @@ def run_in_docker(spec: LaunchSpec, launch: dict, slurm_dir: Path) -> int:
         docker.stream_logs(container, spec.log_path, stop_event)
         code = docker.wait(container)
     finally:
-        docker.remove(container)
+        # The container (its stored config with it) and the session's internal network go; the redacted inspect
+        # stays beside container.log.
+        docker.release(container, spec.session_id, spec.log_path.with_name(layout.INSPECT_FILE),
+                       spec.egress.prefix if spec.egress is not None else None)
         docker.close()
     return EXIT_FAILED if code is None else code
 
@@ -148,11 +234,16 @@ def main(argv: list[str] | None = None) -> int:
         spec, launch = load_launch(Path(args[0]))
         say(f"session {spec.session_id} on {os.environ.get('SLURMD_NODENAME', 'this node')}, job "
             f"{os.environ.get('SLURM_JOB_ID', '?')}")
+        slurm_dir = Path(args[0]).parent
         if early.is_set():
             say("stopped before the session started")
             return EXIT_STOPPED
+        try:
+            take_secrets(spec, launch, slurm_dir, early)
+        except Stopped:
+            say("stopped before the session started")
+            return EXIT_STOPPED
         start_the_budget(spec.control_dir)
-        slurm_dir = Path(args[0]).parent
         if launch.get("runtime") == "process":
             return run_as_processes(spec, slurm_dir)
         return run_in_docker(spec, launch, slurm_dir)

@@ -1,8 +1,10 @@
-"""What the control room's validator runs in a job step of a session's own Slurm job, on its node (host side, not
-the agent's): pause or resume the agent, or retime a frozen submission apart from it with the job's GPUs.
+"""What the control room runs in a job step of a session's own Slurm job, on its node (host side, not the agent's):
+pause or resume the agent, retime a frozen submission apart from it with the job's GPUs, or hand the waiting job its
+API keys (read from this step's stdin, passed to the job over a socket only its user can open).
 
     srun --jobid=J --overlap ... python3 -m nanogpt_tui.backends.slurm_step pause|resume SESSION_DIR
     srun --jobid=J --overlap ... python3 -m nanogpt_tui.backends.slurm_step retime SESSION_DIR REQUEST.json
+    srun --jobid=J --overlap ... python3 -m nanogpt_tui.backends.slurm_step hand-over SESSION_DIR  < secrets (JSON)
 
 It finds the session through slurm/node.json (written by the job: the runtime and its handle) and does what the
 Docker and local backends do on their own host: `docker pause` / SIGSTOP, and the retiming worker in a container of
@@ -18,8 +20,11 @@ import json
 import sys
 from pathlib import Path
 
-from nanogpt_tui.backends.slurm import node_gpus, read_node_record
+from nanogpt_tui.backends.slurm import node_gpus, read_handover, read_node_record
 from nanogpt_tui.errors import UserError
+
+ACTIONS = ("pause", "resume", "retime", "hand-over")
+MAX_SECRETS_BYTES = 1 << 20
 
 
 def answer(obj: dict) -> None:
@@ -57,13 +62,45 @@ def retime(runtime, record: dict, session_dir: Path, request_path: Path) -> dict
         on_line=lambda line: answer({"text": line}))
 
 
+def hand_over(session_dir: Path) -> dict:
+    """The secrets on stdin, to the job's socket; the job answers once it has them."""
+    import socket
+
+    waiting = read_handover(session_dir)
+    if waiting is None:
+        return {"ok": True, "waiting": False}  # handed over already (by another host process)
+    secrets = sys.stdin.read(MAX_SECRETS_BYTES)
+    try:
+        json.loads(secrets)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(20)
+            conn.connect(waiting["socket"])
+            conn.sendall(secrets.encode())
+            conn.shutdown(socket.SHUT_WR)
+            said = conn.recv(64).decode(errors="replace").strip()
+    except (OSError, ValueError) as err:
+        raise UserError(f"The job's hand-over socket on this node did not take the keys ({err}); the next look "
+                        "tries again.") from None
+    if said != "ok":
+        raise UserError(f"The session's job refused the keys this process handed over ({said or 'no answer'}); "
+                        "start the control room from a shell that has them.")
+    return {"ok": True, "waiting": True}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) < 2 or args[0] not in ("pause", "resume", "retime") or (args[0] == "retime") != (len(args) == 3):
-        print("usage: python3 -m nanogpt_tui.backends.slurm_step pause|resume SESSION_DIR | retime SESSION_DIR "
-              "REQUEST.json", file=sys.stderr)
+    if len(args) < 2 or args[0] not in ACTIONS or (args[0] == "retime") != (len(args) == 3):
+        print("usage: python3 -m nanogpt_tui.backends.slurm_step pause|resume|hand-over SESSION_DIR | retime "
+              "SESSION_DIR REQUEST.json", file=sys.stderr)
         return 2
     action, session_dir = args[0], Path(args[1])
+    if action == "hand-over":
+        try:
+            answer(hand_over(session_dir))
+        except UserError as err:
+            answer({"error": str(err)})
+            return 1
+        return 0
     record = read_node_record(session_dir)
     if record is None:
         answer({"error": f"The session in {session_dir} has not started on this node yet (no slurm/node.json); "

@@ -42,6 +42,7 @@ SLURM_DIR = "slurm"
 SLURM_SCRIPT = "job.sh"
 SLURM_LAUNCH = "launch.json"
 SLURM_OUTPUT = "job.out"
+SLURM_HANDOVER = "handover.json"  # in slurm/: the job waits for its API keys (names only), written by the job
 SLURM_NODE = "node.json"  # in slurm/: where the job runs the session (node, runtime, handle), written by the job
 
 # Container-side mount points.

@@ -559,6 +559,12 @@ class SessionManager:
         if not service_alive(d):
             spawn_service(d, self.config.source)
 
+    def hand_over(self, session: Session) -> None:
+        """Give a started session what its backend could not carry (a Slurm job's API keys, which must not pass
+        through the scheduler); a UserError says why it failed (the next look tries again)."""
+        backend = self.backend(session.backend)
+        backend.hand_over(self.ref(session), lambda: self._launch_spec(session, backend))
+
     def launch(self, request: LaunchRequest) -> Session:
         return self.start(self.create(request), queue=request.queue)
 
@@ -601,6 +607,12 @@ class SessionManager:
         self.follow_logs(session)
         if state.status in (RUNNING, CREATED):
             self.ensure_validator(session)
+            try:
+                self.hand_over(session)
+            except UserError as err:
+                if session.facts.get("hand-over") != str(err):
+                    session.facts = {**session.facts, "hand-over": str(err)}
+                    self.save(session)
             if session.started_at is None:  # it waited in a queue: its budget starts now
                 self._mark_started(session, state.started_at or utc_now())
                 session.transition(M.RUNNING, f"running on {session.host}")

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from nanogpt_tui.backends.base import EXITED, MISSING
+from nanogpt_tui.backends.base import EXITED, MISSING, RUNNING
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fsutil import atomic_write_json
 from nanogpt_tui.contract import layout as L
@@ -144,6 +144,11 @@ class ValidatorService:
                         if session.handle:
                             state = self.manager.backend(session.backend).state(self.manager.ref(session))
                             ended = state.status in (EXITED, MISSING)
+                            if state.status == RUNNING:
+                                try:
+                                    self.manager.hand_over(session)  # no control room may be running to do it
+                                except UserError as err:
+                                    self.say(f"hand-over: {err}")
                 except UserError:
                     ended = True
                 if ended and not served:

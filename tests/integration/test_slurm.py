@@ -308,3 +308,42 @@ def test_the_validator_pauses_the_job_and_retimes_in_a_step_of_its_own_before_th
     assert late < 15, (ended.deadline, ended.finished_at)
     assert read_runner_exit(ds / L.WORKSPACE / "logs").reason == ExitReason.DEADLINE
     assert manager.kill(long.id, grace_s=10).status == "killed"
+
+
+def test_api_keys_reach_the_job_through_a_step_and_are_in_no_slurm_state_spool_or_file(slurm, config_path,
+                                                                                       monkeypatch):
+    from nanogpt_tui.agents import credentials
+
+    key = "sk-ant-" + "handover-" + os.urandom(8).hex()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", key)
+    # The replayed agent calls no API; here it is given the Anthropic API's variables as Claude Code would be, so
+    # its session carries a key (in this process only: a host process without it is refused by the job).
+    monkeypatch.setitem(credentials.AGENT_API, "replay", credentials.AGENT_API["claude"])
+    manager = SessionManager(load_config(config_path))
+    session = launch(manager, gpus=1, seconds=600)
+    session, _ = wait_for(manager, session.id, "running")
+    d = manager.session_dir(session.id)
+    start = time.monotonic()
+    while "starting the agent" not in (d / L.CONTAINER_LOG).read_text(errors="replace"):
+        manager.refresh(manager.get(session.id))  # a look at the running job hands its keys over
+        assert time.monotonic() - start < 60, (d / L.SLURM_DIR / L.SLURM_OUTPUT).read_text()
+        time.sleep(0.2)
+    job_out = (d / L.SLURM_DIR / L.SLURM_OUTPUT).read_text()
+    assert "waiting for the control room to hand over ANTHROPIC_API_KEY" in job_out
+    assert "the API keys were handed over" in job_out
+    assert not (d / L.SLURM_DIR / L.SLURM_HANDOVER).exists()
+    # It reached the session's runner through its environment...
+    runner = int(json.loads((d / L.SLURM_DIR / L.SLURM_NODE).read_text())["handle"].split(":")[0])
+    environ = dict(line.split("=", 1) for line in
+                   Path(f"/proc/{runner}/environ").read_bytes().decode().split("\0") if "=" in line)
+    assert environ.get("ANTHROPIC_API_KEY") == key
+    # ...and is nowhere Slurm keeps a job (its state, its spool, what scontrol shows), nor in any file of the session.
+    shown = slurm.run("scontrol", "--details", "show", "job", session.handle).stdout
+    assert session.handle in shown and key not in shown
+    script = slurm.run("scontrol", "write", "batch_script", session.handle, "-").stdout
+    assert "slurm_job" in script and key not in script
+    for folder in (slurm.root / "state", slurm.root / "spool", d):
+        for path in folder.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                assert key.encode() not in path.read_bytes(), path
+    assert manager.kill(session.id, grace_s=10).status == "killed"

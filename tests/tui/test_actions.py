@@ -236,6 +236,39 @@ def test_a_launch_that_fails_says_why(tui_env):
     run(scenario())
 
 
+def test_the_form_offers_slurm_with_its_partitions_in_place_of_docker_hosts(tui_env, monkeypatch):
+    from nanogpt_tui.tui.screens.new_session import AUTO_HOST, DEFAULT_PARTITION, THIS_MACHINE
+
+    monkeypatch.delenv("SLURM_CONF", raising=False)  # no cluster here: sinfo is not asked (it would ask DNS)
+
+    async def scenario():
+        app = live_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.loaded, what="the first load")
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, NewSessionScreen), what="the form")
+            form = app.screen
+            host = form.query_one("#host", Select)
+            assert "slurm" in [str(v) for _, v in form.query_one("#backend", Select)._options]
+            assert host.value == AUTO_HOST and "gpu-box-2" in form.choices.places["docker"]
+            form.query_one("#agent", Select).value = "replay"
+            form.query_one("#anchor", Select).value = "smoke"
+            form.query_one("#backend", Select).value = "slurm"
+            await pilot.pause()
+            assert [str(v) for _, v in host._options] == [DEFAULT_PARTITION] and host.value == DEFAULT_PARTITION
+            request = form.build_request()
+            assert (request.backend, request.host) == ("slurm", None)  # Slurm's default partition
+            form.query_one("#backend", Select).value = "local"
+            await pilot.pause()
+            assert host.value == THIS_MACHINE and form.build_request().host is None
+            form.query_one("#backend", Select).value = "docker"
+            await pilot.pause()
+            host.value = "gpu-box-2"
+            assert (form.build_request().backend, form.build_request().host) == ("docker", "gpu-box-2")
+
+    run(scenario())
+
+
 # ---------------------------------------------------------------------------------------------- export
 
 

@@ -131,6 +131,7 @@ def test_the_launch_file_keeps_no_secret(tmp_path):
     text = launch_path.read_text()
     assert "not-a-real-key" not in text
     launch = json.loads(text)
-    assert launch["env_from_job"] == ["ANTHROPIC_API_KEY"] and launch["env"] == {"BENCHMARK_RUN_ID": "s1"}
+    assert launch["hand_over"] == {"env": ["ANTHROPIC_API_KEY"], "gateway": []}  # names only: handed over later
+    assert launch["env"] == {"BENCHMARK_RUN_ID": "s1"}
     assert stat.S_IMODE(launch_path.stat().st_mode) == 0o600
     assert "nanogpt_tui.backends.slurm_job" in script.read_text()

@@ -16,8 +16,12 @@ from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, number_from_te
 from nanogpt_tui.backends import BACKEND_KINDS
 from nanogpt_tui.sessions.manager import LaunchRequest, resolve_sandbox
 
-# The host choice that lets the pool place a Docker session by free GPUs.
+# The place choices that leave it to the backend: the pool places a Docker session by free GPUs, Slurm submits to
+# the configured (or the cluster's default) partition, a local session runs on this machine.
 AUTO_HOST = "any (by free GPUs)"
+DEFAULT_PARTITION = "the default partition"
+THIS_MACHINE = "this machine"
+BACKEND_CHOOSES = (AUTO_HOST, DEFAULT_PARTITION, THIS_MACHINE)
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,9 @@ class FormChoices:
     agents: list[str]
     strategies: list[str]
     anchors: list[str]
-    hosts: list[str]
+    # Where each backend may run a session, first the backend's own choice: Docker hosts of the pool, Slurm
+    # partitions, this machine.
+    places: dict[str, list[str]]
     default_agent: str
     default_strategy: str
     default_anchor: str
@@ -59,8 +65,8 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
                     ("anchor record", _select(c.anchors, c.default_anchor, "anchor")),
                     ("budget GPU-hours", Input(f"{c.default_budget:g}", id="budget")),
                     ("GPUs", Input(str(c.default_gpus), id="gpus")),
-                    ("host", _select(c.hosts, c.hosts[0] if c.hosts else "", "host")),
                     ("backend", _select(list(BACKEND_KINDS), c.default_backend, "backend")),
+                    ("host / partition", _select(self._places(c.default_backend), "", "host")),
                     ("sandbox", _select(["on", "off"], "on", "sandbox")),
                 ):
                     with Horizontal(classes="field"):
@@ -73,6 +79,19 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
 
     def on_mount(self) -> None:
         self.query_one("#agent", Select).focus()
+
+    def _places(self, backend: str | None) -> list[str]:
+        return list(self.choices.places.get(backend or "", [])) or [AUTO_HOST]
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """The places follow the backend (a Slurm session goes to a partition, not a Docker host)."""
+        if event.select.id != "backend":
+            return
+        host = self.query_one("#host", Select)
+        places = self._places(None if event.value is Select.BLANK else str(event.value))
+        current = host.value
+        host.set_options([(p, p) for p in places])
+        host.value = current if current in places else places[0]
 
     def _fail(self, text: str) -> None:
         self.query_one("#error", Static).update(Text(text))
@@ -103,6 +122,9 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
         sandbox = self._value("sandbox") or "on"
         if backend == "local" and sandbox == "on":
             sandbox = None  # the local backend has none: fine for the scripted agents, refused for a real one
+        # (a place the form offers under another backend is not sent: the backend then chooses)
+        if host not in self._places(backend):
+            host = None
         from nanogpt_tui.agents.catalog import get_agent
 
         try:
@@ -111,7 +133,7 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
             self._fail(str(err))
             return None
         return LaunchRequest(agent=agent, strategy=strategy, anchor=anchor, budget_gpu_hours=budget, gpus=gpus,
-                             backend=backend, host=None if backend == "local" or host == AUTO_HOST else host,
+                             backend=backend, host=None if host in BACKEND_CHOOSES else host,
                              sandbox=sandbox)
 
     def action_launch(self) -> None:
