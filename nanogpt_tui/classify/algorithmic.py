@@ -92,3 +92,82 @@ def discount_reimplemented(evidence: list[Any]) -> None:
         if size >= 3 and covered >= REIMPLEMENTED * size:
             e.kind = "plumbing"
             e.why = f"the same computation as code the change drops or adds elsewhere (was {e.why})"
+
+
+# Calls whose arguments are sizes, counts or positions: arithmetic there lays out or indexes values, it computes
+# none (`range(start, n, world_size)`, `x.view(B, T, 3 * h, -1)`, `torch.empty(n * d)`).
+SIZE_CALLS = frozenset({"range", "len", "int", "next_multiple_of_n", "view", "reshape", "expand", "repeat", "split",
+                        "chunk", "narrow", "unflatten", "flatten", "empty", "zeros", "ones", "full", "arange", "tensor",
+                        "new_empty", "new_zeros", "new_ones", "new_full", "empty_like", "ceil", "floor", "cdiv",
+                        "divmod", "enumerate", "islice"})
+# Queries of a value's size: arithmetic on them is arithmetic on counts.
+SIZE_QUERIES = frozenset({"size", "shape", "numel", "ndim", "dim", "element_size", "nbytes"})
+
+
+def _call_name(n: ast.Call) -> str:
+    return n.func.attr if isinstance(n.func, ast.Attribute) else n.func.id if isinstance(n.func, ast.Name) else ""
+
+
+def in_index_context(nodes: list[ast.AST], ancestors: list[ast.AST]) -> bool:
+    """Whether changed nodes sit in a subscript's slice or a size argument of a call (`.view(..., -1)` ->
+    `.view(..., C // h)`), judged from the enclosing nodes up to their statement."""
+    inner: list[ast.AST] = list(nodes)
+    for anc in reversed(ancestors):
+        if isinstance(anc, ast.Subscript) and any(n is m for m in ast.walk(anc.slice) for n in inner):
+            return True
+        if isinstance(anc, ast.Call) and _call_name(anc) in SIZE_CALLS and any(
+                n is m for a in [*anc.args, *(k.value for k in anc.keywords if k.arg not in ("dtype", "device"))]
+                for m in ast.walk(a) for n in inner):
+            return True
+        if isinstance(anc, ast.stmt):
+            return False
+        inner = [anc]
+    return False
+
+
+def index_arithmetic_only(nodes: list[ast.AST], ancestors: list[ast.AST] = ()) -> bool:
+    """Whether every piece of arithmetic in some code is on positions and sizes: inside a subscript
+    (`self.scalars[2 * n: 3 * n]`), in the size arguments of a call (`range`, `.view`, `torch.empty`), on size
+    queries and integer literals (`p.size(-2) // 4`, `len(params) - 1`), lists joined or repeated, or a counter
+    stepped (`idx += size`).
+    Such code shards, pads, groups and slices; it is bookkeeping, not a new computation."""
+    found = False
+
+    def size_leaf(n: ast.AST) -> bool:
+        if isinstance(n, ast.Constant):
+            return isinstance(n.value, int) and not isinstance(n.value, bool)
+        if isinstance(n, ast.Call):
+            return _call_name(n) in SIZE_QUERIES or _call_name(n) in SIZE_CALLS
+        if isinstance(n, ast.Attribute):
+            return n.attr in SIZE_QUERIES
+        if isinstance(n, ast.Subscript):
+            return size_leaf(n.value)
+        if isinstance(n, ast.BinOp):
+            return size_leaf(n.left) and size_leaf(n.right)
+        if isinstance(n, ast.UnaryOp):
+            return size_leaf(n.operand)
+        return False
+
+    def visit(n: ast.AST, indexing: bool) -> bool:
+        nonlocal found
+        if isinstance(n, ast.BinOp):
+            found = True
+            # Lists joined or repeated (`[None] * (n - 6) + [ve[0], ve[1]]`) lay out slots.
+            listed = isinstance(n.left, (ast.List, ast.Tuple)) or isinstance(n.right, (ast.List, ast.Tuple))
+            return indexing or size_leaf(n) or listed and all(visit(c, indexing) for c in (n.left, n.right))
+        if isinstance(n, ast.AugAssign):
+            found = True
+            # A counter or offset stepped (`idx += size`, `pos -= 1`).
+            stepped = isinstance(n.op, (ast.Add, ast.Sub)) and (isinstance(n.value, ast.Name) or size_leaf(n.value))
+            if not (indexing or stepped):
+                return False
+        if isinstance(n, ast.Subscript):
+            return visit(n.value, indexing) and visit(n.slice, True)
+        if isinstance(n, ast.Call):
+            sizes = _call_name(n) in SIZE_CALLS
+            return visit(n.func, indexing) and all(visit(a, indexing or sizes) for a in n.args) and all(
+                visit(k.value, indexing or (sizes and k.arg not in ("dtype", "device"))) for k in n.keywords)
+        return all(visit(c, indexing) for c in ast.iter_child_nodes(n))
+
+    indexing = in_index_context(nodes, list(ancestors))
+    return all(visit(n, indexing) for n in nodes) and found

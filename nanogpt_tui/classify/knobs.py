@@ -125,3 +125,39 @@ def _is_arithmetic(node: ast.AST) -> bool:
             if name.split(".")[0] not in ARITHMETIC_CALLS:
                 return False
     return True
+
+
+_KNOB_TARGET = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(?::[^=]+)?=(?!=)")
+
+
+def attribute_new_knobs(evidence: list[Any]) -> None:
+    """A knob added (or removed) together with the code that reads it is part of that code: the coefficients of a
+    new iteration, the size of a new embedding table, the flag of a new kernel are not a retuned value. It takes
+    the kind of the heaviest changed place that reads it (on the same side of the change), with why; a knob no
+    changed code reads stays tuning (a new setting of code that was already there)."""
+    counted = ("hyperparameter", "algorithmic", "systems")
+    for knob in evidence:
+        if knob.kind != "hyperparameter" or not knob.why.startswith("a knob "):
+            continue
+        side = 1 if knob.change in ("added", "file-added") else 0
+        names = {m.group(1).split(".")[-1] for text in knob.statements[side] if (m := _KNOB_TARGET.match(text))}
+        if not names:
+            continue
+        pattern = re.compile(r"(?<![\w])(" + "|".join(map(re.escape, sorted(names))) + r")(?![\w])")
+        weights: dict[str, float] = {}
+        where: dict[str, Any] = {}
+        for e in evidence:
+            if e is knob or e.kind not in counted or e.why.startswith("a knob ") or e.change == "literal":
+                continue
+            if any(pattern.search(text) for text in e.statements[side]):
+                weights[e.kind] = weights.get(e.kind, 0.0) + e.weight
+                if e.kind not in where or e.weight > where[e.kind].weight:
+                    where[e.kind] = e
+        if not weights:
+            continue
+        kind = max(weights, key=lambda k: (weights[k], k))
+        if kind == knob.kind:
+            continue
+        reader = where[kind]
+        knob.kind = kind
+        knob.why = f"{knob.why}, read by the {kind} code it comes with ({reader.file}:{reader.line} {reader.scope})"

@@ -140,10 +140,17 @@ def discount_moved(evidence: list[Any]) -> None:
     added: Counter[str] = Counter()
     own: list[tuple[Any, Counter[str], Counter[str]]] = []
     for e in evidence:
-        if e.change not in MOVABLE_CHANGES or e.kind == "neutral":
+        if e.change not in MOVABLE_CHANGES:
             continue
         old, new = Counter(e.statements[0]), Counter(e.statements[1])
         gone, came = old - new, new - old
+        if e.kind == "neutral":
+            # A neutral import is still a statement that left one place (`from m import a, b` rewritten as
+            # `from m import a, b, c` is two places): the other place's same lines are no new import.
+            if all(t.startswith(("import ", "from ")) for t in [*gone, *came]):
+                removed.update(gone)
+                added.update(came)
+            continue
         removed.update(gone)
         added.update(came)
         own.append((e, gone, came))

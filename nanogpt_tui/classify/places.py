@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nanogpt_tui.classify.algorithmic import computes, is_math_token
+from nanogpt_tui.classify.algorithmic import computes, index_arithmetic_only, is_math_token
 from nanogpt_tui.classify.knobs import (
     _args_with_literal_defaults, _assigns_literal, _is_arithmetic, _is_state_init, KNOB_CLASS,
     _literal_vs_reference, SCHEDULE_SCOPE,
@@ -59,6 +59,11 @@ def _renamed_definitions(old_tree: ast.AST, new_tree: ast.AST) -> frozenset[str]
     return frozenset(out)
 
 
+def _file_imports(tree: ast.AST) -> frozenset[str]:
+    """Every `import:` token of a file's import statements, wherever they are (`import:torch.distributed`)."""
+    return frozenset(t for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for t in _tokens(n))
+
+
 def _math_names(nodes: Sequence[Any]) -> tuple[str, ...]:
     """The computation names (`lerp_`, `sigmoid`, `polar_express`) some nodes use, last part only."""
     return tuple(t.replace("()", "").split(".")[-1] for n in nodes if isinstance(n, ast.AST) for t in _tokens(n)
@@ -90,6 +95,7 @@ class PlaceJudge:
         self._computes: dict[int, bool] = {}  # per class or function: whether it computes on tensors
         self._keep_alive: list[ast.AST] = []  # keeps those nodes alive so their ids stay unique
         self._literal_default_args = {id(a) for t in (old_tree, new_tree) for a in _args_with_literal_defaults(t)}
+        self._imports_old, self._imports_new = _file_imports(old_tree), _file_imports(new_tree)
 
     def is_sys(self, token: str) -> bool:
         return is_systems_token(token, self.kernel_names)
@@ -271,7 +277,13 @@ class PlaceJudge:
         # Imports: systems modules are systems work; any other import just follows the code that uses it.
         if all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in [*old, *new]):
             hits = sorted({t for n in [*old, *new] for t in _tokens(n) if self.is_sys(t)})
-            if hits:
+            imported = {t for n in [*old, *new] for t in _tokens(n)}
+            if imported <= self._imports_old & self._imports_new:
+                # `import torch.distributed as dist` dropped where the file imports it anyway (a repeated
+                # import, or one moved): the file uses the same modules before and after.
+                self.record(change, NEUTRAL, "an import the file has before and after (moved or repeated)", scopes,
+                            old, new)
+            elif hits:
                 self.record(change, SYSTEMS, f"imports {', '.join(_clean(h) for h in hits)}", scopes, old, new)
             else:
                 self.record(change, NEUTRAL, "an import", scopes, old, new)
@@ -322,6 +334,9 @@ class PlaceJudge:
         model = self.model_scope(scopes, [*old, *new])
         if math:
             self.record(change, ALGORITHMIC, "computation changed: " + ", ".join(math[:6]), scopes, old, new)
+        elif operators and model and index_arithmetic_only([*old, *new], ancestors):
+            self.record(change, PLUMBING, "index and size arithmetic in " + model + " (slicing, padding, grouping: "
+                        "bookkeeping)", scopes, old, new)
         elif operators and model:
             self.record(change, ALGORITHMIC, f"arithmetic changed in {model}: " + ", ".join(operators[:4]), scopes,
                         old, new)

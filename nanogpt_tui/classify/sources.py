@@ -9,6 +9,7 @@ from pathlib import Path
 from nanogpt_tui.classify.algorithmic import discount_reimplemented
 from nanogpt_tui.classify.decision import _combine
 from nanogpt_tui.classify.diff import _diff_python, _diff_text, _parse
+from nanogpt_tui.classify.knobs import attribute_new_knobs
 from nanogpt_tui.classify.neutral import discount_moved
 from nanogpt_tui.classify.model import ALGORITHMIC, Classification, Evidence, SYSTEMS
 from nanogpt_tui.classify.systems import systems_names
@@ -64,4 +65,5 @@ def classify_sources(parent: Mapping[str, str], child: Mapping[str, str]) -> Cla
             evidence.extend(_diff_text(name, old, new))
     discount_moved(evidence)
     discount_reimplemented(evidence)
+    attribute_new_knobs(evidence)
     return _combine(evidence)

@@ -106,3 +106,32 @@ def test_shares_sum_to_one_and_every_part_has_a_place(edits):
     assert sum(d["shares"].values()) == pytest.approx(1.0)
     for e in d["evidence"]:
         assert e["file"] in RECORD and e["why"] and e["weight"] >= 0 and (e["before"] or e["after"])
+
+
+def test_a_knob_added_with_new_model_code_is_part_of_that_code():
+    # A new bigram table: its size is a new knob, read only by the new embedding, so it is not a retuned value.
+    result = classify(train_gpt__py=[
+        ("args = Hyperparameters()\n", "args = Hyperparameters()\nBIGRAM_VOCAB = 5 * 50304\n"),
+        ("        self.embed = nn.Embedding(vocab_size, model_dim)\n",
+         "        self.embed = nn.Embedding(vocab_size, model_dim)\n"
+         "        self.bigram = nn.Embedding(BIGRAM_VOCAB, model_dim)\n"),
+        ("        x = norm(self.embed(inputs)[None])\n",
+         "        x = norm(self.embed(inputs)[None] + self.bigram(inputs * 31 % BIGRAM_VOCAB)[None])\n"),
+    ])
+    (knob,) = [e for e in result.evidence if e.why.startswith("a knob added")]
+    assert knob.kind == ALGORITHMIC and "read by the algorithmic code" in knob.why, knob.text()
+    assert result.label == ALGORITHMIC and result.shares[HYPERPARAMETER] == 0, result.summary()
+
+
+def test_index_arithmetic_and_a_repeated_import_are_not_the_change():
+    # The head split written out (`C // self.num_heads`: the same view) and `dist` imported a second time, next to
+    # a retuned learning rate: the learning rate is the change.
+    result = classify(train_gpt__py=[
+        (".view(3, B, T, self.num_heads, -1)", ".view(3, B, T, self.num_heads, C // self.num_heads)"),
+        ("import torch.nn.functional as F\n", "import torch.nn.functional as F\nimport torch.distributed as dist\n"),
+        ("NorMuon(matrices, lr=0.023)", "NorMuon(matrices, lr=0.025)"),
+    ])
+    assert result.label == HYPERPARAMETER, [e.text() for e in result.evidence]
+    whys = {e.why for e in result.evidence}
+    assert any(w.startswith("index and size arithmetic in forward") for w in whys), whys
+    assert "an import the file has before and after (moved or repeated)" in whys
