@@ -156,37 +156,55 @@ def test_extend_past_the_first_time_limit_through_restarts_of_the_control_room_a
     assert manager.kill(session.id, grace_s=10).status == "killed"
 
 
-def test_the_docker_path_runs_the_container_contract_on_the_node(slurm, tmp_path, monkeypatch):
+def test_the_docker_path_runs_the_container_contract_in_its_sandbox_on_the_node(slurm, tmp_path, monkeypatch):
     import docker
 
+    from nanogpt_tui.agents import credentials
     from nanogpt_tui.backends.docker_backend import DockerBackend
+    from nanogpt_tui.backends.egress import PLACEHOLDER_KEY, Egress
     from nanogpt_tui.backends.testimage import build_test_image
     from tests.integration.test_sessions_docker import _daemon_problem, _daemon_url
 
     problem = _daemon_problem()
     assert problem is None, problem
-    for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
-        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    key = "sk-ant-" + "slurm-gateway-" + os.urandom(8).hex()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", key)
+    # As in the key test: the replayed agent is given the Anthropic API's variables, so its gateway holds a key.
+    monkeypatch.setitem(credentials.AGENT_API, "replay", credentials.AGENT_API["claude"])
     backend = DockerBackend(_daemon_url(), None, "local")
     image = build_test_image(backend).ref
     client = docker.DockerClient(base_url=_daemon_url())
     volume = f"ngt-contract-slurm-data-{os.getpid()}"
     client.volumes.create(volume, labels={"nanogpt-tui.test": "contract-slurm"})
+    manager = None
     try:
         config_path = write_config(tmp_path, f'node_runtime = "docker"\ndocker_url = "{_daemon_url()}"\n',
                                    f'[docker]\nimage = "{image}"\ndata_volume = "{volume}"\n')
         manager = SessionManager(load_config(config_path))
+        prefix = manager.egress_prefix
         session = launch(manager, gpus=1, seconds=600)
         session, latency = wait_for(manager, session.id, "running", timeout_s=90)
         print(f"sbatch -> running (Docker on the node): {latency:.2f} s")
         found = []
-        for _ in range(100):
+        for _ in range(300):
+            manager.refresh(manager.get(session.id))  # hands the job its key (for the gateway) once it waits
             found = client.containers.list(filters={"label": f"nanogpt-tui.session={session.id}"})
             if found:
                 break
             time.sleep(0.2)
         assert found, "no session container on the node's Docker"
         container = found[0]
+        # The sandbox on the node: alone on its internal network with the gateway, which holds the key handed over;
+        # the container has a placeholder.
+        attrs = client.api.inspect_container(container.id)
+        assert list(attrs["NetworkSettings"]["Networks"]) == [f"{prefix}-net-{session.id}".lower()]
+        assert client.networks.get(f"{prefix}-net-{session.id}".lower()).attrs["Internal"] is True
+        assert f"ANTHROPIC_API_KEY={PLACEHOLDER_KEY}" in attrs["Config"]["Env"]
+        assert "ANTHROPIC_BASE_URL=http://model-gateway:8080/anthropic" in attrs["Config"]["Env"]
+        assert key not in json.dumps(attrs) and key not in json.dumps(client.api.inspect_container(f"{prefix}-gateway"))
+        assert "the API keys were handed over" in (manager.session_dir(session.id) / L.SLURM_DIR
+                                                   / L.SLURM_OUTPUT).read_text()
         mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
         assert mounts[L.CONTAINER_CONTROL]["RW"] is False and mounts[L.CONTAINER_RUNNER]["RW"] is False
         log = manager.session_dir(session.id) / L.CONTAINER_LOG
@@ -204,7 +222,14 @@ def test_the_docker_path_runs_the_container_contract_on_the_node(slurm, tmp_path
                 break
             time.sleep(0.2)
         assert not client.containers.list(all=True, filters={"label": f"nanogpt-tui.session={session.id}"})
+        assert not client.networks.list(names=[f"{prefix}-net-{session.id}".lower()])  # its network went with it
+        for folder in (slurm.root / "state", slurm.root / "spool", manager.session_dir(session.id)):
+            for path in folder.rglob("*"):
+                if path.is_file() and not path.is_symlink():
+                    assert key.encode() not in path.read_bytes(), path
     finally:
+        if manager is not None:  # the node's gateway and networks of this test's sessions folder
+            Egress(backend, image="", state_dir=tmp_path, prefix=manager.egress_prefix).remove_all()
         for c in client.containers.list(all=True, filters={"label": "nanogpt-tui.agent=replay"}):
             if c.labels.get("nanogpt-tui.session", "").startswith(tuple(p.name for p in
                                                                        (tmp_path / "sessions").glob("*"))):
