@@ -166,6 +166,11 @@ class BackendState:
     detail: str = ""  # e.g. Slurm's "PENDING (Resources)", or why it is unreachable
     facts: dict[str, str] = field(default_factory=dict)  # shown with the session: e.g. job id, partition, node
     started_at: dt.datetime | None = None  # when a scheduler started running it (its budget starts then)
+    # An ended one: when it ended, as the backend recorded it (the true end even when the runner could not write
+    # its exit record, or the host looked much later), and what outside the session ended it, in a few words
+    # ("out of memory (limit 96 MiB)"), where the backend knows.
+    ended_at: dt.datetime | None = None
+    killed_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,9 @@ class LogFollower(Protocol):
 
     @property
     def running(self) -> bool: ...
+
+    # Why the copy stopped before the session ended (one sentence: a full disk, its host away); None otherwise.
+    error: Exception | None
 
     def join(self, timeout: float | None = None) -> None: ...
 

@@ -14,6 +14,9 @@ with one sentence; nothing here prints a traceback for those.
 from __future__ import annotations
 
 import calendar
+import datetime as dt
+import errno
+import fcntl
 import json
 import os
 import re
@@ -127,6 +130,25 @@ def parse_docker_timestamp(raw: bytes) -> int | None:
     return seconds * 1_000_000_000 + int(frac)
 
 
+def parse_docker_time(text: object) -> dt.datetime | None:
+    """Docker's RFC 3339 time of a container's State (`FinishedAt`), None for its zero time or anything else."""
+    if not isinstance(text, str):
+        return None
+    ns = parse_docker_timestamp(text.encode())
+    if ns is None or ns <= 0:
+        return None
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc)
+
+
+def format_bytes(n: int) -> str:
+    """A memory limit as people write it: 96 MiB, 2 GiB, 1536 KiB."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} B"
+
+
 class LogLineParser:
     """Turns the byte chunks of a `logs(timestamps=True)` stream into `(timestamp_ns, line)` pairs.
 
@@ -199,14 +221,18 @@ class LogLineParser:
 
 
 class LogOffset:
-    """How far a container's output has been copied: the timestamps of the last lines written, persisted beside
-    container.log so that a re-attach asks Docker only for recent output and skips what is already there."""
+    """How far a container's output has been copied: the timestamps of the last lines written and the size of the
+    log after the last whole line, persisted beside container.log, so that a re-attach asks Docker only for recent
+    output, skips the lines already written and first cuts off whatever follows the last good write (a line half
+    written when the disk filled, or lines written just before a crash and not yet counted)."""
 
-    def __init__(self, path: Path, container_id: str, recent: Iterable[int] = (), lines: int = 0) -> None:
+    def __init__(self, path: Path, container_id: str, recent: Iterable[int] = (), lines: int = 0,
+                 size: int | None = None) -> None:
         self.path = Path(path)
         self.container_id = container_id
         self.recent: deque[int] = deque(recent, maxlen=OFFSET_WINDOW)
         self.lines = lines
+        self.size = size  # bytes of container.log up to the end of the last line counted here; None: unknown
 
     @classmethod
     def load(cls, path: Path, container_id: str) -> "LogOffset":
@@ -217,12 +243,15 @@ class LogOffset:
         if not isinstance(raw, dict) or raw.get("container_id") != container_id:
             return cls(path, container_id)  # another container's offset (a restarted session): start afresh
         recent = [int(t) for t in raw.get("recent_ts_ns", []) if isinstance(t, int)]
-        return cls(path, container_id, recent, int(raw.get("lines", 0)))
+        size = raw.get("log_bytes")
+        size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+        return cls(path, container_id, recent, int(raw.get("lines", 0)), size)
 
     def save(self) -> None:
         atomic_write_json(self.path, {
             "schema_version": OFFSET_SCHEMA_VERSION, "container_id": self.container_id, "lines": self.lines,
             "last_ts_ns": max(self.recent) if self.recent else None, "recent_ts_ns": list(self.recent),
+            "log_bytes": self.size,
         })
 
 
@@ -659,7 +688,12 @@ class DockerBackend:
             return BackendState("running", detail=status if status != "running" else "")
         if status == "created":
             return BackendState("created")
-        return BackendState("exited", exit_code=state.get("ExitCode"), detail=state.get("Error") or "")
+        killed_by = ""
+        if state.get("OOMKilled"):
+            limit = (attrs.get("HostConfig") or {}).get("Memory") or 0
+            killed_by = f"out of memory (limit {format_bytes(limit)})" if limit else "out of memory"
+        return BackendState("exited", exit_code=state.get("ExitCode"), detail=state.get("Error") or "",
+                            ended_at=parse_docker_time(state.get("FinishedAt")), killed_by=killed_by)
 
     def wait(self, container_id: str, timeout: float | None = None) -> int | None:
         """The container's exit status once it ends; None if it is still running after `timeout` seconds."""
@@ -757,8 +791,18 @@ class DockerBackend:
         log_path = Path(log_path)
         offset = LogOffset.load(offset_path or log_path.with_name(LOG_OFFSET_FILE), container_id)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as out:
-            written = self._copy_logs(container_id, out, offset, stop_event, since, follow=True)
+        with open(log_path, "ab", buffering=0) as out:
+            try:
+                fcntl.flock(out, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # another control room copies this log: one writer, or every line twice
+            size = os.fstat(out.fileno()).st_size
+            if offset.size is not None and size > offset.size:
+                os.ftruncate(out.fileno(), offset.size)  # what followed the last good write, copied again below
+            elif offset.size is None:
+                offset.size = size
+            writer = _LineWriter(out, log_path, offset)
+            written = self._copy_logs(container_id, writer, offset, stop_event, since, follow=True)
             if not stop_event.is_set():
                 # A followed stream can end a moment before Docker has logged the container's last output (a final
                 # write without a newline, notably): once the container has stopped, read what is left.
@@ -767,10 +811,10 @@ class DockerBackend:
                     if self.state(container_id).status != "running":
                         break
                     stop_event.wait(0.1)
-                written += self._copy_logs(container_id, out, offset, stop_event, since, follow=False)
+                written += self._copy_logs(container_id, writer, offset, stop_event, since, follow=False)
         return written
 
-    def _copy_logs(self, container_id: str, out, offset: LogOffset, stop_event: threading.Event,
+    def _copy_logs(self, container_id: str, out: "_LineWriter", offset: LogOffset, stop_event: threading.Event,
                    since: float | None, *, follow: bool) -> int:
         """One pass over the container's log from the saved offset, writing the lines not yet written."""
         skip = Counter(offset.recent)
@@ -812,7 +856,7 @@ class DockerBackend:
 
         def commit(lines: Sequence[tuple[int | None, bytes]]) -> None:
             nonlocal written
-            wrote = False
+            batch, stamps = [], []
             for ts, line in lines:
                 if ts is not None:
                     if floor_ns is not None and ts < floor_ns:
@@ -820,26 +864,32 @@ class DockerBackend:
                     if skip.get(ts):
                         skip[ts] -= 1
                         continue
-                    offset.recent.append(ts)
-                out.write(line + b"\n")
-                written += 1
-                offset.lines += 1
-                wrote = True
-            if wrote:
-                out.flush()  # the log first, then the offset: a crash between repeats lines, never loses them
-                offset.save()
+                    stamps.append(ts)
+                batch.append(line + b"\n")
+            if batch:
+                out.write(b"".join(batch))  # whole lines or nothing; then the offset that counts them
+                offset.recent.extend(stamps)
+                offset.lines += len(batch)
+                written += len(batch)
+                out.save_offset()
 
         try:
             for chunk in stream:
                 if stop_event.is_set():
                     break  # a stream that could not be closed: write nothing more (a new follower takes over)
                 commit(parser.feed(chunk))
+        except LogWriteError as err:
+            raise UserError(str(err)) from None
         except (OSError, ValueError, AttributeError, requests.exceptions.RequestException,
                 docker.errors.DockerException) as err:
             if not stop_event.is_set():
                 raise self._unreachable(err) from None
         finally:
             finished.set()
+            try:
+                stream.close()
+            except (OSError, docker.errors.DockerException, AttributeError, NameError):
+                pass
         # The last output without a newline is written only from the final pass, once the container has ended.
         if not stop_event.is_set() and not follow:
             commit(parser.flush())
@@ -955,6 +1005,49 @@ class DockerBackend:
                         except docker.errors.APIError:
                             pass  # a container still uses it
         return removed
+
+
+class LogWriteError(Exception):
+    """container.log could not take the next lines (a full disk, a read-only or vanished filesystem)."""
+
+
+class _LineWriter:
+    """Appends whole lines to container.log: a write that fails part-way (the disk filled) is cut back to the last
+    whole line, so the file ends at a line boundary that the offset counts, and the copy resumes there."""
+
+    def __init__(self, out, log_path: Path, offset: LogOffset) -> None:
+        self.out = out
+        self.log_path = log_path
+        self.offset = offset
+
+    def write(self, data: bytes) -> None:
+        good = self.offset.size if self.offset.size is not None else os.fstat(self.out.fileno()).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[self.out.write(view):]
+        except OSError as err:
+            try:
+                os.ftruncate(self.out.fileno(), good)
+            except OSError:
+                pass  # the next copy cuts it back from the offset's size
+            raise self._failed(err) from None
+        self.offset.size = good + len(data)
+
+    def save_offset(self) -> None:
+        """Count the lines written; if that cannot be saved, the next copy cuts them off and writes them again."""
+        try:
+            self.offset.save()
+        except OSError as err:
+            raise self._failed(err) from None
+
+    def _failed(self, err: OSError) -> LogWriteError:
+        what = {errno.ENOSPC: "is full", errno.EDQUOT: "is over its quota", errno.EROFS: "is read-only"}.get(
+            err.errno, f"cannot be written ({err.strerror})")
+        return LogWriteError(
+            f"The disk holding {self.log_path} {what}: the session's output stays on its Docker host and is copied "
+            f"on from the last whole line once it can be written; free space and run `nanogpt-tui sessions show "
+            f"{self.log_path.parent.name}`.")
 
 
 class LogFollower:

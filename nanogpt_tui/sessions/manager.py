@@ -644,43 +644,52 @@ class SessionManager:
         if follower is not None:
             follower.join(30.0)  # the container has ended: its last lines are on their way to container.log
         exit_info = self.runner_exit(session) or RunnerExit(reason="", exit_code=None)
+        unreachable_before = session.status == M.UNREACHABLE
         if isinstance(exit_info, BrokenRunnerExit):
             session.exit_code = state.exit_code
-            session.transition(M.FAILED, f"the session ended but its exit record is broken: {exit_info.sentence}",
-                               exit_info.written_at)
-            self.save(session)
-            return session
-        code = state.exit_code if state.exit_code is not None else exit_info.exit_code
-        session.exit_code = code
-        reason = exit_info.reason
-        ended_at = parse_iso(exit_info.at) if exit_info.at else None
-        if not reason:
-            # The runner died without its record (SIGKILL, OOM, a crash): the session ended with its last output,
-            # and its agent with it (a container, or the local backend's PID namespace, ends as a whole).
-            died = self._last_output_at(session)
-            session.transition(M.FAILED, f"runner died at {iso(died) if died else 'an unknown time'} without an exit "
-                                         f"record (exit status {code}); its agent's processes ended with it",
-                               died)
-            self.save(session)
-            return session
-        if reason == ExitReason.DEADLINE:
-            session.transition(M.OUT_OF_BUDGET, "the deadline passed; the watchdog stopped the agent", ended_at)
-        elif reason == ExitReason.AGENT_EXITED and code == 0:
-            session.transition(M.EXITED, "the agent finished", ended_at)
-        elif reason == ExitReason.STOPPED:
-            session.transition(M.KILLED, "stopped by a signal", ended_at)
+            status, reason, ended_at = (M.FAILED, f"the session ended but its exit record is broken: "
+                                        f"{exit_info.sentence}", state.ended_at or exit_info.written_at)
         else:
-            what = reason or "no runner record"
-            said = last_harness_error(self.session_dir(session.id) / L.EVENTS_FILE) if reason == "agent-failed" \
-                else None
-            if said:
-                session.transition(M.FAILED, f"the agent failed (exit status {code}): {said}", ended_at)
-                self.save(session)
-                return session
-            session.transition(M.FAILED, f"the session ended ({what}, exit status {code})", ended_at)
+            session.exit_code = state.exit_code if state.exit_code is not None else exit_info.exit_code
+            status, reason, ended_at = self._ending(session, exit_info, state, unreachable_before)
+        if state.killed_by:
+            # What ended it from outside comes first: "killed: out of memory (limit 96 MiB); the agent failed ..."
+            status, reason = M.FAILED, f"killed: {state.killed_by}; {reason}"
+        session.transition(status, reason, ended_at)
         self.save(session)
         self.release(session)
         return session
+
+    def _ending(self, session: Session, exit_info: RunnerExit, state: BackendState,
+                unreachable_before: bool) -> tuple[str, str, dt.datetime | None]:
+        """How an ended session ended: its status, the sentence, and when (the runner's record; else the backend's
+        own end time; else the last output): never the time a host happened to look."""
+        code = session.exit_code
+        reason = exit_info.reason
+        ended_at = parse_iso(exit_info.at) if exit_info.at else state.ended_at
+        if not reason:
+            # The runner died without its record (SIGKILL, OOM, a crash, a full disk): its agent ended with it (a
+            # container, or the local backend's PID namespace, ends as a whole).
+            died = state.ended_at or self._last_output_at(session)
+            return (M.FAILED, f"runner died at {iso(died) if died else 'an unknown time'} without an exit record "
+                              f"(exit status {code}); its agent's processes ended with it", died)
+        if reason == ExitReason.DEADLINE:
+            return M.OUT_OF_BUDGET, "the deadline passed; the watchdog stopped the agent", ended_at
+        if reason == ExitReason.AGENT_EXITED and code == 0:
+            return M.EXITED, "the agent finished", ended_at
+        if reason == ExitReason.STOPPED:
+            if unreachable_before:
+                # Nobody here asked: the daemon stopped its containers as it went away (no live-restore).
+                return (M.FAILED, f"stopped by a signal at {iso(ended_at) if ended_at else 'an unknown time'} while "
+                                  f"its host {session.host} did not answer: a Docker daemon without live-restore "
+                                  "stops its containers when it stops (enable live-restore there)", ended_at)
+            return M.KILLED, "stopped by a signal", ended_at
+        what = reason or "no runner record"
+        said = last_harness_error(self.session_dir(session.id) / L.EVENTS_FILE) if reason == "agent-failed" \
+            else None
+        if said:
+            return M.FAILED, f"the agent failed (exit status {code}): {said}", ended_at
+        return M.FAILED, f"the session ended ({what}, exit status {code})", ended_at
 
     def _last_output_at(self, session: Session) -> dt.datetime | None:
         """When the session last wrote to its log or events: the best record of when a runner that died ended
@@ -722,6 +731,13 @@ class SessionManager:
                                                             self.session_dir(session.id) / L.CONTAINER_LOG)
         if started is not None:
             self._followers[session.id] = started
+
+    def log_copy_error(self, session_id: str) -> str | None:
+        """Why copying the session's output into its container.log stopped (a full disk, its host away), until a
+        later copy resumes it; None while it copies or has nothing to copy."""
+        follower = self._followers.get(session_id)
+        error = follower.error if follower is not None and not follower.running else None
+        return str(error) if error else None
 
     def close(self) -> None:
         """Stop copying logs and close the backends' connections (an ssh:// host holds an ssh process per

@@ -475,11 +475,48 @@ def _status_failure(endpoint: _Endpoint, model: str, status: int, headers: Any, 
                   "check judge.model and judge.max_output_tokens.")
 
 
+def _whole_reply_deadline(stream: Any, deadline: float, timeout_s: float, request: Any) -> Any:
+    """`stream`, a response body that must have arrived in full by `deadline` (monotonic): the SDKs' time-out counts
+    each read, so a server that sends its headers and then a byte every few seconds would hold an attempt forever."""
+    import httpx2
+
+    class WholeReplyDeadline(httpx2.SyncByteStream):
+        def __iter__(self):
+            for chunk in stream:
+                if time.monotonic() > deadline:
+                    raise httpx2.ReadTimeout(f"the reply did not arrive in full within {timeout_s:g} s",
+                                             request=request)
+                yield chunk
+
+        def close(self) -> None:
+            stream.close()
+
+    return WholeReplyDeadline()
+
+
+def _http_client(sdk: Any, timeout_s: float) -> Any:
+    """The SDK's own HTTP client, with `timeout_s` as the limit for a whole reply (headers and body), not only for
+    each read."""
+    started: dict[int, float] = {}
+
+    def on_request(request: Any) -> None:
+        started[id(request)] = time.monotonic()
+
+    def on_response(response: Any) -> None:
+        request = response.request
+        deadline = started.pop(id(request), time.monotonic()) + timeout_s
+        response.stream = _whole_reply_deadline(response.stream, deadline, timeout_s, request)
+
+    return sdk.DefaultHttpxClient(timeout=timeout_s, event_hooks={"request": [on_request],
+                                                                  "response": [on_response]})
+
+
 def _anthropic_client(config: JudgeConfig, endpoint: _Endpoint) -> Any:
     import anthropic
 
     return anthropic.Anthropic(api_key=endpoint.key, base_url=endpoint.base_url,
-                               timeout=config.timeout_s, max_retries=0)
+                               timeout=config.timeout_s, max_retries=0,
+                               http_client=_http_client(anthropic, config.timeout_s))
 
 
 def _anthropic_attempt(client: Any, config: JudgeConfig, prompt: JudgePrompt, endpoint: _Endpoint) -> _Reply:
@@ -530,8 +567,10 @@ def _openai_client(config: JudgeConfig, endpoint: _Endpoint) -> Any:
 
     if endpoint.azure_api_version:
         return openai.AzureOpenAI(api_key=endpoint.key, azure_endpoint=endpoint.base_url,
-                                  api_version=endpoint.azure_api_version, timeout=config.timeout_s, max_retries=0)
-    return openai.OpenAI(api_key=endpoint.key, base_url=endpoint.base_url, timeout=config.timeout_s, max_retries=0)
+                                  api_version=endpoint.azure_api_version, timeout=config.timeout_s, max_retries=0,
+                                  http_client=_http_client(openai, config.timeout_s))
+    return openai.OpenAI(api_key=endpoint.key, base_url=endpoint.base_url, timeout=config.timeout_s, max_retries=0,
+                         http_client=_http_client(openai, config.timeout_s))
 
 
 def _openai_attempt(client: Any, config: JudgeConfig, prompt: JudgePrompt, endpoint: _Endpoint) -> _Reply:

@@ -43,8 +43,9 @@ LINES = 20000  # the numbered stream the replay agent plays, 20 lines a second: 
 class Daemon:
     """A private dockerd on this machine, as one host of the pool."""
 
-    def __init__(self, name: str, index: int) -> None:
+    def __init__(self, name: str, index: int, *, live_restore: bool = True) -> None:
         self.name = name
+        self.live_restore = live_restore  # restarting the daemon keeps its containers running (or stops them)
         self.dir = Path(tempfile.mkdtemp(prefix=f"ngt-{name}-", dir="/tmp"))
         self.url = f"unix://{self.dir / 'docker.sock'}"
         # Its own bridge: a daemon started with --bridge=none would delete the main daemon's docker0.
@@ -64,7 +65,7 @@ class Daemon:
             self.proc = subprocess.Popen(
                 ["dockerd", "--data-root", str(self.dir / "root"), "--exec-root", str(self.dir / "exec"),
                  "--pidfile", str(self.dir / "docker.pid"), "-H", self.url, "--bridge", self.bridge,
-                 "--iptables=false", "--ip6tables=false", "--live-restore"],
+                 "--iptables=false", "--ip6tables=false", *(["--live-restore"] if self.live_restore else [])],
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
