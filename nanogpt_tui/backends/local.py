@@ -30,9 +30,11 @@ from nanogpt_tui.backends.base import (
     worker_argv,
 )
 from nanogpt_tui.contract import layout as L
+from nanogpt_tui.contract.runner_exit import STOP_SIGNALS
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.procgroup import pid_namespace_prefix
 
+STOP_RESEND_S = 1.0  # how often a stop is sent again while the session has not ended
 SMOKE_RECORD = "smoke"  # the record whose synthetic shards are made on demand
 
 
@@ -93,8 +95,15 @@ class ProcessTrees:
                               "subreaper) still stops its agent's whole tree, but a SIGKILLed runner leaves it "
                               "running.\n".encode())
                     log.flush()
-                proc = subprocess.Popen([*prefix, *command], cwd=spec.workspace_dir, env=env, stdout=log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                # Started with the stop signals blocked (a child inherits the mask): a stop while the runner's
+                # interpreter is still starting waits for the runner's handlers instead of killing it unrecorded.
+                blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+                try:
+                    proc = subprocess.Popen([*prefix, *command], cwd=spec.workspace_dir, env=env, stdout=log,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         except OSError as err:
             raise UserError(f"Could not start the local session process ({err}); check that {command[0]} "
                             "exists.") from None
@@ -134,9 +143,18 @@ class ProcessTrees:
         except ProcessLookupError:
             return
         deadline = time.monotonic() + grace_s
+        again = time.monotonic() + STOP_RESEND_S
         while time.monotonic() < deadline:
             if self.state(handle).status != "running":
                 return
+            if time.monotonic() >= again:
+                # A stop sent before `unshare` has forked the runner reaches only unshare, which holds it blocked
+                # and never passes it on: ask again (a runner already stopping takes it as the same request).
+                try:
+                    os.killpg(pid, signal.SIGINT)
+                except ProcessLookupError:
+                    return
+                again = time.monotonic() + STOP_RESEND_S
             time.sleep(0.1)
         try:
             os.killpg(pid, signal.SIGKILL)

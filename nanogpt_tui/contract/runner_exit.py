@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +20,9 @@ SCHEMA_VERSION = 1
 
 # The runner's exit status (also the container's / process tree's).
 EXIT_AGENT_DONE, EXIT_FAILED, EXIT_DEADLINE, EXIT_STOPPED = 0, 1, 3, 130
+# The signals the runner takes as "stop" (ExitReason.STOPPED). A host that starts the runner itself starts it with
+# them blocked; the runner unblocks them once its handlers are in place, so an early stop is never lost.
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 class ExitReason(StrEnum):

@@ -8,27 +8,43 @@ Run as `python3 -m nanogpt_tui.sessions.runner`. Exit status: 0 the agent finish
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 import signal
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
-from nanogpt_tui.contract.deadline import DeadlineError, read_deadline
-from nanogpt_tui.contract.env import ENV_CONTROL_DIR, ENV_LOG_DIR, ENV_RUNNER_DIR, ENV_WORKSPACE
-from nanogpt_tui.contract.layout import CONTAINER_CONTROL, CONTAINER_RUNNER, CONTAINER_WORKSPACE
-from nanogpt_tui.contract.runner_exit import (
+STOP_REQUESTED = threading.Event()  # SIGINT or SIGTERM came, however early
+
+
+def _on_stop(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    STOP_REQUESTED.set()
+
+
+if __name__ == "__main__":
+    # First, before anything slow is imported: a stop in the runner's first moments used to raise KeyboardInterrupt
+    # inside an import (SIGTERM simply killed it), so the session ended with no exit record and was recorded as a
+    # runner that died. Now it is a stop like any other.
+    signal.signal(signal.SIGINT, _on_stop)
+    signal.signal(signal.SIGTERM, _on_stop)
+
+import datetime as dt  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from nanogpt_tui.contract.deadline import DeadlineError, read_deadline  # noqa: E402
+from nanogpt_tui.contract.env import ENV_CONTROL_DIR, ENV_LOG_DIR, ENV_RUNNER_DIR, ENV_WORKSPACE  # noqa: E402
+from nanogpt_tui.contract.layout import CONTAINER_CONTROL, CONTAINER_RUNNER, CONTAINER_WORKSPACE  # noqa: E402
+from nanogpt_tui.contract.runner_exit import (  # noqa: E402
     EXIT_AGENT_DONE,
     EXIT_DEADLINE,
     EXIT_FAILED,
     EXIT_STOPPED,
+    STOP_SIGNALS,
     ExitReason,
     write_runner_exit,
 )
-from nanogpt_tui.procgroup import stop_tree, watch_tree
+from nanogpt_tui.procgroup import stop_tree, watch_tree  # noqa: E402
 
 POLL_S = 0.5
 
@@ -114,15 +130,15 @@ def run() -> int:
         say(f"cannot start: {agent_dir}/run.sh is missing")
         return finish(ExitReason.NO_AGENT, EXIT_FAILED)
 
-    stop_requested = threading.Event()
+    stop_requested = STOP_REQUESTED
+    signal.signal(signal.SIGINT, _on_stop)  # already so when run as the runner; again for run() called directly
+    signal.signal(signal.SIGTERM, _on_stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a stop that came while starting is handled now
+    if stop_requested.is_set():
+        say("stop requested before the agent started")
+        return finish(ExitReason.STOPPED, EXIT_STOPPED)
     if not become_subreaper():
         say("warning: cannot become a child subreaper; orphaned agent processes are re-parented to init")
-
-    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
-        stop_requested.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
 
     say(f"starting the agent; deadline {deadline.deadline.isoformat(timespec='seconds')} "
         f"({deadline.seconds_left():.0f} s left)")

@@ -138,3 +138,23 @@ def test_a_sigkilled_submit_takes_its_training_run_with_it(tmp_path):
     finally:
         for pid in processes_mentioning(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.1])
+def test_a_stop_in_the_runners_first_moments_is_recorded_as_a_stop(tmp_path, delay_s):
+    """Stopped before its interpreter has started (CI's `test_stop_is_a_kill...` failure under load): the stop
+    used to be lost in `unshare` before it forked, or to raise KeyboardInterrupt inside an import; either way the
+    session ended with no exit record. Now the runner starts with the stop signals blocked and the stop is sent
+    again until the session ends."""
+    spec = make_session(tmp_path, seconds=60.0)
+    backend = ProcessTrees()
+    handle = backend.start(spec)
+    time.sleep(delay_s)
+    started = time.monotonic()
+    backend.stop(handle, grace_s=20.0)
+    assert time.monotonic() - started < 10  # not the grace period and a SIGKILL
+    state = backend.state(handle)
+    assert (state.status, state.exit_code) == ("exited", 130)
+    assert (spec.workspace_dir / "logs" / L.RUNNER_EXIT_FILE).is_file()
+    assert '"reason": "stopped"' in (spec.workspace_dir / "logs" / L.RUNNER_EXIT_FILE).read_text()
+    assert "Traceback" not in spec.log_path.read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import sys
 import time
@@ -136,9 +137,16 @@ def test_a_bad_deadline_file_is_warned_about_once_per_change(tmp_path):
         while "starting the agent" not in spec.log_path.read_text():
             assert time.monotonic() - started < 20, "the runner did not start the agent"
             time.sleep(0.05)
-        deadline_file.write_text("{half")
+        def put(text: str) -> None:
+            # In one step: a write_text is a truncation and then a write, and a runner that reads between the two
+            # sees an empty file, a change of its own with its own warning (a flake seen under load).
+            part = deadline_file.with_suffix(".part")
+            part.write_text(text)
+            os.replace(part, deadline_file)
+
+        put("{half")
         time.sleep(2.0)  # four polls of the runner
-        deadline_file.write_text('{"deadline": "tomorrow"}')
+        put('{"deadline": "tomorrow"}')
         time.sleep(1.5)
         write_deadline(spec.control_dir, dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1.0), gpus=1,
                        budget_gpu_hours=0.01, grace_s=1.0)
