@@ -96,7 +96,7 @@ def main() -> int:
     api_port = api.server_address[1]
     work = Path(tempfile.mkdtemp(prefix="ngt-gateway-bench-"))
     (work / "out").mkdir()
-    (work / "clients.json").write_text("{}")
+    (work / "clients.json").write_text(json.dumps({"127.0.0.1": "bench"}))  # the client is a session's address
     config = {"routes": {"anthropic": {"upstream": f"http://127.0.0.1:{api_port}", "auth": "x-api-key",
                                        "key_name": "ANTHROPIC_API_KEY"}},
               "clients_file": str(work / "clients.json"), "out_dir": str(work / "out")}
@@ -104,7 +104,8 @@ def main() -> int:
     port = free_port()
     root = Path(__file__).resolve().parent.parent
     gateway = subprocess.Popen([sys.executable, "-m", "nanogpt_tui.sandbox.gateway", "--config",
-                                str(work / "gateway.json"), "--port", str(port), "--dns-port", "0"],
+                                str(work / "gateway.json"), "--port", str(port), "--dns-port", "0",
+                                "--control-port", "0"],
                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "PYTHONPATH": str(root)}, text=True)
     assert gateway.stdin is not None
@@ -131,7 +132,7 @@ def main() -> int:
             a, b = one(port, "/anthropic/v1/messages", "placeholder")  # the gateway puts the real key in
             gw_first.append(a)
             gw_all.append(b)
-        metered = [json.loads(line) for line in (work / "out" / "unknown.jsonl").read_text().splitlines()]
+        metered = [json.loads(line) for line in (work / "out" / "bench.jsonl").read_text().splitlines()]
         result = {
             "requests": args.requests, "events_per_answer": args.events + 3,
             "direct": {"first_byte": summary(direct_first), "whole": summary(direct_all)},

@@ -9,6 +9,11 @@ NET_ADMIN removes the routes through a gateway address, so a direct connection t
 fails at once. The gateway's CONNECT proxy tunnels to the `[sandbox] allow` destinations (the CLIs get
 HTTPS_PROXY) and refuses every other. Refused requests, tunnels and names land in `<state>/out/<session>.jsonl`
 with the metered token usage (`nanogpt_tui.sessions.egress_records` reads them for the session).
+
+Routes and keys are the session's own: before its container starts, the session's endpoints (its agent's
+`base_url`, or the vendor's API) and keys are handed to the gateway's control listener, on the gateway's loopback,
+through a `docker exec` whose stdin carries them (so they are in no stored config); sessions with different APIs or
+keys share one gateway per host, and the gateway's own routes are the vendors' (for no session in particular).
 """
 
 from __future__ import annotations
@@ -30,6 +35,18 @@ from nanogpt_tui.errors import UserError
 from nanogpt_tui.sandbox.names import GATEWAY_ALIAS, GATEWAY_PORT, PROXY_PORT, proxy_env
 from nanogpt_tui.fsutil import atomic_write_json
 
+CONTROL_PORT = 8081  # nanogpt_tui.sandbox.gateway.CONTROL_PORT (not imported: that module needs aiohttp)
+# Run inside the gateway's container by `docker exec`: one request to the control listener, the body from stdin.
+TELL = ("import sys, urllib.request, urllib.error\n"
+        "body = sys.stdin.buffer.read()\n"
+        "req = urllib.request.Request(sys.argv[1], data=body or None, method=sys.argv[2],\n"
+        "                             headers={'content-type': 'application/json'})\n"
+        "try:\n"
+        "    urllib.request.urlopen(req, timeout=20).read()\n"
+        "except urllib.error.HTTPError as err:\n"
+        "    print(err.code, err.read()[:300].decode('utf-8', 'replace')); sys.exit(1)\n"
+        "except OSError as err:\n"
+        "    print(type(err).__name__, err); sys.exit(1)\n")
 GATEWAY_USER = "0:0"  # binds DNS's port 53 with NET_BIND_SERVICE only; every other capability is dropped
 EGRESS_LABEL = "nanogpt-tui.egress"
 HEALTH_TIMEOUT_S = 30.0
@@ -105,8 +122,10 @@ class Egress:
         return names
 
     def gateway_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"routes": self.routes, "clients_file": "/gateway/clients.json",
-                                  "out_dir": "/gateway/out", "allow": list(self.allow),
+        # Routes are each session's own (told at attach); the gateway's are the vendors' APIs, the same for every
+        # session, so a session with other endpoints does not restart the gateway under the others.
+        config: dict[str, Any] = {"routes": dict(DEFAULT_ROUTES), "clients_file": "/gateway/clients.json",
+                                  "out_dir": "/gateway/out", "routes_dir": "/gateway/routes", "allow": list(self.allow),
                                   "dns_names": self._resolved_names()}
         if self.ca_file:
             config["ca_file"] = "/gateway-ca.pem"
@@ -170,7 +189,8 @@ class Egress:
         except docker.errors.NotFound:
             rejoin = []
         self._network(self.egress_network, internal=False)
-        (self.state_dir / "out").mkdir(parents=True, exist_ok=True)
+        for sub in ("out", "routes"):
+            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         mounts = [docker.types.Mount("/gateway", str(self.state_dir.absolute()), type="bind")]
         if self.ca_file:
             mounts.append(docker.types.Mount("/gateway-ca.pem", str(Path(self.ca_file).absolute()), type="bind",
@@ -215,6 +235,10 @@ class Egress:
         """The session's internal network with the gateway on it: the container options a session (or probe)
         container is created with."""
         self.ensure_gateway()
+        self.tell("POST", session_id, {"routes": self.routes, "keys": self.keys})
+        meter = self.meter_path(session_id)
+        if not meter.exists():  # there from the start: the session's tokens are metered here, not read from it
+            meter.touch()
         name = self.session_network(session_id)
         network = self._network(name, internal=True)
         if not self.gateway_ip(name):
@@ -223,6 +247,40 @@ class Egress:
         # session's namespace, to the servers given here: the gateway's address on the session's own network (on
         # link, so the fence leaves it reachable), where our resolver refuses it and records the refusal.
         return {"network": name, "dns": [str(self.gateway_ip(name))]}
+
+    def meter_path(self, session_id: str) -> Path:
+        """Where the gateway writes the session's metered usage and refusals (host side)."""
+        return self.state_dir / "out" / f"{session_id}.jsonl"
+
+    def tell(self, method: str, session_id: str, body: dict[str, Any] | None) -> None:
+        """One request to the gateway's control listener, from inside its container (`docker exec`); the body,
+        keys included, travels on the exec's stdin, so it is in no stored config and on no command line."""
+        api = self.client.api
+        url = f"http://127.0.0.1:{CONTROL_PORT}/sessions/{session_id}"
+        try:
+            exec_id = api.exec_create(self.gateway_name, ["python3", "-c", TELL, url, method], stdin=True,
+                                      stdout=True, stderr=True)["Id"]
+            sock = api.exec_start(exec_id, socket=True)
+            raw = getattr(sock, "_sock", sock)
+            raw.settimeout(60)
+            try:
+                raw.sendall(json.dumps(body).encode() if body is not None else b"")
+                raw.shutdown(socket.SHUT_WR)
+                output = bytearray()
+                while chunk := raw.recv(65536):
+                    output += chunk
+            finally:
+                raw.close()
+            deadline = time.monotonic() + 10
+            while (state := api.exec_inspect(exec_id)).get("Running") and time.monotonic() < deadline:
+                time.sleep(0.05)
+        except (docker.errors.DockerException, OSError) as err:
+            raise UserError(f"Could not give the model gateway on {self.backend.name} the session's routes "
+                            f"({type(err).__name__}: {err}); start the session again.") from None
+        if state.get("ExitCode") != 0:
+            said = _demux(bytes(output)).strip()[-300:] or "no answer"
+            raise UserError(f"The model gateway on {self.backend.name} refused the session's routes ({said}); "
+                            "start the session again.")
 
     def register(self, session_id: str, container_id: str) -> None:
         """After the session's container exists: its address -> session for the gateway's records, and the
@@ -261,7 +319,12 @@ class Egress:
         return result
 
     def detach(self, session_id: str) -> None:
-        """Disconnect the gateway from the session's network and remove the network."""
+        """Make the gateway forget the session's routes and keys, disconnect it from the session's network and
+        remove the network."""
+        try:
+            self.tell("DELETE", session_id, None)
+        except UserError:
+            pass  # no gateway running: nothing of the session's is held
         name = self.session_network(session_id)
         try:
             network = self.client.networks.get(name)
@@ -278,7 +341,7 @@ class Egress:
 
     def records(self, session_id: str) -> list[dict]:
         """What the gateway recorded for the session: `usage` and `blocked` lines, oldest first."""
-        path = self.state_dir / "out" / f"{session_id}.jsonl"
+        path = self.meter_path(session_id)
         found = []
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -304,3 +367,13 @@ class Egress:
                 network.remove()
             except docker.errors.APIError:
                 pass
+
+
+def _demux(stream: bytes) -> str:
+    """The text of a non-tty exec's multiplexed output (8-byte frame headers before each chunk)."""
+    out, pos = [], 0
+    while pos + 8 <= len(stream) and stream[pos] in (0, 1, 2) and stream[pos + 1:pos + 4] == b"\0\0\0":
+        size = int.from_bytes(stream[pos + 4:pos + 8], "big")
+        out.append(stream[pos + 8:pos + 8 + size])
+        pos += 8 + size
+    return b"".join(out or [stream]).decode("utf-8", "replace")

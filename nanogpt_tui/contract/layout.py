@@ -17,6 +17,11 @@ Host side, `sessions/<id>/`:
                         validated, with sealed sha256 manifests), verdicts/ (sealed), progress.jsonl, responses/
     slurm/              the Slurm job: job.sh (what sbatch runs), launch.json (the launch, secrets left out), job.out
 
+Host side, `sessions/.egress/<docker host>/` (the model gateway's, mounted into its container and no session's):
+    gateway.json, clients.json (address -> session), routes/<id>.json (a session's API endpoints, no keys),
+    out/<id>.jsonl      what the gateway metered (`usage`: tokens per model request) and refused (`blocked`) for
+                        a session; created when the session is attached, so its presence means "metered"
+
 Inside, paths come from the environment (`nanogpt_tui.contract.env`), so the same runner works in a container and as
 a local process tree.
 """
@@ -38,6 +43,8 @@ RUNNER_EXIT_FILE = "runner_exit.json"  # in workspace/logs/: how the runner ende
 VALIDATOR = "validator"
 REQUESTS = "requests"  # in workspace/: the agent's `submit` asks the validator here
 WORKSPACE_DIRS = ("experiments", "submissions", "verdicts", "logs", "home", REQUESTS)
+EGRESS_DIR = ".egress"  # in the sessions folder: one folder per Docker host for its model gateway
+EGRESS_OUT = "out"  # in EGRESS_DIR/<host>/: <session id>.jsonl, the gateway's records of each session
 SLURM_DIR = "slurm"
 SLURM_SCRIPT = "job.sh"
 SLURM_LAUNCH = "launch.json"
@@ -57,3 +64,8 @@ CONTAINER_ANCHOR = "/runner/anchor"  # the anchor's code, read-only: what `submi
 def session_dir(sessions_root: Path, session_id: str) -> Path:
     """The folder of one session."""
     return Path(sessions_root) / session_id
+
+
+def gateway_records(sessions_root: Path, host: str, session_id: str) -> Path:
+    """The model gateway's records of a session placed on Docker host `host` (usage and refusals)."""
+    return Path(sessions_root) / EGRESS_DIR / (host or "unplaced") / EGRESS_OUT / f"{session_id}.jsonl"

@@ -206,10 +206,20 @@ def session_blocks(s: dict[str, Any], several: bool) -> list[Block]:
         if u["cost_usd"] is not None and not u["cost_complete"]:
             cost += " (incomplete: some invocations reported no cost)"
         out.append(Block("table", headers=["input tokens", "of which cached", "output tokens", "total",
-                                           "cost the CLI reported", "invocations"],
+                                           "cost the CLI reported", "invocations", "counted by"],
                          rows=[[f"{u['input_tokens']:,}", f"{u['cached_input_tokens']:,}", f"{u['output_tokens']:,}",
-                                f"{u['total_tokens']:,}", cost, str(u["invocations"])]],
+                                f"{u['total_tokens']:,}", cost, str(u["invocations"]),
+                                "the model gateway" if u.get("metered") else "the agent (its own events)"]],
                          right=frozenset({0, 1, 2, 3, 5})))
+        if u.get("metered"):
+            said = u.get("agent_reported")
+            out.append(Block("p", f"Metered by the model gateway from the API's answers ({u['requests']:,} "
+                                  "requests), where the agent cannot write"
+                                  + ("" if said is None else f"; the agent's own events say {said['input_tokens']:,} "
+                                     f"in and {said['output_tokens']:,} out, shown for comparison only") + "."))
+        elif u["total_tokens"]:
+            out.append(Block("p", "These figures are what the agent's own events say: the session ran without the "
+                                  "model gateway, so nothing metered them."))
     c = s.get("cost")
     if c is not None:
         def usd(x):

@@ -174,18 +174,28 @@ def ended_because(session: Session) -> str:
 
 
 def usage_section(path: Path) -> dict[str, Any] | None:
-    """Tokens and cost from the session's events file (None when it has none)."""
+    """The agent's tokens from the one token meter: the model gateway's for a sandboxed session (what the agent
+    reported is kept beside, as `agent_reported`), else from the session's events file (None when it has none)."""
+    from nanogpt_tui.agents.events import EventStream, summarize_usage
+    from nanogpt_tui.telemetry.cost import token_meter
+
+    tokens = token_meter(path).read()
     events_path = path / L.EVENTS_FILE
     if not events_path.exists():
         events_path = path / L.WORKSPACE / "logs" / L.EVENTS_FILE
-        if not events_path.exists():
-            return None
-    from nanogpt_tui.agents.events import EventStream, summarize_usage
-
-    totals = summarize_usage(EventStream(events_path).read_all())
-    out = totals.to_dict()
-    out["source"] = L.EVENTS_FILE
-    return out
+    reported = summarize_usage(EventStream(events_path).read_all()).to_dict() if events_path.exists() else None
+    if not tokens.metered:
+        return None if reported is None else {**reported, "source": L.EVENTS_FILE, "metered": False}
+    return {"input_tokens": tokens.input_tokens, "cached_input_tokens": tokens.cached_input_tokens,
+            "output_tokens": tokens.output_tokens, "total_tokens": tokens.total_tokens,
+            "cost_usd": tokens.cli_cost_usd, "cost_complete": tokens.cli_cost_complete,
+            "invocations": (reported or {}).get("invocations", 0), "requests": tokens.requests,
+            "by_model": [{"model": m.model, "input_tokens": m.input_tokens,
+                          "cached_input_tokens": m.cached_input_tokens, "output_tokens": m.output_tokens,
+                          "requests": m.requests} for m in tokens.by_model],
+            "source": "the model gateway's meter", "metered": True,
+            "agent_reported": None if reported is None else {k: reported[k] for k in (
+                "input_tokens", "cached_input_tokens", "output_tokens", "total_tokens")}}
 
 
 def cost_section(data: SessionData) -> dict[str, Any]:

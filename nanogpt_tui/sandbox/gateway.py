@@ -15,6 +15,18 @@ verifies TLS with the system's (or a given) CA bundle.
 
 Run as `python3 -m nanogpt_tui.sandbox.gateway --config /gateway/gateway.json`; the keys arrive as one JSON line on
 stdin (`{"ANTHROPIC_API_KEY": "..."}`), so they are never in the container's stored config, a file or a log.
+
+Routes and keys are per session. Each session, before its container starts, tells the gateway where its CLI's API
+lives and which keys to put in (`POST /sessions/<id>` on the control listener, which is bound to the gateway's own
+loopback so no session can reach it; the host reaches it with `docker exec`, the keys on the exec's stdin). The
+routes (no keys) are kept in `routes/<id>.json`, so a restarted gateway still knows them; the keys stay in memory,
+and a session without its own key for a route gets the one the gateway was started with. A request is matched to its
+session by its source address (`clients.json`, written by the host once the container has one); a request from an
+address that belongs to no session is refused.
+
+Metering: every answer's usage fields are read as it streams by and one `usage` line per request goes to
+`out/<session>.jsonl`, in the events' convention (`input_tokens` counts every input token, cached or not;
+`cached_input_tokens` is the part read from a prompt cache), with the model the API named.
 """
 
 from __future__ import annotations
@@ -23,6 +35,8 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
+import re
 import socket
 import ssl
 import struct
@@ -39,6 +53,8 @@ HOP_HEADERS = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriz
                "transfer-encoding", "upgrade", "host", "content-length"}
 AUTH_HEADERS = {"x-api-key", "authorization", "api-key"}
 HEALTH_PATH = "/healthz"
+CONTROL_PORT = 8081  # the control listener, on the gateway's loopback only
+SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def utc_now() -> str:
@@ -57,6 +73,7 @@ class UsageMeter:
         self.cache_creation_tokens = 0
         self._buffer = b""
         self.seen = False
+        self.anthropic = False  # Anthropic's input_tokens leaves out cache reads and writes; OpenAI's includes them
 
     def _usage(self, usage: Any, *, replace_output: bool = False) -> None:
         if not isinstance(usage, dict):
@@ -84,6 +101,8 @@ class UsageMeter:
         if not isinstance(data, dict):
             return
         kind = data.get("type")
+        if kind in ("message_start", "message_delta", "message"):
+            self.anthropic = True
         if kind == "message_start" and isinstance(data.get("message"), dict):
             self.model = data["message"].get("model") or self.model
             self._usage(data["message"].get("usage"))
@@ -113,6 +132,12 @@ class UsageMeter:
         elif rest:
             self._parse(rest)
 
+    def totals(self) -> dict[str, int]:
+        """The request's tokens in the events' convention (input includes the cached part)."""
+        extra = self.cache_read_tokens + self.cache_creation_tokens if self.anthropic else 0
+        return {"input_tokens": self.input_tokens + extra, "cached_input_tokens": self.cache_read_tokens,
+                "output_tokens": self.output_tokens, "cache_creation_input_tokens": self.cache_creation_tokens}
+
     def whole_body(self, body: bytes) -> None:
         self._parse(body.strip())
 
@@ -126,22 +151,25 @@ class UsageMeter:
 
 
 class Gateway:
-    """The aiohttp application: routes by path prefix, one per configured API."""
+    """The aiohttp application: each request goes to its session's route for the path's first segment."""
 
     def __init__(self, config: dict[str, Any], keys: dict[str, str]) -> None:
-        self.routes: dict[str, dict[str, Any]] = config.get("routes") or {}
+        self.routes: dict[str, dict[str, Any]] = config.get("routes") or {}  # for sessions without their own
         # The CONNECT proxy's destinations ("host:port") and the names the resolver answers (name -> IPv4s).
         self.allow: set[tuple[str, int]] = {a for a in (parse_allow_entry(e) for e in config.get("allow") or []) if a}
         self.dns_names: dict[str, list[str]] = {str(k).lower().rstrip("."): [str(ip) for ip in v]
                                                 for k, v in (config.get("dns_names") or {}).items()}
-        self.keys = keys
+        self.keys = keys  # the gateway's own (given at start), for sessions without a key of their own
+        self.session_keys: dict[str, dict[str, str]] = {}  # in memory only
         self.clients_file = Path(config["clients_file"])
         self.out_dir = Path(config["out_dir"])
+        self.routes_dir = Path(config.get("routes_dir") or self.clients_file.with_name("routes"))
         self.ca_file = config.get("ca_file")
         self._clients: tuple[float, dict[str, str]] = (-1.0, {})
+        self._session_routes: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
         self.session: ClientSession | None = None
 
-    def client_session(self, ip: str) -> str:
+    def client_session(self, ip: str) -> str | None:
         """The session a source address belongs to (the host writes clients.json as it attaches sessions)."""
         try:
             mtime = self.clients_file.stat().st_mtime
@@ -149,7 +177,28 @@ class Gateway:
                 self._clients = (mtime, json.loads(self.clients_file.read_text()))
         except (OSError, ValueError):
             pass
-        return str(self._clients[1].get(ip) or "unknown")
+        found = self._clients[1].get(ip)
+        return str(found) if found else None
+
+    def routes_of(self, session: str) -> dict[str, dict[str, Any]]:
+        """The session's routes (routes/<id>.json, re-read when it changes), else the gateway's own."""
+        path = self.routes_dir / f"{session}.json"
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return self.routes
+        cached = self._session_routes.get(session)
+        if cached is None or cached[0] != mtime:
+            try:
+                routes = json.loads(path.read_text()).get("routes")
+            except (OSError, ValueError, AttributeError):
+                routes = None
+            cached = (mtime, routes if isinstance(routes, dict) else self.routes)
+            self._session_routes[session] = cached
+        return cached[1]
+
+    def key_for(self, session: str, name: str) -> str:
+        return self.session_keys.get(session, {}).get(name) or self.keys.get(name, "")
 
     def record(self, session: str, kind: str, **fields: Any) -> None:
         """One line in out/<session>.jsonl: `usage` (metered tokens) or `blocked` (a refused request)."""
@@ -168,12 +217,53 @@ class Gateway:
         if self.session is not None:
             await self.session.close()
 
+    # --- the control listener (the gateway's loopback only) ---------------------------------------------------
+
+    async def control(self, request: web.Request) -> web.Response:
+        """`POST /sessions/<id>` {"routes": {...}, "keys": {...}}: the session's routes (kept in routes/<id>.json)
+        and keys (kept in memory); `DELETE /sessions/<id>`: forget both once the session has ended."""
+        session = request.match_info.get("session", "")
+        if not SESSION_ID.match(session):
+            return web.json_response({"error": "not a session id"}, status=400)
+        path = self.routes_dir / f"{session}.json"
+        if request.method == "DELETE":
+            self.session_keys.pop(session, None)
+            self._session_routes.pop(session, None)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            return web.json_response({"ok": True})
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "the body is not JSON"}, status=400)
+        routes, keys = body.get("routes"), body.get("keys") or {}
+        if not isinstance(routes, dict) or not isinstance(keys, dict) or \
+                not all(isinstance(v, str) for v in keys.values()):
+            return web.json_response({"error": "routes must be a table and keys strings"}, status=400)
+        self.routes_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps({"routes": routes}))
+        os.replace(partial, path)
+        self._session_routes.pop(session, None)
+        self.session_keys[session] = {k: v for k, v in keys.items() if v}
+        return web.json_response({"ok": True, "routes": sorted(routes)})
+
+    # --- the sessions' side -----------------------------------------------------------------------------------
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == HEALTH_PATH:
             return web.json_response({"ok": True, "routes": sorted(self.routes)})
         session = self.client_session(request.remote or "")
+        if session is None:
+            # Only a session's container is on these networks; its address is written just after it starts.
+            self.record("unknown", "blocked", via="gateway", destination=f"{request.host}{request.path[:200]}",
+                        reason=f"no session has the address {request.remote}")
+            return web.json_response({"error": "this address belongs to no session (yet)"}, status=503,
+                                     headers={"Retry-After": "1"})
         prefix = request.path.split("/", 2)[1] if request.path.count("/") >= 1 else ""
-        route = self.routes.get(prefix)
+        route = self.routes_of(session).get(prefix)
         if route is None:
             self.record(session, "blocked", via="gateway", destination=f"{request.host}{request.path[:200]}",
                         reason="no such model API route")
@@ -181,7 +271,7 @@ class Gateway:
         if request.headers.get("upgrade", "").lower() == "websocket":
             # An HTTP-only gateway: the CLIs fall back to HTTP streaming.
             return web.json_response({"error": "websockets are not supported; use HTTP streaming"}, status=426)
-        key = self.keys.get(route["key_name"], "")
+        key = self.key_for(session, route["key_name"])
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS | AUTH_HEADERS}
         if route.get("auth") == "bearer":
             headers["Authorization"] = f"Bearer {key}"
@@ -196,28 +286,29 @@ class Gateway:
             upstream = await self.session.request(request.method, url, headers=headers, data=body)
         except Exception as err:  # noqa: BLE001 - any failure to reach the API becomes a 502 the CLI retries
             return web.json_response({"error": f"the model API did not answer ({type(err).__name__})"}, status=502)
-        async with upstream:
-            response = web.StreamResponse(status=upstream.status, headers={
-                k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS})
-            await response.prepare(request)
-            streaming = "text/event-stream" in upstream.headers.get("content-type", "")
-            whole = bytearray()
-            async for chunk in upstream.content.iter_any():
-                if streaming:
-                    meter.feed(chunk)
-                elif len(whole) < 8 << 20:
-                    whole += chunk
-                await response.write(chunk)
-            await response.write_eof()
-        if streaming:
-            meter.finish()
-        else:
-            meter.whole_body(bytes(whole))
-        if meter.seen:
-            self.record(session, "usage", route=prefix, model=meter.model, status=upstream.status,
-                        input_tokens=meter.input_tokens, output_tokens=meter.output_tokens,
-                        cache_read_input_tokens=meter.cache_read_tokens,
-                        cache_creation_input_tokens=meter.cache_creation_tokens)
+        streaming = "text/event-stream" in upstream.headers.get("content-type", "")
+        whole = bytearray()
+        try:
+            async with upstream:
+                response = web.StreamResponse(status=upstream.status, headers={
+                    k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS})
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    if streaming:
+                        meter.feed(chunk)
+                    elif len(whole) < 8 << 20:
+                        whole += chunk
+                    await response.write(chunk)
+                await response.write_eof()
+        finally:
+            # Metered even when the stream broke (the API cut it, or the CLI went away): what the API sent counts.
+            if streaming:
+                meter.finish()
+            else:
+                meter.whole_body(bytes(whole))
+            if meter.seen:
+                self.record(session, "usage", route=prefix, api="anthropic" if meter.anthropic else "openai",
+                            model=meter.model, status=upstream.status, **meter.totals())
         return response
 
 
@@ -284,8 +375,8 @@ class Resolver(asyncio.DatagramProtocol):
             if len(self._recent) > 4096:
                 self._recent.clear()
             self._recent[(addr[0], name)] = now
-            self.gateway.record(self.gateway.client_session(addr[0]), "blocked", via="dns", destination=name[:253],
-                                reason="the session's resolver answers no outside name")
+            self.gateway.record(self.gateway.client_session(addr[0]) or "unknown", "blocked", via="dns",
+                                destination=name[:253], reason="the session's resolver answers no outside name")
         self.transport.sendto(dns_refusal(ident, raw), addr)
 
 
@@ -310,7 +401,7 @@ class ConnectProxy:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("", 0)
-        session = self.gateway.client_session(peer[0])
+        session = self.gateway.client_session(peer[0]) or "unknown"
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.TIMEOUT_S)
             method, target, _version = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
@@ -369,25 +460,41 @@ def make_app(config: dict[str, Any], keys: dict[str, str]) -> web.Application:
     return app
 
 
+def make_control_app(gateway: Gateway) -> web.Application:
+    """The control listener's application (served on 127.0.0.1 only)."""
+    app = web.Application(client_max_size=1 << 20)
+    app.router.add_route("POST", "/sessions/{session}", gateway.control)
+    app.router.add_route("DELETE", "/sessions/{session}", gateway.control)
+    return app
+
+
 async def serve(config: dict[str, Any], keys: dict[str, str], port: int, dns_port: int | None,
-                proxy_port: int | None = None) -> None:
+                proxy_port: int | None = None, control_port: int | None = CONTROL_PORT) -> None:
     app = make_app(config, keys)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", port).start()
+    runners = [runner]
+    if control_port:
+        control = web.AppRunner(make_control_app(app["gateway"]))
+        await control.setup()
+        await web.TCPSite(control, "127.0.0.1", control_port).start()
+        runners.append(control)
     if dns_port:
         loop = asyncio.get_running_loop()
         await loop.create_datagram_endpoint(lambda: Resolver(app["gateway"]), local_addr=("0.0.0.0", dns_port))
     if proxy_port:
         await asyncio.start_server(ConnectProxy(app["gateway"]).handle, "0.0.0.0", proxy_port)
     print(f"model gateway: {len(config.get('routes') or {})} route(s), {len(keys)} key(s), port {port}"
+          + (f", control on 127.0.0.1:{control_port}" if control_port else "")
           + (f", DNS on {dns_port}/udp" if dns_port else "")
           + (f", CONNECT proxy on {proxy_port} for {len(app['gateway'].allow)} destination(s)" if proxy_port else ""),
           flush=True)
     try:
         await asyncio.Event().wait()
     finally:
-        await runner.cleanup()
+        for each in reversed(runners):
+            await each.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,12 +503,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--dns-port", type=int, default=53)
     p.add_argument("--proxy-port", type=int, default=3128)
+    p.add_argument("--control-port", type=int, default=CONTROL_PORT, help="on 127.0.0.1; 0 for none")
     args = p.parse_args(argv)
     config = json.loads(args.config.read_text())
     line = sys.stdin.readline()
     keys = json.loads(line) if line.strip() else {}
     try:
-        asyncio.run(serve(config, keys, args.port, args.dns_port or None, args.proxy_port or None))
+        asyncio.run(serve(config, keys, args.port, args.dns_port or None, args.proxy_port or None,
+                          args.control_port or None))
     except KeyboardInterrupt:
         pass
     return 0

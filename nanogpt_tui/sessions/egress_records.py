@@ -10,9 +10,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from nanogpt_tui.contract import layout
 from nanogpt_tui.textsafe import neutralize
 
-EGRESS_DIR = ".egress"  # in the sessions folder, per Docker host: the model gateway's config and records
+EGRESS_DIR = layout.EGRESS_DIR  # in the sessions folder, per Docker host: the model gateway's config and records
 RECENT_KEPT = 50
 
 
@@ -23,7 +24,7 @@ def _clean(value: object, limit: int) -> str:
 
 
 def records_path(sessions_root: str | os.PathLike[str], session_id: str, host: str | None) -> Path:
-    return Path(sessions_root) / EGRESS_DIR / (host or "unplaced") / "out" / f"{session_id}.jsonl"
+    return layout.gateway_records(Path(sessions_root), host or "", session_id)
 
 
 @dataclass(frozen=True)

@@ -711,12 +711,13 @@ class SessionManager:
         """What the session has spent so far (`telemetry.cost.SessionCost`): its agent's tokens from the one token
         meter, its judge's from its verdicts, at the config's prices."""
         from nanogpt_tui.telemetry.cost import judge_tokens, session_cost, token_meter
-        from nanogpt_tui.validator.verdict import load_verdicts
+        from nanogpt_tui.validator.protocol import trusted_verdicts
 
         meter = self._meters.get(session.id)
         if meter is None:
             meter = self._meters[session.id] = token_meter(self.session_dir(session.id))
-        verdicts, _ = load_verdicts(self.session_dir(session.id) / L.WORKSPACE / "verdicts")
+        # The judge's tokens from the validator's sealed verdicts only (workspace/verdicts/ is the agent's to write).
+        verdicts = trusted_verdicts(self.session_dir(session.id)).verdicts
         return session_cost(meter.read(), judge_tokens(verdicts), self.config.prices, session.agent_model)
 
     def follow_logs(self, session: Session) -> None:

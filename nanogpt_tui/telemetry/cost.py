@@ -2,13 +2,16 @@
 the judge's (from its verdicts), priced with the config's price table. The agent CLI's own cost figure
 (`total_cost_usd`) is carried beside ours for comparison and never used in its place: the agent can write it.
 
-Today the meter reads the session's events file (what the agent CLI reports). A gateway that meters tokens
-where the agent cannot write replaces `EventsTokenMeter` here, and every consumer follows.
+A sandboxed session's tokens are the model gateway's meter (`sessions/.egress/<host>/out/<id>.jsonl`, written by
+the gateway from the API's own usage fields, where the agent cannot write), priced per model the API named. Only a
+session that ran without the gateway (`--sandbox off`, the local backend) falls back to what its agent's events
+say, and says so (`AgentTokens.source == "events"`): nothing the agent writes changes a metered figure.
 """
 
 from __future__ import annotations
 
 import os
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,21 @@ from nanogpt_tui.pricing import Price, price_for, tokens_cost_usd
 
 # Usage events kept per session (text dropped); a session that spends millions of turns keeps only the last.
 USAGE_EVENTS_KEPT = 200_000
+
+
+@dataclass(frozen=True)
+class ModelTokens:
+    """Tokens spent on one model (input counts every input token; the cached part is priced at the cache rate)."""
+
+    model: str | None
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+
+
+GATEWAY = "gateway"  # AgentTokens.source: metered by the model gateway
+EVENTS = "events"  # AgentTokens.source: what the agent's own stream reported (a session without the gateway)
 
 
 @dataclass(frozen=True)
@@ -29,11 +47,17 @@ class AgentTokens:
     model: str | None = None
     cli_cost_usd: float | None = None
     cli_cost_complete: bool = True
-    source: str = "events"  # where the counts come from: "events" (the agent's stream) or a gateway's meter
+    source: str = EVENTS  # where the counts come from: EVENTS (the agent's stream) or GATEWAY (its meter)
+    by_model: tuple[ModelTokens, ...] = ()  # metered: per model the API named, each priced at its own rates
+    requests: int = 0  # metered: model requests that reported usage
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def metered(self) -> bool:
+        return self.source == GATEWAY
 
 
 class EventsTokenMeter:
@@ -68,12 +92,100 @@ class EventsTokenMeter:
         return self.tokens
 
 
-def token_meter(session_dir: str | os.PathLike[str]) -> EventsTokenMeter:
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 53 else None
+
+
+class GatewayUsage:
+    """A session's `usage` lines from the model gateway's records, read on from where the last read stopped
+    (whole lines only: one being written is read next time)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.offset = 0
+        self.by_model: dict[str | None, ModelTokens] = {}
+
+    def read(self) -> tuple[ModelTokens, ...]:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            data = b""
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        for line in data[:end].splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or record.get("type") != "usage":
+                continue
+            counts = [_count(record.get(k, 0)) for k in ("input_tokens", "cached_input_tokens", "output_tokens")]
+            if any(c is None for c in counts):
+                continue
+            model = record.get("model") if isinstance(record.get("model"), str) and record.get("model") else None
+            was = self.by_model.get(model) or ModelTokens(model)
+            self.by_model[model] = ModelTokens(model, was.input_tokens + counts[0],
+                                               was.cached_input_tokens + min(counts[1], counts[0]),
+                                               was.output_tokens + counts[2], was.requests + 1)
+        return tuple(self.by_model.values())
+
+
+class SessionTokenMeter:
+    """A session's agent tokens: the gateway's meter once the session has one (it is created when the session is
+    attached to the gateway), else its events file. The events are read either way for the CLI's own cost claim
+    and model, which are shown beside the metered figures, never in their place."""
+
+    def __init__(self, session_dir: str | os.PathLike[str]) -> None:
+        from nanogpt_tui.contract import layout
+
+        self.session_dir = Path(session_dir)
+        self.events = EventsTokenMeter(self.session_dir / layout.EVENTS_FILE)
+        self.gateway: GatewayUsage | None = None
+        self._unmetered = False  # the session runs without the gateway: its events are all there is
+        self.tokens = AgentTokens()
+
+    def _find_gateway(self) -> None:
+        from nanogpt_tui.contract import layout
+
+        try:
+            session = json.loads((self.session_dir / layout.SESSION_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if not isinstance(session, dict):
+            return
+        if session.get("sandbox") == "off":
+            self._unmetered = True
+            return
+        host = session.get("host")
+        if not isinstance(host, str) or not host:
+            return  # not placed yet
+        path = layout.gateway_records(self.session_dir.parent, host, self.session_dir.name)
+        if path.exists():
+            self.gateway = GatewayUsage(path)
+
+    def read(self) -> AgentTokens:
+        if self.gateway is None and not self._unmetered:
+            self._find_gateway()
+        reported = self.events.read()
+        if self.gateway is None:
+            self.tokens = reported
+            return self.tokens
+        by_model = self.gateway.read()
+        top = max(by_model, key=lambda m: (m.input_tokens + m.output_tokens, m.requests), default=None)
+        self.tokens = AgentTokens(sum(m.input_tokens for m in by_model), sum(m.cached_input_tokens for m in by_model),
+                                  sum(m.output_tokens for m in by_model),
+                                  (top.model if top is not None else None) or reported.model,
+                                  reported.cli_cost_usd, reported.cli_cost_complete, GATEWAY, by_model,
+                                  sum(m.requests for m in by_model))
+        return self.tokens
+
+
+def token_meter(session_dir: str | os.PathLike[str]) -> SessionTokenMeter:
     """The meter of a session's agent tokens: the one place every consumer (control room, CLI, reports) gets
     them from."""
-    from nanogpt_tui.contract import layout
-
-    return EventsTokenMeter(Path(session_dir) / layout.EVENTS_FILE)
+    return SessionTokenMeter(session_dir)
 
 
 def agent_tokens(session_dir: str | os.PathLike[str]) -> AgentTokens:
@@ -114,6 +226,7 @@ class SessionCost:
     cli_complete: bool = True
     agent_model: str | None = None
     unpriced: tuple[str, ...] = ()
+    metered: bool = False  # the agent's tokens are the model gateway's meter (else what the agent reported)
 
     @property
     def total_usd(self) -> float | None:
@@ -141,7 +254,7 @@ class SessionCost:
     def to_dict(self) -> dict:
         return {"total": _round(self.total_usd), "agent": _round(self.agent_usd), "judge": _round(self.judge_usd),
                 "agent_cli_reported": _round(self.cli_usd), "agent_model": self.agent_model,
-                "unpriced_models": list(self.unpriced)}
+                "unpriced_models": list(self.unpriced), "agent_tokens_metered": self.metered}
 
 
 def _round(x: float | None) -> float | None:
@@ -155,12 +268,18 @@ def session_cost(tokens: AgentTokens, judges: Iterable[JudgeTokens], prices: Map
     unpriced: list[str] = []
     model = tokens.model or default_model or None
     agent_usd: float | None = 0.0 if not tokens.total_tokens else None
-    if tokens.total_tokens:
-        price = price_for(dict(prices), model)
+    parts = [m for m in tokens.by_model if m.input_tokens or m.output_tokens] or \
+        ([ModelTokens(model, tokens.input_tokens, tokens.cached_input_tokens, tokens.output_tokens)]
+         if tokens.total_tokens else [])
+    for part in parts:  # metered: each model the API named at its own rates; else the one model of the stream
+        name = part.model or (default_model if tokens.metered else model) or None
+        price = price_for(dict(prices), name)
         if price is None:
-            unpriced.append(model or "the agent's model (unknown)")
-        else:
-            agent_usd = tokens_cost_usd(price, tokens.input_tokens, tokens.cached_input_tokens, tokens.output_tokens)
+            if (name or "the agent's model (unknown)") not in unpriced:
+                unpriced.append(name or "the agent's model (unknown)")
+            continue
+        agent_usd = (agent_usd or 0.0) + tokens_cost_usd(price, part.input_tokens, part.cached_input_tokens,
+                                                         part.output_tokens)
     judge_usd: float | None = None
     for j in judges:
         price = price_for(dict(prices), j.model)
@@ -169,4 +288,5 @@ def session_cost(tokens: AgentTokens, judges: Iterable[JudgeTokens], prices: Map
                 unpriced.append(j.model or "the judge's model (unknown)")
             continue
         judge_usd = (judge_usd or 0.0) + tokens_cost_usd(price, j.input_tokens, j.cached_input_tokens, j.output_tokens)
-    return SessionCost(agent_usd, judge_usd, tokens.cli_cost_usd, tokens.cli_cost_complete, model, tuple(unpriced))
+    return SessionCost(agent_usd, judge_usd, tokens.cli_cost_usd, tokens.cli_cost_complete, model, tuple(unpriced),
+                       tokens.metered)

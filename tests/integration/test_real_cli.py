@@ -7,8 +7,11 @@ it into a submission, `submit` it, read the verdict and look at the next idea, t
 the CLI exits, start a long command that the test stops: the Claude session by its deadline in the middle of that
 tool call, the Codex session by an extension and then a kill mid-turn. Before chosen steps the server plays faults
 (429 with retry-after, 500, a stream cut mid-message, a hang past the client's time-out), which the CLIs must
-survive. The server listens on the Docker bridge's gateway address, where the containers reach the host; it
-checks the API key, and fails the test on any request it did not expect.
+survive. The sessions are sandboxed: each container is alone on its internal network with the model gateway, holds
+a placeholder for the key, and reaches its own server only through the gateway, which puts the real key in (the
+server checks it) and meters every answer. The servers listen on the host's side of the gateway's egress bridge
+(made for this test's sessions folder), and fail the test on any request they did not expect. A session's tokens
+and dollars are the gateway's meter, equal to what its server sent, whatever the agent writes into its events.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from nanogpt_tui.agents.events import EventStream, summarize_usage
+from nanogpt_tui.agents.events import EventStream, event_line, summarize_usage
 from nanogpt_tui.agents.pins import pins
 from nanogpt_tui.config import load_config
+from nanogpt_tui.telemetry.cost import session_cost, token_meter
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.contract.deadline import write_deadline
 from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
@@ -42,9 +46,10 @@ pytestmark = [pytest.mark.docker, pytest.mark.real_cli, pytest.mark.timeout(1500
 RUN_ID = uuid.uuid4().hex[:8]
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "streams"
 CLAUDE_RECORD = os.environ.get("NANOGPT_TUI_REAL_CLI_RECORD", "fast")
-# The CLIs talk straight to this test's servers (one per session, each with its own script): the sandbox's model
-# gateway, one per host with one upstream per API, is tested with the real CLIs by tests/integration (sandbox).
-SANDBOX = "off"
+# Sandboxed: each session's CLI reaches its own server (its own script, its own key) through the host's one model
+# gateway, which routes per session.
+SANDBOX = "on"
+PLACEHOLDER = "sk-placeholder-the-model-gateway-holds-the-key"
 ANTHROPIC_KEY = "sk-ant-" "api03-REALCLI-never-in-a-file-0123456789abcdef"
 OPENAI_KEY = "sk-proj-" "REALCLI-never-in-a-file-abcdefghijklmnop"
 # Short client time-outs so that a hang costs seconds (Claude Code: API_TIMEOUT_MS; Codex: the provider's
@@ -54,17 +59,6 @@ FAST_ENV = (("API_TIMEOUT_MS", "8000"), ("BENCHMARK_CODEX_STREAM_IDLE_TIMEOUT_MS
 FAULTS = {"edit": [Fault("status", 429, retry_after_s=1), Fault("status", 500)],
           "submit": [Fault("cut")],
           "verdict": [Fault("hang", seconds=20)]}
-
-
-def bridge_gateway(client: docker.DockerClient) -> str:
-    """The host's address on Docker's default bridge (where session containers reach this machine)."""
-    net = client.networks.get("bridge").attrs
-    for cfg in net.get("IPAM", {}).get("Config") or []:
-        if cfg.get("Gateway"):
-            return cfg["Gateway"]
-    name = (net.get("Options") or {}).get("com.docker.network.bridge.name", "docker0")
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", name], capture_output=True, text=True, check=True)
-    return out.stdout.split()[3].split("/")[0]
 
 
 def wait_for(predicate, timeout_s: float, what: str, step: float = 1.0):
@@ -80,9 +74,9 @@ def wait_for(predicate, timeout_s: float, what: str, step: float = 1.0):
 class Run:
     """One session of a real agent with its own model server and trajectory."""
 
-    def __init__(self, agent: str, api: str, trajectory: Trajectory, gateway: str, key: str) -> None:
+    def __init__(self, agent: str, api: str, trajectory: Trajectory, host: str, key: str) -> None:
         self.agent, self.api, self.trajectory = agent, api, trajectory
-        self.server = ModelServer(trajectory, host=gateway, api_key=key).start()
+        self.server = ModelServer(trajectory, host=host, api_key=key).start()
         self.session_id = ""
         self.started = 0.0
 
@@ -108,30 +102,41 @@ def runs(tmp_path_factory):
     client.volumes.create(volume, labels={"nanogpt-tui.test": RUN_ID})
     client.containers.run(image, ["python3", "-m", "nanogpt_tui", "data", "synth", "--out", "/data/fineweb10B"],
                           volumes={volume: {"bind": "/data", "mode": "rw"}}, remove=True)
-    gateway = bridge_gateway(client)
+    root = tmp_path_factory.mktemp("realcli")
+    path = root / "nanogpt-tui.toml"
+    header = (f'schema_version = 1\n[paths]\nbaselines_dir = "human_baselines"\nsessions_dir = "sessions"\n'
+              f'[docker]\nimage = "{image}"\ndata_volume = "{volume}"\n[judge]\nprovider = "none"\n'
+              f'[[hosts]]\nname = "local"\nurl = "{_daemon_url()}"\n')
+    path.write_text(header)
+    # The gateway's egress bridge, made for this sessions folder (its prefix) before the sessions start, so the
+    # servers can listen on the host's side of it: a bridge of this test's own.
+    from nanogpt_tui.backends.egress import Egress
+
+    probe = SessionManager(load_config(path))
+    egress = Egress(backend, image=image, state_dir=root / "sessions" / ".egress" / "local",
+                    prefix=probe.egress_prefix)
+    probe.close()
+    bridge = egress._network(egress.egress_network, internal=False)
+    host_ip = bridge.attrs["IPAM"]["Config"][0]["Gateway"]
     # The sessions work on the fast stand-in record (the smoke record's shape, simulated training): a submit's three
     # retimings take seconds. NANOGPT_TUI_REAL_CLI_RECORD=smoke puts the Claude Code session on the smoke record
     # (real torch training: three 150-step runs, minutes on a loaded 2-core machine).
     smoke = CLAUDE_RECORD == "smoke"
     all_runs = {
-        "claude": Run("claude", ANTHROPIC, Trajectory(faults=FAULTS, new_iterations=150 if smoke else 1700), gateway,
+        "claude": Run("claude", ANTHROPIC, Trajectory(faults=FAULTS, new_iterations=150 if smoke else 1700), host_ip,
                       ANTHROPIC_KEY),
-        "codex": Run("codex", OPENAI, Trajectory(faults=FAULTS, new_iterations=1700), gateway, OPENAI_KEY),
-        "claude-autoresearch": Run("claude-autoresearch", ANTHROPIC, Trajectory(new_iterations=1700), gateway,
+        "codex": Run("codex", OPENAI, Trajectory(faults=FAULTS, new_iterations=1700), host_ip, OPENAI_KEY),
+        "claude-autoresearch": Run("claude-autoresearch", ANTHROPIC, Trajectory(new_iterations=1700), host_ip,
                                    ANTHROPIC_KEY),
     }
     anchors = {"claude": CLAUDE_RECORD, "codex": "fast", "claude-autoresearch": "fast"}
     # A Claude Code whose every request is refused (a wrong key): it exits within seconds, again and again.
-    refused = Run("claude", ANTHROPIC, Trajectory(), gateway, "sk-ant-" "the-key-this-server-expects")
-    root = tmp_path_factory.mktemp("realcli")
+    refused = Run("claude", ANTHROPIC, Trajectory(), host_ip, "sk-ant-" "the-key-this-server-expects")
     smoke_baselines(root / "human_baselines")
     shutil.copytree(FAST_RECORD, root / "human_baselines" / "fast")
     agents = "".join(f'[agents.{r.agent}]\nmodel = "{"gpt-5.5" if r.api == OPENAI else "claude-opus-4-6"}"\n'
                      f'effort = "high"\nbase_url = "{r.base_url}"\n' for r in all_runs.values())
-    path = root / "nanogpt-tui.toml"
-    path.write_text(f'schema_version = 1\n[paths]\nbaselines_dir = "human_baselines"\nsessions_dir = "sessions"\n'
-                    f'[docker]\nimage = "{image}"\ndata_volume = "{volume}"\n[judge]\nprovider = "none"\n'
-                    f'[[hosts]]\nname = "local"\nurl = "{_daemon_url()}"\n{agents}')
+    path.write_text(header + agents)
     mp = pytest.MonkeyPatch()
     mp.setenv("NANOGPT_TUI_CONFIG", str(path))
     mp.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
@@ -168,6 +173,7 @@ def runs(tmp_path_factory):
         run.server.stop()
     manager.close()
     mp.undo()
+    egress.remove_all()
     client.volumes.get(volume).remove(force=True)
     backend.close()
 
@@ -186,7 +192,8 @@ def capture_stream(run: Run, path: Path) -> None:
     cli = "codex" if run.api == OPENAI else "claude"
     kind = {"claude": "stream-json", "codex": "exec-json", "claude-autoresearch": "partial-messages"}[run.agent]
     dest = FIXTURES / f"{cli}-{pins()[cli].version}-{kind}.jsonl"
-    dest.write_bytes(path.read_bytes())
+    dest.write_text("".join(line for line in path.read_text().splitlines(keepends=True)
+                            if line.strip() != FAKE_USAGE))
     # What the server sent, for the parser tests to check the usage totals against (tests/unit/test_real_streams.py).
     dest.with_suffix(".server.json").write_text(json.dumps({
         "api": run.api,
@@ -237,9 +244,9 @@ def assert_tools_paired(evs) -> None:
 
 def assert_no_key_anywhere(manager: SessionManager, run: Run, key: str) -> None:
     d = manager.session_dir(run.session_id)
-    for path in d.rglob("*"):
+    for path in [*d.rglob("*"), *(manager.root / ".egress").rglob("*")]:  # the gateway's routes and records too
         if path.is_file() and not path.is_symlink():
-            assert key.encode() not in path.read_bytes(), f"the API key is in {path.relative_to(d)}"
+            assert key.encode() not in path.read_bytes(), f"the API key is in {path}"
     shown = subprocess.run([sys.executable, "-m", "nanogpt_tui", "agents", "events", str(d / L.CONTAINER_LOG),
                             "--all", "--usage"], capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0 and key not in shown.stdout + shown.stderr
@@ -257,12 +264,60 @@ def expected_usage(run: Run, exclude_last: int = 0) -> dict[str, int]:
             "output_tokens": sum(u.output_tokens for u in sent)}
 
 
+FAKE_USAGE = event_line("usage", input_tokens=10**9, cached_input_tokens=0, output_tokens=10**9, cost_usd=0.0)
+
+
+def write_fake_usage_from_inside(manager: SessionManager, run: Run) -> None:
+    """What the agent can do: append made-up usage to its own event stream, from inside its container."""
+    container = docker.DockerClient(base_url=_daemon_url()).containers.get(manager.get(run.session_id).handle)
+    code, out = container.exec_run(["python3", "-c", "import sys; open('/workspace/logs/events.jsonl', 'a')"
+                                    ".write(sys.argv[1] + '\\n')", FAKE_USAGE])
+    assert code == 0, out
+
+
+def cli_events(evs):
+    """The events as the CLI and our runner wrote them (the line the test wrote as the agent left out)."""
+    return [e for e in evs if not (e.type == "usage" and (e.usage or {}).get("input_tokens") == 10**9)]
+
+
+def assert_the_key_is_the_gateways_only(manager: SessionManager, run: Run, key: str) -> None:
+    """While the session runs: its container holds a placeholder (config and every process's environment), sits
+    alone on its internal network with the gateway, and neither container's stored config holds the key."""
+    client = docker.DockerClient(base_url=_daemon_url())
+    session = manager.get(run.session_id)
+    attrs = client.api.inspect_container(session.handle)
+    env = attrs["Config"]["Env"]
+    variable = "OPENAI_API_KEY" if run.api == OPENAI else "ANTHROPIC_API_KEY"
+    assert f"{variable}={PLACEHOLDER}" in env and key not in json.dumps(attrs)
+    assert list(attrs["NetworkSettings"]["Networks"]) == [f"{manager.egress_prefix}-net-{session.id}".lower()]
+    assert key not in json.dumps(client.api.inspect_container(f"{manager.egress_prefix}-gateway"))
+    code, out = client.containers.get(session.handle).exec_run(["sh", "-c", "cat /proc/[0-9]*/environ"])
+    assert PLACEHOLDER.encode() in out and key.encode() not in out
+
+
+def assert_metered_as_sent(manager: SessionManager, run: Run) -> None:
+    """The session's tokens and dollars are the gateway's meter: what the server sent, every answer counted
+    (retried faults, side requests and the invocation that was stopped included), whatever the agent wrote."""
+    d = manager.session_dir(run.session_id)
+    tokens = token_meter(d).read()
+    assert tokens.metered and tokens.requests == len(run.server.sent_usage)
+    want = expected_usage(run)
+    assert (tokens.input_tokens, tokens.cached_input_tokens, tokens.output_tokens) == \
+        (want["input_tokens"], want["cached_input_tokens"], want["output_tokens"])
+    session = manager.get(run.session_id)
+    assert manager.cost(session).agent_usd == session_cost(tokens, [], manager.config.prices,
+                                                           session.agent_model).agent_usd
+    print(f"{run.agent}: metered {tokens.requests} requests, {tokens.input_tokens} in / {tokens.output_tokens} out "
+          f"({tokens.cached_input_tokens} cached): as sent")
+
+
 def test_claude_code_validates_resumes_survives_faults_and_stops_at_the_deadline(runs):
     manager, all_runs = runs
     run = all_runs["claude"]
     wait_for_long_command(manager, run)
     session = manager.get(run.session_id)
     assert session.sandbox == SANDBOX
+    assert_the_key_is_the_gateways_only(manager, run, ANTHROPIC_KEY)
     # The deadline passes while Claude's Bash tool runs the long command.
     write_deadline(manager.session_dir(session.id) / L.CONTROL, dt.datetime.now(dt.timezone.utc),
                    gpus=1, budget_gpu_hours=session.total_gpu_hours, grace_s=5)
@@ -290,6 +345,7 @@ def test_claude_code_validates_resumes_survives_faults_and_stops_at_the_deadline
     assert totals.input_tokens == want["input_tokens"]
     assert totals.cached_input_tokens == want["cached_input_tokens"]
     assert totals.output_tokens == want["output_tokens"] - sum(u.output_tokens for u in stopped) + len(stopped)
+    assert_metered_as_sent(manager, run)  # the stopped invocation's output too, which the CLI never reported
     assert_no_key_anywhere(manager, run, ANTHROPIC_KEY)
 
 
@@ -297,6 +353,7 @@ def test_codex_validates_resumes_survives_faults_and_is_extended_then_killed_mid
     manager, all_runs = runs
     run = all_runs["codex"]
     wait_for_long_command(manager, run)
+    assert_the_key_is_the_gateways_only(manager, run, OPENAI_KEY)
     before = manager.get(run.session_id)
     extended = manager.extend(run.session_id, gpu_hours=0.25)
     assert extended.total_gpu_hours == pytest.approx(before.total_gpu_hours + 0.25)
@@ -325,6 +382,7 @@ def test_codex_validates_resumes_survives_faults_and_is_extended_then_killed_mid
     want = expected_usage(run, exclude_last=len(run.trajectory.long_phase_replies))
     assert (totals.input_tokens, totals.cached_input_tokens, totals.output_tokens) == \
         (want["input_tokens"], want["cached_input_tokens"], want["output_tokens"])
+    assert_metered_as_sent(manager, run)  # the killed turn's tokens too, which Codex never reported
     assert_no_key_anywhere(manager, run, OPENAI_KEY)
 
 
@@ -332,10 +390,21 @@ def test_claude_autoresearch_validates_on_its_own_branch_and_is_killed(runs):
     manager, all_runs = runs
     run = all_runs["claude-autoresearch"]
     wait_for_long_command(manager, run)
+    assert_the_key_is_the_gateways_only(manager, run, ANTHROPIC_KEY)
+    d = manager.session_dir(run.session_id)
+    metered = token_meter(d).read()
+    write_fake_usage_from_inside(manager, run)
     assert manager.kill(run.session_id).status == "killed"
+    # What the agent wrote is in its events, and changes nothing metered: not the tokens, not the dollars.
+    reported = summarize_usage(EventStream(d / L.EVENTS_FILE).read_all())
+    assert reported.input_tokens >= 10**9 and reported.output_tokens >= 10**9
+    again = token_meter(d).read()
+    assert (again.input_tokens, again.cached_input_tokens, again.output_tokens, again.requests) == \
+        (metered.input_tokens, metered.cached_input_tokens, metered.output_tokens, metered.requests)
+    assert_metered_as_sent(manager, run)
     assert not run.server.unexpected, run.server.unexpected
     assert_validated_through_the_cli(manager, run)
-    evs = events_of(manager, run)
+    evs = cli_events(events_of(manager, run))
     assert_resumed(run, evs)
     assert_tools_paired(evs)
     # With partial messages the stream carries the token deltas too; they are shown, never counted twice.
@@ -366,6 +435,8 @@ def test_a_cli_that_keeps_failing_fails_the_session_with_its_own_words(runs):
     assert "claude exited within 30s 4 times in a row" in final.status_reason
     assert len(run.server.requests) >= 4 and not run.server.turns  # every request refused before the script
     assert "401" in final.status_reason or "api key" in final.status_reason.lower()
+    # The gateway sent the session's own (wrong) key to the session's own server, and metered nothing.
+    assert token_meter(manager.session_dir(run.session_id)).read().requests == 0
 
 
 def test_the_pinned_versions_ran(runs):

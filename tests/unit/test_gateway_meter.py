@@ -70,3 +70,15 @@ def test_dns_questions_are_answered_nxdomain():
     assert struct.unpack_from("!H", answer)[0] == 0xBEEF and flags & 0x8000 and flags & 0xF == 3
     assert dns_question(answer) is None  # an answer is not a question
     assert dns_question(b"\x00\x01") is None
+
+
+def test_totals_are_in_the_events_convention():
+    """Input counts every input token: Anthropic's cache reads and writes are added, OpenAI's already are in."""
+    meter = UsageMeter()
+    feed_in_pieces(meter, sse(ANTHROPIC_SSE), 64)
+    assert meter.totals() == {"input_tokens": 1540, "cached_input_tokens": 300, "output_tokens": 57,
+                              "cache_creation_input_tokens": 40}
+    meter = UsageMeter()
+    feed_in_pieces(meter, sse(OPENAI_SSE, names=False), 64)
+    assert meter.totals() == {"input_tokens": 800, "cached_input_tokens": 128, "output_tokens": 33,
+                              "cache_creation_input_tokens": 0}

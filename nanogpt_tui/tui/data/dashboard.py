@@ -19,7 +19,7 @@ from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.egress_records import EgressRecords, records_path
 from nanogpt_tui.sessions.model import Session, load_session
 from nanogpt_tui.telemetry.activity import SessionActivity
-from nanogpt_tui.telemetry.cost import EventsTokenMeter, judge_tokens, session_cost, token_meter
+from nanogpt_tui.telemetry.cost import SessionTokenMeter, judge_tokens, session_cost, token_meter
 from nanogpt_tui.telemetry.gpu import GpuFigures, GpuHistory
 from nanogpt_tui.tui.data.views import ChangeShares, SessionView, UsageSummary, VerdictRow
 
@@ -69,7 +69,7 @@ class Dashboard:
         self.changes_refresh_s = changes_refresh_s
         self.prices = dict(DEFAULT_PRICES if prices is None else prices)
         self.agent_models = dict(agent_models or {})  # agent -> the model the config hands its CLI
-        self._usage: dict[str, EventsTokenMeter] = {}
+        self._usage: dict[str, SessionTokenMeter] = {}
         self._activity: dict[str, SessionActivity] = {}
         self._gpu: dict[str, GpuHistory] = {}
         self._egress: dict[str, EgressRecords] = {}  # the sandbox's refusals per session

@@ -90,29 +90,31 @@ class VerdictRow:
 
 @dataclass
 class UsageSummary:
-    """The agent's tokens so far (from `telemetry.cost.token_meter`), and the agent CLI's own cost claim."""
+    """The agent's tokens so far (from `telemetry.cost.token_meter`): metered by the model gateway for a sandboxed
+    session, else what the agent reported; and the agent CLI's own cost claim."""
 
     input_tokens: int = 0
     cached_input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None  # what the agent CLI reported (`total_cost_usd`): shown beside ours, never trusted
     cost_complete: bool = True
+    metered: bool = False  # counted by the model gateway from the API's answers (the agent cannot change them)
 
     @classmethod
     def of(cls, tokens: AgentTokens) -> UsageSummary:
         return cls(tokens.input_tokens, tokens.cached_input_tokens, tokens.output_tokens, tokens.cli_cost_usd,
-                   tokens.cli_cost_complete)
+                   tokens.cli_cost_complete, tokens.metered)
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
     def text(self) -> str:
-        """`3.6M in · 90k out`, or `no tokens yet`."""
+        """`3.6M in · 90k out metered`, `3.6M in · 90k out` (what the agent reported), or `no tokens yet`."""
         if not self.total_tokens:
-            return "no tokens yet"
-        return f"{format_tokens(self.input_tokens)} in · {format_tokens(self.output_tokens)} out"
-
+            return "no tokens yet" + (" (metered)" if self.metered else "")
+        return f"{format_tokens(self.input_tokens)} in · {format_tokens(self.output_tokens)} out" + \
+            (" metered" if self.metered else "")
 
 # Short names of the kinds of change (`nanogpt_tui.classify.KINDS`, not imported here: it is slow to import).
 

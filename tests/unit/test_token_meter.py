@@ -1,0 +1,126 @@
+"""The one token meter: a sandboxed session's tokens and dollars are the model gateway's records (written where the
+agent cannot write), priced per model the API named; the agent writing usage into its own events changes nothing
+metered; a session that ran without the gateway falls back to its events and says so. The control room's view,
+the report and the manager's cost all read the same meter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nanogpt_tui.agents.events import event_line
+from nanogpt_tui.contract import layout as L
+from nanogpt_tui.pricing import DEFAULT_PRICES, tokens_cost_usd
+from nanogpt_tui.reports.session import usage_section
+from nanogpt_tui.sessions.model import load_session, save_session
+from nanogpt_tui.telemetry.cost import GATEWAY, EVENTS, session_cost, token_meter
+from nanogpt_tui.tui.data.dashboard import Dashboard
+from tests.tui.sessions_data import make_session
+
+HOST = "gpu-box-1"
+
+
+def gateway_line(model: str | None, tokens_in: int, cached: int, tokens_out: int, **extra) -> str:
+    return json.dumps({"ts": "2026-12-03T10:00:00.000Z", "type": "usage", "session": "s", "route": "anthropic",
+                       "model": model, "status": 200, "input_tokens": tokens_in, "cached_input_tokens": cached,
+                       "output_tokens": tokens_out, "cache_creation_input_tokens": 0, **extra}) + "\n"
+
+
+def metered_session(tmp_path: Path, lines: list[str]) -> Path:
+    d = make_session(tmp_path, "s", agent="claude", strategy="default", host=HOST)
+    meter = L.gateway_records(tmp_path, HOST, "s")
+    meter.parent.mkdir(parents=True)
+    meter.write_text("".join(lines))
+    return d
+
+
+def fake_usage_in_events(d: Path) -> None:
+    """What an agent can do: write any usage it likes into its own event stream (the workspace is its own)."""
+    with open(d / L.WORKSPACE / "logs" / L.EVENTS_FILE, "a") as handle:
+        handle.write(json.dumps({"type": "system", "subtype": "init", "session_id": "x", "model": "claude-haiku-4-5"})
+                     + "\n")
+        handle.write(json.dumps({"type": "result", "subtype": "success", "total_cost_usd": 0.01, "usage": {
+            "input_tokens": 1, "output_tokens": 1}}) + "\n")
+        handle.write(event_line("usage", input_tokens=10**12, cached_input_tokens=0, output_tokens=10**12,
+                                cost_usd=0.0) + "\n")
+
+
+def test_a_sandboxed_sessions_tokens_are_the_gateways_and_the_agent_cannot_change_them(tmp_path):
+    d = metered_session(tmp_path, [gateway_line("claude-opus-4-6", 12_000, 9_000, 400),
+                                   gateway_line("claude-opus-4-6", 13_000, 12_000, 600),
+                                   gateway_line("claude-haiku-4-5", 500, 0, 20)])
+    meter = token_meter(d)
+    before = meter.read()
+    assert before.source == GATEWAY and before.requests == 3
+    assert (before.input_tokens, before.cached_input_tokens, before.output_tokens) == (25_500, 21_000, 1_020)
+    assert before.model == "claude-opus-4-6"  # the model most of the tokens went to
+    # Dollars per model at each model's rates (the haiku side request at haiku's).
+    opus, haiku = DEFAULT_PRICES["claude-opus-4-6"], DEFAULT_PRICES["claude-haiku-4-5"]
+    want = tokens_cost_usd(opus, 25_000, 21_000, 1_000) + tokens_cost_usd(haiku, 500, 0, 20)
+    cost = session_cost(before, [], DEFAULT_PRICES)
+    assert cost.agent_usd == pytest.approx(want) and not cost.unpriced
+    assert cost.to_dict()["agent_tokens_metered"] is True  # `sessions list --json` and reports say so
+
+    fake_usage_in_events(d)
+    after = meter.read()  # the same meter read on, as the control room does
+    fresh = token_meter(d).read()  # and a fresh one, as a report does
+    for tokens in (after, fresh):
+        assert (tokens.input_tokens, tokens.cached_input_tokens, tokens.output_tokens, tokens.model) == \
+            (before.input_tokens, before.cached_input_tokens, before.output_tokens, before.model)
+        assert session_cost(tokens, [], DEFAULT_PRICES).agent_usd == pytest.approx(want)
+        assert tokens.cli_cost_usd == pytest.approx(0.01)  # the CLI's claim is carried beside, never used
+
+    # The control room's card and detail, the report and the manager read the same figures.
+    view = Dashboard(tmp_path).load("s")
+    assert view.usage.metered and (view.usage.input_tokens, view.usage.output_tokens) == (25_500, 1_020)
+    assert view.usage.text() == "26k in · 1.0k out metered"
+    assert view.cost.agent_usd == pytest.approx(want)
+    section = usage_section(d)
+    assert section["metered"] and section["input_tokens"] == 25_500 and section["requests"] == 3
+    assert section["agent_reported"]["output_tokens"] > 10**12  # shown for comparison only
+    assert [m["model"] for m in section["by_model"]] == ["claude-opus-4-6", "claude-haiku-4-5"]
+
+
+def test_the_meter_reads_whole_lines_only_and_skips_what_is_not_usage(tmp_path):
+    d = metered_session(tmp_path, [gateway_line("gpt-5.4", 100, 0, 10),
+                                   json.dumps({"type": "blocked", "via": "dns", "destination": "x"}) + "\n",
+                                   gateway_line("gpt-5.4", -5, 0, 10), gateway_line("gpt-5.4", True, 0, 10),
+                                   "not json\n"])
+    meter = token_meter(d)
+    assert (meter.read().input_tokens, meter.tokens.requests) == (100, 1)
+    path = L.gateway_records(tmp_path, HOST, "s")
+    line = gateway_line("gpt-5.4", 7, 0, 1)
+    with open(path, "a") as handle:
+        handle.write(line[:20])  # the gateway is writing this line
+    assert meter.read().input_tokens == 100
+    with open(path, "a") as handle:
+        handle.write(line[20:])
+    assert meter.read().input_tokens == 107
+
+
+def test_a_session_without_the_gateway_counts_its_events_and_says_so(tmp_path):
+    d = make_session(tmp_path, "s", agent="claude", strategy="default", backend="local", host="local")
+    session = load_session(d)
+    session.sandbox = "off"
+    save_session(d, session)
+    fake_usage_in_events(d)
+    tokens = token_meter(d).read()
+    assert tokens.source == EVENTS and not tokens.metered and tokens.output_tokens > 10**12
+    view = Dashboard(tmp_path).load("s")
+    assert not view.usage.metered and "metered" not in view.usage.text()
+    assert usage_section(d)["metered"] is False
+
+
+def test_a_pending_session_finds_its_meter_once_it_is_placed(tmp_path):
+    d = make_session(tmp_path, "s", agent="codex", strategy="default", host="")
+    meter = token_meter(d)
+    assert meter.read().source == EVENTS and meter.tokens.total_tokens == 0
+    session = load_session(d)
+    session.host = HOST
+    save_session(d, session)
+    path = L.gateway_records(tmp_path, HOST, "s")
+    path.parent.mkdir(parents=True)
+    path.write_text(gateway_line("gpt-5.4", 40, 0, 2))
+    assert meter.read().source == GATEWAY and meter.tokens.total_tokens == 42
