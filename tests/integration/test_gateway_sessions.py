@@ -136,6 +136,10 @@ def test_each_session_reaches_its_own_api_with_its_own_key_and_is_metered_apart(
     status, body = post(port, "/anthropic/v1/messages", anthropic_body("cut"), "127.0.0.2", placeholder)
     assert b"message_start" in body and b"message_stop" not in body
 
+    # The gateway writes a request's line once the answer is through, which the client may see a moment sooner.
+    deadline = time.monotonic() + 10
+    while len([r for r in records(work, "sa") if r["type"] == "usage"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not api_a.unexpected and not api_b.unexpected  # every request carried its session's real key
     assert [t.api for t in api_a.turns] == [ANTHROPIC, ANTHROPIC] and [t.api for t in api_b.turns] == [OPENAI]
     usage_a = [r for r in records(work, "sa") if r["type"] == "usage"]
