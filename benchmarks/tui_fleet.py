@@ -16,6 +16,10 @@ of the run (PYTHONPYCACHEPREFIX), filled by one unmeasured start of each app. Th
 start and the end: on a shared machine, compare the apps of one run, not runs.
 
     .venv/bin/python benchmarks/tui_fleet.py [--sessions 24] [--keys-sessions 50] [--repeats 3] [--json]
+        [--no-keys] [--no-demo] [--baseline-tree DIR]
+
+`--baseline-tree DIR` (a checkout of an earlier commit, e.g. `git worktree add DIR main`) measures that tree's
+control room too, interleaved with this one's in the same run: before and after under the same load.
 """
 
 from __future__ import annotations
@@ -89,12 +93,28 @@ def summary(values):
             "p95_ms": round(percentile(got, 0.95), 1) if got else None, "max_ms": round(max(got), 1) if got else None}
 
 
-def warm_bytecode_caches(tmp: Path) -> None:
+def warm_bytecode_caches(tmp: Path, trees: list[Path]) -> None:
     """Bytecode caches in a folder of this run, compiled now (children inherit the environment)."""
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "nanogpt_tui")], check=False,
-                   stdout=subprocess.DEVNULL)
+    for tree in trees:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "nanogpt_tui")], check=False,
+                       stdout=subprocess.DEVNULL)
+
+
+def control_room(tree: Path, config: Path, args: tuple[str, ...], text: str, size, timeout: float = 60.0):
+    """`python -P -m nanogpt_tui ARGS` from `tree`'s package (-P: not the working folder's, which would come first),
+    and the first time `text` shows."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(tree)
+    try:
+        return first_frame(config, (), text, size, exe=[sys.executable, "-P", "-m", "nanogpt_tui", *args],
+                           timeout=timeout)
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
 
 
 def main() -> int:
@@ -105,6 +125,9 @@ def main() -> int:
     ap.add_argument("--presses", type=int, default=30, help="presses of each key")
     ap.add_argument("--size", default="160x48")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-keys", action="store_true", help="first frames only")
+    ap.add_argument("--no-demo", action="store_true", help="leave out the cold demo")
+    ap.add_argument("--baseline-tree", type=Path, help="another checkout whose control room is measured too")
     args = ap.parse_args()
     size = tuple(int(x) for x in args.size.split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="nanogpt-tui-fleet-"))
@@ -113,7 +136,8 @@ def main() -> int:
     result: dict = {"terminal": args.size, "cpus": os.cpu_count(),
                     "load_average_at_start_1_5_15": [round(x, 2) for x in os.getloadavg()]}
     try:
-        warm_bytecode_caches(tmp)
+        trees = {"": REPO} | ({"baseline_tree_": args.baseline_tree.resolve()} if args.baseline_tree else {})
+        warm_bytecode_caches(tmp, list(trees.values()))
         bare_script = tmp / "bare.py"
         bare_script.write_text(BARE_APP)
         root = tmp / "sessions"
@@ -123,95 +147,123 @@ def main() -> int:
         cold_root = tmp / "cold"
         cold_config = write_config(mkdir(tmp / "cold-config"), cold_root)
         demo_config = write_config(mkdir(tmp / "demo-config"), cold_root / "demo")
-        for exe, cfg in (([sys.executable, str(bare_script)], None), (None, config)):  # unmeasured: caches filled
-            _ms, term = first_frame(cfg, (), "bare textual app ready" if exe else ids[-1].split("Z-", 1)[1], size,
-                                    exe=exe)
-            term.close()
-        bare, reattach, reattach_rss, cold, cold_card = [], [], [], [], []
+        _ms, term = first_frame(None, (), "bare textual app ready", size, exe=[sys.executable, str(bare_script)])
+        term.close()  # unmeasured, as each tree's first start below: the bytecode caches are filled
+        for tree in trees.values():
+            control_room(tree, config, (), ids[-1].split("Z-", 1)[1], size)[1].close()
+        bare, reattach_rss = [], []
+        reattach = {name: [] for name in trees}
+        cold = {name: [] for name in trees}
+        cold_card = {name: [] for name in trees}
         for r in range(args.repeats):
             ms, term = first_frame(None, (), "bare textual app ready", size, exe=[sys.executable, str(bare_script)])
             bare.append(ms)
             term.close()
-            ms, term = first_frame(config, (), ids[-1].split("Z-", 1)[1], size)  # the first card: the oldest
-            reattach.append(ms)
-            time.sleep(2.0)
-            reattach_rss.append(term.rss_mb())
-            term.close()
-            shutil.rmtree(cold_root, ignore_errors=True)
-            cold_root.mkdir()
-            ms, term = first_frame(cold_config, ("demo", "--fresh"), "control room", size, timeout=120)
-            cold.append(ms)
-            seen = term.wait_for("scripted · ", timeout=120)  # the first demo session's card
-            cold_card.append(None if seen is None else (seen - term.started) * 1000)
-            term.close()
-            from nanogpt_tui.config import load_config
-            from nanogpt_tui.sessions.manager import SessionManager
+            for name, tree in trees.items():
+                # The first card: the oldest session.
+                ms, term = control_room(tree, config, (), ids[-1].split("Z-", 1)[1], size)
+                reattach[name].append(ms)
+                time.sleep(2.0)
+                if not name:
+                    reattach_rss.append(term.rss_mb())
+                term.close()
+            if args.no_demo:
+                continue
+            for name, tree in trees.items():
+                shutil.rmtree(cold_root, ignore_errors=True)
+                cold_root.mkdir()
+                ms, term = control_room(tree, cold_config, ("demo", "--fresh"), "control room", size, timeout=120)
+                cold[name].append(ms)
+                seen = term.wait_for("scripted · ", timeout=120)  # the first demo session's card
+                cold_card[name].append(None if seen is None else (seen - term.started) * 1000)
+                term.close()
+                from nanogpt_tui.config import load_config
+                from nanogpt_tui.sessions.manager import SessionManager
 
-            demo = SessionManager(load_config(demo_config))
-            for s in demo.list()[0]:
-                if s.is_active:
-                    demo.kill(s.id, grace_s=1.0)
-        result["first_frame_ms"] = {
-            "bare_textual_app": summary(bare), f"control_room_reattach_{args.sessions}_sessions": summary(reattach),
-            "demo_cold": summary(cold), "demo_cold_first_session_card": summary(cold_card)}
+                demo = SessionManager(load_config(demo_config))
+                for s in demo.list()[0]:
+                    if s.is_active:
+                        demo.kill(s.id, grace_s=1.0)
+        result["first_frame_ms"] = {"bare_textual_app": summary(bare)}
+        for name in trees:
+            result["first_frame_ms"].update({
+                f"{name}control_room_reattach_{args.sessions}_sessions": summary(reattach[name]),
+                f"{name}demo_cold": summary(cold[name]),
+                f"{name}demo_cold_first_session_card": summary(cold_card[name])})
         result["rss_mb_after_reattach"] = round(statistics.mean(reattach_rss), 1)
 
+        if args.no_keys:
+            return finish(result, args.json)
         # Keys with a bigger fleet.
         root50 = tmp / "sessions50"
         root50.mkdir()
         ids50 = fleet(root50, args.keys_sessions, sleeper.pid)
-        term = Terminal(write_config(tmp, root50), size=size)
-        try:
-            if term.wait_for(ids50[-1].split("Z-", 1)[1], timeout=60) is None:
+        config50 = write_config(mkdir(tmp / "config50"), root50)
+        for name, tree in trees.items():
+            os.environ["XDG_STATE_HOME"] = str(tmp / f"state-{name or 'this'}")  # each starts on the default view
+            got = keys(tree, config50, ids50, args.presses, size)
+            if got is None:
                 print("the control room did not draw", file=sys.stderr)
                 return 1
-            time.sleep(3.0)
-            rss0 = term.rss_mb()
-            toggles, sorts, downs, filters = [], [], [], []
-            for _ in range(max(1, args.presses // 5)):
-                toggles.append(key_ms(term, "T", "GPU-h used"))  # the table's header
-                time.sleep(0.3)
-                term.press("T")
-                time.sleep(0.5)
-            term.press("T")
-            time.sleep(0.5)
-            order = ["agent", "strategy", "anchor", "host", "status", "GPU-h used", "left", "best  %human",
-                     "last verdict", "activity", "GPU", "cost", "session"]
-            for k in range(args.presses):
-                title = order[k % len(order)]
-                if title in ("anchor",):  # hidden at 160 columns: its arrow cannot be seen
-                    term.press("s")
-                    time.sleep(0.3)
-                    continue
-                sorts.append(key_ms(term, "s", f"{title}▲"))
-                time.sleep(0.3)
-            while key_ms(term, "s", "session▲", timeout=2) is None:
-                pass
-            rows = ids50[::-1]  # by session: oldest first (the fleet's first session was started last)
-            for k in range(min(args.presses, len(rows) - 1)):
-                downs.append(key_ms(term, "\x1b[B", f"{rows[k + 1]} · container.log"))
-                time.sleep(0.3)
-            term.press("/")
-            time.sleep(0.3)
-            for k in range(min(args.presses, 10)):
-                want = f"fleet-{k:02d}"
-                for ch in want[:-1]:
-                    term.press(ch)
-                filters.append(key_ms(term, want[-1], "(" + str(len(ids50) - 1) + " hidden)"))
-                for _ in want:
-                    term.press("\x7f")
-                time.sleep(0.5)
-            result[f"key_to_screen_{args.keys_sessions}_sessions"] = {
-                "T_cards_to_table": summary(toggles), "s_next_sort_column": summary(sorts),
-                "down_next_row": summary(downs), "filter_last_character": summary(filters)}
-            result["rss_mb_50_sessions"] = {"loaded": round(rss0, 1), "after_keys": round(term.rss_mb(), 1)}
-        finally:
-            term.close()
+            result[f"{name}key_to_screen_{args.keys_sessions}_sessions"], result[f"{name}rss_mb_50_sessions"] = got
     finally:
         sleeper.terminate()
         shutil.rmtree(tmp, ignore_errors=True)
+    return finish(result, args.json)
+
+
+def keys(tree: Path, config: Path, ids: list[str], presses: int, size) -> tuple[dict, dict] | None:
+    """Key-to-screen in `tree`'s control room on the sessions `ids`: `T`, `s`, `down` and typing a filter."""
+    _ms, term = control_room(tree, config, (), ids[-1].split("Z-", 1)[1], size)
+    try:
+        if _ms is None:
+            return None
+        time.sleep(3.0)
+        rss0 = term.rss_mb()
+        toggles, sorts, downs, filters = [], [], [], []
+        for _ in range(max(1, presses // 5)):
+            toggles.append(key_ms(term, "T", "GPU-h used"))  # the table's header
+            time.sleep(0.3)
+            term.press("T")
+            time.sleep(0.5)
+        term.press("T")
+        time.sleep(0.5)
+        order = ["agent", "strategy", "anchor", "host", "status", "GPU-h used", "left", "best  %human",
+                 "last verdict", "activity", "GPU", "cost", "session"]
+        for k in range(presses):
+            title = order[k % len(order)]
+            if title in ("anchor",):  # hidden at 160 columns: its arrow cannot be seen
+                term.press("s")
+                time.sleep(0.3)
+                continue
+            sorts.append(key_ms(term, "s", f"{title}▲"))
+            time.sleep(0.3)
+        while key_ms(term, "s", "session▲", timeout=2) is None:
+            pass
+        rows = ids[::-1]  # by session: oldest first (the fleet's first session was started last)
+        for k in range(min(presses, len(rows) - 1)):
+            downs.append(key_ms(term, "\x1b[B", f"{rows[k + 1]} · container.log"))
+            time.sleep(0.3)
+        term.press("/")
+        time.sleep(0.3)
+        for k in range(min(presses, 10)):
+            want = f"fleet-{k:02d}"
+            for ch in want[:-1]:
+                term.press(ch)
+            filters.append(key_ms(term, want[-1], "(" + str(len(ids) - 1) + " hidden)"))
+            for _ in want:
+                term.press("\x7f")
+            time.sleep(0.5)
+        return ({"T_cards_to_table": summary(toggles), "s_next_sort_column": summary(sorts),
+                 "down_next_row": summary(downs), "filter_last_character": summary(filters)},
+                {"loaded": round(rss0, 1), "after_keys": round(term.rss_mb(), 1)})
+    finally:
+        term.close()
+
+
+def finish(result: dict, as_json: bool) -> int:
     result["load_average_at_end_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
-    if args.json:
+    if as_json:
         print(json.dumps(result, indent=2))
     else:
         for key, value in result.items():

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import difflib
-import hashlib
 import os
 import shutil
-import tempfile
 import tomllib
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -122,6 +116,8 @@ class Timeline:
             return self._by_name[name]
         except KeyError:
             containing = [n for n in self._by_name if name.lower() in n.lower()]
+            import difflib
+
             close = containing or difflib.get_close_matches(name, list(self._by_name), n=1, cutoff=0.5)
             hint = f"did you mean {close[0]!r}?" if close else "`nanogpt-tui records list` shows the names."
             raise UserError(f"There is no record named {name!r} in the timeline; {hint}") from None
@@ -338,8 +334,14 @@ def record_files_from_log(record: Record, log_text: str, where: str) -> dict[str
     return files
 
 
+def sha256_bytes(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_bytes(text.encode("utf-8"))
 
 
 def fetch_record(timeline: Timeline, name: str, baselines_dir: Path, *, base_url: str = DEFAULT_BASE_URL,
@@ -353,6 +355,10 @@ def fetch_record(timeline: Timeline, name: str, baselines_dir: Path, *, base_url
     if not record.can_fetch:
         raise UserError(f"Record {name!r} has no training log with code in the manifest, so it cannot be fetched; "
                         "use `nanogpt-tui records import DIR --name NAME` with a local copy.")
+    import urllib.error
+    import urllib.parse
+    import urllib.request  # here, not at the top: the control room reads the timeline, never fetches at start
+
     dest = record.code_dir(baselines_dir)
     _refuse_existing(dest, force)
     if record.derivation is not None:
@@ -480,7 +486,7 @@ def _check_import_matches(record: Record, source_dir: Path, files: dict[str, byt
         if filename not in files:
             raise UserError(f"{source_dir} lacks {filename}, which record {record.name!r} has; copy it there or "
                             f"{rename}")
-        if hashlib.sha256(files[filename]).hexdigest() != expected:
+        if sha256_bytes(files[filename]) != expected:
             raise UserError(f"{source_dir / filename} differs from record {record.name!r} in the manifest (sha256 "
                             f"mismatch); {rename}")
 
@@ -493,6 +499,8 @@ def _refuse_existing(dest: Path, force: bool) -> None:
 def _install(dest: Path, files: dict[str, bytes]) -> None:
     """Write a record folder in a staging folder beside it, then swap it into place."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         for filename, data in files.items():

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from nanogpt_tui.cli.common import print_json
-from nanogpt_tui.validator.rules import RULES, check_rules
+from nanogpt_tui.validator.rules.model import RULES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_check_rules(args: argparse.Namespace) -> int:
+    from nanogpt_tui.validator.rules import check_rules
+
     report = check_rules(Path(args.anchor), Path(args.candidate))
     if args.json:
         print_json(report.to_dict())

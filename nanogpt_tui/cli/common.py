@@ -6,12 +6,14 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nanogpt_tui.config import Config, load_config
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, number_from_text
-from nanogpt_tui.records import Timeline, load_timeline
+
+if TYPE_CHECKING:
+    from nanogpt_tui.records import Timeline
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -51,6 +53,8 @@ DOLLARS = number(positive=True, maximum=1e9)
 
 
 def timeline_from(config: Config) -> Timeline:
+    from nanogpt_tui.records import load_timeline
+
     return load_timeline(config.paths.baselines_dir)
 
 

@@ -42,22 +42,37 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nanogpt_tui.demo import start_demo
+    from nanogpt_tui.demo import demo_config, start_demo
 
-    config, sessions = start_demo(config_from(args), fresh=args.fresh,
-                                  say=lambda text: print(text, file=sys.stderr))
-    if args.no_ui:
-        for session in sessions:
-            print(session.id)
-        return 0
-    problem = _needs_terminal()
-    if problem:
-        print(f"{problem} The demo sessions keep running in {config.paths.sessions_dir}; run `nanogpt-tui demo` "
-              "in a terminal to watch them.", file=sys.stderr)
+    config = config_from(args)
+    problem = None if args.no_ui else _needs_terminal()
+    if args.no_ui or problem:
+        cfg, sessions = start_demo(config, fresh=args.fresh, say=lambda text: print(text, file=sys.stderr))
+        if args.no_ui:
+            for session in sessions:
+                print(session.id)
+        else:
+            print(f"{problem} The demo sessions keep running in {cfg.paths.sessions_dir}; run `nanogpt-tui demo` "
+                  "in a terminal to watch them.", file=sys.stderr)
         return 0
     from nanogpt_tui.tui.app import create_app
 
-    return run_app(create_app(config, initial_selection=sessions[0].id if sessions else None))
+    # The control room opens at once on the demo's folder; its sessions are started from there and appear as
+    # their folders do (starting three takes seconds: synthetic shards, workspaces, processes).
+    cfg = demo_config(config)
+    print(f"The demo's sessions are in {cfg.paths.sessions_dir}; the CLI sees them with "
+          f"`nanogpt-tui --sessions-dir {cfg.paths.sessions_dir} sessions list`.", file=sys.stderr)
+
+    def start(say) -> None:
+        say("Starting the demo's three sessions…")
+        start_demo(config, fresh=args.fresh, say=say)
+
+    app = create_app(cfg, startup=start)
+    code = run_app(app)
+    if app.startup_error:
+        print(f"nanogpt-tui: error: {app.startup_error}", file=sys.stderr)
+        return code or 2
+    return code
 
 
 def run_app(app, **options) -> int:

@@ -6,6 +6,7 @@ import datetime as dt
 import gc
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -21,9 +22,7 @@ from textual.worker import Worker, WorkerState
 
 from nanogpt_tui.config import Config, load_config
 from nanogpt_tui.errors import UserError
-from nanogpt_tui.records import Timeline, load_timeline
 from nanogpt_tui.sessions import model as M
-from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
 from nanogpt_tui.tui.data.alerts import Alert, AlertWatch
 from nanogpt_tui.tui.data.dashboard import Dashboard
 from nanogpt_tui.tui.data.fleet import ViewState, load_view_state, save_view_state
@@ -34,9 +33,12 @@ from nanogpt_tui.tui.screens.main import MainScreen
 from nanogpt_tui.tui.watch import BackendRefresher, SessionMonitor
 
 if TYPE_CHECKING:
+    from nanogpt_tui.records import Timeline
+    from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
     from nanogpt_tui.tui.screens.new_session import FormChoices
 
 PLOT_EVERY_TICKS = 5
+BACKGROUND_AFTER_S = 2.0  # the refresher and sampler start by then even if the first views are late
 CRASH_DIR = ".crash"  # in the sessions folder (hidden: not a session); one trace file per control room that died
 
 
@@ -86,12 +88,14 @@ class ControlRoom(App[None]):
     def __init__(self, config: Config, *, timeline: Timeline | None = None, manager: SessionManager | None = None,
                  clock: Callable[[], dt.datetime] | None = None, live: bool = True, refresh_every_s: float = 2.0,
                  initial_selection: str | None = None, startup_notes: Iterable[str] = (),
-                 read_only: bool = False, state_path: Path | None = None) -> None:
+                 read_only: bool = False, state_path: Path | None = None,
+                 startup: Callable[[Callable[[str], None]], object] | None = None) -> None:
         super().__init__()
         self.config = config
         self.read_only = read_only  # watching only (e.g. served to a browser without the control token)
         self.timeline = timeline
-        self.manager = manager or SessionManager(config)
+        self._manager = manager
+        self._manager_lock = threading.Lock()
         self.clock = clock or M.utc_now
         self.live = live
         self.refresh_every_s = refresh_every_s
@@ -113,10 +117,25 @@ class ControlRoom(App[None]):
         self.loaded = False  # the first views have arrived (tests and benchmarks wait for it)
         self._frozen = False
         self.crash: str | None = None  # one line when an internal error ended the app
+        # Work that starts sessions once the first frame is up (the demo's launches), given a way to say things;
+        # its one-sentence failure, if any, is kept for the CLI to print after the app ends.
+        self.startup = startup
+        self.startup_error: str | None = None
         self._crash_log: Path | None = None
 
     def get_default_screen(self) -> Screen:
         return MainScreen()
+
+    @property
+    def manager(self) -> SessionManager:
+        """The session manager, made when first needed (by the backend refresher's thread, or an action's): its
+        backends and their imports are not on the way to the first frame."""
+        with self._manager_lock:
+            if self._manager is None:
+                from nanogpt_tui.sessions.manager import SessionManager
+
+                self._manager = SessionManager(self.config)
+            return self._manager
 
     def _fatal_error(self) -> None:
         """An unhandled exception ends the app: the full trace goes to a file and `crash` says in one line what
@@ -137,17 +156,27 @@ class ControlRoom(App[None]):
     def on_mount(self) -> None:
         for note in self.startup_notes:
             self._problem(note)
+        if self.startup is not None:
+            self.call_after_refresh(self.run_startup)
         if self.live:
+            # The cards first (the monitor's first look reads session.json alone); backends and GPUs once they are
+            # on screen, or after a while if the first look never comes.
             self.monitor = SessionMonitor(self.make_dashboard(), self._views_from_thread, self._file_from_thread,
-                                          force_polling=self.manager.config.paths.poll_files)
+                                          force_polling=self.config.paths.poll_files)
             self.monitor.start()
-            self.refresher = BackendRefresher(self.manager, lambda text: self.post_message(Problem(text)),
-                                              self.refresh_every_s)
-            self.refresher.start()
             self.set_interval(1.0, self._tick)
-            self.start_gpu_sampler()
+            self.set_timer(BACKGROUND_AFTER_S, self.start_background)
         else:
             self.load_once()
+
+    def start_background(self) -> None:
+        """Start the backend refresher and the GPU sampler (once; after the first frame with the sessions)."""
+        if self.refresher is not None or not self.live or self._closing:
+            return
+        self.refresher = BackendRefresher(lambda: self.manager, lambda text: self.post_message(Problem(text)),
+                                          self.refresh_every_s)
+        self.refresher.start()
+        self.start_gpu_sampler()
 
     def on_unmount(self) -> None:
         self.stop_watchers()
@@ -242,6 +271,8 @@ class ControlRoom(App[None]):
             self._frozen = True
             gc.freeze()
         self._to_screens(lambda screen: screen.update_views(self.views))
+        if self.live and self.refresher is None:
+            self.call_after_refresh(self.start_background)  # the sessions are drawn: the backends may be asked
         for problem in message.problems + [p for v in message.views for p in v.problems]:
             self._problem(problem)
         if self.loaded:
@@ -399,6 +430,16 @@ class ControlRoom(App[None]):
     def _after_action(self) -> None:
         if not self.live:
             self.call_from_thread(self.load_once)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="startup", name="starting the sessions")
+    def run_startup(self) -> None:
+        try:
+            self.startup(self._say)
+        except UserError as err:
+            self.startup_error = str(err)
+            self._say(str(err), "error")
+            return
+        self._after_action()
 
     @work(thread=True, exit_on_error=False, group="actions", name="kill")
     def kill_session(self, session_id: str) -> None:
@@ -560,6 +601,8 @@ def create_app(config: Config | None = None, *, config_path: str | None = None, 
 
     The record timeline is loaded here; when it cannot be read the app still opens, with no human lines.
     """
+    from nanogpt_tui.records import load_timeline
+
     config = config or load_config(config_path)
     timeline = options.pop("timeline", None)
     note = ""

@@ -164,12 +164,16 @@ class SessionMonitor:
 class BackendRefresher:
     """Brings active sessions' status up to date with their backend (process or container) every few seconds.
 
+    The manager comes from `get_manager()`, called in the thread.
+
     `refresh` (SessionManager.refresh) writes session.json when a status changes, which the monitor sees; a
     backend that hangs delays only this thread.
     """
 
-    def __init__(self, manager, on_problem: Callable[[str], None], every_s: float = 2.0) -> None:
-        self.manager = manager
+    def __init__(self, get_manager: Callable[[], object], on_problem: Callable[[str], None],
+                 every_s: float = 2.0) -> None:
+        self.get_manager = get_manager  # called in the thread: making the manager imports every backend
+        self.manager = None
         self.on_problem = on_problem
         self.every_s = every_s
         self._stop = threading.Event()
@@ -206,6 +210,7 @@ class BackendRefresher:
                                     f"({type(err).__name__}: {err}); it is retried every {self.every_s:g} s.")
 
     def _run(self) -> None:
+        self.manager = self.get_manager()
         while True:
             self.refresh_once()
             if self._stop.wait(self.every_s):

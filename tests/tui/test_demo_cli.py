@@ -47,3 +47,37 @@ def test_no_command_without_a_terminal_prints_the_commands(tui_env, capsys):
     assert main([]) == 0
     captured = capsys.readouterr()
     assert "needs a terminal" in captured.err and "demo" in captured.out
+
+
+def test_the_demo_draws_its_control_room_first_then_its_sessions_as_they_start(tui_env):
+    """`nanogpt-tui demo` opens the control room at once and starts its sessions from there (the first frame does
+    not wait for three launches); they appear as cards when started."""
+    from nanogpt_tui.demo import start_demo
+    from nanogpt_tui.tui.app import create_app
+    from nanogpt_tui.tui.widgets.card import SessionCard
+    from tests.tui.conftest import run, wait_for
+
+    base = load_config()
+    config = demo_config(base)
+    at_start: list[tuple[bool, int]] = []
+
+    def startup(say) -> None:
+        at_start.append((app.screen.is_mounted, len(SessionManager(config).list()[0])))
+        start_demo(base, say=say)
+
+    app = create_app(config, startup=startup, live=False)
+
+    async def scenario():
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_for(pilot, lambda: len(app.screen.query(SessionCard)) == 3, timeout=60, what="three cards")
+            assert any(n.message.startswith("started ") for n in app._notifications)
+
+    try:
+        run(scenario())
+        assert at_start == [(True, 0)]  # the screen was up before any session existed
+        assert app.startup_error is None
+    finally:
+        manager = SessionManager(config)
+        for s in manager.list()[0]:
+            if s.is_active:
+                manager.kill(s.id, grace_s=3.0)

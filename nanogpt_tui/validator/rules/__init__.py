@@ -22,31 +22,33 @@ comparison rules) and `compare` (`check_rules`, the entry point).
 
 from __future__ import annotations
 
-from nanogpt_tui.validator.rules.compare import check_rules
-from nanogpt_tui.validator.rules.facts import Definition, FileFacts, Site, collect_file_facts
-from nanogpt_tui.validator.rules.loop import clock_tampering_violations, fixed_steps_violations
-from nanogpt_tui.validator.rules.model import RULE_IDS, RULES, WHOLE_FILE, Rule, RuleReport, Violation
-from nanogpt_tui.validator.rules.names import (
-    CLOCKS,
-    COMPILE_KWARGS,
-    COMPILER_ENV_PREFIXES,
-    CONFIG_MODULES,
-    ENTRY_SCRIPT,
-    MAX_EVENTS,
-    MAX_INLINE_DEPTH,
-    RECOMPILE_KEYS,
-    RUN_SCRIPT,
-    SKIP_DIRS,
-    SUBPROCESS_CALLS,
-    TIME_UNITS,
-    TRACKED_NAMES,
-    VAL_NAMES,
-    WALL_CLOCKS,
-)
-from nanogpt_tui.validator.rules.program import Program, SourceFile, load_program
-from nanogpt_tui.validator.rules.pyast import Aliases, const_eval
-from nanogpt_tui.validator.rules.shell import Launch, ShellCommand, install_command, parse_shell, torchrun_launch
-from nanogpt_tui.validator.rules.trace import Event, Span, TimingFacts, Tracer, trace_facts
+# Each name is imported from its module when first used: a command that only names the rules (the CLI's help)
+# does not load the checks.
+_FROM = {
+    **dict.fromkeys(('check_rules',), 'compare'),
+    **dict.fromkeys(('Definition', 'FileFacts', 'Site', 'collect_file_facts'), 'facts'),
+    **dict.fromkeys(('clock_tampering_violations', 'fixed_steps_violations'), 'loop'),
+    **dict.fromkeys(('RULE_IDS', 'RULES', 'WHOLE_FILE', 'Rule', 'RuleReport', 'Violation'), 'model'),
+    **dict.fromkeys(('CLOCKS', 'COMPILE_KWARGS', 'COMPILER_ENV_PREFIXES', 'CONFIG_MODULES', 'ENTRY_SCRIPT',
+                     'MAX_EVENTS', 'MAX_INLINE_DEPTH', 'RECOMPILE_KEYS', 'RUN_SCRIPT', 'SKIP_DIRS',
+                     'SUBPROCESS_CALLS', 'TIME_UNITS', 'TRACKED_NAMES', 'VAL_NAMES', 'WALL_CLOCKS'), 'names'),
+    **dict.fromkeys(('Program', 'SourceFile', 'load_program'), 'program'),
+    **dict.fromkeys(('Aliases', 'const_eval'), 'pyast'),
+    **dict.fromkeys(('Launch', 'ShellCommand', 'install_command', 'parse_shell', 'torchrun_launch'), 'shell'),
+    **dict.fromkeys(('Event', 'Span', 'TimingFacts', 'Tracer', 'trace_facts'), 'trace'),
+}
+
+
+def __getattr__(name: str):
+    module = _FROM.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CLOCKS", "COMPILER_ENV_PREFIXES", "COMPILE_KWARGS", "CONFIG_MODULES", "ENTRY_SCRIPT", "MAX_EVENTS",
