@@ -418,7 +418,7 @@ def test_h_filters_the_sessions_by_host(fixed_env):
             screen = await started(pilot, 3)
 
             def shown() -> list[str]:
-                return [c.view.session.host for c in screen.query(SessionCard)]
+                return [c.view.session.host for c in screen.query(SessionCard) if c.display]  # hidden: filtered out
 
             assert sorted(shown()) == ["gpu-box-1", "gpu-box-2", "gpu-box-3"]
             # The config's hosts first, then any other a session runs on; then every host again.

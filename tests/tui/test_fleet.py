@@ -32,7 +32,8 @@ async def loaded(pilot) -> None:
 
 
 def card_ids(app) -> list[str]:
-    return [c.session_id for c in app.screen.query_one(SessionGrid).query_children(SessionCard)]
+    """The cards shown, in their order (a filter hides the others)."""
+    return [c.session_id for c in app.screen.query_one(SessionGrid).query_children(SessionCard) if c.display]
 
 
 def table(app) -> SessionTable:

@@ -202,7 +202,8 @@ class MainScreen(SessionActions, Screen):
         self.marked &= {v.id for v in self.app.views}
         grid = self.query_one(SessionGrid)
         # Only the pane in sight follows at once; the cards catch up when `T` brings them back.
-        added = [] if self.table_mode else grid.update_views(views, marked=frozenset(self.marked))
+        added = [] if self.table_mode else grid.update_views(views, marked=frozenset(self.marked),
+                                                             present={v.id for v in self.app.views})
         self._grid_stale = self.table_mode
         self._show_table()
         if self.selected not in {v.id for v in views}:
@@ -344,7 +345,7 @@ class MainScreen(SessionActions, Screen):
             table.focus()
         else:
             if self._grid_stale:
-                grid.update_views(self._shown, marked=frozenset(self.marked))
+                grid.update_views(self._shown, marked=frozenset(self.marked), present={v.id for v in self.app.views})
                 self._grid_stale = False
                 grid.select(self.selected, announce=False)
             grid.focus()

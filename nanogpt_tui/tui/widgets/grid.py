@@ -53,7 +53,9 @@ class SessionGrid(VerticalScroll, can_focus=True):
 
     @property
     def cards(self) -> list[SessionCard]:
-        return list(self.query(SessionCard))
+        """The cards shown (a filter hides the others rather than removing them: typing a filter word must not
+        mount and unmount dozens of cards at each character)."""
+        return [c for c in self.query(SessionCard) if c.display]
 
     def card(self, session_id: str) -> SessionCard | None:
         for card in self.cards:
@@ -71,14 +73,22 @@ class SessionGrid(VerticalScroll, can_focus=True):
             self.columns = columns
             self.styles.grid_size_columns = columns
 
-    def update_views(self, views: list[SessionView], marked: frozenset[str] = frozenset()) -> list[SessionCard]:
-        """Cards follow the views (one each, in their order; `marked` ones show a tick); returns the cards
-        added."""
+    def update_views(self, views: list[SessionView], marked: frozenset[str] = frozenset(),
+                     present: set[str] | None = None) -> list[SessionCard]:
+        """Cards follow the views (one each, in their order; `marked` ones show a tick); the cards of sessions
+        still `present` (default: those in `views`) but not in `views` are hidden, the others removed. Returns
+        the cards added."""
         by_id = {v.id: v for v in views}
-        for card in self.cards:
-            if card.session_id not in by_id:
+        present = set(by_id) if present is None else present | set(by_id)
+        existing = {}
+        for card in self.query(SessionCard):
+            if card.session_id not in present:
                 card.remove()
-        existing = {c.session_id: c for c in self.cards if c.session_id in by_id}
+            elif card.session_id not in by_id:
+                if card.display:
+                    card.display = False
+            else:
+                existing[card.session_id] = card
         added = []
         for view in views:
             card = existing.get(view.id)
@@ -87,6 +97,9 @@ class SessionGrid(VerticalScroll, can_focus=True):
                 card.mark(view.id == self.selected, self.has_focus, self.selection_colors())
                 added.append(card)
             else:
+                if not card.display:  # shown again: its mark may be from before it was hidden
+                    card.display = True
+                    card.mark(view.id == self.selected, self.has_focus, self.selection_colors())
                 card.show(view)  # repaints only when a line of the card changed
             card.set_ticked(view.id in marked)
         if added:
