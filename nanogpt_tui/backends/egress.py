@@ -67,6 +67,12 @@ def _is_address(host: str) -> bool:
         return False
 
 
+def _policy(config: dict[str, Any]) -> dict[str, Any]:
+    """What a running gateway must agree with to be kept: its config, but only the names its resolver answers (the
+    addresses a name resolves to move between lookups; a gateway is not restarted for that)."""
+    return {**config, "dns_names": sorted(config.get("dns_names") or {})}
+
+
 @dataclass
 class Egress:
     """One host's gateway and session networks (names start with `prefix`, so tests keep theirs apart)."""
@@ -179,7 +185,7 @@ class Egress:
             running = json.loads((self.state_dir / "gateway.json").read_text())
         except (OSError, ValueError):
             running = None
-        if running == config and self.healthy():
+        if running is not None and _policy(running) == _policy(config) and self.healthy():
             return str(self.gateway_ip(self.egress_network))
         try:
             attrs = self.client.api.inspect_container(self.gateway_name)
