@@ -435,6 +435,15 @@ def _renamed_record_toml(data: bytes, name: str, description: str) -> bytes:
     return tomlkit.dumps(document).encode("utf-8")
 
 
+def trains_on_synthetic_shards(record_dir: Path) -> bool:
+    """Whether a record folder's code trains on the shards `nanogpt-tui data synth` writes (its record.toml names
+    their `synth_seed`, as every smoke track record's does), which can then be made on demand."""
+    try:
+        return "synth_seed" in tomllib.loads((Path(record_dir) / "record.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+
+
 def anchor_choices(timeline: Timeline, baselines_dir: Path) -> list[str]:
     """Every record a session can start from: first those whose code is here (folders off the timeline, then
     the timeline's in its order: the smoke track, imports), then every other timeline record that can be

@@ -130,6 +130,7 @@ class PlaceRequest:
     image: str | None
     anchor: str
     allow_env_mismatch: bool = False  # start even where the image's stack differs from the anchor's
+    synthetic_data: bool = False  # the anchor trains on `data synth`'s shards: a backend may make them when missing
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ from nanogpt_tui.errors import UserError
 from nanogpt_tui.procgroup import pid_namespace_prefix
 
 STOP_RESEND_S = 1.0  # how often a stop is sent again while the session has not ended
-SMOKE_RECORD = "smoke"  # the record whose synthetic shards are made on demand
 
 
 def missing_shards(data_dir: Path) -> list[str]:
@@ -47,7 +46,7 @@ def missing_shards(data_dir: Path) -> list[str]:
 
 
 def ensure_smoke_shards(data_dir: Path) -> None:
-    """The smoke record trains on synthetic shards: make them when there are none."""
+    """The smoke track's records train on synthetic shards: make them when there are none."""
     if missing_shards(data_dir):
         from nanogpt_tui.shards import synthesize
 
@@ -257,7 +256,7 @@ class LocalBackend:
         return missing_shards(self.data_dir)
 
     def place(self, request: PlaceRequest, held: Sequence[Holding]) -> Placement:
-        if request.anchor == SMOKE_RECORD:
+        if request.synthetic_data:
             ensure_smoke_shards(self.data_dir)
         problems = self.preflight(self.kind, None)
         if problems:

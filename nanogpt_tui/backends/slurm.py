@@ -58,7 +58,7 @@ from nanogpt_tui.backends.base import (
     host_mounts,
     read_worker_result,
 )
-from nanogpt_tui.backends.local import SMOKE_RECORD, ensure_smoke_shards, missing_shards
+from nanogpt_tui.backends.local import ensure_smoke_shards, missing_shards
 from nanogpt_tui.config import Config
 from nanogpt_tui.contract import layout
 from nanogpt_tui.errors import UserError
@@ -207,7 +207,7 @@ class SlurmBackend:
         return []
 
     def place(self, request: PlaceRequest, held: Sequence[Holding]) -> Placement:
-        if not self.in_docker and request.anchor == SMOKE_RECORD:
+        if not self.in_docker and request.synthetic_data:
             ensure_smoke_shards(self.config.paths.local_data_dir)
         problems = self.preflight(request.host or self.slurm.partition, request.image)
         if problems:

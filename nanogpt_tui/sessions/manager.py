@@ -490,6 +490,8 @@ class SessionManager:
         cannot be reached fails at once instead of waiting for it."""
         if session.status not in (M.PENDING,):
             raise UserError(f"Session {session.id} is {session.status}; only a pending session can start.")
+        from nanogpt_tui.records import trains_on_synthetic_shards  # here: listing sessions needs no records
+
         backend = self.backend(session.backend)
         backend.survey()  # may be slow (pings, discovery): outside the lock, so it stalls no other launch
         with self._placement_lock():
@@ -498,7 +500,9 @@ class SessionManager:
                 return session
             request = PlaceRequest(session_id=session.id, gpus=session.gpus,
                                    host=session.host if session.host_forced else None, image=session.image,
-                                   anchor=session.anchor, allow_env_mismatch=session.allow_env_mismatch)
+                                   anchor=session.anchor, allow_env_mismatch=session.allow_env_mismatch,
+                                   synthetic_data=trains_on_synthetic_shards(self.session_dir(session.id) / L.RUNNER
+                                                                             / "anchor"))
             placement = backend.place(request, self.holdings(session.backend))
             if placement.host is None:
                 if placement.unreachable and not queue:
