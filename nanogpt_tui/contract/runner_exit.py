@@ -20,6 +20,8 @@ SCHEMA_VERSION = 1
 
 # The runner's exit status (also the container's / process tree's).
 EXIT_AGENT_DONE, EXIT_FAILED, EXIT_DEADLINE, EXIT_STOPPED = 0, 1, 3, 130
+# The runner ended but could not write its exit record (its disk full or read-only): its log's last line says how.
+EXIT_NO_RECORD = 4
 # The signals the runner takes as "stop" (ExitReason.STOPPED). A host that starts the runner itself starts it with
 # them blocked; the runner unblocks them once its handlers are in place, so an early stop is never lost.
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})

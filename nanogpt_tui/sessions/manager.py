@@ -37,7 +37,8 @@ from nanogpt_tui.config import Config
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.contract.deadline import DEFAULT_GRACE_S, DeadlineError, read_deadline, write_deadline
 from nanogpt_tui.contract.env import ENV_AGENT_BASE_URL, ENV_AGENT_EFFORT, ENV_AGENT_MODEL, ENV_TOOL_TIMEOUT_S, contract_env
-from nanogpt_tui.contract.runner_exit import BrokenRunnerExit, ExitReason, RunnerExit, read_runner_exit
+from nanogpt_tui.contract.runner_exit import (EXIT_NO_RECORD, BrokenRunnerExit, ExitReason, RunnerExit,
+                                               read_runner_exit)
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, finite, whole
 from nanogpt_tui.sessions import model as M
@@ -671,9 +672,14 @@ class SessionManager:
         code = session.exit_code
         reason = exit_info.reason
         ended_at = parse_iso(exit_info.at) if exit_info.at else state.ended_at
+        if not reason and code == EXIT_NO_RECORD:
+            end = state.ended_at or self._last_output_at(session)
+            return (M.FAILED, f"the session ended at {iso(end) if end else 'an unknown time'} but its runner could not "
+                              "write its exit record (the disk holding the session was full or read-only); the last "
+                              "lines of container.log say how it ended", end)
         if not reason:
-            # The runner died without its record (SIGKILL, OOM, a crash, a full disk): its agent ended with it (a
-            # container, or the local backend's PID namespace, ends as a whole).
+            # The runner died without its record (SIGKILL, OOM, a crash): its agent ended with it (a container, or
+            # the local backend's PID namespace, ends as a whole).
             died = state.ended_at or self._last_output_at(session)
             return (M.FAILED, f"runner died at {iso(died) if died else 'an unknown time'} without an exit record "
                               f"(exit status {code}); its agent's processes ended with it", died)

@@ -39,6 +39,7 @@ from nanogpt_tui.contract.runner_exit import (  # noqa: E402
     EXIT_AGENT_DONE,
     EXIT_DEADLINE,
     EXIT_FAILED,
+    EXIT_NO_RECORD,
     EXIT_STOPPED,
     STOP_SIGNALS,
     ExitReason,
@@ -51,7 +52,10 @@ POLL_S = 0.5
 
 def say(text: str) -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%H:%M:%S")
-    print(f"[runner {stamp}] {text}", flush=True)
+    try:
+        print(f"[runner {stamp}] {text}", flush=True)
+    except OSError:
+        pass  # the log's disk is full (the local backend's log is a file): the exit record still tells the host
 
 
 def stop_agent(proc: subprocess.Popen, grace_s: float, seen: dict[int, int]) -> None:
@@ -115,8 +119,12 @@ def run() -> int:
     agent_dir = runner_dir / "agent"
 
     def finish(reason: ExitReason, code: int, agent_exit: int | None = None) -> int:
-        write_runner_exit(log_dir, reason, code, agent_exit)
-        say(f"session ends: {reason} (exit {code})")
+        say(f"session ends: {reason} (exit {code})")  # first: the log may still take a line when the disk won't
+        try:
+            write_runner_exit(log_dir, reason, code, agent_exit)
+        except OSError as err:
+            say(f"could not write the exit record in {log_dir} ({err.strerror}); exiting {EXIT_NO_RECORD}")
+            return EXIT_NO_RECORD
         return code
 
     try:
