@@ -5,7 +5,10 @@ needs Debian's slurm-wlm and munge: `bash tests/provision/40-slurm.sh`).
     .venv/bin/python benchmarks/slurm_latency.py [--runs 5]
 
 Prints, per backend, the seconds from `launch` returning to (a) the session `running` and (b) the runner's
-"starting the agent" line in container.log (the agent is really going), as median and max over the runs.
+"starting the agent" line in container.log (the agent is really going), as median and max over the runs; then what
+the validator pays to freeze and thaw a running agent around a retiming (`backend.pause` / `backend.resume`: on
+Slurm a job step each, `srun --jobid --overlap`, on the local backend SIGSTOP/SIGCONT), median and max over
+`--pause-rounds`.
 """
 
 from __future__ import annotations
@@ -57,6 +60,32 @@ def one(manager: SessionManager, backend: str) -> tuple[float, float]:
     return running, agent
 
 
+def pause_resume(manager: SessionManager, backend: str, rounds: int) -> tuple[list[float], list[float], int]:
+    """Seconds per pause and per resume of one running session, and the processes a pause froze."""
+    session = manager.launch(LaunchRequest(agent="replay", anchor="smoke", backend=backend, gpus=1,
+                                           budget_gpu_hours=600 / 3600, extra_env=REPLAY_ENV))
+    log = manager.session_dir(session.id) / layout.CONTAINER_LOG
+    t0 = time.monotonic()
+    while "starting the agent" not in log.read_text(errors="replace"):
+        manager.refresh(manager.get(session.id))
+        if time.monotonic() - t0 > 120:
+            raise SystemExit(f"{backend}: the session did not start within 120 s")
+        time.sleep(0.05)
+    driver = manager.backend(backend)
+    ref = manager.ref(manager.get(session.id))
+    pauses, resumes, frozen = [], [], 0
+    for _ in range(rounds):
+        t = time.monotonic()
+        frozen = len(driver.pause(ref))
+        pauses.append(time.monotonic() - t)
+        t = time.monotonic()
+        driver.resume(ref)
+        resumes.append(time.monotonic() - t)
+        time.sleep(0.2)
+    manager.kill(session.id, grace_s=5)
+    return pauses, resumes, frozen
+
+
 def summary(name: str, rows: list[tuple[float, float]]) -> str:
     run, agent = [r for r, _ in rows], [a for _, a in rows]
     return (f"{name:<6} running: median {statistics.median(run):.2f} s, max {max(run):.2f} s · agent started: "
@@ -92,6 +121,7 @@ def restart(manager: SessionManager, cluster: SlurmCluster) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--pause-rounds", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ngt-slurm-bench-") as tmp:
         root = Path(tmp)
@@ -103,6 +133,11 @@ def main() -> int:
             slurm = [one(manager, "slurm") for _ in range(args.runs)]
             print(summary("local", local))
             print(summary("slurm", slurm))
+            for backend in ("local", "slurm"):
+                pauses, resumes, frozen = pause_resume(manager, backend, args.pause_rounds)
+                print(f"{backend:<6} pause: median {statistics.median(pauses) * 1000:.0f} ms, max "
+                      f"{max(pauses) * 1000:.0f} ms · resume: median {statistics.median(resumes) * 1000:.0f} ms, "
+                      f"max {max(resumes) * 1000:.0f} ms ({frozen} processes frozen, {len(pauses)} rounds)")
             restart(manager, cluster)
         finally:
             cluster.run("scancel", "--full", "--user=root", check=False)

@@ -172,6 +172,7 @@ class BackendState:
     # ("out of memory (limit 96 MiB)"), where the backend knows.
     ended_at: dt.datetime | None = None
     killed_by: str = ""
+    gpu_hours: float | None = None  # what the scheduler's accounting counts (Slurm's sacct), None where none is kept
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ Logs come back through the shared sessions folder, so the node must see it at th
 
 Status and re-attach go through `squeue` (the job's state, Slurm's reason, partition, node), then `sacct` where
 accounting is configured, then `scontrol show job` while the controller still remembers the job. A controller
-that does not answer makes the session `unreachable`, never ended: the job keeps running on its node.
+that does not answer makes the session `unreachable`, never ended: the job keeps running on its node. Where
+accounting is on, a job's GPU-hours are sacct's (elapsed x the allocated `gres/gpu` TRES).
 
 Kill is `scancel --batch --signal=INT` (the job's own process, which stops the container and the runner cleanly),
 the grace period, then `scancel`. `extend` moves the deadline file; the job's TimeLimit only where
@@ -78,6 +79,8 @@ RUNNING_STATES = frozenset({"RUNNING", "CONFIGURING", "COMPLETING", "STAGE_OUT",
 UNREACHABLE_MARKS = ("Unable to contact slurm controller", "Socket timed out", "Zero Bytes were transmitted",
                      "Connection refused", "Communication connection failure", "slurm_load_jobs error: Unable")
 SQUEUE_FORMAT = "%i|%T|%r|%P|%N|%S|%l"
+ACCOUNTING_EVERY_S = 30.0  # how often a running job's accounting (sacct) is read again
+NO_ACCOUNTING_RETRY_S = 300.0  # where sacct says accounting is off, when to ask again
 
 
 class SlurmUnreachable(UserError):
@@ -138,6 +141,18 @@ def _exit_code(text: str) -> int | None:
     return 128 + signal if signal else status
 
 
+def parse_accounting(line: str) -> float | None:
+    """GPU-hours from one `sacct --format=ElapsedRaw,AllocTRES` line: elapsed seconds x the allocated GPUs
+    (`gres/gpu=N`); None when the accounting counts no GPUs (AccountingStorageTRES lacks gres/gpu)."""
+    elapsed, _, tres = line.strip().partition("|")
+    if not elapsed.isdigit():
+        return None
+    gpus = dict(part.split("=", 1) for part in tres.split(",") if "=" in part).get("gres/gpu", "")
+    if not gpus.isdigit():
+        return None
+    return int(elapsed) * int(gpus) / 3600.0
+
+
 def _minutes(seconds: float) -> int:
     return max(1, math.ceil(seconds / 60.0))
 
@@ -168,6 +183,8 @@ class SlurmBackend:
         self.config = config
         self.slurm = config.slurm
         self.root = Path(sessions_root)
+        self._accounted: dict[str, tuple[float, float | None]] = {}  # job -> (when read, GPU-hours)
+        self._no_accounting_until = 0.0
 
     # --- before start ---------------------------------------------------------------------------------------
 
@@ -306,9 +323,34 @@ class SlurmBackend:
         lines = [line for line in out.splitlines() if line.strip()]
         if lines:
             state = parse_squeue(lines[0])
+            if state.status == RUNNING:
+                self._account(state, ref.handle, fresh=False)
             if state.status != EXITED:
                 return state
         return self._ended(ref.handle)
+
+    def _account(self, state: BackendState, job: str, *, fresh: bool) -> None:
+        """The job's GPU-hours by Slurm's accounting (sacct: elapsed x allocated GPUs), where it is on: into the
+        state and its facts. A running job's is read again every ACCOUNTING_EVERY_S; an ended one's (`fresh`) now."""
+        now = time.monotonic()
+        seen = self._accounted.get(job)
+        if not fresh and seen is not None and now - seen[0] < ACCOUNTING_EVERY_S:
+            hours = seen[1]
+        elif now < self._no_accounting_until:
+            return
+        else:
+            try:
+                out = run_command(["sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={job}",
+                                   "--format=ElapsedRaw,AllocTRES"])
+            except UserError:
+                self._no_accounting_until = now + NO_ACCOUNTING_RETRY_S  # no slurmdbd (or it is away)
+                return
+            rows = [line for line in out.splitlines() if line.strip()]
+            hours = parse_accounting(rows[0]) if rows else None
+            self._accounted[job] = (now, hours)
+        if hours is not None:
+            state.gpu_hours = hours
+            state.facts["gpu-hours"] = f"{hours:.4f} (sacct)"
 
     def _ended(self, job: str) -> BackendState:
         """A job no longer in the queue: sacct where accounting is on, else what the controller remembers."""
@@ -319,9 +361,11 @@ class SlurmBackend:
             if rows and len(rows[0]) >= 4:
                 state, code, partition, node = rows[0][:4]
                 state = state.split()[0]
-                return BackendState(EXITED, exit_code=_exit_code(code), detail=state,
-                                    facts={"job": job, "state": state, "queue": state, "partition": partition,
-                                           "node": node})
+                ended = BackendState(EXITED, exit_code=_exit_code(code), detail=state,
+                                     facts={"job": job, "state": state, "queue": state, "partition": partition,
+                                            "node": node})
+                self._account(ended, job, fresh=True)
+                return ended
         except SlurmUnreachable as err:
             return BackendState(UNREACHABLE, detail=str(err), facts={"job": job})
         except UserError:

@@ -211,7 +211,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"  status {session.status}: {session.status_reason}")
     if session.facts:
         print("  " + " · ".join(f"{key} {value}" for key, value in sorted(session.facts.items())))
-    print(f"  budget {x['used_gpu_hours']:.3f} of {x['budget_gpu_hours']:g} GPU-hours used · deadline "
+    print(f"  budget {x['used_gpu_hours']:.3f} of {x['budget_gpu_hours']:g} GPU-hours used "
+          f"({x['gpu_hours_from']}) · deadline "
           f"{session.deadline or '-'} ({_left(x) if x['ended_at'] else _hours(x['seconds_left']) + ' left'})")
     for t in session.transitions:
         print(f"    {t.at}  {t.status:<13} {t.reason}")

@@ -604,6 +604,9 @@ class SessionManager:
         if state.facts and state.facts != session.facts:
             session.facts = dict(state.facts)
             self.save(session)
+        if state.gpu_hours is not None and state.gpu_hours != session.accounted_gpu_hours:
+            session.accounted_gpu_hours = state.gpu_hours  # the scheduler's count: the budget's from now on
+            self.save(session)
         if state.status == QUEUED:
             if session.status != M.PENDING or session.status_reason != _queued(state):
                 session.transition(M.PENDING, _queued(state))
@@ -632,6 +635,16 @@ class SessionManager:
                 backend.stop(ref, 5.0)
                 session.exit_code = None
                 session.transition(M.OUT_OF_BUDGET, "stopped by the host at the deadline")
+                self.save(session)
+                self._copy_and_release(session)
+            elif session.accounted_gpu_hours is not None and session.accounted_gpu_hours >= budget.gpu_hours:
+                # The scheduler counts more GPUs than the session asked for (a whole node, say): its budget is
+                # spent before its deadline.
+                backend.stop(ref, self._grace(session))
+                session.exit_code = None
+                session.transition(M.OUT_OF_BUDGET, f"stopped by the host: the scheduler's accounting counts "
+                                                    f"{session.accounted_gpu_hours:.3f} GPU-hours, its whole "
+                                                    f"{budget.gpu_hours:g} GPU-hour budget")
                 self.save(session)
                 self._copy_and_release(session)
             elif session.budget_usd is not None:
@@ -787,6 +800,13 @@ class SessionManager:
 
         stop_service(self.session_dir(session.id))  # and a retiming in flight with it
         session = self.get(session.id)
+        if session.handle and session.accounted_gpu_hours is not None:
+            try:  # the scheduler's count of the whole run, now that it has ended
+                final = self.backend(session.backend).state(self.ref(session)).gpu_hours
+            except UserError:
+                final = None
+            if final is not None:
+                session.accounted_gpu_hours = final
         session.transition(M.KILLED, reason)
         self.save(session)
         self._copy_and_release(session)
@@ -877,6 +897,7 @@ def session_summary(session: Session, now: dt.datetime | None = None) -> dict:
         "status": session.status, "reason": session.status_reason, "backend": session.backend, "host": session.host,
         "gpus": session.gpus, "gpu_ids": session.gpu_ids, "budget_gpu_hours": session.total_gpu_hours,
         "used_gpu_hours": round(budget.used_gpu_hours(now), 6),
+        "gpu_hours_from": "sacct" if session.accounted_gpu_hours is not None else "wall-clock x GPUs",
         # An ended session has no time left (not a countdown gone negative): it has when it ended.
         "seconds_left": None if session.status in M.FINAL else budget.seconds_left(now),
         "ended_at": session.finished_at if session.status in M.FINAL else None,

@@ -82,6 +82,8 @@ class Budget:
     gpus: int
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    # What the scheduler's own accounting counts (Slurm's sacct: elapsed x allocated GPUs), None where none is kept.
+    accounted_gpu_hours: float | None = None
 
     @property
     def deadline(self) -> dt.datetime | None:
@@ -90,10 +92,13 @@ class Budget:
         return self.started_at + dt.timedelta(hours=self.gpu_hours / self.gpus)
 
     def used_gpu_hours(self, now: dt.datetime | None = None) -> float:
-        if self.started_at is None:
-            return 0.0
-        end = self.finished_at or now or utc_now()
-        return max(0.0, (end - self.started_at).total_seconds()) / 3600 * self.gpus
+        """GPUs x wall-clock, or the scheduler's count where it keeps one and that is more (it allocated more
+        GPUs than were asked for; never less: its count may have been read a little before the end)."""
+        own = 0.0
+        if self.started_at is not None:
+            end = self.finished_at or now or utc_now()
+            own = max(0.0, (end - self.started_at).total_seconds()) / 3600 * self.gpus
+        return own if self.accounted_gpu_hours is None else max(own, self.accounted_gpu_hours)
 
     def remaining_gpu_hours(self, now: dt.datetime | None = None) -> float:
         return max(0.0, self.gpu_hours - self.used_gpu_hours(now))
@@ -146,6 +151,7 @@ class Session:
     allow_env_mismatch: bool = False  # --allow-env-mismatch: start even where the image's stack is not the anchor's
     env_check: dict[str, Any] | None = None  # the image's stack against the anchor's, as checked at start
     budget_usd: float | None = None  # dollars (agent and judge, at the config's prices) after which it is stopped
+    accounted_gpu_hours: float | None = None  # the scheduler's accounting (Slurm's sacct), last read
     config: dict[str, Any] = field(default_factory=dict)  # the config snapshot the session was launched with
     schema_version: int = SESSION_SCHEMA_VERSION
 
@@ -157,7 +163,7 @@ class Session:
 
     def budget(self) -> Budget:
         return Budget(gpu_hours=self.total_gpu_hours, gpus=max(1, self.gpus), started_at=parse_iso(self.started_at),
-                      finished_at=parse_iso(self.finished_at))
+                      finished_at=parse_iso(self.finished_at), accounted_gpu_hours=self.accounted_gpu_hours)
 
     @property
     def sandboxed(self) -> bool:
@@ -220,6 +226,8 @@ class Session:
             agent_effort=f.text("agent_effort", None, optional=True),
             data_dir=f.text("data_dir", None, optional=True), host_forced=f.boolean("host_forced", False),
             budget_usd=f.number("budget_usd", None, optional=True, positive=True),
+            accounted_gpu_hours=f.number("accounted_gpu_hours", None, optional=True, minimum=0,
+                                         maximum=MAX_GPU_HOURS * 1000),
             sandbox=f.text("sandbox", "on", choices=("on", "off")),
             config=f.mapping("config", {}), schema_version=version,
         )

@@ -2,7 +2,11 @@
 as this user with their own configuration, sockets, ports, state and logs in one temporary folder (nothing system-wide
 is touched). The node declares GPUs as generic resources backed by plain files (no real GPU is needed to schedule),
 and uses proctrack/linuxproc and task/none, so no systemd or cgroups are needed. Clients find it through
-$SLURM_CONF."""
+$SLURM_CONF.
+
+With `accounting=True` it also runs Slurm's accounting: a private MariaDB server (its own data folder, socket and
+loopback port) and slurmdbd, with GPUs counted as a TRES (`AccountingStorageTRES=gres/gpu`), so `sacct` answers
+with a job's elapsed time and allocated GPUs."""
 
 from __future__ import annotations
 
@@ -23,10 +27,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 class SlurmCluster:
-    def __init__(self, root: Path, *, gpus: int = 4, cpus: int = 8) -> None:
+    def __init__(self, root: Path, *, gpus: int = 4, cpus: int = 8, accounting: bool = False) -> None:
         self.root = Path(root)
-        self.gpus, self.cpus = gpus, cpus
+        self.gpus, self.cpus, self.accounting = gpus, cpus, accounting
+        self.db_port = self.dbd_port = 0
         self.conf = self.root / "slurm.conf"
         self.munge_socket = self.root / "munge" / "munge.socket"
         self.procs: dict[str, subprocess.Popen] = {}
@@ -42,6 +53,30 @@ class SlurmCluster:
         for i in range(self.gpus):
             (r / "dev" / f"nvidia{i}").touch()
         ctld_port, slurmd_port = _free_port(), _free_port()
+        if self.accounting:
+            self.db_port, self.dbd_port = _free_port(), _free_port()
+            # AccountingStoragePass: the munge socket for talking to slurmdbd (AuthInfo covers the rest).
+            accounting = (f"AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=127.0.0.1\n"
+                          f"AccountingStoragePort={self.dbd_port}\nAccountingStorageTRES=gres/gpu\n"
+                          f"AccountingStoragePass={self.munge_socket}\n")
+            dbd = r / "slurmdbd.conf"
+            dbd.write_text(f"""AuthType=auth/munge
+AuthInfo=socket={self.munge_socket}
+DbdHost=localhost
+DbdAddr=127.0.0.1
+DbdPort={self.dbd_port}
+SlurmUser=root
+PidFile={r / 'slurmdbd.pid'}
+LogFile={r / 'log' / 'slurmdbd.log'}
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort={self.db_port}
+StorageUser=root
+StorageLoc=slurm_acct_db
+""")
+            os.chmod(dbd, 0o600)
+        else:
+            accounting = "AccountingStorageType=accounting_storage/none\n"
         self.conf.write_text(f"""ClusterName=ngt
 SlurmctldHost={socket.gethostname().split(".")[0]}(127.0.0.1)
 MailProg=/bin/true
@@ -69,8 +104,7 @@ GresTypes=gpu
 SlurmdParameters=config_overrides
 ReturnToService=2
 JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-MinJobAge=600
+{accounting}MinJobAge=600
 KillWait=15
 SlurmctldTimeout=30
 SlurmdTimeout=60
@@ -91,10 +125,32 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
                                f"--key-file={r / 'munge' / 'munge.key'}", f"--pid-file={r / 'munge' / 'munged.pid'}",
                                f"--log-file={r / 'log' / 'munged.log'}", f"--seed-file={r / 'munge' / 'munge.seed'}"])
         self._wait(lambda: self.munge_socket.exists(), "munged", 20)
+        if self.accounting:
+            self.start_accounting()
         self.start_slurmctld(clear=True)
         self._spawn("slurmd", ["slurmd", "-D", "-N", NODE, "-f", str(self.conf)])
         self._wait(self._node_idle, "slurmd (the node idle)", 60)
         return self
+
+    def start_accounting(self) -> None:
+        """MariaDB on a loopback port (no grant tables: only this test's slurmdbd talks to it), then slurmdbd,
+        then the cluster registered."""
+        r = self.root
+        data = r / "db" / "data"
+        if not data.exists():
+            subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
+                            "--auth-root-authentication-method=normal", "--skip-test-db"], check=True,
+                           capture_output=True, timeout=120)
+        self._spawn("mariadbd", ["mariadbd", "--no-defaults", f"--datadir={data}", f"--socket={r / 'db' / 'db.sock'}",
+                                 f"--port={self.db_port}", "--bind-address=127.0.0.1", "--skip-grant-tables",
+                                 "--user=root", f"--pid-file={r / 'db' / 'db.pid'}", "--skip-log-bin",
+                                 f"--log-error={r / 'log' / 'mariadbd.log'}"])
+        self._wait(lambda: _port_open(self.db_port), "mariadbd", 60)
+        self._spawn("slurmdbd", ["slurmdbd", "-D"])
+        self._wait(lambda: _port_open(self.dbd_port), "slurmdbd", 60)
+        self.run("sacctmgr", "--immediate", "add", "cluster", "ngt", check=False)
+        self._wait(lambda: "ngt" in self.run("sacctmgr", "--noheader", "--parsable2", "list", "cluster",
+                                             check=False).stdout.split("|")[0], "the cluster's registration", 30)
 
     def start_slurmctld(self, clear: bool = False) -> None:
         self._spawn("slurmctld", ["slurmctld", "-D", "-f", str(self.conf)] + (["-c"] if clear else []))
@@ -108,7 +164,7 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
         self.start_slurmctld()
 
     def stop(self) -> None:
-        for name in ("slurmd", "slurmctld", "munged"):
+        for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged"):
             self._stop(name)
 
     # --- helpers --------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Sessions as Slurm jobs on a real one-node Slurm (Debian's slurm-wlm and munge, started by the fixture in a temporary
 folder, GPUs declared as generic resources): sessions start, wait in the queue while the node is full, are extended
-past their first time limit, are killed, survive a restart of the control room and of slurmctld; and the tested
-production path, Docker on the node, against this machine's dockerd."""
+past their first time limit, are killed, survive a restart of the control room and of slurmctld; the validator
+pauses the agent and retimes in steps of the session's own job, before its deadline; API keys reach the job through
+such a step and nowhere else; GPU-hours come from sacct (slurmdbd on a private MariaDB); and the tested production
+path, Docker on the node with its sandbox, against this machine's dockerd."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ REPLAY_ENV = (("BENCHMARK_REPLAY_SPEED", "50"), ("BENCHMARK_REPLAY_LOOP", "1"))
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), gpus=4).start()
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), gpus=4, accounting=True).start()
     before = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(cluster.conf)  # the client commands the backend runs find the cluster here
     yield cluster
@@ -276,7 +278,8 @@ def validating_config(slurm, tmp_path, monkeypatch):
     return path
 
 
-def test_the_validator_pauses_the_job_and_retimes_in_a_step_of_its_own_before_the_deadline(slurm, validating_config):
+def test_the_validator_pauses_the_job_and_retimes_in_a_step_of_its_own_before_the_deadline(slurm, validating_config,
+                                                                                             capsys):
     manager = SessionManager(load_config(validating_config))
     long = launch(manager, gpus=1, seconds=600)
     # A second session, whose retiming would outlast its deadline: it must be cut before it.
@@ -332,6 +335,15 @@ def test_the_validator_pauses_the_job_and_retimes_in_a_step_of_its_own_before_th
     late = (parse_iso(ended.finished_at) - parse_iso(ended.deadline)).total_seconds()
     assert late < 15, (ended.deadline, ended.finished_at)
     assert read_runner_exit(ds / L.WORKSPACE / "logs").reason == ExitReason.DEADLINE
+    # Its GPU-hours are Slurm's accounting: sacct's elapsed x allocated GPUs, in the budget and shown.
+    elapsed, tres = slurm.run("sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={short.handle}",
+                              "--format=ElapsedRaw,AllocTRES").stdout.split()[0].split("|")
+    assert "gres/gpu=1" in tres.split(",")
+    assert ended.accounted_gpu_hours == int(elapsed) / 3600
+    assert 0 <= ended.budget().used_gpu_hours() - ended.accounted_gpu_hours < 2 / 3600  # ours within a second or two
+    assert ended.facts["gpu-hours"] == f"{int(elapsed) / 3600:.4f} (sacct)"
+    assert main(["--config", str(validating_config), "sessions", "show", short.id]) == 0
+    assert "GPU-hours used (sacct)" in capsys.readouterr().out
     assert manager.kill(long.id, grace_s=10).status == "killed"
 
 

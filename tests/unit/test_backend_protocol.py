@@ -135,3 +135,21 @@ def test_the_launch_file_keeps_no_secret(tmp_path):
     assert launch["env"] == {"BENCHMARK_RUN_ID": "s1"}
     assert stat.S_IMODE(launch_path.stat().st_mode) == 0o600
     assert "nanogpt_tui.backends.slurm_job" in script.read_text()
+
+
+def test_gpu_hours_from_slurm_accounting_are_the_budget_once_known():
+    from nanogpt_tui.backends.slurm import parse_accounting
+    from nanogpt_tui.sessions.model import Budget
+
+    assert parse_accounting("5400|billing=1,cpu=8,gres/gpu=8,gres/gpu:h100=8,node=1\n") == 12.0
+    assert parse_accounting("60|billing=1,cpu=1,node=1") is None  # GPUs not counted as a TRES: not guessed
+    assert parse_accounting("|") is None
+    start = dt.datetime(2026, 12, 3, 12, tzinfo=dt.timezone.utc)
+    hour = dt.timedelta(hours=1)
+    # The scheduler's count where it allocated more GPUs than the session asked for (a whole node)...
+    assert Budget(10.0, 1, start, start + hour, accounted_gpu_hours=8.0).used_gpu_hours() == 8.0
+    # ...but never less than GPUs x wall-clock (its count may be from a little before now, or before the end).
+    assert Budget(10.0, 2, start, None, accounted_gpu_hours=8.0).used_gpu_hours(start + hour) == 8.0
+    assert Budget(10.0, 2, start, None, accounted_gpu_hours=1.0).used_gpu_hours(start + hour) == 2.0
+    assert Budget(10.0, 2, start, start + hour, accounted_gpu_hours=1.5).used_gpu_hours() == 2.0
+    assert Budget(10.0, 2, start, None).used_gpu_hours(start + hour) == 2.0
