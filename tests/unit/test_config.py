@@ -84,6 +84,10 @@ tls = { ca_cert = "ca.pem", client_cert = "cert.pem", client_key = "key.pem" }
         ("[[hosts]]\nname='a'\nurl='unix:///s'\n[[hosts]]\nname='a'\nurl='unix:///t'\n", r"host name 'a' appears twice"),
         ("[[hosts]]\nname='a'\nurl='tcp://h:1'\ntls={client_cert='c'}\n", r"needs both client_cert and client_key"),
         ("[benchmark\n", r"is not valid TOML"),
+        ("[sandbox]\nallow = ['pypi.org']\n", r"`sandbox.allow` is \['pypi.org'\] but must be a list of \"host:port\""),
+        ("[sandbox]\nallow = 'pypi.org:443'\n", r"`sandbox.allow` is 'pypi.org:443' but must be a list"),
+        ("[sandbox]\nallow = ['a:99999']\n", r"`sandbox.allow` .* must be a list of \"host:port\""),
+        ("[sandbox]\nallwo = []\n", r"`sandbox.allwo` is not a known setting"),
     ],
 )
 def test_bad_fields_name_the_field_and_the_file(tmp_path, text, message):
@@ -91,6 +95,17 @@ def test_bad_fields_name_the_field_and_the_file(tmp_path, text, message):
     with pytest.raises(UserError, match=message) as info:
         load_config(path)
     assert str(path) in str(info.value)
+
+
+def test_sandbox_allow_entries(tmp_path):
+    from nanogpt_tui.config import parse_allow_entry
+
+    config = load_config(write(tmp_path, "[sandbox]\nallow = ['PyPI.org:443', ' 10.0.0.1:8080', '[::1]:443']\n"))
+    assert config.sandbox.allow == ("PyPI.org:443", "10.0.0.1:8080", "[::1]:443")
+    assert [parse_allow_entry(a) for a in config.sandbox.allow] == [("pypi.org", 443), ("10.0.0.1", 8080),
+                                                                     ("::1", 443)]
+    assert [parse_allow_entry(a) for a in ("pypi.org", ":443", "a b:1", "user@h:1", "h:0")] == [None] * 5
+    assert load_config(write(tmp_path, "")).sandbox.allow == ()
 
 
 def test_missing_explicit_or_env_file(tmp_path, monkeypatch):
