@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections import Counter
 from typing import Any
 
@@ -102,6 +103,9 @@ SIZE_CALLS = frozenset({"range", "len", "int", "next_multiple_of_n", "view", "re
                         "divmod", "enumerate", "islice"})
 # Queries of a value's size: arithmetic on them is arithmetic on counts.
 SIZE_QUERIES = frozenset({"size", "shape", "numel", "ndim", "dim", "element_size", "nbytes"})
+# Names of counts, sizes and positions (`num_layers`, `world_size`, `chunk_size`, `start_idx`, `pad`).
+COUNT_NAME = re.compile(r"^(num|n)_\w+|\w*_(size|sizes|len|count|idx|index|offset|rank)$|^(world_size|rank|pad|idx|"
+                        r"offset|start|end|stride)$")
 
 
 def _call_name(n: ast.Call) -> str:
@@ -139,7 +143,9 @@ def index_arithmetic_only(nodes: list[ast.AST], ancestors: list[ast.AST] = ()) -
         if isinstance(n, ast.Call):
             return _call_name(n) in SIZE_QUERIES or _call_name(n) in SIZE_CALLS
         if isinstance(n, ast.Attribute):
-            return n.attr in SIZE_QUERIES
+            return n.attr in SIZE_QUERIES or bool(COUNT_NAME.match(n.attr))
+        if isinstance(n, ast.Name):
+            return bool(COUNT_NAME.match(n.id))
         if isinstance(n, ast.Subscript):
             return size_leaf(n.value)
         if isinstance(n, ast.BinOp):
