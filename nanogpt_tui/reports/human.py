@@ -8,16 +8,19 @@ from typing import Any
 
 from nanogpt_tui.classify.timeline import TimelineEntry, classify_history
 from nanogpt_tui.errors import UserError
-from nanogpt_tui.records import Record, Timeline
+from nanogpt_tui.records import TRACK_1, Record, Timeline
 from nanogpt_tui.reports.outcomes import HUMAN_ALGORITHMIC_SHARE
 
 
 def _records(timeline: Timeline, start: str | None, end: str | None) -> list[Record]:
-    records = [r for r in timeline if not r.is_retiming]
-    names = [r.name for r in records]
+    """The new records from `start` to `end`, of one track (that of `start`, else `end`, else the speedrun's
+    track 1): a record is compared only with records of its own track, never the smoke track with the 8xH100 one."""
     for name in (start, end):
         if name is not None:
             timeline.get(name)  # an unknown name is one clear error
+    track = timeline.get(start or end).track if (start or end) else TRACK_1  # type: ignore[arg-type]
+    records = [r for r in timeline if not r.is_retiming and r.track == track]
+    names = [r.name for r in records]
     lo = names.index(start) if start in names else 0
     hi = names.index(end) + 1 if end in names else len(records)
     return records[lo:hi]
