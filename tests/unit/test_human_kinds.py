@@ -36,3 +36,17 @@ def test_human_kinds_over_the_sessions_range_and_the_side_by_side_table(tmp_path
     assert table.rows[0][:2] == ["hyperparameter", "75%"] and table.rows[1][2:] == ["2", "50%"]
     assert [r[0] for r in table.rows] == ["hyperparameter", "algorithmic", "systems", "mixed", "none"]
     assert all(b.kind != "table" or "human share" not in b.headers for b in change_blocks(changes, None))
+
+
+def test_the_whole_timeline_stays_within_the_speedrun_track(tmp_path):
+    # The manifest ends with our smoke track; `timeline-classify --all` must not compare its first record with the
+    # last 8xH100 record (nor list the smoke records at all).
+    from nanogpt_tui.records import load_timeline
+    from nanogpt_tui.reports.human import _records
+
+    shutil.copy(REPO / "human_baselines" / "records.tsv", tmp_path / "records.tsv")
+    timeline = load_timeline(tmp_path)
+    assert any(r.track != "track_1" for r in timeline)
+    whole = _records(timeline, None, None)
+    assert whole and {r.track for r in whole} == {"track_1"}
+    assert {r.track for r in _records(timeline, "smoke", None)} == {"smoke"}
