@@ -17,6 +17,7 @@ Exit status: 0 done, 1 failed (the sentence says why), 2 bad arguments.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +51,9 @@ def retime(runtime, record: dict, session_dir: Path, request_path: Path) -> dict
     except (OSError, ValueError) as err:
         raise UserError(f"the retiming request {request_path} cannot be read ({err}); submit again.") from None
     gpus, warning = node_gpus(runtime if record["runtime"] == "docker" else None)
+    answer({"text": f"retiming in step {os.environ.get('SLURM_STEP_ID', '?')} of job "
+                    f"{os.environ.get('SLURM_JOB_ID', '?')} on {os.environ.get('SLURMD_NODENAME', 'this node')}, "
+                    f"GPUs {','.join(map(str, gpus)) or 'none'}"})
     if warning:
         answer({"text": warning})
     return runtime.retime_isolated(

@@ -1,6 +1,7 @@
 """A real one-node Slurm cluster for the `slurm` tests: munged, slurmctld and slurmd from Debian's packages, started
 as this user with their own configuration, sockets, ports, state and logs in one temporary folder (nothing system-wide
-is touched). The node declares GPUs as generic resources backed by plain files (no real GPU is needed to schedule),
+is touched). The node declares GPUs as generic resources backed by device nodes with no driver (no real GPU is needed to
+schedule),
 and uses proctrack/linuxproc and task/none, so no systemd or cgroups are needed. Clients find it through
 $SLURM_CONF.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -51,7 +53,14 @@ class SlurmCluster:
             (r / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(r / "munge", 0o700)
         for i in range(self.gpus):
-            (r / "dev" / f"nvidia{i}").touch()
+            # Character devices with NVIDIA's numbers (no driver behind them: nothing opens them), so slurmd takes
+            # them as GPUs and pins them (CUDA_VISIBLE_DEVICES, SLURM_JOB_GPUS); plain files where mknod is refused.
+            device = r / "dev" / f"nvidia{i}"
+            if not device.exists():
+                try:
+                    os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(195, i))
+                except PermissionError:
+                    device.touch()
         ctld_port, slurmd_port = _free_port(), _free_port()
         if self.accounting:
             self.db_port, self.dbd_port = _free_port(), _free_port()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -314,6 +315,10 @@ def test_the_validator_pauses_the_job_and_retimes_in_a_step_of_its_own_before_th
     texts = [e["text"] for e in events]
     ran = [t for t in texts if t.startswith("run 1/2: val_loss")]  # it ran to its final line
     assert f"ngt-{long.id}-retime" in steps_seen, steps_seen  # in a step of the session's own job
+    job_gpus = slurm.run("scontrol", "--details", "show", "job", long.handle).stdout
+    [gpu] = re.findall(r"GRES=gpu:1\(IDX:(\d+)\)", job_gpus)
+    assert any(t.startswith(f"retiming in step ") and t.endswith(f"of job {long.handle} on ngtnode, GPUs {gpu}")
+               for t in texts), texts  # on the job's own GPU
     # Paused: the agent wrote nothing while the step retimed (the pause step stopped its tree on the node).
     assert len(frozen) >= 4 and len(set(frozen[1:-1])) == 1, frozen  # the last may follow the resume
     size = log.stat().st_size
@@ -374,6 +379,9 @@ def test_api_keys_reach_the_job_through_a_step_and_are_in_no_slurm_state_spool_o
     environ = dict(line.split("=", 1) for line in
                    Path(f"/proc/{runner}/environ").read_bytes().decode().split("\0") if "=" in line)
     assert environ.get("ANTHROPIC_API_KEY") == key
+    # Slurm pinned the session's GPU: the runner sees the one the job holds.
+    assert environ.get("CUDA_VISIBLE_DEVICES") == environ.get("SLURM_JOB_GPUS") and \
+        environ["SLURM_JOB_GPUS"] in ("0", "1", "2", "3"), {k: v for k, v in environ.items() if "GPU" in k}
     # ...and is nowhere Slurm keeps a job (its state, its spool, what scontrol shows), nor in any file of the session.
     shown = slurm.run("scontrol", "--details", "show", "job", session.handle).stdout
     assert session.handle in shown and key not in shown
