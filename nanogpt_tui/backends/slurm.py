@@ -356,14 +356,14 @@ class SlurmBackend:
         """A job no longer in the queue: sacct where accounting is on, else what the controller remembers."""
         try:
             out = run_command(["sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={job}",
-                               "--format=State,ExitCode,Partition,NodeList"])
+                               "--format=State,ExitCode,Partition,NodeList,End"])
             rows = [line.split("|") for line in out.splitlines() if line.strip()]
             if rows and len(rows[0]) >= 4:
-                state, code, partition, node = rows[0][:4]
+                state, code, partition, node, end = (rows[0] + [""])[:5]
                 state = state.split()[0]
                 ended = BackendState(EXITED, exit_code=_exit_code(code), detail=state,
                                      facts={"job": job, "state": state, "queue": state, "partition": partition,
-                                            "node": node})
+                                            "node": node}, ended_at=parse_slurm_time(end))
                 self._account(ended, job, fresh=True)
                 return ended
         except SlurmUnreachable as err:
@@ -386,7 +386,8 @@ class SlurmBackend:
         if state in RUNNING_STATES:
             return BackendState(RUNNING, detail=state, facts=facts,
                                 started_at=parse_slurm_time(fields.get("StartTime", "")))
-        return BackendState(EXITED, exit_code=_exit_code(fields.get("ExitCode", "")), detail=state, facts=facts)
+        return BackendState(EXITED, exit_code=_exit_code(fields.get("ExitCode", "")), detail=state, facts=facts,
+                            ended_at=parse_slurm_time(fields.get("EndTime", "")))
 
     def stop(self, ref: SessionRef, grace_s: float) -> None:
         """SIGINT to the job's own process (it stops the container or process tree cleanly), `grace_s`, then

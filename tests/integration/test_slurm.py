@@ -114,6 +114,9 @@ def test_sessions_wait_in_the_queue_while_the_node_is_full_and_are_killed(slurm,
     assert killed.status == "killed"
     exit_record = read_runner_exit(manager.session_dir(first.id) / L.WORKSPACE / "logs")
     assert exit_record is not None and exit_record.reason == ExitReason.STOPPED  # the runner saw SIGINT
+    ended = manager.backend("slurm").state(manager.ref(killed))  # when Slurm says the job ended (sacct's End)
+    assert ended.status == "exited" and ended.ended_at is not None
+    assert abs((ended.ended_at - parse_iso(killed.finished_at)).total_seconds()) < 30
 
     second, _ = wait_for(manager, second.id, "running", timeout_s=60)  # the freed GPUs go to the queued one
     wait_for_text(manager.session_dir(second.id) / L.CONTAINER_LOG, "starting the agent")
