@@ -385,7 +385,6 @@ class ConnectProxy:
     stays end to end between the CLI and the destination); any other request is refused with 403 or 405 and
     recorded as blocked for the session."""
 
-    HEAD_LIMIT = 16 << 10
     TIMEOUT_S = 30.0
 
     def __init__(self, gateway: "Gateway") -> None:
