@@ -131,7 +131,7 @@ def run(plan: dict) -> dict:
 
 def main() -> int:
     plan = json.loads(os.environ[PLAN_ENV])
-    go = os.path.join(plan.get("workdir", "/workspace"), GO_FILE)
+    go = os.path.join(plan["workdir"], GO_FILE)  # the workspace, as the host names it
     deadline = time.monotonic() + float(plan.get("wait_s", 60))
     while not os.path.exists(go):
         if time.monotonic() > deadline:
