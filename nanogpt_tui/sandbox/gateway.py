@@ -275,6 +275,8 @@ class Gateway:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS | AUTH_HEADERS}
         if route.get("auth") == "bearer":
             headers["Authorization"] = f"Bearer {key}"
+        elif route.get("auth") == "api-key":  # Azure OpenAI
+            headers["api-key"] = key
         else:
             headers["x-api-key"] = key
         rest = request.path[len(prefix) + 1:]

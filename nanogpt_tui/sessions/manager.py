@@ -59,7 +59,14 @@ STAGING_PREFIX = ".creating-"  # + pid + "-" + session id: a session folder bein
 GATEWAY_URLS = {"anthropic": "http://model-gateway:8080/anthropic", "openai": "http://model-gateway:8080/openai"}
 PLACEHOLDER_KEY = "sk-placeholder-the-model-gateway-holds-the-key"
 # Keys the model gateway holds for sandboxed sessions (the agent's container gets a placeholder).
-GATEWAY_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CODEX_API_KEY")
+# Per API, the credentials the gateway can hold and how it sends each (the first one the session has is used):
+# API keys, bearer tokens (a LiteLLM-style gateway's, a Claude subscription token), Azure OpenAI's api-key header.
+GATEWAY_CREDENTIALS = {
+    "anthropic": (("ANTHROPIC_API_KEY", "x-api-key"), ("ANTHROPIC_AUTH_TOKEN", "bearer"),
+                  ("CLAUDE_CODE_OAUTH_TOKEN", "bearer")),
+    "openai": (("OPENAI_API_KEY", "bearer"), ("CODEX_API_KEY", "bearer"), ("AZURE_OPENAI_API_KEY", "api-key")),
+}
+GATEWAY_KEYS = tuple(name for held in GATEWAY_CREDENTIALS.values() for name, _auth in held)
 # The gateway's routes before the user's endpoints (ANTHROPIC_BASE_URL, OPENAI_BASE_URL) replace them (the same
 # table as nanogpt_tui.backends.egress.DEFAULT_ROUTES, which imports docker).
 DEFAULT_ROUTES = {
@@ -416,12 +423,20 @@ class SessionManager:
         when `[sandbox] allow` names destinations)."""
         from nanogpt_tui.agents.credentials import AGENT_API
 
+        cloud = [name for name in ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX") if env.get(name)]
+        if cloud:
+            # Their credentials would sit in the container and their endpoints are not the gateway's.
+            raise UserError(f"{cloud[0]} is set, but the sandbox's model gateway cannot hold Bedrock or Vertex "
+                            "credentials; point base_url at a gateway for them (e.g. LiteLLM) with an API key, or "
+                            "run with --sandbox off.")
         keys = {name: env.pop(name) for name in GATEWAY_KEYS if env.get(name)}
-        if "OPENAI_API_KEY" not in keys and "CODEX_API_KEY" in keys:
-            keys["OPENAI_API_KEY"] = keys["CODEX_API_KEY"]
         for name in keys:
-            env[name] = PLACEHOLDER_KEY
+            env[name] = PLACEHOLDER_KEY  # the CLI keeps its way of signing in; the gateway swaps the real one in
         routes = {name: dict(route) for name, route in DEFAULT_ROUTES.items()}
+        for name, held in GATEWAY_CREDENTIALS.items():
+            chosen = next(((key, auth) for key, auth in held if key in keys), None)
+            if chosen is not None:
+                routes[name]["key_name"], routes[name]["auth"] = chosen
         for name, variable in (("anthropic", "ANTHROPIC_BASE_URL"), ("openai", "OPENAI_BASE_URL")):
             upstream = env.pop(variable, None)
             if upstream:
