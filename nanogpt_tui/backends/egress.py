@@ -37,8 +37,9 @@ from nanogpt_tui.fsutil import atomic_write_json
 
 CONTROL_PORT = 8081  # nanogpt_tui.sandbox.gateway.CONTROL_PORT (not imported: that module needs aiohttp)
 # Run inside the gateway's container by `docker exec`: one request to the control listener, the body from stdin.
+# The body is one line, so nothing has to half-close the exec's stdin (the SDK's ssh transport cannot).
 TELL = ("import sys, urllib.request, urllib.error\n"
-        "body = sys.stdin.buffer.read()\n"
+        "body = sys.stdin.buffer.readline().strip()\n"
         "req = urllib.request.Request(sys.argv[1], data=body or None, method=sys.argv[2],\n"
         "                             headers={'content-type': 'application/json'})\n"
         "try:\n"
@@ -270,9 +271,8 @@ class Egress:
             raw = getattr(sock, "_sock", sock)
             raw.settimeout(60)
             try:
-                raw.sendall(json.dumps(body).encode() if body is not None else b"")
-                raw.shutdown(socket.SHUT_WR)
-                output = bytearray()
+                raw.sendall((json.dumps(body) if body is not None else "").encode() + b"\n")
+                output = bytearray()  # until the exec ends and the daemon closes the stream
                 while chunk := raw.recv(65536):
                     output += chunk
             finally:

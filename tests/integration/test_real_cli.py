@@ -362,6 +362,10 @@ def test_codex_validates_resumes_survives_faults_and_is_extended_then_killed_mid
              60, "the runner to see the extension")
     killed = manager.kill(run.session_id)
     assert killed.status == "killed"
+    # Once the ended session is released, the gateway forgets its route (and the key it held for it).
+    routes = manager.egress_dir(killed.host) / "routes" / f"{killed.id}.json"
+    wait_for(lambda: manager.refresh(manager.get(run.session_id)) and not routes.exists(), 60,
+             "the gateway to forget the killed session's route")
     print(f"codex session: {time.monotonic() - run.started:.0f} s")
     client = docker.DockerClient(base_url=_daemon_url())
     try:  # stopped; the backend removes a finished container once its logs are copied
