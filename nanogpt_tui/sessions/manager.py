@@ -685,9 +685,12 @@ class SessionManager:
         else:
             session.exit_code = state.exit_code if state.exit_code is not None else exit_info.exit_code
             status, reason, ended_at = self._ending(session, exit_info, state, unreachable_before)
-        if state.killed_by:
+        if state.killed_by and status == M.FAILED:
             # What ended it from outside comes first: "killed: out of memory (limit 96 MiB); the agent failed ..."
-            status, reason = M.FAILED, f"killed: {state.killed_by}; {reason}"
+            reason = f"killed: {state.killed_by}; {reason}"
+        elif state.killed_by:
+            # It ended otherwise (its deadline, say); a process of it was killed along the way (a resumed agent).
+            reason = f"{reason}; a process of it was killed: {state.killed_by}"
         session.transition(status, reason, ended_at)
         self.save(session)
         self.release(session)
