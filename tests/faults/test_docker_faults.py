@@ -315,12 +315,14 @@ def test_a_sigkilled_control_room_is_replaced_with_nothing_lost_or_doubled(daemo
         at_kill = len(ticks(manager, session.id))
         time.sleep(1.5)  # the agent prints on with nobody copying
         assert len(ticks(manager, session.id)) <= at_kill + 1
-        second = ControlRoom(config)
+        # Two fresh ones at once (a second terminal): one copies, the other leaves the log to it.
+        second, third = ControlRoom(config), ControlRoom(config)
         try:
             numbers = wait_for(lambda: (n := ticks(manager, session.id)) and len(n) >= at_kill + 100 and n, 90,
                                "the new control room to copy on")
         finally:
             second.kill()
+            third.kill()
         assert numbers == list(range(len(numbers))), "lines lost or doubled across the control room's restart"
         assert validator_services(folder) == services  # re-attached to the one it had, not a second one
     finally:
