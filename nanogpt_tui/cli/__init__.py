@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nanogpt-tui",
         description="The terminal control room for NanoGPT-Bench. With no command, opens the control room.",
     )
+    add_global_options(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", action="version", version=f"nanogpt-tui {__version__}")
     parser.add_argument(
         "--config",
@@ -57,15 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="the sessions folder to use instead of the config's paths.sessions_dir (e.g. the demo's: "
         "`nanogpt-tui --sessions-dir sessions/demo sessions list`)",
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
-    return parser
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, parsed. With only global options (the control room, the most common start), the command
+    modules are not loaded: building their parsers takes a good part of a second on a busy machine."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    globals_only = argparse.ArgumentParser(prog="nanogpt-tui", add_help=False)
+    add_global_options(globals_only)
+    args, rest = globals_only.parse_known_args(argv)
+    return args if not rest else build_parser().parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(argv)
     func = getattr(args, "func", None)
     if func is None:
         # No command: open the control room (imported here, so the headless commands never load Textual).
