@@ -433,13 +433,20 @@ class ControlRoom(App[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="startup", name="starting the sessions")
     def run_startup(self) -> None:
+        def say(text: str, severity: str = "information") -> None:
+            try:
+                self._say(text, severity)
+            except RuntimeError:  # the control room was quit meanwhile: the work goes on, said on stderr
+                print(text, file=sys.stderr)
+
         try:
-            self.startup(self._say)
+            self.startup(say)
         except UserError as err:
             self.startup_error = str(err)
-            self._say(str(err), "error")
+            say(str(err), "error")
             return
-        self._after_action()
+        if self.is_running:
+            self._after_action()
 
     @work(thread=True, exit_on_error=False, group="actions", name="kill")
     def kill_session(self, session_id: str) -> None:
