@@ -11,9 +11,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def smoke_baselines(dest: Path) -> Path:
-    """`dest` (made if needed) holding the record timeline and the smoke record's code, without its data or logs."""
+    """`dest` (made if needed) holding the record timeline, the smoke record's code without its data or logs, and
+    the edits the rest of the smoke track is written from (our_records.toml)."""
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "human_baselines" / "records.tsv", dest / "records.tsv")
+    for name in ("records.tsv", "our_records.toml"):
+        shutil.copy(REPO / "human_baselines" / name, dest / name)
     shutil.copytree(REPO / "human_baselines" / "smoke", dest / "smoke",
                     ignore=shutil.ignore_patterns("data", "logs", "__pycache__"))
     return dest

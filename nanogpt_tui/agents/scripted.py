@@ -712,14 +712,17 @@ class ScriptedAgent:
         return 0 if ok else 1
 
 
-def resolve_plan_path(cli_plan: Path | None, env: Mapping[str, str]) -> Path:
+def resolve_plan_path(cli_plan: Path | None, env: Mapping[str, str], harness: Path | None = None) -> Path:
+    """--plan, else $BENCHMARK_SCRIPTED_PLAN (a bare file name names one of the harness folder's own plans, e.g.
+    demo.toml), else the harness folder's plan.toml; the harness folder is the session's copy (run.sh passes it),
+    else this package's."""
     if cli_plan is not None:
         return cli_plan
-    if env.get(ENV_SCRIPTED_PLAN):
-        return Path(env[ENV_SCRIPTED_PLAN])
-    if env.get(ENV_RUNNER_DIR) and (Path(env[ENV_RUNNER_DIR]) / "agent" / "plan.toml").is_file():
-        return Path(env[ENV_RUNNER_DIR]) / "agent" / "plan.toml"
-    return DEFAULT_PLAN
+    harness = harness or DEFAULT_PLAN.parent
+    named = env.get(ENV_SCRIPTED_PLAN)
+    if named:
+        return harness / named if Path(named).name == named else Path(named)
+    return harness / "plan.toml"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -727,8 +730,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="The scripted offline agent: runs a plan of experiments on the "
                                                  "session's workspace, submits what it keeps, stops at the deadline.")
     parser.add_argument("--plan", type=Path, metavar="FILE",
-                        help=f"the plan (default: ${ENV_SCRIPTED_PLAN}, ${ENV_RUNNER_DIR}/agent/plan.toml, or the "
+                        help=f"the plan (default: ${ENV_SCRIPTED_PLAN}, else plan.toml in the harness folder, or the "
                              "built-in smoke plan)")
+    parser.add_argument("--harness", type=Path, metavar="DIR",
+                        help="the harness folder whose plans a bare plan name names (default: this package's)")
     args = parser.parse_args(argv)
     env = os.environ
     workspace = Path(env.get(ENV_WORKSPACE) or Path.cwd()).resolve()
@@ -744,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     try:
-        plan = load_plan(resolve_plan_path(args.plan, env))
+        plan = load_plan(resolve_plan_path(args.plan, env, args.harness))
     except PlanError as err:
         return fail(str(err))
     runs = plan.runs

@@ -124,6 +124,33 @@ def test_the_default_plan_makes_legitimate_candidates_of_the_smoke_record(tmp_pa
             kept = code
 
 
+
+def test_the_demo_plan_makes_legitimate_candidates_of_the_demo_anchor(tmp_path):
+    """The demo's plan (harnesses/scripted/demo.toml) on the demo's anchor, one of our own smoke records written from
+    our_records.toml: every candidate passes the static rules, and a bare plan name names the harness's own plan."""
+    from nanogpt_tui.demo import DEMO_ANCHOR, DEMO_PLAN
+    from nanogpt_tui.records import ensure_record_code, load_timeline
+    from nanogpt_tui.validator.rules import check_rules
+    from tests.conftest import smoke_baselines
+
+    baselines = smoke_baselines(tmp_path / "baselines")
+    anchor, _ = ensure_record_code(load_timeline(baselines), DEMO_ANCHOR, baselines)
+    path = scripted.resolve_plan_path(None, {"BENCHMARK_SCRIPTED_PLAN": DEMO_PLAN}, tmp_path / "harness")
+    assert path == tmp_path / "harness" / DEMO_PLAN
+    plan = scripted.load_plan(scripted.DEFAULT_PLAN.parent / DEMO_PLAN)
+    kept = (anchor / "train_gpt.py").read_text(encoding="utf-8")
+    for experiment in plan.experiments:
+        candidate = tmp_path / experiment.name
+        candidate.mkdir()
+        code, _ = apply_edit(kept, experiment)
+        (candidate / "train_gpt.py").write_text(code, encoding="utf-8")
+        shutil.copy(anchor / "run.sh", candidate / "run.sh")
+        report = check_rules(anchor, candidate)
+        assert report.ok, (experiment.name, report.to_dict())
+        if experiment.name == "one-block":  # the one the plan keeps first
+            kept = code
+
+
 # ------------------------------------------------------------------------------------------- a real session
 
 def _session(tmp_path: Path, plan_text: str, deadline_in_s: float) -> tuple[Path, dict[str, str]]:

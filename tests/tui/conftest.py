@@ -40,7 +40,8 @@ def tui_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     stand-in shard folder (local sessions only check that shards exist)."""
     baselines = tmp_path / "human_baselines"
     baselines.mkdir()
-    shutil.copy(REPO / "human_baselines" / "records.tsv", baselines / "records.tsv")
+    for name in ("records.tsv", "our_records.toml"):  # the timeline, and our smoke track's records (the demo's)
+        shutil.copy(REPO / "human_baselines" / name, baselines / name)
     shutil.copytree(REPO / "human_baselines" / "smoke", baselines / "smoke",
                     ignore=shutil.ignore_patterns("data", "__pycache__"))
     data = tmp_path / "data"

@@ -12,7 +12,7 @@ from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.manager import SessionManager
 
 
-def test_demo_starts_three_scripted_local_sessions_on_the_smoke_record(tui_env, capsys):
+def test_demo_starts_three_scripted_local_sessions_on_the_smoke_track(tui_env, capsys):
     assert main(["demo", "--no-ui"]) == 0
     out = capsys.readouterr()
     ids = out.out.split()
@@ -24,9 +24,12 @@ def test_demo_starts_three_scripted_local_sessions_on_the_smoke_record(tui_env, 
     try:
         sessions = [manager.get(i) for i in ids]
         for s in sessions:
-            assert (s.agent, s.anchor, s.backend, s.gpus) == ("scripted", "smoke", "local", 1)
-            assert s.config["extra_env"] == {"BENCHMARK_SCRIPTED_RUNS": "3"}
-            assert s.budget_gpu_hours <= 0.15 and s.status == M.RUNNING
+            assert (s.agent, s.anchor, s.backend, s.gpus) == ("scripted", "smoke-2-mlp-only", "local", 1)
+            assert (s.target, s.status) == ("smoke-5-per-token", M.RUNNING)
+            assert s.config["extra_env"] == {"BENCHMARK_SCRIPTED_RUNS": "4", "BENCHMARK_SCRIPTED_PLAN": "demo.toml"}
+            assert s.budget_gpu_hours <= 0.4
+        # The anchor is one of our own records: its folder was written from our_records.toml.
+        assert (config.paths.baselines_dir / "smoke-2-mlp-only" / "train_gpt.py").is_file()
         strategies = [s.strategy for s in sessions]
         assert strategies[0] == "default"
         # The demo asks for the autoresearch strategy; until it lists the scripted agent it says so out loud.

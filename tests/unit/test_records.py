@@ -221,14 +221,14 @@ def our_records(tmp_path_factory):
 
 def test_the_smoke_track_is_in_the_manifest_with_its_hardware(timeline, our_records):
     smoke = timeline.track(SMOKE_TRACK)
-    assert [r.name for r in smoke][0] == "smoke" and len(smoke) >= 4
+    assert [r.name for r in smoke][0] == "smoke" and len(smoke) >= 6
     times = [r.record_time_s for r in smoke]
     assert times == sorted(times, reverse=True), "each smoke record is faster than the one before it"
     root, _ = our_records
     assert all(r.hardware and r.code_present(root) for r in smoke)
     # Only the smoke record's code is committed; the others are written from our_records.toml, pinned by sha256.
     assert all(r.derivation is not None and r.can_fetch and not r.from_log for r in smoke[1:])
-    assert {r.derivation.kind for r in smoke[1:]} >= {"schedule", "architecture"}
+    assert {r.derivation.kind for r in smoke[1:]} >= {"schedule", "architecture", "optimizer", "systems"}
     assert not any(_tracked(r.name) for r in smoke[1:])
     assert timeline.last_of_track("smoke").name == smoke[-1].name
     # Track 1 is untouched by the second track.
