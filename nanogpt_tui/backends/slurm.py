@@ -267,6 +267,8 @@ class SlurmBackend:
             "data_dir": None if self.in_docker else str(Path(self.config.paths.local_data_dir).resolve()),
             "labels": spec.labels, "shm_size": spec.shm_size, "name": spec.name, "user": spec.user,
             "data_read_only": spec.data_read_only,
+            "validator_dir": str(spec.validator_dir) if spec.validator_dir else None, "memory": spec.memory,
+            "pids_limit": spec.pids_limit, "read_only_root": spec.read_only_root,
         }
         atomic_write_text(folder / layout.SLURM_LAUNCH, json.dumps(launch, indent=2) + "\n", mode=0o600)
         python = self.slurm.python or sys.executable

@@ -55,6 +55,10 @@ def load_launch(path: Path) -> tuple[LaunchSpec, dict]:
         data_volume=launch.get("data_volume"), data_dir=Path(launch["data_dir"]) if launch.get("data_dir") else None,
         labels=dict(launch.get("labels") or {}), shm_size=launch.get("shm_size") or "16g", name=launch.get("name"),
         user=launch.get("user"), data_read_only=bool(launch.get("data_read_only", True)),
+        # The validator's folder (read-only in the container: the agent's submit reads its answers there).
+        validator_dir=Path(launch["validator_dir"]) if launch.get("validator_dir") else None,
+        memory=launch.get("memory"), pids_limit=int(launch.get("pids_limit") or 8192),
+        read_only_root=bool(launch.get("read_only_root", True)),
     )
     egress = launch.get("egress")
     if egress:

@@ -186,7 +186,8 @@ def test_the_docker_path_runs_the_container_contract_in_its_sandbox_on_the_node(
     manager = None
     try:
         config_path = write_config(tmp_path, f'node_runtime = "docker"\ndocker_url = "{_daemon_url()}"\n',
-                                   f'[docker]\nimage = "{image}"\ndata_volume = "{volume}"\n')
+                                   f'[docker]\nimage = "{image}"\ndata_volume = "{volume}"\n'
+                                   '[judge]\nprovider = "none"\n')
         manager = SessionManager(load_config(config_path))
         prefix = manager.egress_prefix
         session = launch(manager, gpus=1, seconds=600)
@@ -219,6 +220,22 @@ def test_the_docker_path_runs_the_container_contract_in_its_sandbox_on_the_node(
                 break
             time.sleep(0.2)
         assert "starting the agent" in log.read_text()  # the runner's output came back through the shared folder
+        # The agent submits from inside its container and reads the answer through its read-only /validator; the
+        # validator pauses the container and retimes in a step of the job, in a container of its own on the node's
+        # Docker (a run that fails at once: the mechanism, not the training, is under test here).
+        assert mounts[L.CONTAINER_VALIDATOR]["RW"] is False
+        d = manager.session_dir(session.id)
+        _candidate(manager, session, "quick", iterations=40)
+        run_sh = d / L.WORKSPACE / "submissions" / "quick" / "run.sh"
+        run_sh.write_text(run_sh.read_text().replace("torchrun ", "exit 3\ntorchrun ", 1))
+        code, out = container.exec_run(["submit", "submissions/quick", "--runs", "2"], workdir="/workspace")
+        text = out.decode("utf-8", "replace")
+        assert "run 1/2: FAILED" in text and "verdict written to /validator/verdicts/" in text, text
+        kinds = [e["type"] for e in _progress(d)]
+        assert kinds.index("paused") < kinds.index("resumed")
+        assert not next(e for e in _progress(d) if e["type"] == "paused")["text"].startswith("agent paused (0 ")
+        assert any(e["text"].startswith("retiming in step ") and f"of job {session.handle} on ngtnode" in e["text"]
+                   for e in _progress(d))
         launch_file = json.loads((manager.session_dir(session.id) / L.SLURM_DIR / L.SLURM_LAUNCH).read_text())
         assert launch_file["runtime"] == "docker" and launch_file["env"]["BENCHMARK_WORKSPACE"] == "/workspace"
         assert manager.kill(session.id, grace_s=15).status == "killed"
