@@ -126,6 +126,10 @@ class SessionMonitor:
                 self._poll_forever()
                 return
             known = set(self.dashboard.session_ids())
+            # A file written after the last reload read it but before the watcher took its first look raises no
+            # change (a poller compares against that first look): the watcher's first batch, or its first quiet
+            # second, reloads every session once.
+            first = True
             try:
                 self.mode = "watchfiles-polling" if self.force_polling else "watchfiles"
                 for changes in watchfiles.watch(*self._paths(), recursive=False, stop_event=self._stop,
@@ -133,7 +137,10 @@ class SessionMonitor:
                                                 debounce=self.debounce_ms, step=50, rust_timeout=1000,
                                                 yield_on_timeout=True, raise_interrupt=False):
                     dirty, structural = self._classify(changes)
-                    if dirty:
+                    if first:
+                        first = False
+                        self.reload()
+                    elif dirty:
                         self.reload(dirty)
                     else:
                         self.refresh_changes()  # a quiet second: events written lately may be due now
