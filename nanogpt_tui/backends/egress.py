@@ -216,12 +216,16 @@ class Egress:
             sock = self.client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
             container.start()
             raw = getattr(sock, "_sock", sock)
-            raw.sendall((json.dumps(self.keys) + "\n").encode())  # the keys: in the gateway's memory only
-            raw.shutdown(socket.SHUT_WR)
+            # The keys, one line the gateway reads and keeps in memory only. No half-close: the gateway needs
+            # none (it reads one line), and the SDK's ssh transport cannot half-close a socket.
+            raw.sendall((json.dumps(self.keys) + "\n").encode())
             raw.close()
         except docker.errors.APIError as err:
             raise UserError(f"Docker host {self.backend.name} could not start the model gateway "
                             f"({_api_message(err)}); check the image {self.image}.") from None
+        except OSError as err:
+            raise UserError(f"Could not give the model gateway on {self.backend.name} its keys "
+                            f"({type(err).__name__}: {err}); start the session again.") from None
         for name in rejoin:
             try:
                 self.client.networks.get(name).connect(self.gateway_name, aliases=[GATEWAY_ALIAS])
