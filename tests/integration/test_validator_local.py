@@ -32,11 +32,8 @@ pytestmark = [pytest.mark.timeout(300)]
 REPLAY_ENV = ((ENV_REPLAY_SPEED, "50"), (ENV_REPLAY_LOOP, "1"))
 
 
-def verdict_outcome(vdir: Path, response: dict) -> str:
-    return json.loads((vdir / P.VERDICTS / response["verdict_file"]).read_text())["outcome"]
-
-
-def test_submit_is_a_request_answered_by_the_validator_apart_from_the_agent(tmp_path, monkeypatch):
+def local_manager(tmp_path: Path, monkeypatch) -> SessionManager:
+    """A sessions folder of the test's own, the smoke record as anchor, no judge."""
     (tmp_path / "human_baselines").mkdir()
     shutil.copy(REPO / "human_baselines" / "records.tsv", tmp_path / "human_baselines" / "records.tsv")
     shutil.copytree(REPO / "human_baselines" / "smoke", tmp_path / "human_baselines" / "smoke",
@@ -45,7 +42,15 @@ def test_submit_is_a_request_answered_by_the_validator_apart_from_the_agent(tmp_
     config_path.write_text('schema_version = 1\n[paths]\nbaselines_dir = "human_baselines"\nsessions_dir = '
                            '"sessions"\n[judge]\nprovider = "none"\n')
     monkeypatch.setenv("NANOGPT_TUI_CONFIG", str(config_path))
-    manager = SessionManager(load_config(config_path))
+    return SessionManager(load_config(config_path))
+
+
+def verdict_outcome(vdir: Path, response: dict) -> str:
+    return json.loads((vdir / P.VERDICTS / response["verdict_file"]).read_text())["outcome"]
+
+
+def test_submit_is_a_request_answered_by_the_validator_apart_from_the_agent(tmp_path, monkeypatch):
+    manager = local_manager(tmp_path, monkeypatch)
     # A live session (a replayed agent stream) whose agent submits, as an agent does, from inside: the contract's
     # environment, a folder under submissions/, `submit` on the command line.
     session = manager.launch(LaunchRequest(agent="replay", anchor="smoke", backend="local", gpus=1,
@@ -108,15 +113,7 @@ def _tree_pids(pid: int) -> set[int]:
 
 
 def test_killing_a_session_mid_retiming_stops_its_validator_and_the_training_run(tmp_path, monkeypatch):
-    (tmp_path / "human_baselines").mkdir()
-    shutil.copy(REPO / "human_baselines" / "records.tsv", tmp_path / "human_baselines" / "records.tsv")
-    shutil.copytree(REPO / "human_baselines" / "smoke", tmp_path / "human_baselines" / "smoke",
-                    ignore=shutil.ignore_patterns("data", "logs"))
-    config_path = tmp_path / "nanogpt-tui.toml"
-    config_path.write_text('schema_version = 1\n[paths]\nbaselines_dir = "human_baselines"\nsessions_dir = '
-                           '"sessions"\n[judge]\nprovider = "none"\n')
-    monkeypatch.setenv("NANOGPT_TUI_CONFIG", str(config_path))
-    manager = SessionManager(load_config(config_path))
+    manager = local_manager(tmp_path, monkeypatch)
     session = manager.launch(LaunchRequest(agent="replay", anchor="smoke", backend="local", gpus=1,
                                            budget_gpu_hours=600 / 3600, extra_env=REPLAY_ENV))
     d = manager.session_dir(session.id)
