@@ -51,6 +51,13 @@ def descendants(pid: int) -> dict[int, int]:
     return found
 
 
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat); None once it is gone or a
+    zombie. With the pid it names one process for good (a pid is reused, its start time is not)."""
+    info = _stat(pid)
+    return None if info is None or info[2] == "Z" else info[1]
+
+
 def _alive(pid: int, ticks: int) -> bool:
     info = _stat(pid)
     return info is not None and info[1] == ticks and info[2] != "Z"

@@ -32,7 +32,7 @@ from nanogpt_tui.backends.base import (
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.contract.runner_exit import STOP_SIGNALS
 from nanogpt_tui.errors import UserError
-from nanogpt_tui.procgroup import pid_namespace_prefix
+from nanogpt_tui.procgroup import pid_namespace_prefix, start_ticks
 
 STOP_RESEND_S = 1.0  # how often a stop is sent again while the session has not ended
 
@@ -51,19 +51,6 @@ def ensure_smoke_shards(data_dir: Path) -> None:
         from nanogpt_tui.shards import synthesize
 
         synthesize(Path(data_dir) / "fineweb10B")
-
-
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after its closing parenthesis.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] == "Z":  # a zombie has finished
-        return None
-    return int(fields[19])
 
 
 class ProcessTrees:
@@ -109,7 +96,7 @@ class ProcessTrees:
         self._children[proc.pid] = proc
         ticks = None
         for _ in range(50):
-            ticks = _start_ticks(proc.pid)
+            ticks = start_ticks(proc.pid)
             if ticks is not None or proc.poll() is not None:
                 break
             time.sleep(0.01)
@@ -128,7 +115,7 @@ class ProcessTrees:
             if code is None:
                 return BackendState(RUNNING)
             return BackendState(EXITED, exit_code=code)
-        current = _start_ticks(pid)
+        current = start_ticks(pid)
         if current is not None and (ticks == 0 or current == ticks):
             return BackendState(RUNNING)
         return BackendState(EXITED, detail="the process is gone; its exit code is in the runner's record")

@@ -27,6 +27,7 @@ from pathlib import Path
 from nanogpt_tui.backends.base import EXITED, MISSING, RUNNING
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fsutil import atomic_write_json
+from nanogpt_tui.procgroup import start_ticks
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.contract.env import ENV_ANCHOR_DIR, ENV_VALIDATOR_DIR, ENV_WORKSPACE
 from nanogpt_tui.sessions import model as M
@@ -46,23 +47,19 @@ class Refused(UserError):
     """The validator will not validate this request; the message is the one sentence `submit` prints."""
 
 
-def _start_ticks(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return None if fields[0] == "Z" else int(fields[19])
-
-
-def service_alive(session_dir: Path) -> bool:
-    """Whether the session's serving process (as recorded in validator/service.json) still runs."""
+def _recorded_service(session_dir: Path) -> tuple[int, int] | None:
+    """The serving process recorded in validator/service.json (pid, start ticks), if it still runs."""
     try:
         info = json.loads((P.validator_dir(session_dir) / P.SERVICE_FILE).read_text())
         pid, ticks = int(info["pid"]), int(info["ticks"])
     except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return _start_ticks(pid) == ticks
+        return None
+    return (pid, ticks) if start_ticks(pid) == ticks else None  # else gone, or the pid is another process by now
+
+
+def service_alive(session_dir: Path) -> bool:
+    """Whether the session's serving process (as recorded in validator/service.json) still runs."""
+    return _recorded_service(session_dir) is not None
 
 
 def stop_service(session_dir: Path) -> None:
@@ -72,13 +69,9 @@ def stop_service(session_dir: Path) -> None:
 
     from nanogpt_tui import procgroup
 
-    try:
-        info = json.loads((P.validator_dir(session_dir) / P.SERVICE_FILE).read_text())
-        pid, ticks = int(info["pid"]), int(info["ticks"])
-    except (OSError, ValueError, KeyError, TypeError):
+    if (service := _recorded_service(session_dir)) is None:
         return
-    if _start_ticks(pid) != ticks:
-        return  # gone, or the pid is another process by now
+    pid, ticks = service
     tree = {pid: ticks, **procgroup.descendants(pid)}
     procgroup.kill_tree(tree, signal.SIGKILL)
     procgroup.wait_gone(tree)
@@ -98,7 +91,7 @@ def spawn_service(session_dir: Path, config_path: Path | None) -> int:
     # Recorded at once, so a host process refreshing a moment later does not start a second one.
     ticks = None
     for _ in range(100):
-        ticks = _start_ticks(proc.pid)
+        ticks = start_ticks(proc.pid)
         if ticks is not None or proc.poll() is not None:
             break
         time.sleep(0.01)
@@ -128,7 +121,7 @@ class ValidatorService:
             except BlockingIOError:
                 self.say(f"another process already serves {self.session_id}'s validator")
                 return 1
-            atomic_write_json(self.vdir / P.SERVICE_FILE, {"pid": os.getpid(), "ticks": _start_ticks(os.getpid()),
+            atomic_write_json(self.vdir / P.SERVICE_FILE, {"pid": os.getpid(), "ticks": start_ticks(os.getpid()),
                                                            "started_at": P.utc_now()})
             self._resume_left_paused()
             ended_since: float | None = None
