@@ -518,9 +518,11 @@ class ControlRoom(App[None]):
             baselines = Path(self.config.paths.baselines_dir)
             anchor = request.anchor or self.config.benchmark.anchor
             timeline = load_timeline(baselines)
-            if anchor in timeline and not timeline.get(anchor).code_present(baselines):
-                self._say(f"Fetching {anchor}'s code from its upstream log...")
-                ensure_record_code(timeline, anchor, baselines)
+            if anchor in timeline:
+                # ensure_record_code decides (missing code, or one of our derived records gone stale): one rule.
+                _folder, fetched = ensure_record_code(timeline, anchor, baselines)
+                if fetched:
+                    self._say(f"Fetched {anchor}'s code for the session.")
             session = self.manager.launch(request)
         except UserError as err:
             self._say(f"Could not start the session: {err}", "error")

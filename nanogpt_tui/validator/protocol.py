@@ -49,8 +49,8 @@ RESPONSES = "responses"
 PROGRESS_FILE = "progress.jsonl"
 SERVICE_FILE = "service.json"  # the serving process (pid, start ticks), for a host that checks it is alive
 SEAL_SUFFIX = ".seal"
-KEY_FILE = ".validator.key"
-READABLE = 0o644  # what the validator writes, the agent (another user) reads through its read-only mount  # in the sessions folder: the sealing key, never inside a session or a container
+KEY_FILE = ".validator.key"  # in the sessions folder: the sealing key, never inside a session or a container
+READABLE = 0o644  # what the validator writes, the agent (another user) reads through its read-only mount
 
 
 def utc_now() -> str:
@@ -217,7 +217,7 @@ def freeze(source: Path, vdir: Path, request: SubmitRequest, sealer: Sealer, *, 
     frozen = Frozen(request_id=request.request_id, submission=request.submission, kind=request.kind, folder=folder,
                     sha256=hash_folder(folder), source=source_label, frozen_at=utc_now())
     manifest = folder.with_suffix(".json")
-    atomic_write_text(manifest, json.dumps(frozen.to_dict(), indent=2) + "\n", mode=READABLE)
+    atomic_write_json(manifest, frozen.to_dict(), mode=READABLE)
     sealer.seal_file(manifest)
     return frozen
 
