@@ -32,10 +32,17 @@ import docker.errors
 from nanogpt_tui.backends.docker_backend import DockerBackend, _api_message, hardening
 from nanogpt_tui.config import parse_allow_entry
 from nanogpt_tui.errors import UserError
-from nanogpt_tui.sandbox.names import GATEWAY_ALIAS, GATEWAY_PORT, PROXY_PORT, proxy_env
+from nanogpt_tui.sandbox.names import (
+    CONTROL_PORT,
+    DEFAULT_ROUTES,
+    GATEWAY_ALIAS,
+    GATEWAY_PORT,
+    PLACEHOLDER_KEY,
+    PROXY_PORT,
+    proxy_env,
+)
 from nanogpt_tui.fsutil import atomic_write_json
 
-CONTROL_PORT = 8081  # nanogpt_tui.sandbox.gateway.CONTROL_PORT (not imported: that module needs aiohttp)
 # Run inside the gateway's container by `docker exec`: one request to the control listener, the body from stdin.
 # The body is one line, so nothing has to half-close the exec's stdin (the SDK's ssh transport cannot).
 TELL = ("import sys, urllib.request, urllib.error\n"
@@ -52,12 +59,6 @@ GATEWAY_USER = "0:0"  # binds DNS's port 53 with NET_BIND_SERVICE only; every ot
 EGRESS_LABEL = "nanogpt-tui.egress"
 HEALTH_TIMEOUT_S = 30.0
 
-# The model APIs the gateway forwards to, by route (the first path segment of the CLI's base_url).
-DEFAULT_ROUTES = {
-    "anthropic": {"upstream": "https://api.anthropic.com", "auth": "x-api-key", "key_name": "ANTHROPIC_API_KEY"},
-    "openai": {"upstream": "https://api.openai.com/v1", "auth": "bearer", "key_name": "OPENAI_API_KEY"},
-}
-PLACEHOLDER_KEY = "sk-placeholder-the-model-gateway-holds-the-key"
 
 
 def _is_address(host: str) -> bool:

@@ -48,12 +48,12 @@ from typing import Any
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 from nanogpt_tui.config import parse_allow_entry
+from nanogpt_tui.sandbox.names import CONTROL_PORT
 
 HOP_HEADERS = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
                "transfer-encoding", "upgrade", "host", "content-length"}
 AUTH_HEADERS = {"x-api-key", "authorization", "api-key"}
 HEALTH_PATH = "/healthz"
-CONTROL_PORT = 8081  # the control listener, on the gateway's loopback only
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

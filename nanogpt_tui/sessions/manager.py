@@ -42,6 +42,7 @@ from nanogpt_tui.contract.runner_exit import (EXIT_NO_RECORD, BrokenRunnerExit, 
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, finite, whole
 from nanogpt_tui.sessions import model as M
+from nanogpt_tui.sandbox.names import DEFAULT_ROUTES, GATEWAY_URLS, PLACEHOLDER_KEY
 from nanogpt_tui.sessions.egress_records import EGRESS_DIR  # the model gateway's folder per Docker host
 from nanogpt_tui.sessions.model import (BrokenSession, Extension, Session, iso, load_session, parse_iso, read_session,
                                         save_session, utc_now)
@@ -55,9 +56,6 @@ ID_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 PLACEMENT_RETRY_S = 5.0
 PLACEMENT_LOCK = ".placement.lock"
 STAGING_PREFIX = ".creating-"  # + pid + "-" + session id: a session folder being built (hidden from listings)
-# What a sandboxed session's CLIs get instead of the APIs (nanogpt_tui.backends.egress names the gateway so).
-GATEWAY_URLS = {"anthropic": "http://model-gateway:8080/anthropic", "openai": "http://model-gateway:8080/openai"}
-PLACEHOLDER_KEY = "sk-placeholder-the-model-gateway-holds-the-key"
 # Keys the model gateway holds for sandboxed sessions (the agent's container gets a placeholder).
 # Per API, the credentials the gateway can hold and how it sends each (the first one the session has is used):
 # API keys, bearer tokens (a LiteLLM-style gateway's, a Claude subscription token), Azure OpenAI's api-key header.
@@ -67,12 +65,6 @@ GATEWAY_CREDENTIALS = {
     "openai": (("OPENAI_API_KEY", "bearer"), ("CODEX_API_KEY", "bearer"), ("AZURE_OPENAI_API_KEY", "api-key")),
 }
 GATEWAY_KEYS = tuple(name for held in GATEWAY_CREDENTIALS.values() for name, _auth in held)
-# The gateway's routes before the user's endpoints (ANTHROPIC_BASE_URL, OPENAI_BASE_URL) replace them (the same
-# table as nanogpt_tui.backends.egress.DEFAULT_ROUTES, which imports docker).
-DEFAULT_ROUTES = {
-    "anthropic": {"upstream": "https://api.anthropic.com", "auth": "x-api-key", "key_name": "ANTHROPIC_API_KEY"},
-    "openai": {"upstream": "https://api.openai.com/v1", "auth": "bearer", "key_name": "OPENAI_API_KEY"},
-}
 
 
 @dataclass
