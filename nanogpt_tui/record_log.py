@@ -15,15 +15,18 @@ _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 def code_section(log_text: str) -> str:
     """The code a speedrun log begins with: every line before the first line of `=` characters, each ending in a
-    newline. Raises ValueError when the log has no such section."""
+    newline. The logs of late 2024 print a separator line before the code as well: there the code is what lies
+    between the first two. Raises ValueError when the log has no such section."""
     lines = log_text.splitlines()
-    for index, line in enumerate(lines):
-        stripped = line.strip()
-        if stripped and set(stripped) == {"="}:
-            if index == 0:
-                raise ValueError("the log starts with the separator line, so it holds no code")
-            return "".join(f"{ln}\n" for ln in lines[:index])
-    raise ValueError("the log has no line of '=' characters separating the code from the run's output")
+    separators = [i for i, line in enumerate(lines) if line.strip() and set(line.strip()) == {"="}]
+    if not separators:
+        raise ValueError("the log has no line of '=' characters separating the code from the run's output")
+    start = 0
+    if separators[0] == 0:
+        if len(separators) < 2 or separators[1] == 1:
+            raise ValueError("the log starts with the separator line and no code follows it before the next one")
+        start = 1
+    return "".join(f"{ln}\n" for ln in lines[start:separators[start]])
 
 
 def split_code_section(section: str) -> dict[str, str]:

@@ -120,8 +120,13 @@ def test_code_from_log_takes_everything_before_the_separator():
     assert code_from_log("x = 1\n" + "=" * 100) == "x = 1\n"
     with pytest.raises(ValueError, match="no line of '=' characters"):
         code_from_log("just output\n")
-    with pytest.raises(ValueError, match="holds no code"):
+    with pytest.raises(ValueError, match="no code follows it"):
         code_from_log("=" * 100 + "\nout\n")
+    # Late-2024 logs print a separator before the code too: the code is what lies between the first two.
+    assert code_from_log("=" * 100 + "\nimport os\n" + "=" * 100 + "\nRunning pytorch\n" + "=" * 100 + "\n") \
+        == "import os\n"
+    with pytest.raises(ValueError, match="no code follows it"):
+        code_from_log("=" * 100 + "\n" + "=" * 100 + "\nout\n")
     # A line that merely contains '=' is code, not the separator.
     assert code_from_log("a == b\n====\n") == "a == b\n"
 
