@@ -35,7 +35,8 @@ def test_labels_are_well_formed_and_name_real_records() -> None:
 
 
 # Records drawn for the held-aside set in each batch of labels (each batch labelled before the classifier changed).
-HELD_PER_BATCH = {"1": 10, "2": 15}
+# Batch 3 (the records of late 2024, fetchable once their logs' code section was read) is held aside whole.
+HELD_PER_BATCH = {"1": 10, "2": 15, "3": 14}
 
 
 def test_held_aside_records_are_the_seeded_draw() -> None:
