@@ -23,7 +23,9 @@ Headless and standard library only (`ast`, `difflib`). The kinds:
   language glue (`len`, `.append`, `.size`) are left out, names bound to a thread, event, queue, stream or
   future (or an instance of the file's own class wrapping one) count as systems, and dtype/device/rank
   plumbing counts fully where it is what changed, half inside wholly new code.
-- `algorithmic`: any other change of structure: the model, the optimizer, data handling, the loss.
+- `algorithmic`: any other change of structure: the model, the optimizer, data handling, the loss; also a literal
+  that sets the model's depth (the count in the `range(...)` a `ModuleList`/`Sequential` is built with, or the
+  default of a knob of that name: `num_layers = 2 -> 1`), while widths and step counts stay tuning.
 - `none`: nothing that runs changed (comments, docstrings, formatting, log messages, reordered defs,
   type annotations, a consistent rename of a name the code defines, the run id or log path).
 

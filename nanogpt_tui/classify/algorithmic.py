@@ -177,3 +177,38 @@ def index_arithmetic_only(nodes: list[ast.AST], ancestors: list[ast.AST] = ()) -
 
     indexing = in_index_context(nodes, list(ancestors))
     return all(visit(n, indexing) for n in nodes) and found
+
+
+# Containers a model's repeated parts are built into: the count they are built with is the model's depth.
+MODULE_CONTAINERS = frozenset({"ModuleList", "Sequential", "ModuleDict", "ParameterList"})
+
+
+def depth_settings(tree: ast.AST) -> tuple[frozenset[str], frozenset[int]]:
+    """What sets how many modules a model is built of: the names (last part: `args.num_layers` -> `num_layers`) and
+    the ids of the literals in the `range(...)` of a comprehension that fills a module container
+    (`nn.ModuleList([Block(dim) for _ in range(num_layers)])`). A change to that count (`num_layers = 2 -> 1`, three
+    value embeddings instead of two) changes the model's structure, not a tuned value."""
+    names: set[str] = set()
+    literals: set[int] = set()
+    for call in ast.walk(tree):
+        if not (isinstance(call, ast.Call) and _call_name(call) in MODULE_CONTAINERS):
+            continue
+        for arg in call.args:
+            arg = arg.value if isinstance(arg, ast.Starred) else arg
+            if not isinstance(arg, (ast.ListComp, ast.GeneratorExp, ast.DictComp)):
+                continue
+            for comp in arg.generators:
+                counts = comp.iter
+                if not (isinstance(counts, ast.Call) and _call_name(counts) == "range"):
+                    continue
+                inside = [m for a in counts.args for m in ast.walk(a)]
+                bases = {id(m.value) for m in inside if isinstance(m, ast.Attribute)} | {
+                    id(m.func) for m in inside if isinstance(m, ast.Call)}  # `len` of `range(len(x))` sets nothing
+                for n in inside:
+                    if isinstance(n, ast.Name) and id(n) not in bases:
+                        names.add(n.id)
+                    elif isinstance(n, ast.Attribute):
+                        names.add(n.attr)
+                    elif isinstance(n, ast.Constant):
+                        literals.add(id(n))
+    return frozenset(names), frozenset(literals)

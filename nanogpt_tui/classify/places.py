@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nanogpt_tui.classify.algorithmic import computes, index_arithmetic_only, is_math_token
+from nanogpt_tui.classify.algorithmic import computes, depth_settings, index_arithmetic_only, is_math_token
 from nanogpt_tui.classify.knobs import (
     _args_with_literal_defaults, _assigns_literal, _is_arithmetic, _is_state_init, KNOB_CLASS,
     _literal_vs_reference, SCHEDULE_SCOPE,
@@ -96,6 +96,8 @@ class PlaceJudge:
         self._keep_alive: list[ast.AST] = []  # keeps those nodes alive so their ids stay unique
         self._literal_default_args = {id(a) for t in (old_tree, new_tree) for a in _args_with_literal_defaults(t)}
         self._imports_old, self._imports_new = _file_imports(old_tree), _file_imports(new_tree)
+        (names_old, literals_old), (names_new, literals_new) = depth_settings(old_tree), depth_settings(new_tree)
+        self._depth_names, self._depth_literals = names_old | names_new, literals_old | literals_new
 
     def is_sys(self, token: str) -> bool:
         return is_systems_token(token, self.kernel_names)
@@ -237,8 +239,21 @@ class PlaceJudge:
                 systems = f"a setting of {', '.join(sorted(set(hits)))}"
         if systems:
             self.record("literal", SYSTEMS, systems, scopes, a, b, label, weight=LITERAL_WEIGHT)
+        elif depth := self.sets_depth(a, b, names):
+            self.record("literal", ALGORITHMIC, depth, scopes, a, b, label, weight=LITERAL_WEIGHT)
         else:
             self.record("literal", HYPERPARAMETER, "literal value", scopes, a, b, label, weight=LITERAL_WEIGHT)
+
+    def sets_depth(self, a: ast.AST, b: ast.AST, names: Sequence[str]) -> str | None:
+        """Why a changed literal is a change of the model's structure: it is (or is the value of a knob named as)
+        the count a module container is built with (`depth_settings`); None otherwise."""
+        if id(a) in self._depth_literals or id(b) in self._depth_literals:
+            return "the number of modules the model is built of (a module container's range)"
+        knobs = sorted({n.removeprefix("kw:").split(".")[-1] for n in names if not n.startswith(("import:", "env:"))}
+                       & self._depth_names)
+        if knobs:
+            return f"sets the model's depth: {', '.join(knobs)} is how many modules a module container is built of"
+        return None
 
     def structural_change(self, change: str, old: Sequence[ast.AST], new: Sequence[ast.AST],
                           scopes: Sequence[_Scope], ancestors: Sequence[ast.AST]) -> None:

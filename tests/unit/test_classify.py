@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -23,12 +24,14 @@ from nanogpt_tui.classify import (
     systems_names,
 )
 from nanogpt_tui.cli import main
+from nanogpt_tui.code_edits import set_hyperparameters
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rules"
 ANCHOR = (FIXTURES / "anchor" / "train_gpt.py").read_text()
 RUN_SH = (FIXTURES / "anchor" / "run.sh").read_text()
 KERNELS = (FIXTURES / "refactor" / "triton_kernels.py").read_text()
-SMOKE = (Path(__file__).resolve().parents[2] / "human_baselines" / "smoke" / "train_gpt.py").read_text()
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = (ROOT / "human_baselines" / "smoke" / "train_gpt.py").read_text()
 
 
 def sub(text: str, old: str, new: str) -> str:
@@ -86,6 +89,27 @@ def test_the_scripted_agents_step_change_on_the_smoke_record():
         SMOKE, "    num_iterations = 200  #", "    num_iterations = 150  #")})
     assert result.kind == HYPERPARAMETER
     assert result.evidence[0].scope == "Hyperparameters.num_iterations"
+
+
+def test_the_demos_one_block_change_is_architecture_not_tuning():
+    # The demo's plan sets the Hyperparameters default `num_layers` (2 -> 1): that count is how many blocks the model's
+    # ModuleList is built of, so the change is to the model's structure.
+    plan = tomllib.loads((ROOT / "nanogpt_tui" / "agents" / "harnesses" / "scripted" / "demo.toml").read_text())
+    (one_block,) = [e for e in plan["experiment"] if e["name"] == "one-block"]
+    result = classify_sources({"train_gpt.py": SMOKE}, {"train_gpt.py": set_hyperparameters(SMOKE, one_block["set"])[0]})
+    assert result.kind == ALGORITHMIC, result.summary()
+    (e,) = result.evidence
+    assert e.scope == "Hyperparameters.num_layers" and "depth" in e.why and "num_layers" in e.why
+
+
+def test_a_layer_count_sets_the_models_depth_wherever_it_is_written():
+    as_keyword = classify(sub(ANCHOR, "num_layers=12, num_heads=6", "num_layers=11, num_heads=6"))
+    assert as_keyword.kind == ALGORITHMIC and "num_layers" in as_keyword.evidence[0].why
+    in_range = ANCHOR.replace("for _ in range(num_layers)", "for _ in range(12)")
+    as_literal = classify(in_range.replace("for _ in range(12)", "for _ in range(11)"), old=in_range)
+    assert as_literal.kind == ALGORITHMIC and "module container" in as_literal.evidence[0].why
+    # A count that sets no module container stays a tuned value: the loop over warm-up steps, the model's width.
+    assert classify(sub(ANCHOR, "num_heads=6, model_dim=768", "num_heads=6, model_dim=512")).kind == HYPERPARAMETER
 
 
 # ------------------------------------------------------------------------------------------------ algorithmic
