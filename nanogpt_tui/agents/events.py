@@ -39,6 +39,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from nanogpt_tui.follow import MAX_LINE_BYTES, LineFollower
+
 FORMAT_KEY = "nanogpt_tui_event"
 FORMAT_VERSION = 1
 
@@ -285,24 +287,33 @@ def summarize_usage(events: Iterable[Event]) -> UsageTotals:
 # --------------------------------------------------------------------------------------- incremental reading
 
 class EventStream:
-    """Reads an events file (or any JSONL log) incrementally from a byte offset, for live tails.
-
-    `read_new()` returns the events of the complete lines added since the last call; a last line without
-    its newline yet is left for a later call (the writer is mid-line), unless `final=True`. A file that
-    shrank or was replaced is read again from the start. Lines longer than `max_line_bytes` are skipped
-    and reported as one malformed event, so one runaway line cannot exhaust memory.
+    """Reads an events file (or any JSONL log) incrementally from a byte offset, for live tails: the events of the
+    lines `nanogpt_tui.follow.LineFollower` returns (a partial last line waits for its newline unless `final=True`;
+    a shrunk or replaced file is read again, with `restarted` set; an over-long line becomes one malformed event).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, offset: int = 0, line_no: int = 0,
                  parser: Callable[[str, int], list[Event]] | None = None,
-                 max_line_bytes: int = 16 * 1024 * 1024) -> None:
-        self.path = Path(path)
-        self.offset = offset
-        self.line_no = line_no
-        self.max_line_bytes = max_line_bytes
+                 max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self.lines = LineFollower(path, offset=offset, line_no=line_no, max_line_bytes=max_line_bytes)
         self._parser = parser
-        self._inode: int | None = None
-        self._skipping = False  # inside an over-long line, discarding up to its newline
+
+    @property
+    def path(self) -> Path:
+        return self.lines.path
+
+    @property
+    def offset(self) -> int:
+        return self.lines.offset
+
+    @property
+    def line_no(self) -> int:
+        return self.lines.line_no
+
+    @property
+    def restarted(self) -> bool:
+        """The last read found the file shrunk or replaced and began again: events read before are void."""
+        return self.lines.restarted
 
     def _parse(self, text: str, line_no: int) -> list[Event]:
         if self._parser is None:
@@ -310,51 +321,14 @@ class EventStream:
             self._parser = parse_line
         return self._parser(text, line_no)
 
-    def read_new(self, *, final: bool = False, max_bytes: int = 8 * 1024 * 1024) -> list[Event]:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return []
-        if (self._inode is not None and st.st_ino != self._inode) or st.st_size < self.offset:
-            self.offset, self.line_no, self._skipping = 0, 0, False
-        self._inode = st.st_ino
+    def read_new(self, *, final: bool = False) -> list[Event]:
         events: list[Event] = []
-        with open(self.path, "rb") as handle:
-            while True:
-                handle.seek(self.offset)
-                data = handle.read(max_bytes)
-                if not data:
-                    break
-                end = data.rfind(b"\n")
-                if end < 0:
-                    if self._skipping or len(data) >= self.max_line_bytes:
-                        # An over-long line: report it once, then drop bytes up to its newline.
-                        if not self._skipping:
-                            self.line_no += 1
-                            events.append(Event(type="unknown", malformed=True, line_no=self.line_no,
-                                                text=f"(a line longer than {self.max_line_bytes} bytes was skipped)"))
-                            self._skipping = True
-                        self.offset += len(data)
-                        if final and len(data) < max_bytes:
-                            self._skipping = False
-                            break
-                        continue
-                    if len(data) >= max_bytes:
-                        max_bytes *= 2  # a long line: read more of it to find its end
-                        continue
-                    if final:  # the writer is gone: the last line will get no newline
-                        self.offset += len(data)
-                        self.line_no += 1
-                        events.extend(self._parse(data.decode("utf-8", "replace"), self.line_no))
-                    break
-                chunk = data[:end + 1]
-                self.offset += len(chunk)
-                for raw in chunk.split(b"\n")[:-1]:
-                    if self._skipping:
-                        self._skipping = False
-                        continue
-                    self.line_no += 1
-                    events.extend(self._parse(raw.decode("utf-8", "replace"), self.line_no))
+        for line in self.lines.read_new(final=final):
+            if line.too_long:
+                events.append(Event(type="unknown", malformed=True, line_no=line.no,
+                                    text=f"(a line longer than {self.lines.max_line_bytes} bytes was skipped)"))
+            else:
+                events.extend(self._parse(line.text, line.no))
         return events
 
     def read_all(self) -> list[Event]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nanogpt_tui.contract import layout
+from nanogpt_tui.follow import LineFollower
 from nanogpt_tui.textsafe import neutralize
 
 EGRESS_DIR = layout.EGRESS_DIR  # in the sessions folder, per Docker host: the model gateway's config and records
@@ -41,36 +42,27 @@ class Blocked:
 
 
 class EgressRecords:
-    """Reads one session's gateway record on from where the last read stopped (a whole line at a time)."""
+    """Follows one session's gateway record for its refusals (a whole line at a time)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        self.follow = LineFollower(path)
         self.blocked_count = 0
         self.recent: list[Blocked] = []  # the last RECENT_KEPT refusals, oldest first
-        self._offset = 0
-        self._inode: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.follow.path
 
     def update(self) -> bool:
-        """Read what was appended; whether a refusal arrived. A missing file is no refusal yet."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return False
-        if st.st_ino != self._inode or st.st_size < self._offset:
-            self._inode, self._offset, self.blocked_count, self.recent = st.st_ino, 0, 0, []
-        if st.st_size == self._offset:
-            return False
-        with open(self.path, "rb") as handle:
-            handle.seek(self._offset)
-            data = handle.read(st.st_size - self._offset)
-        end = data.rfind(b"\n")
-        if end < 0:
-            return False
-        self._offset += end + 1
+        """Read what was appended; whether a refusal arrived. A missing file is no refusal yet; a replaced or
+        truncated one is counted again from its start."""
+        lines = self.follow.read_new()
+        if self.follow.restarted:
+            self.blocked_count, self.recent = 0, []
         before = self.blocked_count
-        for line in data[:end].split(b"\n"):
+        for line in lines:
             try:
-                record = json.loads(line)
+                record = json.loads(line.text)
             except ValueError:
                 continue
             if not isinstance(record, dict) or record.get("type") != "blocked":

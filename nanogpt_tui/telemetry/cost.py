@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from nanogpt_tui.follow import LineFollower
 from nanogpt_tui.pricing import Price, price_for, tokens_cost_usd
 
 # Usage events kept per session (text dropped); a session that spends millions of turns keeps only the last.
@@ -77,7 +78,9 @@ class EventsTokenMeter:
         from nanogpt_tui.agents.events import summarize_usage
 
         fresh = [ev for ev in self.stream.read_new() if ev.type in self.KEEP and not ev.partial]
-        if not fresh and self.events:
+        if self.stream.restarted:  # the file was replaced or cut: what was read from it before is void
+            self.events, self.model = [], None
+        elif not fresh and self.events:
             return self.tokens
         for ev in fresh:
             model = ev.extra.get("model") if ev.type == "session_start" else None
@@ -97,26 +100,24 @@ def _count(value: object) -> int | None:
 
 
 class GatewayUsage:
-    """A session's `usage` lines from the model gateway's records, read on from where the last read stopped
-    (whole lines only: one being written is read next time)."""
+    """A session's `usage` lines from the model gateway's records, followed from where the last read stopped (a
+    line being written is read next time; a replaced or truncated record is summed again from its start)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.offset = 0
+        self.follow = LineFollower(path)
         self.by_model: dict[str | None, ModelTokens] = {}
 
+    @property
+    def path(self) -> Path:
+        return self.follow.path
+
     def read(self) -> tuple[ModelTokens, ...]:
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except FileNotFoundError:
-            data = b""
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        for line in data[:end].splitlines():
+        lines = self.follow.read_new()
+        if self.follow.restarted:
+            self.by_model.clear()
+        for line in lines:
             try:
-                record = json.loads(line)
+                record = json.loads(line.text)
             except ValueError:
                 continue
             if not isinstance(record, dict) or record.get("type") != "usage":

@@ -11,6 +11,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from nanogpt_tui.follow import LineFollower
+
 GPU_SCHEMA_VERSION = 1
 SAMPLES_KEPT = 240  # per session: 20 minutes at one sample every 5 s
 IDLE_UTIL_PCT = 5.0  # a GPU at or below this utilisation counts as idle
@@ -106,38 +108,24 @@ class GpuHistory:
     """The last SAMPLES_KEPT samples of a session's gpu.jsonl, read on from where the last read stopped."""
 
     def __init__(self, path: str | os.PathLike[str], kept: int = SAMPLES_KEPT) -> None:
-        self.path = Path(path)
+        # Only the tail matters: a long-lived file is read from its last few MiB (thousands of samples).
+        self.follow = LineFollower(path, tail_bytes=TAIL_BYTES)
         self.samples: deque[GpuSample] = deque(maxlen=kept)
         self.rejected = 0  # lines that were not samples
-        self._offset = 0
-        self._inode: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.follow.path
 
     def update(self) -> bool:
-        """Read what was appended; returns whether a sample arrived."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return False
-        if st.st_ino != self._inode or st.st_size < self._offset:
-            self._inode, self._offset = st.st_ino, 0
+        """Read what was appended; returns whether a sample arrived. A replaced or truncated file starts the
+        history again."""
+        lines = self.follow.read_new()
+        if self.follow.restarted:
             self.samples.clear()
-        if st.st_size == self._offset:
-            return False
-        with open(self.path, "rb") as handle:
-            # Only the tail matters: a long-lived file is read from its last few MiB (thousands of samples).
-            start = max(0, st.st_size - TAIL_BYTES) if self._offset == 0 else self._offset
-            handle.seek(start)
-            data = handle.read(st.st_size - start)
-        end = data.rfind(b"\n")
-        if end < 0:
-            return False
-        lines = data[:end].split(b"\n")
-        if start > self._offset:
-            lines = lines[1:]  # cut mid-line by the seek
-        self._offset = start + end + 1
         added = False
-        for raw in lines:
-            sample = parse_sample(raw.decode("utf-8", "replace"))
+        for line in lines:
+            sample = None if line.too_long else parse_sample(line.text)
             if sample is None:
                 self.rejected += 1
                 continue

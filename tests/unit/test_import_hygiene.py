@@ -18,6 +18,7 @@ CORE_MODULES = [
     "nanogpt_tui.scoring",
     "nanogpt_tui.shards",
     "nanogpt_tui.fsutil",
+    "nanogpt_tui.follow",
     "nanogpt_tui.validator",
     "nanogpt_tui.validator.rules",
     "nanogpt_tui.agents",

@@ -124,3 +124,16 @@ def test_a_pending_session_finds_its_meter_once_it_is_placed(tmp_path):
     path.parent.mkdir(parents=True)
     path.write_text(gateway_line("gpt-5.4", 40, 0, 2))
     assert meter.read().source == GATEWAY and meter.tokens.total_tokens == 42
+
+
+def test_an_events_file_replaced_under_the_meter_is_counted_again_not_added(tmp_path):
+    d = make_session(tmp_path, "s", agent="claude", strategy="default", backend="local", host="local")
+    session = load_session(d)
+    session.sandbox = "off"
+    save_session(d, session)
+    events = d / L.WORKSPACE / "logs" / L.EVENTS_FILE
+    events.write_text(event_line("usage", input_tokens=500, cached_input_tokens=0, output_tokens=50))
+    meter = token_meter(d)
+    assert meter.read().input_tokens == 500
+    events.write_text(event_line("usage", input_tokens=30, cached_input_tokens=0, output_tokens=3))  # cut, rewritten
+    assert (meter.read().input_tokens, meter.tokens.output_tokens) == (30, 3)
