@@ -16,22 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from nanogpt_tui.follow import LineFollower
 from nanogpt_tui.pricing import Price, price_for, tokens_cost_usd
+from nanogpt_tui.telemetry.gateway_record import GatewayRecord, ModelTokens
 
 # Usage events kept per session (text dropped); a session that spends millions of turns keeps only the last.
 USAGE_EVENTS_KEPT = 200_000
-
-
-@dataclass(frozen=True)
-class ModelTokens:
-    """Tokens spent on one model (input counts every input token; the cached part is priced at the cache rate)."""
-
-    model: str | None
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    output_tokens: int = 0
-    requests: int = 0
 
 
 GATEWAY = "gateway"  # AgentTokens.source: metered by the model gateway
@@ -95,44 +84,6 @@ class EventsTokenMeter:
         return self.tokens
 
 
-def _count(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 53 else None
-
-
-class GatewayUsage:
-    """A session's `usage` lines from the model gateway's records, followed from where the last read stopped (a
-    line being written is read next time; a replaced or truncated record is summed again from its start)."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.follow = LineFollower(path)
-        self.by_model: dict[str | None, ModelTokens] = {}
-
-    @property
-    def path(self) -> Path:
-        return self.follow.path
-
-    def read(self) -> tuple[ModelTokens, ...]:
-        lines = self.follow.read_new()
-        if self.follow.restarted:
-            self.by_model.clear()
-        for line in lines:
-            try:
-                record = json.loads(line.text)
-            except ValueError:
-                continue
-            if not isinstance(record, dict) or record.get("type") != "usage":
-                continue
-            counts = [_count(record.get(k, 0)) for k in ("input_tokens", "cached_input_tokens", "output_tokens")]
-            if any(c is None for c in counts):
-                continue
-            model = record.get("model") if isinstance(record.get("model"), str) and record.get("model") else None
-            was = self.by_model.get(model) or ModelTokens(model)
-            self.by_model[model] = ModelTokens(model, was.input_tokens + counts[0],
-                                               was.cached_input_tokens + min(counts[1], counts[0]),
-                                               was.output_tokens + counts[2], was.requests + 1)
-        return tuple(self.by_model.values())
-
-
 class SessionTokenMeter:
     """A session's agent tokens: the gateway's meter once the session has one (it is created when the session is
     attached to the gateway), else its events file. The events are read either way for the CLI's own cost claim
@@ -143,28 +94,34 @@ class SessionTokenMeter:
 
         self.session_dir = Path(session_dir)
         self.events = EventsTokenMeter(self.session_dir / layout.EVENTS_FILE)
-        self.gateway: GatewayUsage | None = None
+        self.gateway: GatewayRecord | None = None  # its record once found (the control room counts its refusals)
         self._unmetered = False  # the session runs without the gateway: its events are all there is
+        self._session_stamp: tuple[int, int] | None = None  # session.json's (size, mtime) when last parsed
+        self._record_path: Path | None = None  # where the gateway's record will be, once the session is placed
         self.tokens = AgentTokens()
 
     def _find_gateway(self) -> None:
+        """Look for the gateway's record (until it exists, once a read): session.json is parsed again only when its
+        size or mtime changed (the session was placed on a host), like the other readers' files."""
         from nanogpt_tui.contract import layout
 
         try:
-            session = json.loads((self.session_dir / layout.SESSION_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            st = os.stat(self.session_dir / layout.SESSION_FILE)
+        except OSError:
             return
-        if not isinstance(session, dict):
-            return
-        if session.get("sandbox") == "off":
-            self._unmetered = True
-            return
-        host = session.get("host")
-        if not isinstance(host, str) or not host:
-            return  # not placed yet
-        path = layout.gateway_records(self.session_dir.parent, host, self.session_dir.name)
-        if path.exists():
-            self.gateway = GatewayUsage(path)
+        if (st.st_size, st.st_mtime_ns) != self._session_stamp:
+            self._session_stamp = (st.st_size, st.st_mtime_ns)
+            try:
+                session = json.loads((self.session_dir / layout.SESSION_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                session = None
+            session = session if isinstance(session, dict) else {}
+            host = session.get("host")
+            self._unmetered = session.get("sandbox") == "off"
+            self._record_path = layout.gateway_records(self.session_dir.parent, host, self.session_dir.name) \
+                if isinstance(host, str) and host and not self._unmetered else None
+        if self._record_path is not None and self._record_path.exists():
+            self.gateway = GatewayRecord(self._record_path)
 
     def read(self) -> AgentTokens:
         if self.gateway is None and not self._unmetered:
@@ -173,7 +130,8 @@ class SessionTokenMeter:
         if self.gateway is None:
             self.tokens = reported
             return self.tokens
-        by_model = self.gateway.read()
+        self.gateway.update()
+        by_model = self.gateway.usage
         top = max(by_model, key=lambda m: (m.input_tokens + m.output_tokens, m.requests), default=None)
         self.tokens = AgentTokens(sum(m.input_tokens for m in by_model), sum(m.cached_input_tokens for m in by_model),
                                   sum(m.output_tokens for m in by_model),

@@ -11,8 +11,7 @@ import pytest
 
 from nanogpt_tui.agents.events import EventStream, event_line
 from nanogpt_tui.follow import LineFollower
-from nanogpt_tui.sessions.egress_records import EgressRecords
-from nanogpt_tui.telemetry.cost import GatewayUsage
+from nanogpt_tui.telemetry.gateway_record import GatewayRecord
 from nanogpt_tui.telemetry.gpu import GpuHistory, GpuReading, GpuSample
 
 
@@ -144,8 +143,8 @@ class _Reader:
 
     def __init__(self, kind, path):
         self.kind = kind
-        self.reader = {"events": lambda: EventStream(path), "usage": lambda: GatewayUsage(path),
-                       "blocked": lambda: EgressRecords(path), "gpu": lambda: GpuHistory(path)}[kind]()
+        self.reader = {"events": lambda: EventStream(path), "usage": lambda: GatewayRecord(path),
+                       "blocked": lambda: GatewayRecord(path), "gpu": lambda: GpuHistory(path)}[kind]()
         self.seen: list = []
 
     def line(self, i: int) -> bytes:
@@ -158,12 +157,11 @@ class _Reader:
             events = r.read_new()
             self.seen = ([] if r.restarted else self.seen) + [e.text if e.type == "message" else "?" for e in events]
             return self.seen
-        if self.kind == "usage":
-            return [m.input_tokens for m in r.read()]
-        if self.kind == "blocked":
-            r.update()
-            return [b.destination for b in r.recent]
         r.update()
+        if self.kind == "usage":
+            return [m.input_tokens for m in r.usage]
+        if self.kind == "blocked":
+            return [b.destination for b in r.recent]
         return [s.util_pct for s in r.samples]
 
 

@@ -137,3 +137,45 @@ def test_an_events_file_replaced_under_the_meter_is_counted_again_not_added(tmp_
     assert meter.read().input_tokens == 500
     events.write_text(event_line("usage", input_tokens=30, cached_input_tokens=0, output_tokens=3))  # cut, rewritten
     assert (meter.read().input_tokens, meter.tokens.output_tokens) == (30, 3)
+
+
+def test_session_json_is_parsed_again_only_when_it_changes(tmp_path):
+    """Until the gateway's record exists the meter looks for it on every read, but parses session.json only when its
+    size or mtime changed: a file rewritten behind the same stamp is not read again."""
+    import os
+
+    d = make_session(tmp_path, "s", agent="codex", strategy="default", host=HOST)
+    meter = token_meter(d)
+    assert meter.read().source == EVENTS  # placed, but the gateway has no record of it yet
+    session_file = d / L.SESSION_FILE
+    st = session_file.stat()
+    session_file.write_bytes(b"x" * st.st_size)  # not JSON, behind the same size and mtime
+    os.utime(session_file, ns=(st.st_atime_ns, st.st_mtime_ns))
+    path = L.gateway_records(tmp_path, HOST, "s")
+    path.parent.mkdir(parents=True)
+    path.write_text(gateway_line("gpt-5.4", 40, 0, 2))
+    assert meter.read().source == GATEWAY and meter.tokens.total_tokens == 42  # the host parsed before
+
+
+def test_the_control_room_reads_the_gateway_record_once_a_reload(tmp_path, monkeypatch):
+    """The card's refusals and the metered tokens come from one read of the gateway's record."""
+    from nanogpt_tui.follow import LineFollower
+
+    blocked = {"type": "blocked", "ts": "2026-12-03T10:00:01Z", "via": "dns", "destination": "pypi.org",
+               "reason": "not allowed"}
+    metered_session(tmp_path, [gateway_line("gpt-5.4", 100, 0, 10), json.dumps(blocked) + "\n"])
+    record = L.gateway_records(tmp_path, HOST, "s")
+    reads: list = []
+    real = LineFollower.read_new
+
+    def counted(self, **kw):
+        reads.append(self.path)
+        return real(self, **kw)
+
+    monkeypatch.setattr(LineFollower, "read_new", counted)
+    dash = Dashboard(tmp_path)
+    for _ in range(2):
+        reads.clear()
+        view = dash.reload()[0]
+        assert (view.blocked, view.usage.input_tokens) == (1, 100) and view.usage.metered
+        assert reads.count(record) == 1

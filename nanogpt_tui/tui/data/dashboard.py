@@ -16,7 +16,6 @@ from nanogpt_tui.records import Timeline
 from nanogpt_tui.reports.conventions import gap_for, verdict_percent
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.sessions import model as M
-from nanogpt_tui.sessions.egress_records import EgressRecords, records_path
 from nanogpt_tui.sessions.model import Session, load_session
 from nanogpt_tui.telemetry.activity import SessionActivity
 from nanogpt_tui.telemetry.cost import SessionTokenMeter, judge_tokens, session_cost, token_meter
@@ -72,7 +71,6 @@ class Dashboard:
         self._usage: dict[str, SessionTokenMeter] = {}
         self._activity: dict[str, SessionActivity] = {}
         self._gpu: dict[str, GpuHistory] = {}
-        self._egress: dict[str, EgressRecords] = {}  # the sandbox's refusals per session
         self._verdicts: dict[str, tuple[tuple, list[VerdictRow], list[str]]] = {}
         self._views: dict[str, SessionView] = {}
         self._changes: dict[str, _ChangesEntry] = {}
@@ -172,18 +170,12 @@ class Dashboard:
         if activity is None:
             activity = self._activity[session_id] = SessionActivity(self.root / session_id)
         try:
-            tokens = meter.read()
+            tokens = meter.read()  # the gateway's record too, once for the metered tokens and the refusals
             activity.update()
         except OSError as err:
-            tokens, problems = meter.tokens, [*problems, f"{session_id}: events file unreadable ({err})"]
-        egress = self._egress.get(session_id)
-        path = records_path(self.root, session_id, session.host)
-        if egress is None or egress.path != path:  # placed on a host since the last look
-            egress = self._egress[session_id] = EgressRecords(path)
-        try:
-            egress.update()
-        except OSError as err:
-            problems = [*problems, f"{session_id}: its sandbox record is unreadable ({err})"]
+            tokens, problems = meter.tokens, [*problems, f"{session_id}: its events or sandbox record are "
+                                                         f"unreadable ({err})"]
+        gateway = meter.gateway
         gpu = self._gpu.get(session_id)
         if gpu is None:
             gpu = self._gpu[session_id] = GpuHistory(self.root / session_id / L.GPU_FILE)
@@ -196,7 +188,8 @@ class Dashboard:
         view = SessionView(session=session, verdicts=rows, usage=UsageSummary.of(tokens), gap_s=gap,
                            problems=problems, changes=self._changes_for(session), activity=activity.latest,
                            cost=cost, gpu=GpuFigures.of(gpu, self.clock().timestamp()) if gpu.samples else None,
-                           blocked=egress.blocked_count, recent_blocked=tuple(egress.recent[-5:]))
+                           blocked=gateway.blocked_count if gateway else 0,
+                           recent_blocked=tuple(gateway.recent[-5:]) if gateway else ())
         self._views[session_id] = view
         return view
 
@@ -210,7 +203,6 @@ class Dashboard:
             self._usage.pop(gone, None)
             self._activity.pop(gone, None)
             self._gpu.pop(gone, None)
-            self._egress.pop(gone, None)
             self._verdicts.pop(gone, None)
             self._changes.pop(gone, None)
         wanted = set(present) if session_ids is None else set(session_ids) | (set(present) - set(self._views))
