@@ -182,8 +182,10 @@ def write_manifest(path: Path, summary: list[dict], result: dict) -> int:
             out.append(line)  # other rows stay byte for byte
             continue
         cells["record_time_s"] = f"{row['mean_train_time_ms'] / 1000:.2f}"
+        together = ("each run at the same time as the track's other records, one core each"
+                    if result.get("mode") == "concurrent" else "interleaved with the track's other records")
         cells["note"] = (f"our own record; mean train_time of {row['n']} runs timed by benchmarks/smoke_track.py, "
-                         f"interleaved with the track's other records")
+                         f"{together}")
         if "p_faster" in row:
             faster = "faster" if row["p_faster"] < P_THRESHOLD else "NOT significantly faster in this run"
             cells["note"] += f"; {faster} than {row['faster_than']} (Welch p = {row['p_faster']:.1e})"
