@@ -40,9 +40,6 @@ _OPENAI = ("OPENAI_BASE_URL", ("OPENAI_API_KEY", "CODEX_API_KEY", "AZURE_OPENAI_
                                "OPENAI_API_VERSION"))
 AGENT_API = {"claude": _ANTHROPIC, "claude-autoresearch": _ANTHROPIC, "codex": _OPENAI}
 BASE_URL_ENV = ENV_AGENT_BASE_URL
-# Variables whose values are secrets (masked wherever text is shown; never written to a file).
-SECRET_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "AWS_SECRET_ACCESS_KEY",
-              "AWS_SESSION_TOKEN", "OPENAI_API_KEY", "CODEX_API_KEY", "AZURE_OPENAI_API_KEY")
 
 
 @dataclass(frozen=True)

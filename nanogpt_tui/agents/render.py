@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from nanogpt_tui.agents.events import Event
+from nanogpt_tui.contract.env import is_secret_name
 from nanogpt_tui.textsafe import neutralize
 
 DEFAULT_MAX_CHARS = 240
@@ -36,13 +37,12 @@ _SECRET_PATTERNS = (
     (re.compile(r"(?i)\b([A-Z0-9_]*(?:API_KEY|_TOKEN|SECRET)|api-key|x-api-key)(\s*[=:]\s*)(['\"]?)[^\s'\"]{6,}\3"),
      r"\1\2\3***\3"),
 )
-_SECRET_ENV = re.compile(r"(API_KEY|_TOKEN|SECRET)$")
 
 
 def env_secrets(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """Values of key-like variables in the environment (masked wherever they appear verbatim)."""
     environ = os.environ if environ is None else environ
-    return tuple(sorted({v for k, v in environ.items() if _SECRET_ENV.search(k) and len(v) >= 8},
+    return tuple(sorted({v for k, v in environ.items() if is_secret_name(k) and len(v) >= 8},
                         key=len, reverse=True))
 
 

@@ -5,7 +5,6 @@ nothing from `sessions` (the manager speaks to backends only through this module
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,6 @@ VERSION_LABEL = "nanogpt-tui.version"
 
 # Beside container.log: how far the Docker log stream has been copied, so a re-attach resumes without duplicates.
 LOG_OFFSET_FILE = "logs.offset.json"
-
-# Environment variables whose values never leave the session: no file, no stored config, no screen.
-SECRET_ENV = re.compile(r"API_KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 
 # What a session runs: the in-session watchdog (python3 is the session's interpreter; the local backend uses its own).
 RUNNER_COMMAND = ("python3", "-m", "nanogpt_tui.sessions.runner")

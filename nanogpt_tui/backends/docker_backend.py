@@ -39,7 +39,6 @@ from nanogpt_tui import __version__
 from nanogpt_tui.backends.base import (
     IMAGE_LABEL,
     LOG_OFFSET_FILE,
-    SECRET_ENV,
     SESSION_LABEL,
     VERSION_LABEL,
     BackendState,
@@ -51,6 +50,7 @@ from nanogpt_tui.backends.base import (
 )
 from nanogpt_tui.config import TLSConfig
 from nanogpt_tui.contract import layout as L
+from nanogpt_tui.contract.env import is_secret_name
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fsutil import atomic_write_json
 
@@ -102,7 +102,7 @@ def redact_env(env: Iterable[str] | None) -> list[str]:
     out = []
     for entry in env or ():
         key, sep, _ = entry.partition("=")
-        out.append(f"{key}={REDACTED}" if sep and SECRET_ENV.search(key) else entry)
+        out.append(f"{key}={REDACTED}" if sep and is_secret_name(key) else entry)
     return out
 
 

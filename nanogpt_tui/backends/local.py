@@ -30,6 +30,7 @@ from nanogpt_tui.backends.base import (
     worker_argv,
 )
 from nanogpt_tui.contract import layout as L
+from nanogpt_tui.contract.env import without_secrets
 from nanogpt_tui.contract.runner_exit import STOP_SIGNALS
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.procgroup import pid_namespace_prefix, start_ticks
@@ -189,15 +190,13 @@ class ProcessTrees:
                         runs: int, val_loss_target: float, p_value_threshold: float, timeout_s: float,
                         gpu_ids: list[int], data_dir: Path | None, agent_pids: list[int], on_line) -> dict:
         """The retiming worker as a separate process of this user, secrets left out of its environment."""
-        from nanogpt_tui.validator.retime import scrubbed_env
-
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         argv = worker_argv(sys.executable, candidate=str(candidate_dir), out=str(out_dir),
                            data=str(data_dir) if data_dir else None, runs=runs, val_loss_target=val_loss_target,
                            p_value_threshold=p_value_threshold, timeout_s=timeout_s, agent_pids=agent_pids,
                            control=str(Path(session_dir) / L.CONTROL))
-        env = scrubbed_env(os.environ)
+        env = without_secrets(os.environ)
         # As for the session itself: the interpreter running us (and its torchrun) first on PATH.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         if gpu_ids:

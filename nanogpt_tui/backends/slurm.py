@@ -45,7 +45,6 @@ from nanogpt_tui.backends.base import (
     MISSING,
     QUEUED,
     RUNNING,
-    SECRET_ENV,
     UNREACHABLE,
     BackendState,
     Holding,
@@ -62,6 +61,7 @@ from nanogpt_tui.backends.base import (
 from nanogpt_tui.backends.local import ensure_smoke_shards, missing_shards
 from nanogpt_tui.config import Config
 from nanogpt_tui.contract import layout
+from nanogpt_tui.contract.env import is_secret_name, without_secrets
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.fsutil import atomic_write_text
 
@@ -249,7 +249,7 @@ class SlurmBackend:
         job script, in the session's slurm/ folder."""
         folder = Path(ref.session_dir) / layout.SLURM_DIR
         folder.mkdir(parents=True, exist_ok=True)
-        secret = sorted(k for k in spec.env if SECRET_ENV.search(k))
+        secret = sorted(k for k in spec.env if is_secret_name(k))
         egress = None
         if spec.egress is not None:  # the sandbox on the node: its gateway gets the keys, the agent a placeholder
             egress = {"state_dir": str(spec.egress.state_dir), "routes": spec.egress.routes,
@@ -446,7 +446,7 @@ class SlurmBackend:
         if not ref.handle or read_handover(Path(ref.session_dir)) is None:
             return
         spec = launch()
-        secrets = {"env": {k: v for k, v in spec.env.items() if SECRET_ENV.search(k) and v},
+        secrets = {"env": {k: v for k, v in spec.env.items() if is_secret_name(k) and v},
                    "gateway": {k: v for k, v in (spec.egress.keys if spec.egress else {}).items() if v}}
         self._step(ref, "hand-over", stdin=json.dumps(secrets))
 
@@ -573,12 +573,6 @@ def read_node_record(session_dir: Path) -> dict | None:
             or not isinstance(data.get("handle"), str) or data.get("runtime") not in ("docker", "process"):
         return None
     return data
-
-
-def without_secrets(environ) -> dict[str, str]:
-    """The environment for a Slurm client command: no API keys, tokens or passwords (sbatch and srun pass their
-    environment on to the job, and Slurm stores a batch job's)."""
-    return {k: v for k, v in environ.items() if not SECRET_ENV.search(k)}
 
 
 def write_handover(slurm_dir: Path, *, socket_path: str, names: list[str]) -> None:

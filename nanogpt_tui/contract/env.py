@@ -4,6 +4,9 @@ unit test checks each one is declared here)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 from nanogpt_tui.contract.layout import EVENTS_FILE
 
 # NanoGPT-Bench's contract (keep compatible).
@@ -77,3 +80,21 @@ def contract_env(*, workspace: str, runner: str, control: str, run_id: str, agen
     if validator:
         env[ENV_VALIDATOR_DIR] = validator
     return env
+
+
+# Which variables hold secrets, for every boundary a value may cross (a Slurm job's stored environment, a container's
+# stored config, candidate code, the screen): a name with one of these words, the words split at `_` (so
+# ANTHROPIC_API_KEY, GH_TOKEN, AWS_SECRET_ACCESS_KEY, DB_PASSWORD and GOOGLE_APPLICATION_CREDENTIALS, a key file's
+# path, are secrets, while TOKENIZERS_PARALLELISM or KEYTAB_DIR are not). A name that looks like one but is not
+# costs nothing: a Slurm job gets it by the hand-over, a redacted copy keeps its name.
+SECRET_WORDS = frozenset({"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS"})
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether the variable `name` holds a secret (an API key, a token, a password, a credentials file)."""
+    return not SECRET_WORDS.isdisjoint(re.split(r"[^A-Z0-9]+", name.upper()))
+
+
+def without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """A copy of `environ` without the variables that hold secrets."""
+    return {k: v for k, v in environ.items() if not is_secret_name(k)}

@@ -13,17 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nanogpt_tui.contract.deadline import read_deadline_or_none
+from nanogpt_tui.contract.env import without_secrets
 from nanogpt_tui.procgroup import stop_tree, tied_to_caller
 from nanogpt_tui.validator.runlog import final_line, last_val_line
-
-# Environment variables never handed to candidate code: it is untrusted and could print them into a log.
-_SECRET_NAME = re.compile(r"(API_KEY|_TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
-
-
-def scrubbed_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of `env` without API keys, tokens and other secrets."""
-    return {k: v for k, v in env.items() if not _SECRET_NAME.search(k)}
-
 
 @dataclass
 class RunOutcome:
@@ -224,7 +216,8 @@ def retime(candidate_dir: Path, *, runs: int, work_dir: Path, logs_dir: Path, da
     from nanogpt_tui.validator.stats import best_reachable_p_value
 
     prepare_work_dir(candidate_dir, work_dir, data_dir)
-    run_env = scrubbed_env(os.environ if env is None else env)
+    # Candidate code is untrusted and could print a secret into a log.
+    run_env = without_secrets(os.environ if env is None else env)
     result = RetimeResult(requested=runs)
     try:
         for index in range(1, runs + 1):

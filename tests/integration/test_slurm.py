@@ -378,6 +378,7 @@ def test_api_keys_reach_the_job_through_a_step_and_are_in_no_slurm_state_spool_o
 
     key = "sk-ant-" + "handover-" + os.urandom(8).hex()
     monkeypatch.setenv("ANTHROPIC_API_KEY", key)
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # no secret, though it says TOKEN: the job keeps it
     # The replayed agent calls no API; here it is given the Anthropic API's variables as Claude Code would be, so
     # its session carries a key (in this process only: a host process without it is refused by the job).
     monkeypatch.setitem(credentials.AGENT_API, "replay", credentials.AGENT_API["claude"])
@@ -399,6 +400,7 @@ def test_api_keys_reach_the_job_through_a_step_and_are_in_no_slurm_state_spool_o
     environ = dict(line.split("=", 1) for line in
                    Path(f"/proc/{runner}/environ").read_bytes().decode().split("\0") if "=" in line)
     assert environ.get("ANTHROPIC_API_KEY") == key
+    assert environ.get("TOKENIZERS_PARALLELISM") == "false"
     # Slurm pinned the session's GPU: the runner sees the one the job holds.
     assert environ.get("CUDA_VISIBLE_DEVICES") == environ.get("SLURM_JOB_GPUS") and \
         environ["SLURM_JOB_GPUS"] in ("0", "1", "2", "3"), {k: v for k, v in environ.items() if "GPU" in k}

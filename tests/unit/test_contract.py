@@ -22,7 +22,14 @@ from nanogpt_tui.contract.deadline import (
     read_deadline_or_none,
     write_deadline,
 )
-from nanogpt_tui.contract.env import ALL_NAMES, ENV_CONTROL_DIR, ENV_WORKSPACE, contract_env
+from nanogpt_tui.contract.env import (
+    ALL_NAMES,
+    ENV_CONTROL_DIR,
+    ENV_WORKSPACE,
+    contract_env,
+    is_secret_name,
+    without_secrets,
+)
 from nanogpt_tui.contract.runner_exit import (
     ExitReason,
     BrokenRunnerExit,
@@ -122,6 +129,25 @@ def test_contract_env_for_a_container():
 
 
 # ------------------------------------------------------------------------------------------------ deadline
+
+@pytest.mark.parametrize("name", ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_AUTH_TOKEN", "GH_TOKEN",
+                                  "CLAUDE_CODE_OAUTH_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                                  "AZURE_OPENAI_API_KEY", "DB_PASSWORD", "MY_SECRET", "GOOGLE_APPLICATION_CREDENTIALS",
+                                  "hf_token", "WANDB_APIKEY"])
+def test_secret_names(name):
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize("name", ["TOKENIZERS_PARALLELISM", "PATH", "HOME", "SLURM_CONF", "KEYTAB_DIR",
+                                  "ANTHROPIC_BASE_URL", "CUDA_VISIBLE_DEVICES", "BENCHMARK_RUN_ID", "SSH_AUTH_SOCK"])
+def test_names_that_are_no_secret(name):
+    assert not is_secret_name(name)
+
+
+def test_without_secrets_keeps_the_rest():
+    env = {"ANTHROPIC_API_KEY": "sk-ant-" "x", "TOKENIZERS_PARALLELISM": "false", "HOME": "/h"}
+    assert without_secrets(env) == {"TOKENIZERS_PARALLELISM": "false", "HOME": "/h"}
+
 
 def test_deadline_round_trip(tmp_path):
     moment = dt.datetime(2026, 12, 3, 12, 30, 15, 250000, tzinfo=dt.timezone.utc)

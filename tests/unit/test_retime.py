@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nanogpt_tui.contract.deadline import write_deadline
-from nanogpt_tui.validator.retime import SessionClock, retime, scrubbed_env, visible_gpu_count
+from nanogpt_tui.validator.retime import SessionClock, retime, visible_gpu_count
 from nanogpt_tui.validator.verdict import Verdict, read_verdict, write_verdict
 
 # Each run bumps a counter in its working folder, so a script can behave differently per run.
@@ -131,7 +131,6 @@ def test_secrets_never_reach_candidate_code(tmp_path):
     do_retime(tmp_path, cand, runs=2, env=env)
     log = (tmp_path / "logs" / "run_01.log").read_text()
     assert "secret" not in log and "key=none none /home/agent" in log
-    assert "ANTHROPIC_API_KEY" not in scrubbed_env(env) and "HOME" in scrubbed_env(env)
 
 
 def test_data_is_linked_in(tmp_path):
