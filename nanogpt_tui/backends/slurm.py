@@ -79,6 +79,8 @@ RUNNING_STATES = frozenset({"RUNNING", "CONFIGURING", "COMPLETING", "STAGE_OUT",
 UNREACHABLE_MARKS = ("Unable to contact slurm controller", "Socket timed out", "Zero Bytes were transmitted",
                      "Connection refused", "Communication connection failure", "slurm_load_jobs error: Unable")
 SQUEUE_FORMAT = "%i|%T|%r|%P|%N|%S|%l"
+ACCOUNTING_FIELDS = "ElapsedRaw,AllocTRES"  # a job's GPU-hours (parse_accounting)
+ENDED_FIELDS = f"State,ExitCode,Partition,NodeList,End,{ACCOUNTING_FIELDS}"  # an ended job, its GPU-hours included
 ACCOUNTING_EVERY_S = 30.0  # how often a running job's accounting (sacct) is read again
 NO_ACCOUNTING_RETRY_S = 300.0  # where sacct says accounting is off, when to ask again
 
@@ -141,10 +143,10 @@ def _exit_code(text: str) -> int | None:
     return 128 + signal if signal else status
 
 
-def parse_accounting(line: str) -> float | None:
-    """GPU-hours from one `sacct --format=ElapsedRaw,AllocTRES` line: elapsed seconds x the allocated GPUs
-    (`gres/gpu=N`); None when the accounting counts no GPUs (AccountingStorageTRES lacks gres/gpu)."""
-    elapsed, _, tres = line.strip().partition("|")
+def parse_accounting(elapsed: str, tres: str) -> float | None:
+    """GPU-hours from sacct's ElapsedRaw and AllocTRES fields: elapsed seconds x the allocated GPUs (`gres/gpu=N`);
+    None when the accounting counts no GPUs (AccountingStorageTRES lacks gres/gpu)."""
+    elapsed, tres = elapsed.strip(), tres.strip()
     if not elapsed.isdigit():
         return None
     gpus = dict(part.split("=", 1) for part in tres.split(",") if "=" in part).get("gres/gpu", "")
@@ -326,52 +328,66 @@ class SlurmBackend:
         if lines:
             state = parse_squeue(lines[0])
             if state.status == RUNNING:
-                self._account(state, ref.handle, fresh=False)
+                self._account(state, ref.handle)
             if state.status != EXITED:
                 return state
         return self._ended(ref.handle)
 
-    def _account(self, state: BackendState, job: str, *, fresh: bool) -> None:
-        """The job's GPU-hours by Slurm's accounting (sacct: elapsed x allocated GPUs), where it is on: into the
-        state and its facts. A running job's is read again every ACCOUNTING_EVERY_S; an ended one's (`fresh`) now."""
+    def _sacct(self, job: str, fields: str) -> list[str] | None:
+        """sacct's row of the job's allocation (`fields`, split; [] when it has none yet); None where accounting is
+        off, and then for NO_ACCOUNTING_RETRY_S without asking again. SlurmUnreachable passes on."""
         now = time.monotonic()
-        seen = self._accounted.get(job)
-        if not fresh and seen is not None and now - seen[0] < ACCOUNTING_EVERY_S:
-            hours = seen[1]
-        elif now < self._no_accounting_until:
-            return
-        else:
-            try:
-                out = run_command(["sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={job}",
-                                   "--format=ElapsedRaw,AllocTRES"])
-            except UserError:
-                self._no_accounting_until = now + NO_ACCOUNTING_RETRY_S  # no slurmdbd (or it is away)
-                return
-            rows = [line for line in out.splitlines() if line.strip()]
-            hours = parse_accounting(rows[0]) if rows else None
-            self._accounted[job] = (now, hours)
+        if now < self._no_accounting_until:
+            return None
+        try:
+            out = run_command(["sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={job}",
+                               f"--format={fields}"])
+        except SlurmUnreachable:
+            raise
+        except UserError:
+            self._no_accounting_until = now + NO_ACCOUNTING_RETRY_S  # no accounting storage (slurmdbd)
+            return None
+        rows = [line.split("|") for line in out.splitlines() if line.strip()]
+        return rows[0] if rows else []
+
+    def _note_gpu_hours(self, state: BackendState, job: str, hours: float | None) -> None:
+        self._accounted[job] = (time.monotonic(), hours)
         if hours is not None:
             state.gpu_hours = hours
             state.facts["gpu-hours"] = f"{hours:.4f} (sacct)"
 
+    def _account(self, state: BackendState, job: str) -> None:
+        """A running job's GPU-hours by Slurm's accounting (sacct: elapsed x allocated GPUs), where it is on: into
+        the state and its facts, read again every ACCOUNTING_EVERY_S."""
+        seen = self._accounted.get(job)
+        if seen is not None and time.monotonic() - seen[0] < ACCOUNTING_EVERY_S:
+            hours = seen[1]
+        else:
+            try:
+                row = self._sacct(job, ACCOUNTING_FIELDS)
+            except SlurmUnreachable:  # slurmdbd away: the budget counts wall-clock meanwhile
+                self._no_accounting_until = time.monotonic() + NO_ACCOUNTING_RETRY_S
+                return
+            if row is None:
+                return
+            hours = parse_accounting(*(row + ["", ""])[:2])
+        self._note_gpu_hours(state, job, hours)
+
     def _ended(self, job: str) -> BackendState:
-        """A job no longer in the queue: sacct where accounting is on, else what the controller remembers."""
+        """A job no longer in the queue: how it ended and its GPU-hours, in one sacct query where accounting is on;
+        else what the controller remembers."""
         try:
-            out = run_command(["sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={job}",
-                               "--format=State,ExitCode,Partition,NodeList,End"])
-            rows = [line.split("|") for line in out.splitlines() if line.strip()]
-            if rows and len(rows[0]) >= 4:
-                state, code, partition, node, end = (rows[0] + [""])[:5]
-                state = state.split()[0]
-                ended = BackendState(EXITED, exit_code=_exit_code(code), detail=state,
-                                     facts={"job": job, "state": state, "queue": state, "partition": partition,
-                                            "node": node}, ended_at=parse_slurm_time(end))
-                self._account(ended, job, fresh=True)
-                return ended
+            row = self._sacct(job, ENDED_FIELDS)
         except SlurmUnreachable as err:
             return BackendState(UNREACHABLE, detail=str(err), facts={"job": job})
-        except UserError:
-            pass  # no accounting storage (slurmdbd): ask the controller
+        if row and len(row) >= 4:
+            state, code, partition, node, end, elapsed, tres = (row + [""] * 7)[:7]
+            state = (state.split() or [""])[0]
+            ended = BackendState(EXITED, exit_code=_exit_code(code), detail=state,
+                                 facts={"job": job, "state": state, "queue": state, "partition": partition,
+                                        "node": node}, ended_at=parse_slurm_time(end))
+            self._note_gpu_hours(ended, job, parse_accounting(elapsed, tres))
+            return ended
         try:
             out = run_command(["scontrol", "--oneliner", "show", "job", job])
         except SlurmUnreachable as err:

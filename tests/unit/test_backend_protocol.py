@@ -141,9 +141,9 @@ def test_gpu_hours_from_slurm_accounting_are_the_budget_once_known():
     from nanogpt_tui.backends.slurm import parse_accounting
     from nanogpt_tui.sessions.model import Budget
 
-    assert parse_accounting("5400|billing=1,cpu=8,gres/gpu=8,gres/gpu:h100=8,node=1\n") == 12.0
-    assert parse_accounting("60|billing=1,cpu=1,node=1") is None  # GPUs not counted as a TRES: not guessed
-    assert parse_accounting("|") is None
+    assert parse_accounting("5400", "billing=1,cpu=8,gres/gpu=8,gres/gpu:h100=8,node=1\n") == 12.0
+    assert parse_accounting("60", "billing=1,cpu=1,node=1") is None  # GPUs not counted as a TRES: not guessed
+    assert parse_accounting("", "") is None
     start = dt.datetime(2026, 12, 3, 12, tzinfo=dt.timezone.utc)
     hour = dt.timedelta(hours=1)
     # The scheduler's count where it allocated more GPUs than the session asked for (a whole node)...
@@ -153,3 +153,41 @@ def test_gpu_hours_from_slurm_accounting_are_the_budget_once_known():
     assert Budget(10.0, 2, start, None, accounted_gpu_hours=1.0).used_gpu_hours(start + hour) == 2.0
     assert Budget(10.0, 2, start, start + hour, accounted_gpu_hours=1.5).used_gpu_hours() == 2.0
     assert Budget(10.0, 2, start, None).used_gpu_hours(start + hour) == 2.0
+
+
+class SlurmCommands:
+    """Stands in for Slurm's client commands (the backend's run_command): answers by command, records each call."""
+
+    def __init__(self, answers: dict[str, object]) -> None:
+        self.answers, self.calls = answers, []
+
+    def __call__(self, argv, **_kwargs) -> str:
+        self.calls.append(argv[0])
+        answer = self.answers[argv[0]]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_an_ended_job_costs_one_sacct_query_and_accounting_that_is_off_is_not_asked_again(tmp_path, monkeypatch):
+    from nanogpt_tui.backends import slurm
+
+    ref = SessionRef("s1", tmp_path / "s1", handle="42")
+    commands = SlurmCommands({"squeue": "", "sacct": "COMPLETED|0:0|gpu|node1|2026-12-03T12:00:00|5400|"
+                                                     "billing=1,cpu=8,gres/gpu=8\n"})
+    monkeypatch.setattr(slurm, "run_command", commands)
+    state = _slurm(tmp_path, "").state(ref)
+    assert (state.status, state.exit_code, state.gpu_hours, state.facts["node"]) == (EXITED, 0, 12.0, "node1")
+    assert commands.calls == ["squeue", "sacct"]  # how it ended and its GPU-hours in one query
+    # No accounting storage: sacct says so once, then only the controller is asked until the back-off ends.
+    commands = SlurmCommands({"squeue": "", "sacct": UserError("`sacct --noheader` failed: Slurm accounting "
+                                                               "storage is disabled"),
+                              "scontrol": "JobId=42 JobState=FAILED ExitCode=3:0 Partition=gpu NodeList=node1"})
+    monkeypatch.setattr(slurm, "run_command", commands)
+    backend = _slurm(tmp_path, "")
+    states = [backend.state(ref) for _ in range(2)]
+    assert [(s.status, s.exit_code, s.gpu_hours) for s in states] == [(EXITED, 3, None)] * 2
+    assert commands.calls == ["squeue", "sacct", "scontrol", "squeue", "scontrol"]
+    # A running job's accounting honours the same back-off.
+    commands.answers["squeue"] = "42|RUNNING|None|gpu|node1|2026-12-03T12:00:00|1:00:00"
+    assert backend.state(ref).status == RUNNING and commands.calls[-1] == "squeue"
