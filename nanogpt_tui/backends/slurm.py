@@ -187,6 +187,7 @@ class SlurmBackend:
         self.root = Path(sessions_root)
         self._accounted: dict[str, tuple[float, float | None]] = {}  # job -> (when read, GPU-hours)
         self._no_accounting_until = 0.0
+        self._surveyed: tuple[list[str], str] | None = None  # (the partitions, why sinfo could not tell) by survey()
 
     # --- before start ---------------------------------------------------------------------------------------
 
@@ -207,17 +208,27 @@ class SlurmBackend:
                       host_forced=bool(host))
 
     def survey(self) -> None:
-        return None  # Slurm places the job; there is nothing to learn first
+        """The cluster's partitions (`sinfo`, up to COMMAND_TIMEOUT_S where the controller is far or busy): Slurm
+        places the job, this is all a placement checks, and the manager asks it outside the placement lock."""
+        if shutil.which("sinfo") is None:
+            self._surveyed = ([], "")  # preflight names the missing client commands
+            return
+        try:
+            self._surveyed = (run_command(["sinfo", "--noheader", "--format=%R"]).split(), "")
+        except UserError as err:
+            self._surveyed = ([], str(err))
 
     def preflight(self, host: str, image: str | None) -> list[str]:
-        """sbatch there, the controller answering, the partition known; the shards for a process runtime."""
+        """sbatch there, the controller answering, the partition known (as the last survey found them); the
+        shards for a process runtime."""
         if shutil.which("sbatch") is None:
             return ["Slurm's `sbatch` is not installed here; install the client commands (Debian: slurm-client) "
                     "and point them at the cluster ($SLURM_CONF)."]
-        try:
-            partitions = run_command(["sinfo", "--noheader", "--format=%R"]).split()
-        except UserError as err:
-            return [str(err)]
+        if self._surveyed is None:
+            self.survey()
+        partitions, problem = self._surveyed or ([], "")
+        if problem:
+            return [problem]
         if host and host not in partitions:
             return [f"Slurm has no partition {host!r} (it has {', '.join(partitions) or 'none'}); set "
                     "slurm.partition or pass --host PARTITION."]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nanogpt_tui.backends import BACKEND_KINDS, FACTORIES, create_backend
-from nanogpt_tui.backends.base import EXITED, QUEUED, RUNNING, Backend, LaunchSpec, SessionRef
+from nanogpt_tui.backends.base import EXITED, QUEUED, RUNNING, Backend, LaunchSpec, PlaceRequest, SessionRef
 from nanogpt_tui.backends.local import LocalBackend
 from nanogpt_tui.backends.pool import DockerPool
 from nanogpt_tui.backends.slurm import SlurmBackend, _exit_code, allocated_gpus, parse_squeue, parse_time_limit
@@ -191,3 +191,23 @@ def test_an_ended_job_costs_one_sacct_query_and_accounting_that_is_off_is_not_as
     # A running job's accounting honours the same back-off.
     commands.answers["squeue"] = "42|RUNNING|None|gpu|node1|2026-12-03T12:00:00|1:00:00"
     assert backend.state(ref).status == RUNNING and commands.calls[-1] == "squeue"
+
+
+def test_slurm_asks_its_controller_in_the_survey_and_places_without_asking(tmp_path, monkeypatch):
+    from nanogpt_tui.backends import slurm
+
+    commands = SlurmCommands({"sinfo": "gpu\ncpu\n"})
+    monkeypatch.setattr(slurm, "run_command", commands)
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
+    backend = _slurm(tmp_path, 'partition = "gpu"\nnode_runtime = "docker"\n')
+    backend.survey()
+    assert commands.calls == ["sinfo"]
+    request = PlaceRequest("s1", 1, None, "img", "smoke")
+    assert backend.place(request, []).host == "gpu"
+    named = backend.place(PlaceRequest("s1", 1, "nope", "img", "smoke"), [])
+    assert named.host is None and named.blocking and "no partition 'nope'" in named.reason
+    assert commands.calls == ["sinfo"]  # placement (under the manager's lock) asked the controller nothing
+    commands.answers["sinfo"] = slurm.SlurmUnreachable("The Slurm controller does not answer (Connection refused).")
+    backend.survey()
+    down = backend.place(request, [])
+    assert down.host is None and down.blocking and "does not answer" in down.reason
