@@ -38,20 +38,31 @@ from nanogpt_tui.procgroup import pid_namespace_prefix, start_ticks
 STOP_RESEND_S = 1.0  # how often a stop is sent again while the session has not ended
 
 
-def missing_shards(data_dir: Path) -> list[str]:
-    """What is missing in `data_dir` for a session that links it in as workspace/data."""
-    shards = Path(data_dir) / "fineweb10B"
-    if shards.is_dir() and any(shards.glob("fineweb_val_*.bin")):
-        return []
-    return [f"No shards in {shards} for the session; put FineWeb shards there (or set paths.data_dir)."]
+class ShardFolder:
+    """The shards of a folder on this machine (`paths.data_dir`), linked in as a process session's workspace/data:
+    the data placement of the local backend and of Slurm's process runtime alike."""
 
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir)
 
-def ensure_smoke_shards(data_dir: Path) -> None:
-    """The smoke track's records train on synthetic shards: make them when there are none."""
-    if missing_shards(data_dir):
-        from nanogpt_tui.shards import synthesize
+    @property
+    def linked(self) -> Path:
+        """The folder as the session links it."""
+        return self.path.resolve()
 
-        synthesize(Path(data_dir) / "fineweb10B")
+    def missing(self) -> list[str]:
+        """What is missing in the folder for a session, one sentence with the fix."""
+        shards = self.path / "fineweb10B"
+        if shards.is_dir() and any(shards.glob("fineweb_val_*.bin")):
+            return []
+        return [f"No shards in {shards} for the session; put FineWeb shards there (or set paths.data_dir)."]
+
+    def prepare(self, request: PlaceRequest) -> None:
+        """The smoke track's records train on synthetic shards: make them when there are none."""
+        if request.synthetic_data and self.missing():
+            from nanogpt_tui.shards import synthesize
+
+            synthesize(self.path / "fineweb10B")
 
 
 class ProcessTrees:
@@ -224,7 +235,7 @@ class LocalBackend:
     sandboxed = False  # a process of this user: no sandbox
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir = Path(data_dir)
+        self.shards = ShardFolder(data_dir)
         self.processes = ProcessTrees()
 
     def mounts(self, session_dir: Path) -> MountPoints:
@@ -239,18 +250,17 @@ class LocalBackend:
         return None
 
     def preflight(self, host: str, image: str | None) -> list[str]:
-        return missing_shards(self.data_dir)
+        return self.shards.missing()
 
     def place(self, request: PlaceRequest, held: Sequence[Holding]) -> Placement:
-        if request.synthetic_data:
-            ensure_smoke_shards(self.data_dir)
+        self.shards.prepare(request)
         problems = self.preflight(self.kind, None)
         if problems:
             return Placement(None, [], " ".join(problems), blocking=True)
-        return Placement(self.kind, [], "on this machine", data_dir=str(self.data_dir.resolve()))
+        return Placement(self.kind, [], "on this machine", data_dir=str(self.shards.linked))
 
     def start(self, ref: SessionRef, spec: LaunchSpec) -> str:
-        return self.processes.start(replace(spec, data_dir=self.data_dir.resolve()))
+        return self.processes.start(replace(spec, data_dir=self.shards.linked))
 
     def find(self, ref: SessionRef) -> str | None:
         return None  # a process is found by the handle recorded at start only

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from typing import Protocol
 from pathlib import Path
 
 from nanogpt_tui.backends.base import (
@@ -58,7 +59,7 @@ from nanogpt_tui.backends.base import (
     host_mounts,
     read_worker_result,
 )
-from nanogpt_tui.backends.local import ensure_smoke_shards, missing_shards
+from nanogpt_tui.backends.local import ShardFolder
 from nanogpt_tui.config import Config
 from nanogpt_tui.contract import layout
 from nanogpt_tui.contract.env import is_secret_name, without_secrets
@@ -175,6 +176,83 @@ def parse_time_limit(text: str) -> int | None:
     return _minutes(seconds + (days or 0) * 86400)
 
 
+class NodeRuntime(Protocol):
+    """How the job runs its session on the node (`slurm.node_runtime`): what admission, placement and the launch
+    ask of it, so the backend never asks which one it holds."""
+
+    name: str  # launch.json's `runtime`, by which the job on the node chooses how to run the session
+    sandboxed: bool
+
+    def mounts(self, session_dir: Path) -> MountPoints: ...
+
+    def image(self, asked: str | None) -> str | None:
+        """The image the session runs in (None: no image)."""
+
+    def prepare(self, request: PlaceRequest) -> None:
+        """Make what the control room may make for the session (the smoke record's synthetic shards)."""
+
+    def missing(self) -> list[str]:
+        """What the control room can tell is missing for the session, one sentence each with the fix."""
+
+    def data(self) -> tuple[str | None, str | None]:
+        """The shards the job gives the session: (a Docker volume on the node, a folder linked in)."""
+
+
+class ContainerOnNode:
+    """The session in a container of the node's Docker, in its sandbox, the shards from its data volume (the job
+    finds out on the node what it lacks)."""
+
+    name = "docker"
+    sandboxed = True
+
+    def __init__(self, config: Config) -> None:
+        self.docker = config.docker
+
+    def mounts(self, session_dir: Path) -> MountPoints:
+        return CONTAINER_MOUNTS
+
+    def image(self, asked: str | None) -> str | None:
+        return asked or self.docker.image
+
+    def prepare(self, request: PlaceRequest) -> None:
+        return None
+
+    def missing(self) -> list[str]:
+        return []
+
+    def data(self) -> tuple[str | None, str | None]:
+        return self.docker.data_volume, None
+
+
+class ProcessesOnNode:
+    """The session as a process tree on the node (tests, clusters without Docker), the shards of `paths.data_dir`
+    linked in as the local backend links them (the node sees that folder at the same path)."""
+
+    name = "process"
+    sandboxed = False
+
+    def __init__(self, config: Config) -> None:
+        self.shards = ShardFolder(config.paths.local_data_dir)
+
+    def mounts(self, session_dir: Path) -> MountPoints:
+        return host_mounts(session_dir)
+
+    def image(self, asked: str | None) -> str | None:
+        return None
+
+    def prepare(self, request: PlaceRequest) -> None:
+        self.shards.prepare(request)
+
+    def missing(self) -> list[str]:
+        return self.shards.missing()
+
+    def data(self) -> tuple[str | None, str | None]:
+        return None, str(self.shards.linked)
+
+
+NODE_RUNTIMES: dict[str, type] = {runtime.name: runtime for runtime in (ContainerOnNode, ProcessesOnNode)}
+
+
 class SlurmBackend:
     """Sessions submitted to the Slurm cluster this machine's client commands talk to."""
 
@@ -185,6 +263,7 @@ class SlurmBackend:
         self.config = config
         self.slurm = config.slurm
         self.root = Path(sessions_root)
+        self.runtime: NodeRuntime = NODE_RUNTIMES[self.slurm.node_runtime](config)
         self._accounted: dict[str, tuple[float, float | None]] = {}  # job -> (when read, GPU-hours)
         self._no_accounting_until = 0.0
         self._surveyed: tuple[list[str], str] | None = None  # (the partitions, why sinfo could not tell) by survey()
@@ -192,20 +271,15 @@ class SlurmBackend:
     # --- before start ---------------------------------------------------------------------------------------
 
     @property
-    def in_docker(self) -> bool:
-        return self.slurm.node_runtime == "docker"
-
-    @property
     def sandboxed(self) -> bool:
-        return self.in_docker
+        return self.runtime.sandboxed
 
     def mounts(self, session_dir: Path) -> MountPoints:
-        return CONTAINER_MOUNTS if self.in_docker else host_mounts(session_dir)
+        return self.runtime.mounts(session_dir)
 
     def admit(self, host: str | None, image: str | None) -> Target:
         partition = host or self.slurm.partition
-        return Target(host=partition, image=(image or self.config.docker.image) if self.in_docker else None,
-                      host_forced=bool(host))
+        return Target(host=partition, image=self.runtime.image(image), host_forced=bool(host))
 
     def survey(self) -> None:
         """The cluster's partitions (`sinfo`, up to COMMAND_TIMEOUT_S where the controller is far or busy): Slurm
@@ -219,8 +293,8 @@ class SlurmBackend:
             self._surveyed = ([], str(err))
 
     def preflight(self, host: str, image: str | None) -> list[str]:
-        """sbatch there, the controller answering, the partition known (as the last survey found them); the
-        shards for a process runtime."""
+        """sbatch there, the controller answering, the partition known (as the last survey found them); what the
+        node runtime lacks."""
         if shutil.which("sbatch") is None:
             return ["Slurm's `sbatch` is not installed here; install the client commands (Debian: slurm-client) "
                     "and point them at the cluster ($SLURM_CONF)."]
@@ -232,20 +306,16 @@ class SlurmBackend:
         if host and host not in partitions:
             return [f"Slurm has no partition {host!r} (it has {', '.join(partitions) or 'none'}); set "
                     "slurm.partition or pass --host PARTITION."]
-        if not self.in_docker:
-            return missing_shards(self.config.paths.local_data_dir)
-        return []
+        return self.runtime.missing()
 
     def place(self, request: PlaceRequest, held: Sequence[Holding]) -> Placement:
-        if not self.in_docker and request.synthetic_data:
-            ensure_smoke_shards(self.config.paths.local_data_dir)
+        self.runtime.prepare(request)
         problems = self.preflight(request.host or self.slurm.partition, request.image)
         if problems:
             return Placement(None, [], " ".join(problems), blocking=True)
         where = request.host or self.slurm.partition or "the default partition"
-        data_dir = None if self.in_docker else str(Path(self.config.paths.local_data_dir).resolve())
         return Placement(request.host or self.slurm.partition, [], f"submitted to Slurm ({where})",
-                         data_dir=data_dir)
+                         data_dir=self.runtime.data()[1])
 
     # --- the job --------------------------------------------------------------------------------------------
 
@@ -263,12 +333,13 @@ class SlurmBackend:
         folder = Path(ref.session_dir) / layout.SLURM_DIR
         folder.mkdir(parents=True, exist_ok=True)
         secret = sorted(k for k in spec.env if is_secret_name(k))
+        data_volume, data_dir = self.runtime.data()
         egress = None
         if spec.egress is not None:  # the sandbox on the node: its gateway gets the keys, the agent a placeholder
             egress = {"state_dir": str(spec.egress.state_dir), "routes": spec.egress.routes,
                       "prefix": spec.egress.prefix, "allow": list(spec.egress.allow)}
         launch = {
-            "schema_version": LAUNCH_SCHEMA_VERSION, "runtime": self.slurm.node_runtime,
+            "schema_version": LAUNCH_SCHEMA_VERSION, "runtime": self.runtime.name,
             "docker_url": self.slurm.docker_url, "session_id": spec.session_id, "image": spec.image,
             "command": list(spec.command), "env": {k: v for k, v in spec.env.items() if k not in secret},
             # Handed over by the control room once the job runs (a step's stdin, never Slurm's stored state).
@@ -276,8 +347,7 @@ class SlurmBackend:
                           "gateway": sorted(k for k, v in (spec.egress.keys if spec.egress else {}).items() if v)},
             "egress": egress, "workspace_dir": str(spec.workspace_dir), "runner_dir": str(spec.runner_dir),
             "control_dir": str(spec.control_dir), "log_path": str(spec.log_path),
-            "data_volume": self.config.docker.data_volume if self.in_docker else None,
-            "data_dir": None if self.in_docker else str(Path(self.config.paths.local_data_dir).resolve()),
+            "data_volume": data_volume, "data_dir": data_dir,
             "labels": spec.labels, "shm_size": spec.shm_size, "name": spec.name, "user": spec.user,
             "data_read_only": spec.data_read_only,
             "validator_dir": str(spec.validator_dir) if spec.validator_dir else None, "memory": spec.memory,
@@ -597,7 +667,7 @@ def read_node_record(session_dir: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("schema_version") != NODE_SCHEMA_VERSION \
-            or not isinstance(data.get("handle"), str) or data.get("runtime") not in ("docker", "process"):
+            or not isinstance(data.get("handle"), str) or data.get("runtime") not in NODE_RUNTIMES:
         return None
     return data
 

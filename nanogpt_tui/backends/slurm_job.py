@@ -24,7 +24,14 @@ import time
 from pathlib import Path
 
 from nanogpt_tui.backends.base import EXITED, EgressSpec, LaunchSpec
-from nanogpt_tui.backends.slurm import LAUNCH_SCHEMA_VERSION, node_gpus, write_handover, write_node_record
+from nanogpt_tui.backends.slurm import (
+    LAUNCH_SCHEMA_VERSION,
+    ContainerOnNode,
+    ProcessesOnNode,
+    node_gpus,
+    write_handover,
+    write_node_record,
+)
 from nanogpt_tui.contract import layout
 from nanogpt_tui.contract.deadline import DeadlineError, read_deadline, write_deadline
 from nanogpt_tui.contract.runner_exit import EXIT_FAILED, EXIT_STOPPED
@@ -184,7 +191,7 @@ def run_in_docker(spec: LaunchSpec, launch: dict, slurm_dir: Path) -> int:
     spec.gpu_ids = gpus
     grace = _grace(spec)
     container = docker.create_and_start(spec)
-    write_node_record(slurm_dir, runtime="docker", handle=container, docker_url=url)
+    write_node_record(slurm_dir, runtime=ContainerOnNode.name, handle=container, docker_url=url)
     say(f"container {container[:12]} started" + (f" with GPUs {','.join(map(str, gpus))}" if gpus else ""))
     stop_event = threading.Event()
     stopper = Stopper(lambda: docker.stop(container, grace))
@@ -207,7 +214,7 @@ def run_as_processes(spec: LaunchSpec, slurm_dir: Path) -> int:
 
     trees = ProcessTrees()
     handle = trees.start(spec)
-    write_node_record(slurm_dir, runtime="process", handle=handle, docker_url=None)
+    write_node_record(slurm_dir, runtime=ProcessesOnNode.name, handle=handle, docker_url=None)
     stopper = Stopper(lambda: trees.stop(handle, _grace(spec)))
     signal.signal(signal.SIGINT, stopper)
     signal.signal(signal.SIGTERM, stopper)
@@ -248,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             say("stopped before the session started")
             return EXIT_STOPPED
         start_the_budget(spec.control_dir)
-        if launch.get("runtime") == "process":
+        if launch.get("runtime") == ProcessesOnNode.name:
             return run_as_processes(spec, slurm_dir)
         return run_in_docker(spec, launch, slurm_dir)
     except UserError as err:

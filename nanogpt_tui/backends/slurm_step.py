@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from nanogpt_tui.backends.slurm import node_gpus, read_handover, read_node_record
+from nanogpt_tui.backends.slurm import ContainerOnNode, node_gpus, read_handover, read_node_record
 from nanogpt_tui.errors import UserError
 
 ACTIONS = ("pause", "resume", "retime", "hand-over")
@@ -35,7 +35,7 @@ def answer(obj: dict) -> None:
 def runtime_of(record: dict):
     """The node's own backend for the session: its Docker daemon, or its process trees. Both offer pause(handle),
     resume(handle), retime_isolated(handle, ...) and close()."""
-    if record["runtime"] == "docker":
+    if record["runtime"] == ContainerOnNode.name:
         from nanogpt_tui.backends.docker_backend import DockerBackend
 
         return DockerBackend(url=record.get("docker_url") or "unix:///var/run/docker.sock",
@@ -50,7 +50,7 @@ def retime(runtime, record: dict, session_dir: Path, request_path: Path) -> dict
         request = json.loads(request_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise UserError(f"the retiming request {request_path} cannot be read ({err}); submit again.") from None
-    gpus, warning = node_gpus(runtime if record["runtime"] == "docker" else None)
+    gpus, warning = node_gpus(runtime if record["runtime"] == ContainerOnNode.name else None)
     answer({"text": f"retiming in step {os.environ.get('SLURM_STEP_ID', '?')} of job "
                     f"{os.environ.get('SLURM_JOB_ID', '?')} on {os.environ.get('SLURMD_NODENAME', 'this node')}, "
                     f"GPUs {','.join(map(str, gpus)) or 'none'}"})

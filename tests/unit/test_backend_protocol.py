@@ -211,3 +211,18 @@ def test_slurm_asks_its_controller_in_the_survey_and_places_without_asking(tmp_p
     backend.survey()
     down = backend.place(request, [])
     assert down.host is None and down.blocking and "does not answer" in down.reason
+
+
+def test_each_slurm_node_runtime_the_config_accepts_is_one_object_placement_asks(tmp_path):
+    from nanogpt_tui.backends.slurm import NODE_RUNTIMES
+    from nanogpt_tui.config import NODE_RUNTIMES as ACCEPTED
+
+    assert set(NODE_RUNTIMES) == set(ACCEPTED)
+    docker = _slurm(tmp_path, 'node_runtime = "docker"\n')
+    assert (docker.sandboxed, docker.admit(None, None).image, docker.runtime.data()) == \
+        (True, docker.config.docker.image, (docker.config.docker.data_volume, None))
+    process = _slurm(tmp_path, 'node_runtime = "process"\n')
+    data_dir = process.config.paths.local_data_dir
+    assert (process.sandboxed, process.admit(None, "img").image) == (False, None)
+    assert process.runtime.data() == (None, str(data_dir.resolve()))
+    assert "No shards in" in process.runtime.missing()[0]  # the local backend's sentence: one shard placement
