@@ -293,6 +293,9 @@ def survey(hosts: Sequence[HostConfig], held: Sequence[Holding], backend_for: Ca
 # --- the Docker backend of the protocol ------------------------------------------------------------------------
 
 
+UNREAD = object()  # an anchor stack not read yet (None is an anchor that states none)
+
+
 class DockerPool:
     """Sessions in containers on the Docker hosts of the config ([[hosts]]), placed by free GPUs. Hosts that fail
     to answer are backed off for HOST_RETRY_S; the handle is the container id on the session's host."""
@@ -381,13 +384,19 @@ class DockerPool:
             self._shared_seen.add(host)
         return problems
 
-    def env_check(self, request: PlaceRequest, host: str):
-        """The session's image on `host` against its anchor's stack (the manifest's, from the anchor's log)."""
+    def anchor_stack(self, anchor: str):
+        """The anchor's stack (the manifest's, from the anchor's log); None where it is no timeline record."""
         from nanogpt_tui.records import load_timeline
-        from nanogpt_tui.stack import check_image_stack
 
         timeline = load_timeline(self.config.paths.baselines_dir)
-        anchor_stack = timeline.get(request.anchor).stack if request.anchor in timeline else None
+        return timeline.get(anchor).stack if anchor in timeline else None
+
+    def env_check(self, request: PlaceRequest, host: str, anchor_stack=UNREAD):
+        """The session's image on `host` against its anchor's stack (`anchor_stack`, read here when not given)."""
+        from nanogpt_tui.stack import check_image_stack
+
+        if anchor_stack is UNREAD:
+            anchor_stack = self.anchor_stack(request.anchor)
         image = request.image or self.config.docker.image
         try:
             labels = self.driver(host).image_labels(image)
@@ -396,11 +405,14 @@ class DockerPool:
         return check_image_stack(request.anchor, anchor_stack, image, labels or {},
                                  allow_mismatch=request.allow_env_mismatch)
 
-    def checks(self, request: PlaceRequest, host: str) -> list[str]:
-        """The pre-start checks of `host` for this session, its image's stack against its anchor's included."""
+    def checks(self, request: PlaceRequest, host: str, anchor_stack=UNREAD, found: dict | None = None) -> list[str]:
+        """The pre-start checks of `host` for this session, its image's stack against its anchor's included (the
+        env check kept in `found[host]` for the placement that asks)."""
         problems = self.preflight(host, request.image)
         if not problems:
-            check = self.env_check(request, host)
+            check = self.env_check(request, host, anchor_stack)
+            if found is not None:
+                found[host] = check
             if check.refused:
                 problems.append(check.reason)
         return problems
@@ -409,8 +421,10 @@ class DockerPool:
         views = self._views or self.hosts()
         for view in views:  # who holds what, as of now
             view.held, view.sessions = holders(held, view.name), live_on(held, view.name)
+        # One read of the timeline, and one env check per host asked: the chosen host's is the one it passed.
+        stack, checked = self.anchor_stack(request.anchor), {}
         placement = place(views, request.gpus, forced=request.host,
-                          preflight=lambda host: self.checks(request, host))
+                          preflight=lambda host: self.checks(request, host, stack, checked))
         if placement.host is None:
             # The one host it may run on (named, or the only one configured) does not answer: say so.
             explicit = request.host or (self.config.hosts[0].name if len(self.config.hosts) == 1 else None)
@@ -419,7 +433,7 @@ class DockerPool:
                 return replace(placement, unreachable=f"Docker host {explicit} cannot be reached "
                                                       f"({down.problem.rstrip('.')})")
             return placement
-        return replace(placement, env_check=self.env_check(request, placement.host).to_dict())
+        return replace(placement, env_check=checked[placement.host].to_dict())
 
     def start(self, ref: SessionRef, spec: LaunchSpec) -> str:
         return self.driver(spec.host).start(replace(spec, data_volume=self.config.docker.data_volume))

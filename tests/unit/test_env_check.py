@@ -73,3 +73,14 @@ def test_reports_state_an_allowed_mismatch(tmp_path):
     allowed = m.env_check(session(FP8, allow=True), "gpu1").to_dict()
     assert _env_check_text(allowed).startswith("MISMATCH ALLOWED (--allow-env-mismatch): mismatch: The image")
     assert _env_check_text(None).startswith("not checked")
+
+
+def test_placement_checks_the_chosen_hosts_image_once_and_reads_the_timeline_once(tmp_path, monkeypatch):
+    import nanogpt_tui.records as records
+
+    reads = []
+    monkeypatch.setattr(records, "load_timeline", lambda path: reads.append(path) or load_timeline(path))
+    host = FakeHost("gpu1", labels=labels_for(FP8))
+    placement = manager(tmp_path, host).place(session(FP8), [])
+    assert placement.host == "gpu1" and placement.env_check["status"] == ENV_MATCH
+    assert host.calls["image_labels"] == 1 and len(reads) == 1
