@@ -31,16 +31,16 @@ import docker.errors
 
 from nanogpt_tui.backends.docker_backend import DockerBackend, _api_message, hardening
 from nanogpt_tui.config import parse_allow_entry
+from nanogpt_tui.contract import layout
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.sandbox.names import (
     CONTROL_PORT,
     DEFAULT_ROUTES,
     GATEWAY_ALIAS,
     GATEWAY_PORT,
-    PLACEHOLDER_KEY,
     PROXY_PORT,
-    proxy_env,
 )
+from nanogpt_tui.sandbox.probe import is_address
 from nanogpt_tui.fsutil import atomic_write_json
 
 # Run inside the gateway's container by `docker exec`: one request to the control listener, the body from stdin.
@@ -59,14 +59,6 @@ GATEWAY_USER = "0:0"  # binds DNS's port 53 with NET_BIND_SERVICE only; every ot
 EGRESS_LABEL = "nanogpt-tui.egress"
 HEALTH_TIMEOUT_S = 30.0
 
-
-
-def _is_address(host: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-        return True
-    except OSError:
-        return False
 
 
 def _policy(config: dict[str, Any]) -> dict[str, Any]:
@@ -106,21 +98,13 @@ class Egress:
     def session_network(self, session_id: str) -> str:
         return f"{self.prefix}-net-{session_id}".lower()[:120]
 
-    def base_urls(self) -> dict[str, str]:
-        """What the agent CLIs get instead of the APIs' addresses (and a placeholder for their keys), and the
-        CONNECT proxy when destinations are allowed."""
-        return {"ANTHROPIC_BASE_URL": f"http://{GATEWAY_ALIAS}:{GATEWAY_PORT}/anthropic",
-                "OPENAI_BASE_URL": f"http://{GATEWAY_ALIAS}:{GATEWAY_PORT}/openai",
-                "ANTHROPIC_API_KEY": PLACEHOLDER_KEY, "OPENAI_API_KEY": PLACEHOLDER_KEY,
-                **(proxy_env() if self.allow else {})}
-
     def _resolved_names(self) -> dict[str, list[str]]:
         if self.dns_names is not None:
             return {k: list(v) for k, v in self.dns_names.items()}
         names: dict[str, list[str]] = {}
         for entry in self.allow:
             parsed = parse_allow_entry(entry)
-            if parsed is None or _is_address(parsed[0]) or parsed[0] in names:
+            if parsed is None or is_address(parsed[0]) or parsed[0] in names:
                 continue
             try:
                 found = socket.getaddrinfo(parsed[0], parsed[1], socket.AF_INET, socket.SOCK_STREAM)
@@ -133,7 +117,7 @@ class Egress:
         # Routes are each session's own (told at attach); the gateway's are the vendors' APIs, the same for every
         # session, so a session with other endpoints does not restart the gateway under the others.
         config: dict[str, Any] = {"routes": dict(DEFAULT_ROUTES), "clients_file": "/gateway/clients.json",
-                                  "out_dir": "/gateway/out", "routes_dir": "/gateway/routes", "allow": list(self.allow),
+                                  "out_dir": f"/gateway/{layout.EGRESS_OUT}", "routes_dir": "/gateway/routes", "allow": list(self.allow),
                                   "dns_names": self._resolved_names()}
         if self.ca_file:
             config["ca_file"] = "/gateway-ca.pem"
@@ -197,7 +181,7 @@ class Egress:
         except docker.errors.NotFound:
             rejoin = []
         self._network(self.egress_network, internal=False)
-        for sub in ("out", "routes"):
+        for sub in (layout.EGRESS_OUT, "routes"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         mounts = [docker.types.Mount("/gateway", str(self.state_dir.absolute()), type="bind")]
         if self.ca_file:
@@ -262,7 +246,7 @@ class Egress:
 
     def meter_path(self, session_id: str) -> Path:
         """Where the gateway writes the session's metered usage and refusals (host side)."""
-        return self.state_dir / "out" / f"{session_id}.jsonl"
+        return layout.gateway_meter(self.state_dir, session_id)
 
     def tell(self, method: str, session_id: str, body: dict[str, Any] | None) -> None:
         """One request to the gateway's control listener, from inside its container (`docker exec`); the body,

@@ -66,6 +66,16 @@ def session_dir(sessions_root: Path, session_id: str) -> Path:
     return Path(sessions_root) / session_id
 
 
+def gateway_dir(sessions_root: Path, host: str | None) -> Path:
+    """The model gateway's folder for Docker host `host`: its config, address book and per-session records."""
+    return Path(sessions_root) / EGRESS_DIR / (host or "unplaced")
+
+
+def gateway_meter(gateway_folder: Path, session_id: str) -> Path:
+    """Where the gateway of `gateway_folder` writes a session's records (metered usage and refusals)."""
+    return Path(gateway_folder) / EGRESS_OUT / f"{session_id}.jsonl"
+
+
 def gateway_records(sessions_root: Path, host: str, session_id: str) -> Path:
     """The model gateway's records of a session placed on Docker host `host` (usage and refusals)."""
-    return Path(sessions_root) / EGRESS_DIR / (host or "unplaced") / EGRESS_OUT / f"{session_id}.jsonl"
+    return gateway_meter(gateway_dir(sessions_root, host), session_id)

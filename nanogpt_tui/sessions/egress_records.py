@@ -9,8 +9,6 @@ from pathlib import Path
 
 from nanogpt_tui.contract import layout
 
-EGRESS_DIR = layout.EGRESS_DIR  # in the sessions folder, per Docker host: the model gateway's config and records
-
 
 def records_path(sessions_root: str | os.PathLike[str], session_id: str, host: str | None) -> Path:
     return layout.gateway_records(Path(sessions_root), host or "", session_id)

@@ -43,7 +43,6 @@ from nanogpt_tui.errors import UserError
 from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, finite, whole
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sandbox.names import DEFAULT_ROUTES, GATEWAY_URLS, PLACEHOLDER_KEY
-from nanogpt_tui.sessions.egress_records import EGRESS_DIR  # the model gateway's folder per Docker host
 from nanogpt_tui.sessions.model import (BrokenSession, Extension, Session, iso, load_session, parse_iso, read_session,
                                         save_session, utc_now)
 
@@ -447,7 +446,7 @@ class SessionManager:
 
     def egress_dir(self, host: str | None) -> Path:
         """The model gateway's folder for a Docker host: its config, address book and per-session records."""
-        return self.root.resolve() / EGRESS_DIR / (host or "unplaced")
+        return L.gateway_dir(self.root.resolve(), host)
 
     def probe_spec(self, host: str, image: str | None = None) -> LaunchSpec:
         """The launch of a sandbox probe on a Docker host (`nanogpt-tui sandbox check`): a sandboxed session's,

@@ -25,7 +25,10 @@ import docker
 import pytest
 
 from nanogpt_tui.backends.docker_backend import DockerBackend, hardening
-from nanogpt_tui.backends.egress import PLACEHOLDER_KEY, Egress
+from nanogpt_tui.backends.egress import Egress
+from nanogpt_tui.config import load_config
+from nanogpt_tui.sandbox.names import PLACEHOLDER_KEY
+from nanogpt_tui.sessions.manager import SessionManager
 from tests.integration.test_docker_backend import _daemon_problem, _daemon_url
 
 pytestmark = [pytest.mark.docker, pytest.mark.sandbox, pytest.mark.timeout(600)]
@@ -204,8 +207,7 @@ def netns_server():
 def test_the_model_api_through_the_gateway_and_nothing_else(image, tmp_path, netns_server):
     backend = DockerBackend(_daemon_url(), None, "local")
     client = docker.DockerClient(base_url=_daemon_url())
-    egress = Egress(backend, image=image, state_dir=tmp_path / "egress", prefix=f"ngt-sandbox-{RUN}",
-                    keys={"ANTHROPIC_API_KEY": REAL_KEY})
+    egress = Egress(backend, image=image, state_dir=tmp_path / "egress", prefix=f"ngt-sandbox-{RUN}")
     api = forbidden = None
     container = None
     try:
@@ -215,10 +217,15 @@ def test_the_model_api_through_the_gateway_and_nothing_else(image, tmp_path, net
         cert, key = make_cert(tmp_path, host_ip)
         api = StandInAPI(host_ip, cert, key)
         forbidden = StandInAPI(host_ip, cert, key)
-        egress.routes = {"anthropic": {"upstream": f"https://{host_ip}:{api.port}", "auth": "x-api-key",
-                                       "key_name": "ANTHROPIC_API_KEY"}}
+        # The session's environment, routes and keys as a launch makes them (its endpoint: the stand-in API).
+        config = tmp_path / "nanogpt-tui.toml"
+        config.write_text(f'schema_version = 1\n[paths]\nsessions_dir = "sessions"\n'
+                          f'[sandbox]\nallow = ["{host_ip}:{api.port}"]\n')
+        session_env = {"ANTHROPIC_API_KEY": REAL_KEY, "ANTHROPIC_BASE_URL": f"https://{host_ip}:{api.port}"}
+        spec = SessionManager(load_config(config))._egress_spec("claude", "local", session_env)
+        assert REAL_KEY not in json.dumps(session_env)
+        egress.routes, egress.keys, egress.allow = spec.routes, spec.keys, spec.allow
         egress.ca_file = cert
-        egress.allow = (f"{host_ip}:{api.port}",)
         t0 = time.monotonic()
         egress.ensure_gateway()
         print(f"gateway up in {time.monotonic() - t0:.2f} s")
@@ -226,7 +233,7 @@ def test_the_model_api_through_the_gateway_and_nothing_else(image, tmp_path, net
 
         session_id = f"ngt-sandbox-{RUN}-s1"
         options = egress.attach(session_id)
-        env = {**egress.base_urls(), "FORBIDDEN_IP": host_ip, "FORBIDDEN_PORT": str(forbidden.port),
+        env = {**session_env, "FORBIDDEN_IP": host_ip, "FORBIDDEN_PORT": str(forbidden.port),
                "NETNS_IP": netns_server, "ALLOWED": f"{host_ip}:{api.port}", "API_CA": cert.read_text()}
         container = client.containers.create(image, ["sleep", "300"], environment=env, detach=True, init=True,
                                              user="1000:1000", **options, **hardening())
@@ -276,8 +283,6 @@ def test_sandbox_check_holds_and_names_each_leak(image, tmp_path, netns_server, 
     this set-up, and not ok, naming the leak, when the test weakens the policy on purpose: a forbidden name added to
     the resolver; the probe attached to an ordinary bridge (the egress bridge this test's prefix made)."""
     from nanogpt_tui.cli import main
-    from nanogpt_tui.config import load_config
-    from nanogpt_tui.sessions.manager import SessionManager
 
     def write_config(allow: str) -> Path:
         path = tmp_path / "nanogpt-tui.toml"

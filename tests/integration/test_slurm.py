@@ -167,7 +167,8 @@ def test_the_docker_path_runs_the_container_contract_in_its_sandbox_on_the_node(
 
     from nanogpt_tui.agents import credentials
     from nanogpt_tui.backends.docker_backend import DockerBackend
-    from nanogpt_tui.backends.egress import PLACEHOLDER_KEY, Egress
+    from nanogpt_tui.backends.egress import Egress
+    from nanogpt_tui.sandbox.names import PLACEHOLDER_KEY
     from nanogpt_tui.backends.testimage import build_test_image
     from tests.integration.test_sessions_docker import _daemon_problem, _daemon_url
 
