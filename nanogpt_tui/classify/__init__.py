@@ -31,10 +31,15 @@ Headless and standard library only (`ast`, `difflib`). The kinds:
 
 A change usually touches several places; each changed place (an *evidence* item: file, line, the
 enclosing scope, the AST node types, before/after, its weight) gets a kind of its own, and the change is weighed:
-each kind's weight is the lines of code its places changed (a literal weighs half a line), and the change's kind
-is the kind holding the most weight, **mixed** when none holds more than half (`DOMINANT_SHARE`), with the shares.
+each kind's weight is the lines of code its places changed (a literal weighs half a line), each place's lines times
+its nature's factor (`NATURE_WEIGHT`: a changed tensor computation in the model, loss or optimizer counts double,
+a place whose systems names are only dtype, device, `.to(...)` and rank/world_size counts half: data movement
+around a computation is not a kernel), and the change's kind is the kind holding the most weight, **mixed** when
+none holds more than half (`DOMINANT_SHARE`), with the shares.
 A structural change with no computation of its own outside the model and optimizer (control flow, bookkeeping,
-arithmetic on counters) is *plumbing* and takes the kind of the rest; code moved elsewhere in the change (into a
+arithmetic on counters), or in a model or optimizer class's method other than its computation (`forward`, `step`,
+a module's constructor) that computes nothing (`load_state_dict`, parameter groups), is *plumbing* and takes the
+kind of the rest; code moved elsewhere in the change (into a
 new file, a helper, a class) and the same computation re-implemented (an optimizer rewritten as one class) do not
 count as new work; a class or long function added whole is judged method by method, statement by statement.
 

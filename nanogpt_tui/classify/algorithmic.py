@@ -26,6 +26,9 @@ MATH_PARTS = frozenset({
 # Base classes of the code whose structure is the model or the optimizer: a change of control flow there (a layer
 # skipped, a branch of the update) changes the computation even with no new arithmetic.
 MODEL_BASES = frozenset({"Module", "Optimizer", "Function"})
+# The methods of such a class that are its computation (whatever names they call); its other methods that compute
+# nothing themselves are bookkeeping (state dicts, parameter groups, buffers).
+COMPUTE_METHODS = frozenset({"forward", "step", "backward", "__call__"})
 MATH_OPERATORS = frozenset({"op:Mult", "op:Div", "op:Pow", "op:MatMult", "op:Add", "op:Sub", "op:USub", "op:FloorDiv",
                             "op:Mod"})
 
@@ -40,16 +43,21 @@ def is_math_token(token: str) -> bool:
     return bool(parts) and parts[-1] in MATH_PARTS
 
 
-def is_model_class(node: ast.AST) -> bool:
-    """A class of the model or the optimizer: it subclasses `nn.Module`, `torch.optim.Optimizer` or
-    `torch.autograd.Function` (by the last part of a base's name)."""
+def model_base(node: ast.AST) -> str | None:
+    """Which of `MODEL_BASES` a class subclasses directly (by the last part of a base's name), or None."""
     if not isinstance(node, ast.ClassDef):
-        return False
+        return None
     for base in node.bases:
         name = base.attr if isinstance(base, ast.Attribute) else base.id if isinstance(base, ast.Name) else ""
         if name in MODEL_BASES:
-            return True
-    return False
+            return name
+    return None
+
+
+def is_model_class(node: ast.AST) -> bool:
+    """A class of the model or the optimizer: it subclasses `nn.Module`, `torch.optim.Optimizer` or
+    `torch.autograd.Function` (by the last part of a base's name)."""
+    return model_base(node) is not None
 
 
 def computes(node: ast.AST) -> bool:
@@ -91,7 +99,7 @@ def discount_reimplemented(evidence: list[Any]) -> None:
         size = sum(came.values()) + sum(gone.values())
         covered = sum((came & (removed - gone)).values()) + sum((gone & (added - came)).values())
         if size >= 3 and covered >= REIMPLEMENTED * size:
-            e.kind = "plumbing"
+            e.kind, e.nature = "plumbing", ""
             e.why = f"the same computation as code the change drops or adds elsewhere (was {e.why})"
 
 

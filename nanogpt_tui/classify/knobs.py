@@ -150,8 +150,8 @@ def attribute_new_knobs(evidence: list[Any]) -> None:
             if e is knob or e.kind not in counted or e.why.startswith("a knob ") or e.change == "literal":
                 continue
             if any(pattern.search(text) for text in e.statements[side]):
-                weights[e.kind] = weights.get(e.kind, 0.0) + e.weight
-                if e.kind not in where or e.weight > where[e.kind].weight:
+                weights[e.kind] = weights.get(e.kind, 0.0) + e.weighed
+                if e.kind not in where or e.weighed > where[e.kind].weighed:
                     where[e.kind] = e
         if not weights:
             continue

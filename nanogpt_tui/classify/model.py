@@ -16,6 +16,11 @@ NEUTRAL = "neutral"  # an evidence item that does not count (a log message, an o
 # code): it takes the kind of the rest of the change, and counts as algorithmic only where nothing else changed.
 PLUMBING = "plumbing"
 KINDS = (HYPERPARAMETER, ALGORITHMIC, SYSTEMS)
+# The nature of a place, beside its kind: the decision weighs a place by its lines times its nature's factor, so a
+# few lines of new computation in the model or optimizer are not outweighed by many lines of plumbing around it.
+COMPUTATION = "computation"  # tensor maths changed (activations, norms, products, losses, optimizer updates)
+PLACEMENT = "placement"  # only dtype, device, `.to(...)`, rank/world_size names changed: data movement, layout
+NATURE_WEIGHT = {COMPUTATION: 2.0, PLACEMENT: 0.5}
 PRECEDENCE = (ALGORITHMIC, SYSTEMS, HYPERPARAMETER)  # breaks ties between equal shares; orders evidence
 DOMINANT_SHARE = 0.5  # a kind holding more than half of a change's weight is its kind; otherwise it is mixed
 MAX_EVIDENCE = 200  # evidence items kept per classification (the count says how many there were)
@@ -40,6 +45,12 @@ class Evidence:
     statements: tuple[tuple[str, ...], tuple[str, ...]] = field(default=((), ()), repr=False, compare=False)
     # The computation names the place uses (old side, new side), to recognise the same math re-implemented.
     math: tuple[tuple[str, ...], tuple[str, ...]] = field(default=((), ()), repr=False, compare=False)
+    nature: str = ""  # COMPUTATION, PLACEMENT or "" (factor 1): see NATURE_WEIGHT
+
+    @property
+    def weighed(self) -> float:
+        """The place's weight in the decision: its lines times its nature's factor."""
+        return self.weight * NATURE_WEIGHT.get(self.nature, 1.0)
 
     def text(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
@@ -58,7 +69,8 @@ class Evidence:
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "scope": self.scope, "change": self.change,
                 "kind": self.kind, "nodes": list(self.nodes), "before": self.before, "after": self.after,
-                "why": self.why, "weight": round(self.weight, 2), "text": self.text()}
+                "why": self.why, "weight": round(self.weight, 2), "nature": self.nature or None,
+                "weighed": round(self.weighed, 2), "text": self.text()}
 
 
 @dataclass

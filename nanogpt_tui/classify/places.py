@@ -8,13 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nanogpt_tui.classify.algorithmic import computes, depth_settings, index_arithmetic_only, is_math_token
+from nanogpt_tui.classify.algorithmic import (
+    COMPUTE_METHODS, computes, depth_settings, index_arithmetic_only, is_math_token, is_model_class, model_base,
+)
 from nanogpt_tui.classify.knobs import (
     _args_with_literal_defaults, _assigns_literal, _is_arithmetic, _is_state_init, KNOB_CLASS,
     _literal_vs_reference, SCHEDULE_SCOPE,
 )
 from nanogpt_tui.classify.model import (
-    ALGORITHMIC, Evidence, HYPERPARAMETER, NEUTRAL, PLUMBING, SNIPPET_CHARS, SYSTEMS,
+    ALGORITHMIC, COMPUTATION, Evidence, HYPERPARAMETER, NEUTRAL, PLACEMENT, PLUMBING, SNIPPET_CHARS, SYSTEMS,
 )
 from nanogpt_tui.classify.neutral import statements_of, _identifiers, LOG_CALLS, _renamed_identifiers, RUN_LABEL
 from nanogpt_tui.classify.syntax import (
@@ -208,7 +210,7 @@ class PlaceJudge:
     # ---- recording
 
     def record(self, change: str, kind: str, why: str, scopes: Sequence[_Scope], old: Any, new: Any,
-               label: str = "", weight: float | None = None) -> None:
+               label: str = "", weight: float | None = None, nature: str = "") -> None:
         nodes_old = old if isinstance(old, (list, tuple)) else ([old] if old is not None else [])
         nodes_new = new if isinstance(new, (list, tuple)) else ([new] if new is not None else [])
         types = sorted({type(n).__name__ for n in nodes_old}), sorted({type(n).__name__ for n in nodes_new})
@@ -222,7 +224,7 @@ class PlaceJudge:
             nodes=node_text, before=self.snippet(nodes_old), after=self.snippet(nodes_new), why=why,
             weight=weight if weight is not None else max(1, _code_lines(nodes_old), _code_lines(nodes_new)),
             statements=(statements_of(nodes_old), statements_of(nodes_new)),
-            math=(_math_names(nodes_old), _math_names(nodes_new))))
+            math=(_math_names(nodes_old), _math_names(nodes_new)), nature=nature))
 
     def literal_change(self, a: ast.AST, b: ast.AST, scopes: Sequence[_Scope], ancestors: Sequence[ast.AST]) -> None:
         cosmetic = self.in_log_call(ancestors)
@@ -320,7 +322,10 @@ class PlaceJudge:
         math_count = sum(1 for t in changed if is_math_token(t) and not t.startswith("op:"))
         strong = sum(1 for t in changed if self.is_sys(t))
         if hits and (share >= SYSTEMS_SHARE or strong > max(1, math_count)):
-            self.record(change, SYSTEMS, "changes " + ", ".join(_clean(h) for h in hits[:6]), scopes, old, new)
+            # Only dtype, device, `.to(...)` and rank/world_size names: data movement and placement around a
+            # computation, weighed as plumbing is, not as a kernel or a collective.
+            self.record(change, SYSTEMS, "changes " + ", ".join(_clean(h) for h in hits[:6]), scopes, old, new,
+                        nature=PLACEMENT if not strong else "")
             return
         # A knob added or removed: an assignment of a literal value where knobs live, a literal default of a
         # parameter, a literal keyword argument.
@@ -348,7 +353,8 @@ class PlaceJudge:
         operators = sorted({t[3:] for t in changed if t.startswith("op:") and is_math_token(t)})
         model = self.model_scope(scopes, [*old, *new])
         if math:
-            self.record(change, ALGORITHMIC, "computation changed: " + ", ".join(math[:6]), scopes, old, new)
+            self.record(change, ALGORITHMIC, "computation changed: " + ", ".join(math[:6]), scopes, old, new,
+                        nature=COMPUTATION)
         elif operators and model and index_arithmetic_only([*old, *new], ancestors):
             self.record(change, PLUMBING, "index and size arithmetic in " + model + " (slicing, padding, grouping: "
                         "bookkeeping)", scopes, old, new)
@@ -364,8 +370,11 @@ class PlaceJudge:
 
     def model_scope(self, scopes: Sequence[_Scope], nodes: Sequence[ast.AST]) -> str | None:
         """The model or optimizer code a change sits in or adds (a class of the model, a function computing on
-        tensors), by name; None for the training script's plumbing (its loop, schedules, loaders, managers)."""
-        for node in [*nodes, *(s.node for s in reversed(scopes))]:
+        tensors), by name; None for the training script's plumbing (its loop, schedules, loaders, managers) and for
+        a model or optimizer class's bookkeeping: a method of the class other than its computation (`forward`,
+        `step`) that computes nothing itself (`load_state_dict`, building parameter groups, buffers per rank)."""
+        enclosing = [s.node for s in scopes]
+        for node in [*nodes, *reversed(enclosing)]:
             if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 hit = self._computes.get(id(node))
                 if hit is None:
@@ -373,7 +382,22 @@ class PlaceJudge:
                     self._keep_alive.append(node)
                 if hit:
                     return node.name
+                if self._bookkeeping_method(node, scopes):
+                    return None
         return None
+
+    @staticmethod
+    def _bookkeeping_method(node: ast.AST, scopes: Sequence[_Scope]) -> bool:
+        """A method (defined directly in a model or optimizer class) that computes nothing and is not the class's
+        computation (nor a module's constructor): what changes there is state and parameter bookkeeping."""
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name in COMPUTE_METHODS:
+            return False
+        owner = next((s.node for s in reversed(scopes) if s.node is not node
+                      and isinstance(s.node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))), None)
+        if not (isinstance(owner, ast.ClassDef) and is_model_class(owner) and node in owner.body):
+            return False
+        # A module's constructor is its architecture (which blocks it holds); an optimizer's holds its state.
+        return not (node.name == "__init__" and model_base(owner) == "Module")
 
     # ---- judging a structural change
 

@@ -225,22 +225,27 @@ def test_run_sh_changes_are_launch_plumbing_unless_only_numbers_changed():
 # ------------------------------------------------------------------------------------------------ mixed and none
 
 def test_a_change_is_labelled_by_the_kind_that_holds_most_of_its_weight():
-    # A new activation (one line of the model) with a retuned step count (a literal weighs half a line).
+    # A new activation (one line of the model's computation, weighed double) with a retuned step count (a literal
+    # weighs half a line).
     new = sub(sub(ANCHOR, "num_iterations: int = 1750", "num_iterations: int = 1700"),
               *ALGORITHMIC_EDITS["activation (model)"][0])
     result = classify(new)
     assert (result.kind, result.mixed, result.label) == (ALGORITHMIC, False, ALGORITHMIC)
     assert result.parts == {ALGORITHMIC: 1, HYPERPARAMETER: 1}
-    assert result.shares == pytest.approx({ALGORITHMIC: 2 / 3, HYPERPARAMETER: 1 / 3, SYSTEMS: 0.0})
-    assert result.summary() == "algorithmic (67%; hyperparameter 33%)"
+    assert result.shares == pytest.approx({ALGORITHMIC: 0.8, HYPERPARAMETER: 0.2, SYSTEMS: 0.0})
+    assert result.summary() == "algorithmic (80%; hyperparameter 20%)"
+    assert result.evidence[0].nature == "computation" and result.evidence[0].weighed == 2 * result.evidence[0].weight
     # The evidence explaining the label comes first.
     assert result.evidence[0].kind == ALGORITHMIC and result.evidence[1].kind == HYPERPARAMETER
 
 
 def test_a_change_where_no_kind_holds_most_of_the_weight_is_mixed():
+    # One line of new computation (weighed 2) against four retuned constants (half a line each).
     new = sub(ANCHOR, *ALGORITHMIC_EDITS["activation (model)"][0])
     for old, replacement in (("num_iterations: int = 1750", "num_iterations: int = 1700"),
-                             ("cooldown_frac: float = 0.45", "cooldown_frac: float = 0.5")):
+                             ("cooldown_frac: float = 0.45", "cooldown_frac: float = 0.5"),
+                             ("val_loss_every: int = 125", "val_loss_every: int = 250"),
+                             ("train_batch_size: int = 8 * 48 * 1024", "train_batch_size: int = 8 * 64 * 1024")):
         new = sub(new, old, replacement)
     result = classify(new)
     assert (result.kind, result.mixed, result.label) == (ALGORITHMIC, True, "mixed"), result.summary()
@@ -850,13 +855,13 @@ def test_classify_command_prints_kind_and_evidence(tmp_path, capsys):
     assert main(["classify", str(parent), str(child), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["kind"] == "algorithmic" and out["mixed"] is False and out["label"] == "algorithmic"
-    assert out["shares"] == {"hyperparameter": 0.3333, "algorithmic": 0.6667, "systems": 0.0}
+    assert out["shares"] == {"hyperparameter": 0.2, "algorithmic": 0.8, "systems": 0.0}
     assert [e["kind"] for e in out["evidence"]] == ["algorithmic", "hyperparameter"]
-    assert {"file", "line", "scope", "change", "nodes", "before", "after", "why", "weight", "text"} \
-        <= set(out["evidence"][0])
+    assert {"file", "line", "scope", "change", "nodes", "before", "after", "why", "weight", "nature", "weighed",
+            "text"} <= set(out["evidence"][0])
     assert main(["classify", str(parent), str(child)]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("algorithmic (67%; hyperparameter 33%)\n")
+    assert text.startswith("algorithmic (80%; hyperparameter 20%)\n")
     assert "MLP.forward: structure F.relu(self.fc(x)).square() -> F.gelu(self.fc(x))" in text
     assert classify_dirs(parent, parent).kind == NONE
     assert main(["classify", str(parent), str(tmp_path / "missing")]) == 2

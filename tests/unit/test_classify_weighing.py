@@ -135,3 +135,60 @@ def test_index_arithmetic_and_a_repeated_import_are_not_the_change():
     whys = {e.why for e in result.evidence}
     assert any(w.startswith("index and size arithmetic in forward") for w in whys), whys
     assert "an import the file has before and after (moved or repeated)" in whys
+
+
+# Placement plumbing: each batch moved and cast explicitly where the model is called, in the warm-up and in the
+# training loop (dtype, device).
+_CAST_CALL = ("    model(\n"
+              "        inputs.to(device=device, dtype=torch.int32),\n"
+              "        targets.to(device=device, dtype=torch.int64),\n"
+              "        window_for(step),\n"
+              "    ).backward()\n")
+PLACEMENT = {"train_gpt__py": [
+    (f"{before}    inputs, targets = next(train_loader)\n    model(inputs, targets, window_for(step)).backward()\n",
+     f"{before}    inputs, targets = next(train_loader)\n{_CAST_CALL}")
+    for before in ("for step in warmup_steps:\n", "        break\n")
+]}
+
+
+def test_placement_plumbing_alone_is_systems_work_at_half_weight():
+    result = classify(**PLACEMENT)
+    assert result.label == SYSTEMS, [e.text() for e in result.evidence]
+    places = [e for e in result.evidence if e.kind == SYSTEMS]
+    assert places and all(e.nature == "placement" and e.weighed == e.weight / 2 for e in places), places
+
+
+def test_a_few_lines_of_new_computation_outweigh_more_lines_of_placement_plumbing():
+    # Three lines of a new gate (a parameter and its use) against four lines of dtype/device plumbing: by lines the
+    # plumbing would win; weighed by what each part is, the new computation is the change.
+    result = classify(train_gpt__py=NEW_GATE["train_gpt__py"] + PLACEMENT["train_gpt__py"])
+    assert result.label == ALGORITHMIC, result.summary()
+    lines = {k: sum(e.weight for e in result.evidence if e.kind == k) for k in (ALGORITHMIC, SYSTEMS)}
+    assert lines[SYSTEMS] > lines[ALGORITHMIC], lines
+    assert {e.nature for e in result.evidence if e.kind == ALGORITHMIC} >= {"computation"}
+
+
+def test_an_optimizer_method_that_computes_nothing_is_bookkeeping_not_an_algorithm():
+    # A method grouping the optimizer's parameters by size (bookkeeping, in the optimizer's class) next to a
+    # retuned learning rate: the learning rate is the change.
+    result = classify(train_gpt__py=[
+        ("    @torch.no_grad()\n    def step(self):\n        for group in self.param_groups:\n",
+         "    def groups_by_size(self) -> list[list[Tensor]]:\n"
+         "        by_size = {}\n"
+         "        for group in self.param_groups:\n"
+         "            for p in group[\"params\"]:\n"
+         "                by_size.setdefault(p.numel(), []).append(p)\n"
+         "        return [by_size[n] for n in sorted(by_size)]\n\n"
+         "    @torch.no_grad()\n    def step(self):\n        for group in self.param_groups:\n"),
+        ("NorMuon(matrices, lr=0.023)", "NorMuon(matrices, lr=0.025)"),
+    ])
+    assert result.label == HYPERPARAMETER, [e.text() for e in result.evidence]
+    (method,) = [e for e in result.evidence if "groups_by_size" in (e.after or "")]
+    assert method.kind == "plumbing" and method.scope.startswith("NorMuon"), method.text()
+
+
+def test_a_change_in_an_optimizer_step_is_still_its_algorithm():
+    # The same class's computation: a changed update rule in `step` is algorithmic.
+    result = classify(train_gpt__py=[("buf.lerp_(p.grad, 1 - group[\"momentum\"])",
+                                      "buf.mul_(group[\"momentum\"]).add_(p.grad.sign())")])
+    assert result.label == ALGORITHMIC, [e.text() for e in result.evidence]
