@@ -94,6 +94,18 @@ def sanitize(text: str) -> str:
     return neutralize(_CONTROLS.sub("", text)).strip()
 
 
+def sanitize_lines(text: str) -> list[str]:
+    """The lines of a multi-line text (a tool's output, a long message, a diff), each plain as `sanitize` makes a
+    line, with its indentation kept (a tab as 4 spaces): `sanitize` joins lines with ↵ and trims, which is right for
+    one line of a list and wrong for text read line by line."""
+    lines = []
+    for line in _ESCAPES.sub("", text).replace("\r\n", "\n").split("\n"):
+        head = line[:len(line) - len(line.lstrip(" \t"))].replace("\t", "    ")
+        body = sanitize(line)
+        lines.append(head + body if body else "")
+    return lines
+
+
 def fold(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     if len(text) <= max_chars:
         return text

@@ -275,8 +275,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+OUTPUT_LINES = 20  # lines of a tool's output the text transcript prints
+
+
 def cmd_transcript(args: argparse.Namespace) -> int:
-    from nanogpt_tui.agents.render import env_secrets, mask_secrets, sanitize
+    from nanogpt_tui.agents.render import env_secrets, mask_secrets, sanitize, sanitize_lines
     from nanogpt_tui.contract import layout as L
     from nanogpt_tui.tui.data.transcript import read_transcript
 
@@ -287,6 +290,9 @@ def cmd_transcript(args: argparse.Namespace) -> int:
 
     def clean(text: str | None) -> str:
         return mask_secrets(sanitize(text or ""), secrets)
+
+    def clean_lines(text: str | None) -> list[str]:
+        return [mask_secrets(line, secrets) for line in sanitize_lines((text or "").strip("\n"))]
 
     if args.json:
         data = transcript.to_dict(session.id)
@@ -317,16 +323,23 @@ def cmd_transcript(args: argparse.Namespace) -> int:
                 state = "no output yet" if tool.output is None else ("ok" if tool.ok is not False else "failed")
                 print(f"  tool {clean(tool.name)} [{state}]: {clean(tool.command or tool.file or tool.input)}")
                 if tool.output:
-                    for line in clean(tool.output).splitlines()[:20]:
-                        print(f"    | {line}")
+                    lines = clean_lines(tool.output)
+                    for line in lines[:OUTPUT_LINES]:
+                        print(f"    | {line}".rstrip())
+                    if len(lines) > OUTPUT_LINES:
+                        print(f"    | … {len(lines) - OUTPUT_LINES} more lines (--json has all of it)")
             else:
-                text = clean(item.text) or (f"{item.submission}: {item.outcome}" if item.kind == "verdict" else "")
-                print(f"  {item.kind}: {text}")
+                lines = clean_lines(item.text) if item.text and item.text.strip() else [
+                    f"{item.submission}: {item.outcome}" if item.kind == "verdict"
+                    else f"{item.submission} (retiming starts)" if item.kind == "submission" else ""]
+                print(f"  {item.kind}: {lines[0]}".rstrip())
+                for line in lines[1:]:
+                    print(f"    {line}".rstrip())
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from nanogpt_tui.agents.render import env_secrets, mask_secrets, sanitize
+    from nanogpt_tui.agents.render import env_secrets, mask_secrets, sanitize_lines
     from nanogpt_tui.tui.data.diffs import classified_hunks, resolve_version, side_by_side_lines, unified_lines
 
     manager = _manager(args)
@@ -340,6 +353,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
         return 0
     lines = side_by_side_lines(hunks, a_name, b_name, args.width) if args.side_by_side else \
         unified_lines(hunks, a_name, b_name)
-    for line in lines:
-        sys.stdout.write(mask_secrets(sanitize(line), secrets) + "\n")
+    for line in lines:  # a diff's indentation is its meaning: kept (sanitize alone trims it)
+        sys.stdout.write("".join(mask_secrets(part, secrets) for part in sanitize_lines(line)) + "\n")
     return 0

@@ -43,3 +43,32 @@ def test_the_plot_fits_twelve_sessions(fleet_env):
 
 def test_plot_with_twelve_sessions_160x48(fleet_env, snap_compare):
     assert snap_compare(fleet_app(), terminal_size=(160, 48), run_before=loaded)
+
+
+def test_sessions_rising_in_the_same_column_each_show_their_best():
+    # The demo's three sessions validate their first submission at the same GPU-hours: their rises share a column.
+    from textual.app import App
+
+    from nanogpt_tui.tui.data.plotdata import PlotData, PlotSeries
+
+    tops = {"a": 8.6, "b": 6.5, "c": 7.5}  # seconds faster, of a 14.4 s gap: 60%, 45%, 52%, rows apart
+    data = PlotData(title="t", anchor="smoke-2-mlp-only", target="smoke-5-per-token", gap_s=14.4,
+                    series=[PlotSeries(k, [0.0, 0.1, 0.1], [0.0, 0.0, v]) for k, v in tops.items()], human=[],
+                    x_max=0.1, x_limit=0.4)
+
+    class One(App):
+        def compose(self):
+            yield ProgressPlot()
+
+    async def scenario():
+        app = One()
+        async with app.run_test(size=(80, 30)) as pilot:
+            plot = app.query_one(ProgressPlot)
+            plot.set_data(data, [])
+            await pilot.pause()
+            canvas = re.sub(r"\x1b\[[0-9;]*m", "", plot.plt.build())
+            # Drawn highest first, a lower rise covers only the column under its own top: every marker shows (in
+            # list order, c's rise hid all of b's).
+            assert "•" in canvas and "+" in canvas and re.search("[\u2801-\u28ff]", canvas)
+
+    run(scenario())

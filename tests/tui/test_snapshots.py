@@ -90,3 +90,32 @@ def test_fleet_table_100x30(tui_env, snap_compare):
 
     build_fleet(tui_env.root, 24)
     assert snap_compare(fixed_app(), terminal_size=(100, 30), run_before=table)
+
+
+def test_a_verdict_that_does_not_count_shows_no_speedup_in_its_detail(fixed_env):
+    from nanogpt_tui.tui.widgets.verdict_table import VerdictTable
+    from tests.tui.conftest import run
+
+    async def scenario():
+        app = fixed_app()
+        async with app.run_test(size=(120, 36)) as pilot:
+            await loaded(pilot)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="the detail screen")
+            await loaded(pilot)
+            await pilot.press("4")
+            table = app.screen.query_one(VerdictTable)
+            table.focus()
+            shown = {}
+            for _ in range(len(table.rows)):
+                await pilot.pause(0.1)
+                row = table.current
+                shown[row.verdict.submission] = str(app.screen.query_one("#verdict-detail").render())
+                await pilot.press("down")
+            # As in the table's speedup and % columns: only a submission that counts has them.
+            assert "% of human progress" in shown["submission_3"] and "+5.880 s vs the anchor" in shown["submission_3"]
+            assert "no speedup or % of human progress: the submission does not count (not-significant)" \
+                in shown["submission_2"] and "vs the anchor" not in shown["submission_2"]
+            assert "the reference this session's speedups are measured against" in shown["baseline"]
+
+    run(scenario())

@@ -61,9 +61,15 @@ def test_transcript_turns_tools_and_the_jump_from_a_verdict(fixed_env):
             assert turns[0].cost_usd == 3.12 and turns[-1].usage["output_tokens"] == 80
             labels = [str(node.label) for node in view.root.children]
             assert "verdict submission_3: validated" in labels[-1] and "1 tool call" in labels[-1]
+            # A closed turn says what it was about: its first words, else its first call.
+            assert labels[-1].endswith("say: Submitting the shorter schedule.") and labels[0].endswith("Bash bash run.sh")
             # The submit call expands to its command and its output.
             submit = turns[-1].tool_calls[0]
             assert submit.output.startswith("verdict: VALIDATED")
+            node = next(n for n in view.root.children[-1].children if str(n.label).startswith("tool Bash"))
+            output = next(n for n in node.children if str(n.label).startswith("output"))
+            assert str(output.label) == "output (2 lines)"  # line by line, not one line joined with ↵
+            assert [str(n.label) for n in output.children] == ["verdict: VALIDATED (submission_3)", "run 1/10 ok"]
             # From the verdict row: g opens the transcript at its verdict, G the log at the submission.
             await pilot.press("4")
             await pilot.pause(0.2)

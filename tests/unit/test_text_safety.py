@@ -8,7 +8,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nanogpt_tui.agents.render import mask_secrets, sanitize
+from nanogpt_tui.agents.render import mask_secrets, sanitize, sanitize_lines
 from nanogpt_tui.reports.render import Block, html_text, md_text, to_html, to_markdown
 
 HOSTILE = ["<script>alert(1)</script>", '<img src=x onerror="alert(1)">', "[click](javascript:alert(1))",
@@ -59,3 +59,9 @@ def test_any_long_piece_of_a_key_is_masked():
 def test_bidi_and_invisible_characters_are_marks_on_screen():
     assert sanitize("invoice\u202egpj.exe") == "invoice<U+202E>gpj.exe"
     assert sanitize("a\u2066b\u2069c\ufeffd") == "a<U+2066>b<U+2069>c<U+FEFF>d"
+
+
+def test_text_read_line_by_line_keeps_its_lines_and_indentation_and_loses_its_escapes():
+    text = "run 1/4: ok\r\n    step:10\x1b[31m/10\x1b]0;title\x07\n\tx = 1\n\ninvoice\u202egpj\n"
+    assert sanitize_lines(text) == ["run 1/4: ok", "    step:10/10", "    x = 1", "", "invoice<U+202E>gpj", ""]
+    assert sanitize(text).count("↵") == 5  # one line, as a list row shows it

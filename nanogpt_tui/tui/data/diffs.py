@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nanogpt_tui.contract import layout as L
+from nanogpt_tui.validator.protocol import CODE_SUFFIXES as FROZEN_SUFFIXES
 
 
 def submissions(session_dir: Path) -> list[Path]:
@@ -27,7 +28,7 @@ def submission_diff(session_dir: Path, submission: Path, max_lines: int = 20_000
 
     anchor = Path(session_dir) / L.RUNNER / "anchor"
     names = sorted({p.name for d in (anchor, submission) if d.is_dir() for p in d.iterdir()
-                    if p.is_file() and p.suffix in (".py", ".sh", ".toml")})
+                    if p.is_file() and p.suffix in CODE_SUFFIXES})
     out: list[str] = []
     for name in names:
         a, b = anchor / name, submission / name
@@ -49,7 +50,10 @@ def submission_diff(session_dir: Path, submission: Path, max_lines: int = 20_000
 # --- any two versions of a session's code, with each hunk's kind of change ------------------------------------
 
 ANCHOR = "anchor"
-CODE_SUFFIXES = (".py", ".sh", ".toml")
+# The files a submission is judged by: what `submit` freezes, hashes and retimes. The anchor's record.toml is the
+# record's description, not code a submission carries (the scripted agent copies run.sh and train_gpt.py only), so
+# it is no change of a version.
+CODE_SUFFIXES = FROZEN_SUFFIXES
 
 
 def experiments(session_dir: Path) -> list[Path]:
@@ -105,8 +109,9 @@ class Hunk:
 
 def classified_hunks(a: Path, b: Path, a_label: str, b_label: str, context: int = 3) -> list[Hunk]:
     """The hunks of the diff from folder `a` to folder `b`, each with the change classifier's kind for the
-    evidence that falls inside it (the most frequent non-neutral kind; neutral when all of it is; unclassified
-    where the classifier named no place inside)."""
+    evidence that falls inside it: its non-neutral kinds, heaviest first, joined by ` + ` where a hunk holds
+    several (`algorithmic + hyperparameter`: a layer count and a step count three lines apart); neutral when all
+    of it is; unclassified where the classifier named no place inside."""
     import difflib
     import re
     from collections import Counter
@@ -133,12 +138,16 @@ def classified_hunks(a: Path, b: Path, a_label: str, b_label: str, context: int 
             elif current is not None:
                 current.lines.append(line)
     for hunk in hunks:
-        inside = [e.kind for e in evidence if e.file == hunk.file and e.line is not None
+        inside = [e for e in evidence if e.file == hunk.file and e.line is not None
                   and hunk.new_start <= e.line <= hunk.new_start + max(hunk.new_count, 1) - 1]
         if not inside and not any(e.line for e in evidence if e.file == hunk.file):
-            inside = [e.kind for e in evidence if e.file == hunk.file]  # file-level evidence (added, removed)
-        counts = Counter(k for k in inside if k != "neutral")
-        hunk.kind = counts.most_common(1)[0][0] if counts else ("neutral" if inside else "unclassified")
+            inside = [e for e in evidence if e.file == hunk.file]  # file-level evidence (added, removed)
+        weights: Counter[str] = Counter()
+        for e in inside:
+            if e.kind != "neutral":
+                weights[e.kind] += e.weight
+        hunk.kind = " + ".join(k for k, _ in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))) if weights \
+            else ("neutral" if inside else "unclassified")
     return hunks
 
 

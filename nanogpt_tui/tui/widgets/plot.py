@@ -38,6 +38,14 @@ def series_style(index: int) -> tuple[str, str]:
     return SERIES_COLORS[index % len(SERIES_COLORS)], MARKERS[(index + index // len(SERIES_COLORS)) % len(MARKERS)]
 
 
+def drawing_order(data: PlotData) -> list[int]:
+    """The series' indices in the order they are drawn: the one reaching highest first. A step line's rise fills
+    its column from below, so sessions whose first verdict came at the same GPU-hours share a column; drawn
+    highest first, each lower one covers only the part of the column under its own top, and every session's best
+    stays in sight (drawn in list order, the last one's rise hid the others' tops)."""
+    return sorted(range(len(data.series)), key=lambda i: (-max(data.series[i].ys, default=0.0), i))
+
+
 class ProgressPlot(PlotextPlot):
     """Draws through `self.plt` only (never plotext's global state); data arrives ready-made from `PlotData`."""
 
@@ -108,8 +116,9 @@ class ProgressPlot(PlotextPlot):
             plt.plot([0, x_max], [line.percent, line.percent], marker=DASH, color="gray")
             if n in labelled:
                 plt.text(line.label, x=x_max, y=line.percent, alignment="right", color="gray")
-        for i, series in enumerate(data.series):
+        for i in drawing_order(data):
             color, marker = series_style(i)
+            series = data.series[i]
             plt.plot(series.xs, [y * scale for y in series.ys], color=color, marker=marker)
         if gap:
             plt.ylim(0, fit.top)

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from nanogpt_tui.agents.render import env_secrets, mask_secrets, sanitize
+from nanogpt_tui.agents.render import env_secrets, mask_secrets, sanitize, sanitize_lines
 from nanogpt_tui.tui.data.formatting import format_tokens
 from nanogpt_tui.tui.data.transcript import Item, Transcript, Turn
 
@@ -37,8 +37,14 @@ class TranscriptView(Tree):
         return mask_secrets(sanitize(text or ""), self._secrets)
 
     def _first_line(self, text: str | None) -> str:
-        line = self._clean(text).strip().split("\n", 1)[0]
-        return line if len(line) <= FIRST_LINE_CHARS else line[:FIRST_LINE_CHARS] + " …"
+        """The text's first non-blank line, plain and masked, with … where more follows."""
+        lines = [line.strip() for line in sanitize_lines(text or "") if line.strip()]
+        if not lines:
+            return ""
+        line = mask_secrets(lines[0], self._secrets)
+        if len(line) > FIRST_LINE_CHARS:
+            return line[:FIRST_LINE_CHARS] + " …"
+        return line + (" …" if len(lines) > 1 else "")
 
     def _turn_label(self, turn: Turn) -> Text:
         label = Text(no_wrap=True, overflow="ellipsis")
@@ -59,6 +65,14 @@ class TranscriptView(Tree):
         for item in turn.items:
             if item.kind == "verdict":
                 label.append(f" · verdict {item.submission}: {item.outcome}", style="bold magenta")
+        # What the turn was about, so a closed turn reads without opening it: its first words, else its first call.
+        said = next((i for i in turn.items if i.kind in ("message", "user", "reasoning", "error") and i.text), None)
+        if said is not None:
+            label.append(f" · {KIND_WORD[said.kind]}: {self._first_line(said.text)}", style="bright_black")
+        elif turn.tool_calls:
+            tool = turn.tool_calls[0]
+            label.append(f" · {self._clean(tool.name)} {self._first_line(tool.command or tool.file or tool.input)}",
+                         style="bright_black")
         return label
 
     def _item_label(self, item: Item) -> Text:
@@ -82,7 +96,7 @@ class TranscriptView(Tree):
         return label
 
     def _add_detail(self, node: TreeNode, title: str, text: str | None, style: str = "") -> None:
-        lines = self._clean(text).split("\n")
+        lines = [mask_secrets(line, self._secrets) for line in sanitize_lines((text or "").strip("\n"))]
         sub = node.add(Text(f"{title} ({len(lines)} line{'s' if len(lines) != 1 else ''})", style="bold"),
                        expand=False)
         for line in lines[:DETAIL_LINES]:
@@ -114,7 +128,7 @@ class TranscriptView(Tree):
                                          "red" if item.tool.ok is False else "")
                     else:
                         child.add_leaf(Text("no output yet", style="bright_black"))
-                elif item.text and "\n" in self._clean(item.text).strip():
+                elif item.text and "\n" in item.text.strip():
                     child = node.add(self._item_label(item), data=("item", turn.index, i), expand=False)
                     self._add_detail(child, "all of it", item.text, KIND_STYLE.get(item.kind, ""))
                 else:

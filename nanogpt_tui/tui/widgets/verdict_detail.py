@@ -55,9 +55,17 @@ def verdict_text(v: Verdict, percent: float | None) -> Text:
         t.append(f"  vs {faster.get('baseline', '-')}: {_num(faster.get('difference_ms'), '.0f')} ms faster, "
                  f"p faster {_num(faster.get('p_value'), '.3g')} ({faster.get('method', '-')}), smallest detectable "
                  f"{_num(faster.get('min_detectable_ms'), '.0f')} ms\n")
-    t.append(f"  speedup {_num(speed.get('seconds_faster'), '+.3f')} s vs the anchor ({speed.get('basis', '-')}) · "
-             + (f"{percent:.2f}% of human progress" if percent is not None else "% of human progress n/a "
-                "(no human timeline for this anchor)") + "\n")
+    if v.kind == "baseline":
+        t.append("  the anchor itself, retimed here: the reference this session's speedups are measured against\n",
+                 style="bright_black")
+    elif not v.counts:
+        # As the verdict table: a submission that did not validate has a mean time but no speedup that counts.
+        t.append(f"  no speedup or % of human progress: the submission does not count ({v.outcome})\n",
+                 style="bright_black")
+    else:
+        t.append(f"  speedup {_num(speed.get('seconds_faster'), '+.3f')} s vs the anchor ({speed.get('basis', '-')}) · "
+                 + (f"{percent:.2f}% of human progress" if percent is not None else "% of human progress n/a "
+                    "(no human timeline for this anchor)") + "\n")
     if (v.early_stop or {}).get("stopped"):
         t.append(f"  stopped early: {_clean(v.early_stop.get('reason'))}\n", style="yellow")
 
@@ -73,9 +81,9 @@ def verdict_text(v: Verdict, percent: float | None) -> Text:
 
     judge = v.judge or {}
     t.append("\nJudge\n", style="bold underline")
-    t.append(f"  {judge_label(v)} · status {judge.get('status', '-')} · {judge.get('provider', '-')} "
-             f"{judge.get('model', '')} · cheating {judge.get('cheating', '-')} · confidence "
-             f"{judge.get('confidence', '-')}\n")
+    answered = [f"{name} {_clean(judge[name])}" for name in ("cheating", "confidence") if judge.get(name) is not None]
+    t.append(" · ".join([f"  {judge_label(v)}", f"status {judge.get('status', '-')}",
+                         f"{judge.get('provider', '-')} {judge.get('model', '')}".rstrip(), *answered]) + "\n")
     if judge.get("summary"):
         t.append(f"  {_clean(judge['summary'])}\n")
     for reason in judge.get("reasons") or []:
