@@ -3,8 +3,9 @@ matrix on the held-aside records and on the rest, each record against the neares
 a 95% Wilson interval for each agreement (25 held-aside records cannot pin a rate closer than about +-15 points).
 
 Needs the records' code in human_baselines/NAME/ (`nanogpt-tui records fetch NAME`, or from a local snapshot of
-KellerJordan/modded-nanogpt). Usage: python benchmarks/timeline_agreement.py [held|rest|both] [--summary]
-(`--summary`: the counts and matrices only, not the records).
+KellerJordan/modded-nanogpt). Usage: python benchmarks/timeline_agreement.py [held|rest|both|all] [--summary]
+(`--summary`: the counts and matrices only, not the records). `all` also splits the held-aside records into those
+of batches 1-2 (held aside first, whose disagreements were reported in an earlier note) and the fresh batch 3.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from nanogpt_tui.classify import classify_dirs
+from nanogpt_tui.classify import Classification, classify_dirs
 from nanogpt_tui.records import load_timeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,9 +40,13 @@ def main(which: str = "both", summary: bool = False) -> int:
     parent = {b.name: a for a, b in zip(with_code, with_code[1:])}
     with (BASELINES / "timeline_labels.tsv").open(encoding="utf-8") as f:
         labels = list(csv.DictReader(f, delimiter="\t"))
-    sets = {"held": [r for r in labels if r["held_aside"] == "yes"],
-            "rest": [r for r in labels if r["held_aside"] != "yes"]}
-    for name in (["held", "rest"] if which == "both" else [which]):
+    held = [r for r in labels if r["held_aside"] == "yes"]
+    sets = {"held": held, "rest": [r for r in labels if r["held_aside"] != "yes"],
+            "held-batches-1-2": [r for r in held if r["batch"] in ("1", "2")],
+            "held-batch-3": [r for r in held if r["batch"] == "3"]}
+    names = {"both": ["held", "rest"], "all": ["held-batches-1-2", "held-batch-3", "held", "rest"]}.get(which, [which])
+    cache: dict[str, Classification] = {}  # each record classified once, whichever sets it is in
+    for name in names:
         matrix: Counter[tuple[str, str]] = Counter()
         per_batch: Counter[tuple[str, bool]] = Counter()
         lines = []
@@ -49,7 +54,10 @@ def main(which: str = "both", summary: bool = False) -> int:
             if row["name"] not in parent:
                 lines.append(f"   {row['name']}: no code (fetch it and its predecessor)")
                 continue
-            c = classify_dirs(parent[row["name"]].code_dir(BASELINES), timeline.get(row["name"]).code_dir(BASELINES))
+            if row["name"] not in cache:
+                cache[row["name"]] = classify_dirs(parent[row["name"]].code_dir(BASELINES),
+                                                   timeline.get(row["name"]).code_dir(BASELINES))
+            c = cache[row["name"]]
             matrix[(row["label"], c.label)] += 1
             per_batch[(row["batch"], row["label"] == c.label)] += 1
             mark = "  " if row["label"] == c.label else "XX"
