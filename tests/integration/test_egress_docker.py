@@ -10,9 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import os
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
