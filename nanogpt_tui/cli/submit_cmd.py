@@ -47,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("logs", metavar="LOG", nargs="+", type=Path)
     p.add_argument("--val-loss-target", type=number(positive=True, maximum=100.0), metavar="X",
                    help="default: the target of the record whose code the logs begin with (its record.toml), "
+                        "else of the record that code derives from (the nearest record's code, as a submission's), "
                         "else benchmark.val_loss_target (3.28)")
     p.add_argument("--group", action="store_true",
                    help="logs of different code: statistics for each program (without it they are refused)")
@@ -218,6 +219,24 @@ def _matching_record(code: str | None, config) -> Path | None:
     return None
 
 
+def _nearest_record(code: str, config) -> tuple[Path, int] | None:
+    """The record folder whose train_gpt.py is nearest to `code` (a candidate derived from it) and how many lines
+    differ; None when even the nearest shares less than half of its lines with the code (no record's descendant)."""
+    from nanogpt_tui.classify import code_distance
+
+    best: tuple[Path, int] | None = None
+    for folder in _record_dirs(config):
+        try:
+            other = (folder / "train_gpt.py").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        distance = code_distance({"train_gpt.py": code}, {"train_gpt.py": other})
+        if best is None or distance < best[1]:
+            best = (folder, distance)
+    lines = sum(1 for line in code.splitlines() if line.strip())
+    return best if best is not None and best[1] <= lines / 2 else None
+
+
 def _code_name(code: str | None, config) -> str:
     if code is None:
         return "logs without their code"
@@ -231,7 +250,8 @@ def _code_name(code: str | None, config) -> str:
 
 def _loss_target(args: argparse.Namespace, code: str | None, config) -> tuple[float, str]:
     """The val_loss target and where it came from: --val-loss-target, else the record the logs ran (its
-    record.toml), else benchmark.val_loss_target."""
+    record.toml), else the record the logs' code derives from (the nearest record's code: a submission's logs run
+    the anchor's code with changes, and are held to the anchor's target), else benchmark.val_loss_target."""
     from nanogpt_tui.validator.submit import record_metadata
 
     if args.val_loss_target is not None:
@@ -241,4 +261,10 @@ def _loss_target(args: argparse.Namespace, code: str | None, config) -> tuple[fl
         meta = record_metadata(folder)
         if "val_loss_target" in meta:
             return float(meta["val_loss_target"]), f"{folder.name}'s record.toml"
+    nearest = _nearest_record(code, config) if code is not None else None
+    if nearest is not None:
+        meta = record_metadata(nearest[0])
+        if "val_loss_target" in meta:
+            return float(meta["val_loss_target"]), (f"{nearest[0].name}'s record.toml: the nearest record's code, "
+                                                    f"{nearest[1]} line(s) from the logs'")
     return config.benchmark.val_loss_target, "benchmark.val_loss_target"

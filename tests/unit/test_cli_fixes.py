@@ -51,6 +51,13 @@ def test_stats_takes_the_target_from_the_record_the_logs_ran(tmp_path, capsys):
     assert (result["val_loss_target"], result["target_from"]) == (3.28, "benchmark.val_loss_target")
     code, out, _ = run(capsys, "stats", "--val-loss-target", "1.9", *logs)
     assert code == 0 and "p val_loss (mean < 1.9, --val-loss-target)" in out
+    # A submission's logs run the record's code with a change: held to that record's target, not the benchmark's.
+    changed = SMOKE_CODE.replace("    num_iterations = 200  #", "    num_iterations = 150  #")
+    assert changed != SMOKE_CODE
+    derived = [str(run_log(tmp_path / f"d{i}.txt", 1.97 + i / 1000, 9000 + i, code=changed)) for i in range(3)]
+    result = json.loads(run(capsys, "stats", "--json", *derived)[1])
+    assert result["val_loss_target"] == 2.0 and result["program"].startswith("code ")
+    assert result["target_from"] == "smoke's record.toml: the nearest record's code, 2 line(s) from the logs'"
 
 
 def test_stats_refuses_logs_of_different_code_unless_grouped(tmp_path, capsys):
