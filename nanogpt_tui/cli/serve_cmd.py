@@ -34,7 +34,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UserError(f"--port {args.port} is not a port number; pass 1-65535 (e.g. 8000).")
     from nanogpt_tui.tui.serve import ControlRoomServer
 
-    # The tabs' control rooms read the same config file as this process: pass its path on explicitly.
+    # The tabs' control rooms read the same config file and sessions folder as this process (`nanogpt-tui
+    # --sessions-dir sessions/demo serve` serves the demo's sessions): pass both on explicitly.
     config_path = str(config.source) if config.source else os.environ.get("NANOGPT_TUI_CONFIG")
-    ControlRoomServer(host=args.host, port=args.port, config_path=config_path).serve()
+    sessions_dir = str(config.paths.sessions_dir) if getattr(args, "sessions_dir", None) else None
+    ControlRoomServer(host=args.host, port=args.port, config_path=config_path, sessions_dir=sessions_dir).serve()
     return 0

@@ -29,11 +29,14 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _command: contextvars.ContextVar[str] = contextvars.ContextVar("nanogpt_tui_serve_command")
 
 
-def app_command(config_path: str | None, *, control: bool) -> str:
-    """The shell command that runs one browser tab's control room (textual-serve starts it through a shell)."""
+def app_command(config_path: str | None, *, control: bool, sessions_dir: str | None = None) -> str:
+    """The shell command that runs one browser tab's control room (textual-serve starts it through a shell), on
+    the config and sessions folder this server was started with."""
     parts = [sys.executable, "-m", "nanogpt_tui"]
     if config_path:
         parts += ["--config", config_path]
+    if sessions_dir:
+        parts += ["--sessions-dir", sessions_dir]
     parts += ["serve", "--run-app", "control" if control else "read-only"]
     return shlex.join(parts)
 
@@ -41,9 +44,10 @@ def app_command(config_path: str | None, *, control: bool) -> str:
 class ControlRoomServer(Server):
     """textual-serve's server with a read-only command by default and a token-guarded one for control."""
 
-    def __init__(self, *, host: str, port: int, config_path: str | None, token: str | None = None) -> None:
-        self.read_only_command = app_command(config_path, control=False)
-        self.control_command = app_command(config_path, control=True)
+    def __init__(self, *, host: str, port: int, config_path: str | None, token: str | None = None,
+                 sessions_dir: str | None = None) -> None:
+        self.read_only_command = app_command(config_path, control=False, sessions_dir=sessions_dir)
+        self.control_command = app_command(config_path, control=True, sessions_dir=sessions_dir)
         self.token = token or secrets.token_urlsafe(24)
         super().__init__(self.read_only_command, host=host, port=port, title="nanogpt-tui control room",
                          templates_path=TEMPLATES)

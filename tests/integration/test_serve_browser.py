@@ -66,12 +66,14 @@ def served(tmp_path_factory):
     sessions = root / "sessions"
     sessions.mkdir()
     build_fixed_sessions(sessions)
-    config = write_config(root, baselines, sessions)
+    # The sessions are named by --sessions-dir, not by the config (whose folder is empty): each tab's control room
+    # must get the folder this server was started with (`nanogpt-tui --sessions-dir sessions/demo serve`).
+    config = write_config(root, baselines, root / "no-sessions-here")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")}
     log = (root / "serve.log").open("w+")
-    proc = subprocess.Popen([sys.executable, "-m", "nanogpt_tui", "--config", str(config), "serve", "--port",
-                             str(port)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "nanogpt_tui", "--config", str(config), "--sessions-dir",
+                             str(sessions), "serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     text = ""
     deadline = time.monotonic() + 30
     while "with control: " not in text:
