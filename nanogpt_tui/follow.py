@@ -46,6 +46,7 @@ class LineFollower:
         self.tail_bytes = tail_bytes
         self.chunk_bytes = chunk_bytes
         self.restarted = False  # the last read found the file shrunk or replaced and began again
+        self.found = False  # the file was there at the last read
         self._inode: int | None = None
         self._read_to = offset  # bytes of the file read so far (offset plus the pending partial line)
         self._pending = bytearray()  # the partial last line
@@ -67,7 +68,9 @@ class LineFollower:
         try:
             handle = open(self.path, "rb")
         except FileNotFoundError:
+            self.found = False
             return []
+        self.found = True
         lines: list[Line] = []
         with handle:
             st = os.fstat(handle.fileno())

@@ -28,6 +28,7 @@ a local process tree.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 SESSION_FILE = "session.json"
@@ -74,6 +75,13 @@ def gateway_dir(sessions_root: Path, host: str | None) -> Path:
 def gateway_meter(gateway_folder: Path, session_id: str) -> Path:
     """Where the gateway of `gateway_folder` writes a session's records (metered usage and refusals)."""
     return Path(gateway_folder) / EGRESS_OUT / f"{session_id}.jsonl"
+
+
+def events_path(session_dir: Path) -> Path:
+    """A session's event stream: the folder's `events.jsonl` link, or the workspace's file itself where the link
+    is missing (a session folder copied without its links)."""
+    link = Path(session_dir) / EVENTS_FILE
+    return link if os.path.lexists(link) else Path(session_dir) / WORKSPACE / "logs" / EVENTS_FILE
 
 
 def gateway_records(sessions_root: Path, host: str, session_id: str) -> Path:

@@ -8,7 +8,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nanogpt_tui import __version__
 from nanogpt_tui.records import Timeline
@@ -27,6 +27,9 @@ from nanogpt_tui.reports.session import (
 )
 from nanogpt_tui.scoring import human_lines
 from nanogpt_tui.sessions import model as M
+
+if TYPE_CHECKING:
+    from nanogpt_tui.reports.human import HumanKinds
 
 REPORT_SCHEMA_VERSION = 1
 FIGURE_FILE = "progress.png"
@@ -61,14 +64,14 @@ def progress_section(data: SessionData) -> dict[str, Any]:
     }
 
 
-def _human_kinds(baselines_dir: Path | None, anchor: str | None, target: str | None) -> dict[str, Any] | None:
-    from nanogpt_tui.reports.human import human_kinds  # deferred: reports.human imports reports.outcomes
+def session_section(data: SessionData, baselines_dir: Path | None, now: dt.datetime | None,
+                    human: HumanKinds) -> dict[str, Any]:
+    """One session's part of a report; `human`: the human records' kinds, read once for the whole report."""
+    from nanogpt_tui.telemetry.cost import token_meter
 
-    return human_kinds(baselines_dir, anchor, target)
-
-
-def session_section(data: SessionData, baselines_dir: Path | None, now: dt.datetime | None) -> dict[str, Any]:
     s = data.session
+    meter = token_meter(data.path)
+    tokens = meter.read()  # the events and the gateway's record, read once for the usage and the cost
     anchor, anchor_where = anchor_code(data.path, baselines_dir, s.anchor)
     anchor_sha = {name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in anchor.items()}
     return {
@@ -79,12 +82,12 @@ def session_section(data: SessionData, baselines_dir: Path | None, now: dt.datet
         "progress": progress_section(data),
         "submissions": submissions_table(data),
         "budget": budget_section(data, now),
-        "usage": usage_section(data.path),
-        "cost": cost_section(data),
+        "usage": usage_section(meter),
+        "cost": cost_section(data, tokens),
         "gpu": gpu_section(data.path),
         "best_submission": best_section(data, anchor, anchor_where),
         "changes": data.ledger.to_dict(),
-        "human_kinds": _human_kinds(baselines_dir, s.anchor, s.target),
+        "human_kinds": human.over(s.anchor, s.target),
         "reproducibility": reproducibility_section(data, anchor_sha),
         "problems": [*data.problems, *data.ledger.problems],
     }
@@ -151,7 +154,10 @@ def build_report(session_dirs: Sequence[Path], *, timeline: Timeline | None, bas
     else:
         title = f"{len(datas)} sessions on {scale['anchor']}" + (f" -> {scale['target']}" if scale["target"] else "")
     spec = figure_spec(datas, scale, title)
-    sessions = [session_section(d, baselines_dir, now) for d in datas]
+    from nanogpt_tui.reports.human import HumanKinds  # deferred: reports.human imports reports.outcomes
+
+    human = HumanKinds.load(baselines_dir)  # the timeline and the classified table, once for every session
+    sessions = [session_section(d, baselines_dir, now, human) for d in datas]
     summary = []
     for d, sec in zip(datas, sessions):
         changes = sec["changes"]

@@ -53,28 +53,49 @@ def classify_timeline(timeline: Timeline, baselines_dir: Path, *, start: str | N
 CLASSIFIED_TABLE = "timeline_classified.tsv"
 
 
+class HumanKinds:
+    """The human records' kinds of change from the classified table (`human_baselines/timeline_classified.tsv`,
+    written by `timeline-classify --all --json`) and the timeline, read once (a report asks it for each of its
+    sessions' anchor -> target ranges). Without the table or the timeline it has no answer (`over` gives None)."""
+
+    def __init__(self, timeline: Timeline | None, labels: dict[str, str]) -> None:
+        self.timeline = timeline
+        self.labels = labels  # record name -> its label in the table
+
+    @classmethod
+    def load(cls, baselines_dir: Path | None) -> HumanKinds:
+        import csv
+
+        from nanogpt_tui.records import load_timeline
+
+        if baselines_dir is None:
+            return cls(None, {})
+        try:
+            timeline = load_timeline(Path(baselines_dir))
+            with (Path(baselines_dir) / CLASSIFIED_TABLE).open(encoding="utf-8", newline="") as f:
+                labels = {r["name"]: r["label"] for r in csv.DictReader(f, delimiter="\t")}
+        except (OSError, ValueError, KeyError, csv.Error, UserError):
+            return cls(None, {})  # a report without the human column, never a failed report
+        return cls(timeline, labels)
+
+    def over(self, anchor: str | None, target: str | None) -> dict[str, Any] | None:
+        """The kinds of the records after `anchor` up to `target`; None when the range or the table is missing."""
+        from nanogpt_tui.classify.timeline import LABELS
+
+        if self.timeline is None or not anchor or not target:
+            return None
+        try:
+            names = [r.name for r in _records(self.timeline, anchor, target)][1:]
+        except (KeyError, ValueError, UserError):
+            return None
+        labels = [self.labels[n] for n in names if self.labels.get(n) in LABELS]
+        if not labels:
+            return None
+        by_label = {k: labels.count(k) for k in LABELS}
+        return {"from": anchor, "to": target, "records": len(labels), "by_label": by_label,
+                "of_records": {k: v / len(labels) for k, v in by_label.items()}, "source": CLASSIFIED_TABLE}
+
+
 def human_kinds(baselines_dir: Path | None, anchor: str | None, target: str | None) -> dict[str, Any] | None:
-    """The human records' kinds of change over a session's anchor -> target range, from the classified table
-    (`human_baselines/timeline_classified.tsv`, written by `timeline-classify --all --json`): cheap enough for
-    every report. None when the table, the timeline or the range is missing."""
-    import csv
-
-    from nanogpt_tui.classify.timeline import LABELS
-    from nanogpt_tui.records import load_timeline
-
-    if baselines_dir is None or not anchor or not target:
-        return None
-    path = Path(baselines_dir) / CLASSIFIED_TABLE
-    try:
-        timeline = load_timeline(Path(baselines_dir))
-        with path.open(encoding="utf-8", newline="") as f:
-            rows = {r["name"]: r for r in csv.DictReader(f, delimiter="\t")}
-        names = [r.name for r in _records(timeline, anchor, target)][1:]
-    except (OSError, ValueError, KeyError, csv.Error, UserError):
-        return None  # a report without the human column, never a failed report
-    labels = [rows[n]["label"] for n in names if n in rows and rows[n].get("label") in LABELS]
-    if not labels:
-        return None
-    by_label = {k: labels.count(k) for k in LABELS}
-    return {"from": anchor, "to": target, "records": len(labels), "by_label": by_label,
-            "of_records": {k: v / len(labels) for k, v in by_label.items()}, "source": CLASSIFIED_TABLE}
+    """The human records' kinds over one anchor -> target range (`HumanKinds`, read for this one question)."""
+    return HumanKinds.load(baselines_dir).over(anchor, target)

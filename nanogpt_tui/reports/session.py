@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nanogpt_tui import __version__
 from nanogpt_tui.contract import layout as L
@@ -28,6 +28,9 @@ from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.model import Session, load_session
 from nanogpt_tui.validator.protocol import VERDICTS, trusted_verdicts, validator_dir
 from nanogpt_tui.validator.verdict import Verdict
+
+if TYPE_CHECKING:
+    from nanogpt_tui.telemetry.cost import AgentTokens, SessionTokenMeter
 
 DIFF_MAX_LINES = 3000
 ENV_LOG_BYTES = 512 * 1024  # how much of a run log is searched for GPU/driver/CUDA lines
@@ -173,17 +176,12 @@ def ended_because(session: Session) -> str:
     return f"{what}: {reason}{code}"
 
 
-def usage_section(path: Path) -> dict[str, Any] | None:
-    """The agent's tokens from the one token meter: the model gateway's for a sandboxed session (what the agent
-    reported is kept beside, as `agent_reported`), else from the session's events file (None when it has none)."""
-    from nanogpt_tui.agents.events import EventStream, summarize_usage
-    from nanogpt_tui.telemetry.cost import token_meter
-
-    tokens = token_meter(path).read()
-    events_path = path / L.EVENTS_FILE
-    if not events_path.exists():
-        events_path = path / L.WORKSPACE / "logs" / L.EVENTS_FILE
-    reported = summarize_usage(EventStream(events_path).read_all()).to_dict() if events_path.exists() else None
+def usage_section(meter: SessionTokenMeter) -> dict[str, Any] | None:
+    """The agent's tokens from the one token meter (read): the model gateway's for a sandboxed session (what the
+    agent reported is kept beside, as `agent_reported`), else from the session's events file (None when it has
+    none). The events are the meter's: one read of the file, found by one rule (`layout.events_path`)."""
+    tokens = meter.tokens
+    reported = None if meter.events.totals is None else meter.events.totals.to_dict()
     if not tokens.metered:
         return None if reported is None else {**reported, "source": L.EVENTS_FILE, "metered": False}
     return {"input_tokens": tokens.input_tokens, "cached_input_tokens": tokens.cached_input_tokens,
@@ -198,11 +196,11 @@ def usage_section(path: Path) -> dict[str, Any] | None:
                 "input_tokens", "cached_input_tokens", "output_tokens", "total_tokens")}}
 
 
-def cost_section(data: SessionData) -> dict[str, Any]:
+def cost_section(data: SessionData, tokens: AgentTokens) -> dict[str, Any]:
     """Dollars at the prices the session was launched with (the built-in table where its config snapshot has none):
-    the agent's tokens from the one token meter, the judge's from the verdicts; the CLI's own figure beside."""
+    the agent's tokens (`token_meter(...).read()`), the judge's from the verdicts; the CLI's own figure beside."""
     from nanogpt_tui.pricing import DEFAULT_PRICES, PRICES_AS_OF, parse_price
-    from nanogpt_tui.telemetry.cost import agent_tokens, judge_tokens, session_cost
+    from nanogpt_tui.telemetry.cost import judge_tokens, session_cost
 
     prices = dict(DEFAULT_PRICES)
     snapshot = data.session.config.get("prices") if isinstance(data.session.config, dict) else None
@@ -210,7 +208,6 @@ def cost_section(data: SessionData) -> dict[str, Any]:
         price = parse_price(value)
         if price is not None:
             prices[model] = price
-    tokens = agent_tokens(data.path)
     cost = session_cost(tokens, judge_tokens(data.verdicts), prices, data.session.agent_model)
     return {**cost.to_dict(), "token_source": tokens.source, "built_in_prices_as_of": PRICES_AS_OF}
 

@@ -15,9 +15,13 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nanogpt_tui.pricing import Price, price_for, tokens_cost_usd
 from nanogpt_tui.telemetry.gateway_record import GatewayRecord, ModelTokens
+
+if TYPE_CHECKING:
+    from nanogpt_tui.agents.events import UsageTotals
 
 # Usage events kept per session (text dropped); a session that spends millions of turns keeps only the last.
 USAGE_EVENTS_KEPT = 200_000
@@ -62,6 +66,7 @@ class EventsTokenMeter:
         self.events: list = []
         self.model: str | None = None
         self.tokens = AgentTokens()
+        self.totals: UsageTotals | None = None  # what the stream reported, in full (None while there is no file)
 
     def read(self) -> AgentTokens:
         from nanogpt_tui.agents.events import summarize_usage
@@ -78,7 +83,10 @@ class EventsTokenMeter:
             ev.text, ev.extra = None, {k: v for k, v in ev.extra.items() if k in ("message_id", "cumulative")}
         self.events.extend(fresh)
         del self.events[:-USAGE_EVENTS_KEPT]
-        totals = summarize_usage(self.events)
+        totals = self.totals = summarize_usage(self.events) if self.stream.lines.found else None
+        if totals is None:
+            self.tokens = AgentTokens()
+            return self.tokens
         self.tokens = AgentTokens(totals.input_tokens, totals.cached_input_tokens, totals.output_tokens, self.model,
                                   totals.cost_usd, totals.cost_complete)
         return self.tokens
@@ -93,7 +101,7 @@ class SessionTokenMeter:
         from nanogpt_tui.contract import layout
 
         self.session_dir = Path(session_dir)
-        self.events = EventsTokenMeter(self.session_dir / layout.EVENTS_FILE)
+        self.events = EventsTokenMeter(layout.events_path(self.session_dir))
         self.gateway: GatewayRecord | None = None  # its record once found (the control room counts its refusals)
         self._unmetered = False  # the session runs without the gateway: its events are all there is
         self._session_stamp: tuple[int, int] | None = None  # session.json's (size, mtime) when last parsed

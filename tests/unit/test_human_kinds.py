@@ -50,3 +50,30 @@ def test_the_whole_timeline_stays_within_the_speedrun_track(tmp_path):
     whole = _records(timeline, None, None)
     assert whole and {r.track for r in whole} == {"track_1"}
     assert {r.track for r in _records(timeline, "smoke", None)} == {"smoke"}
+
+
+def test_a_group_report_reads_the_human_table_once_and_each_events_file_once(tmp_path, monkeypatch):
+    """The timeline and the classified table are read once per report, not once per session; each session's events
+    once (the usage and the cost sections share one read of the token meter)."""
+    import nanogpt_tui.records as records
+    from nanogpt_tui.contract import layout as L
+    from nanogpt_tui.follow import LineFollower
+    from nanogpt_tui.reports.build import build_report
+    from tests.tui.sessions_data import NOW, build_fixed_sessions
+
+    baselines = tmp_path / "baselines"
+    baselines.mkdir()
+    shutil.copy(REPO / "human_baselines" / "records.tsv", baselines / "records.tsv")
+    (baselines / CLASSIFIED_TABLE).write_text("name\tlabel\n2025-09-05_SkipMLPBlocks\talgorithmic\n")
+    root = tmp_path / "sessions"
+    ids = build_fixed_sessions(root)
+    timeline = records.load_timeline(baselines)
+    loads, reads = [], []
+    real_load, real_read = records.load_timeline, LineFollower.read_new
+    monkeypatch.setattr(records, "load_timeline", lambda *a, **kw: loads.append(a) or real_load(*a, **kw))
+    monkeypatch.setattr(LineFollower, "read_new", lambda self, **kw: reads.append(self.path) or real_read(self, **kw))
+    report, _ = build_report([root / i for i in ids], timeline=timeline, baselines_dir=baselines, now=NOW)
+    assert len(loads) == 1
+    assert all(s["human_kinds"]["records"] == 1 for s in report["sessions"])
+    for i in ids:
+        assert reads.count(L.events_path(root / i)) == 1

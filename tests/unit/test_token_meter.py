@@ -77,7 +77,9 @@ def test_a_sandboxed_sessions_tokens_are_the_gateways_and_the_agent_cannot_chang
     assert view.usage.metered and (view.usage.input_tokens, view.usage.output_tokens) == (25_500, 1_020)
     assert view.usage.text() == "26k in · 1.0k out metered"
     assert view.cost.agent_usd == pytest.approx(want)
-    section = usage_section(d)
+    fresh_meter = token_meter(d)
+    fresh_meter.read()
+    section = usage_section(fresh_meter)
     assert section["metered"] and section["input_tokens"] == 25_500 and section["requests"] == 3
     assert section["agent_reported"]["output_tokens"] > 10**12  # shown for comparison only
     assert [m["model"] for m in section["by_model"]] == ["claude-opus-4-6", "claude-haiku-4-5"]
@@ -110,7 +112,9 @@ def test_a_session_without_the_gateway_counts_its_events_and_says_so(tmp_path):
     assert tokens.source == EVENTS and not tokens.metered and tokens.output_tokens > 10**12
     view = Dashboard(tmp_path).load("s")
     assert not view.usage.metered and "metered" not in view.usage.text()
-    assert usage_section(d)["metered"] is False
+    meter = token_meter(d)
+    meter.read()
+    assert usage_section(meter)["metered"] is False
 
 
 def test_a_pending_session_finds_its_meter_once_it_is_placed(tmp_path):
@@ -179,3 +183,21 @@ def test_the_control_room_reads_the_gateway_record_once_a_reload(tmp_path, monke
         view = dash.reload()[0]
         assert (view.blocked, view.usage.input_tokens) == (1, 100) and view.usage.metered
         assert reads.count(record) == 1
+
+
+def test_a_session_folder_without_its_events_link_is_read_by_one_rule(tmp_path):
+    """The meter, and with it the report's usage, finds the events in the workspace where the folder's link is
+    missing (a folder copied without its links): one rule, so the tokens and the reported figures agree."""
+    d = make_session(tmp_path, "s", agent="claude", strategy="default", backend="local", host="local")
+    session = load_session(d)
+    session.sandbox = "off"
+    save_session(d, session)
+    (d / L.EVENTS_FILE).unlink()
+    (d / L.WORKSPACE / "logs" / L.EVENTS_FILE).write_text(
+        event_line("usage", input_tokens=70, cached_input_tokens=0, output_tokens=7))
+    meter = token_meter(d)
+    assert meter.read().input_tokens == 70
+    assert usage_section(meter)["input_tokens"] == 70
+    (d / L.WORKSPACE / "logs" / L.EVENTS_FILE).unlink()
+    nothing = token_meter(d)
+    assert nothing.read().total_tokens == 0 and usage_section(nothing) is None  # no events file: no section
