@@ -381,7 +381,7 @@ class SessionManager:
         env.update(session_env(session.agent, agent_cfg.base_url if agent_cfg else ""))
         env.update(extra)  # what the launching code asked for explicitly wins
         egress = None
-        if mounts.container and session.sandbox == "on":
+        if mounts.container and session.sandboxed:
             egress = self._egress_spec(session.agent, session.host, env)
         return LaunchSpec(
             user=self._container_user(d / L.WORKSPACE) if mounts.container else None, session_id=session.id,
@@ -485,7 +485,7 @@ class SessionManager:
             return
         try:
             self.backend(session.backend).release(self.ref(session),
-                                                  self.egress_prefix if session.sandbox == "on" else None)
+                                                  self.egress_prefix if session.sandboxed else None)
         except UserError:
             pass  # the host is away: the container stays until a later look at the ended session
 

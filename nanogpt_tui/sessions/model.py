@@ -167,6 +167,7 @@ class Session:
 
     @property
     def sandboxed(self) -> bool:
+        """Whether the session runs in its backend's sandbox: the one test of `sandbox` (never compare it to "on")."""
         return self.sandbox != "off"
 
     @property
