@@ -175,7 +175,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summaries + [b.to_dict() for b in scan.broken])
     else:
-        rows = [[x["id"], x["status"], _where(x["host"], x["facts"]), x["gpus"],
+        from nanogpt_tui.tui.data.formatting import place_text
+
+        rows = [[x["id"], x["status"], place_text(x["backend"], x["host"], x["facts"]), x["gpus"],
                  f"{x['used_gpu_hours']:.3f}/{x['budget_gpu_hours']:g}", _left(x),
                  "-" if x["cost_usd"] is None else f"${x['cost_usd']:,.2f}",
                  (f"{x['activity']['kind']}: {x['activity']['text']}" if x["activity"] else x["reason"])[:60]]
@@ -188,12 +190,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     return 0
-
-
-def _where(host: str, facts: dict[str, str]) -> str:
-    """The host, and the backend's own facts that locate the session (a Slurm job id, its node)."""
-    parts = [host or "-"] + [f"{key} {facts[key]}" for key in ("job", "node") if facts.get(key)]
-    return " · ".join(parts)
 
 
 def cmd_show(args: argparse.Namespace) -> int:

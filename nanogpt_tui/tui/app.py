@@ -581,7 +581,7 @@ def form_choices(config: Config, focused: SessionView | None) -> FormChoices:
     from nanogpt_tui.agents.catalog import agent_names
     from nanogpt_tui.agents.strategy import builtin_names
     from nanogpt_tui.backends.slurm import partitions
-    from nanogpt_tui.tui.screens.new_session import AUTO_HOST, DEFAULT_PARTITION, THIS_MACHINE, FormChoices
+    from nanogpt_tui.tui.screens.new_session import AUTO_HOST, DEFAULT_PARTITION, THIS_MACHINE, FormChoices, Place
 
     from nanogpt_tui.records import anchor_choices, load_timeline
 
@@ -595,9 +595,9 @@ def form_choices(config: Config, focused: SessionView | None) -> FormChoices:
     s = focused.session if focused else None
     return FormChoices(
         agents=agent_names(), strategies=builtin_names(), anchors=anchors,
-        places={"docker": [AUTO_HOST, *(h.name for h in config.hosts)], "local": [THIS_MACHINE],
-                "slurm": [config.slurm.partition or DEFAULT_PARTITION,
-                          *(p for p in partitions() if p != config.slurm.partition)]},
+        places={"docker": [AUTO_HOST, *(Place.named(h.name) for h in config.hosts)], "local": [THIS_MACHINE],
+                "slurm": [Place.named(config.slurm.partition) if config.slurm.partition else DEFAULT_PARTITION,
+                          *(Place.named(p) for p in partitions() if p != config.slurm.partition)]},
         default_agent=s.agent if s else "claude", default_strategy=s.strategy if s else "default",
         default_anchor=s.anchor if s else config.benchmark.anchor,
         default_budget=s.budget_gpu_hours if s else config.benchmark.budget_gpu_hours,

@@ -19,7 +19,7 @@ from nanogpt_tui.tui.app import create_app
 from nanogpt_tui.tui.screens.detail import DetailScreen
 from nanogpt_tui.tui.screens.dialogs import ConfirmKill, ExportDialog, ExtendDialog, HelpScreen
 from nanogpt_tui.tui.screens.main import MainScreen
-from nanogpt_tui.tui.screens.new_session import NewSessionScreen
+from nanogpt_tui.tui.screens.new_session import NewSessionScreen, Place
 from nanogpt_tui.tui.widgets.card import SessionCard
 from nanogpt_tui.tui.widgets.grid import SessionGrid
 from nanogpt_tui.tui.widgets.log_panel import LogPanel
@@ -223,7 +223,7 @@ def test_a_launch_that_fails_says_why(tui_env):
                 else "default"
             form.query_one("#anchor", Select).value = "smoke"
             form.query_one("#backend", Select).value = "docker"
-            form.query_one("#host", Select).value = "gpu-box-2"  # tcp://10.0.0.2: nothing answers there
+            form.query_one("#host", Select).value = Place.named("gpu-box-2")  # tcp://10.0.0.2: nothing answers there
             form.query_one("#budget", Input).value = "0.01"
             await pilot.press("ctrl+s")
             # The pool keeps a session for an unreachable host pending (it backs off and tries again) and says
@@ -250,12 +250,12 @@ def test_the_form_offers_slurm_with_its_partitions_in_place_of_docker_hosts(tui_
             form = app.screen
             host = form.query_one("#host", Select)
             assert "slurm" in [str(v) for _, v in form.query_one("#backend", Select)._options]
-            assert host.value == AUTO_HOST and "gpu-box-2" in form.choices.places["docker"]
+            assert host.value == AUTO_HOST and Place.named("gpu-box-2") in form.choices.places["docker"]
             form.query_one("#agent", Select).value = "replay"
             form.query_one("#anchor", Select).value = "smoke"
             form.query_one("#backend", Select).value = "slurm"
             await pilot.pause()
-            assert [str(v) for _, v in host._options] == [DEFAULT_PARTITION] and host.value == DEFAULT_PARTITION
+            assert [v for _, v in host._options] == [DEFAULT_PARTITION] and host.value == DEFAULT_PARTITION
             request = form.build_request()
             assert (request.backend, request.host) == ("slurm", None)  # Slurm's default partition
             form.query_one("#backend", Select).value = "local"
@@ -263,8 +263,16 @@ def test_the_form_offers_slurm_with_its_partitions_in_place_of_docker_hosts(tui_
             assert host.value == THIS_MACHINE and form.build_request().host is None
             form.query_one("#backend", Select).value = "docker"
             await pilot.pause()
-            host.value = "gpu-box-2"
+            host.value = Place.named("gpu-box-2")
             assert (form.build_request().backend, form.build_request().host) == ("docker", "gpu-box-2")
+            # A host named like one of the form's own labels is still that host, not "the backend chooses".
+            form.choices.places["docker"].append(Place.named(THIS_MACHINE.label))
+            form.query_one("#backend", Select).value = "local"
+            await pilot.pause()
+            form.query_one("#backend", Select).value = "docker"
+            await pilot.pause()
+            host.value = Place.named(THIS_MACHINE.label)
+            assert form.build_request().host == "this machine"
 
     run(scenario())
 

@@ -231,6 +231,24 @@ def test_what_the_sandbox_refused_is_counted_on_the_card_and_named_in_the_detail
     assert a.blocked == 5 and a.recent_blocked[-1].destination == "?[31mevil?.example"
 
 
+def test_the_card_says_where_a_slurm_session_runs_as_the_cli_does(tmp_path, timeline):
+    """The card, the detail and `sessions list` write a session's place with one formatter: the backend, the host
+    or partition, then the job, its queue state and its node."""
+    from nanogpt_tui.sessions.model import read_session, save_session
+    from nanogpt_tui.tui.data.formatting import place_text
+    from nanogpt_tui.tui.widgets.card import card_lines
+
+    ids = build_fixed_sessions(tmp_path)
+    session = read_session(tmp_path / ids[0])
+    session.backend, session.host = "slurm", "gpu"
+    session.facts = {"job": "4211", "queue": "PENDING (Resources)", "partition": "gpu"}
+    save_session(tmp_path / ids[0], session)
+    view = {v.id: v for v in Dashboard(tmp_path, timeline).reload()}[ids[0]]
+    where = place_text("slurm", "gpu", view.session.facts)
+    assert where == "slurm gpu · job 4211 · queue PENDING (Resources)"
+    assert where in card_lines(view, NOW, 160)[1].plain
+
+
 def test_a_quick_first_look_reads_session_json_only(tmp_path, timeline):
     ids = build_fixed_sessions(tmp_path)
     dash = Dashboard(tmp_path, timeline)

@@ -289,3 +289,12 @@ def test_samples_recorded_on_an_h200_read_back_idle_busy_idle():
     idle_s = history.idle_for_s(samples[-1].at)
     assert 10 <= idle_s <= 16  # the last stretch: about 14 s at or below 5%
     assert GpuFigures.of(history, samples[-1].at).compact().startswith("0% · mem ")
+
+
+def test_a_sessions_place_is_one_text_with_the_backends_facts_that_locate_it():
+    from nanogpt_tui.tui.data.formatting import place_text
+
+    facts = {"job": "4211", "state": "RUNNING", "queue": "RUNNING", "node": "n07", "partition": "gpu"}
+    assert place_text("slurm", "gpu", facts) == "slurm gpu · job 4211 · queue RUNNING · node n07"
+    assert place_text("docker", None, {}) == "docker not placed yet"
+    assert place_text(None, "gpu-box-1", {"job": ""}) == "gpu-box-1"  # an empty fact is left out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 
 from nanogpt_tui.sessions.model import Session, parse_iso
 
@@ -89,3 +90,13 @@ def record_short(name: str | None) -> str:
 
 def short_label(session: Session) -> str:
     return f"{session.agent}/{session.strategy}"
+
+
+PLACE_FACTS = ("job", "queue", "node")  # a backend's own facts that locate a session (Slurm: job id, queue state, node)
+
+
+def place_text(backend: str | None, host: str | None, facts: Mapping[str, object]) -> str:
+    """Where a session runs, as the card, the detail and `sessions list` say it: `slurm gpu · job 4211 · queue
+    RUNNING · node n07`, `docker not placed yet` (the backend, the host, then the facts that locate it)."""
+    where = " ".join(p for p in (backend, host or "not placed yet") if p)
+    return " · ".join([where, *(f"{key} {facts[key]}" for key in PLACE_FACTS if facts.get(key))])

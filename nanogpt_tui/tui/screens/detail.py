@@ -15,7 +15,7 @@ from textual.widgets.option_list import Option
 
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.tui.data.diffs import ANCHOR, classified_hunks, side_by_side_lines, unified_lines, versions
-from nanogpt_tui.tui.data.formatting import format_gpu_hours, time_left_text
+from nanogpt_tui.tui.data.formatting import format_gpu_hours, place_text, time_left_text
 from nanogpt_tui.tui.data.logrender import LogLine
 from nanogpt_tui.tui.data.transcript import Transcript, read_transcript
 from nanogpt_tui.tui.data.views import SessionView
@@ -140,8 +140,7 @@ class DetailScreen(SessionActions, Screen):
         text.append(f"● {s.status}", style=STATUS_STYLES.get(s.status, "bold"))
         text.append(f" ({s.status_reason})\n", style="bright_black")
         text.append(f"{s.agent} · strategy {s.strategy} ({s.strategy_hash[:10]}) · anchor {s.anchor}"
-                    + (f" → {s.target}" if s.target else "") + f" · {s.backend} on {s.host}"
-                    + "".join(f" · {key} {s.facts[key]}" for key in ("job", "queue", "node") if s.facts.get(key))
+                    + (f" → {s.target}" if s.target else "") + f" · {place_text(s.backend, s.host, s.facts)}"
                     + f" · {s.gpus} GPU(s)"
                     + (f" {s.gpu_ids}" if s.gpu_ids else "") + "\n")
         text.append(f"budget {format_gpu_hours(b['used'])}/{format_gpu_hours(b['total'])} GPU-h")

@@ -16,12 +16,24 @@ from nanogpt_tui.fields import MAX_GPU_HOURS, MAX_GPUS, BadField, number_from_te
 from nanogpt_tui.backends import BACKEND_KINDS
 from nanogpt_tui.sessions.manager import LaunchRequest, resolve_sandbox
 
-# The place choices that leave it to the backend: the pool places a Docker session by free GPUs, Slurm submits to
-# the configured (or the cluster's default) partition, a local session runs on this machine.
-AUTO_HOST = "any (by free GPUs)"
-DEFAULT_PARTITION = "the default partition"
-THIS_MACHINE = "this machine"
-BACKEND_CHOOSES = (AUTO_HOST, DEFAULT_PARTITION, THIS_MACHINE)
+@dataclass(frozen=True)
+class Place:
+    """A place the form offers (the host / partition choice): its label, and the host or partition the launch asks
+    for, None where the backend chooses."""
+
+    label: str
+    host: str | None = None
+
+    @classmethod
+    def named(cls, name: str) -> Place:
+        return cls(name, name)
+
+
+# The places that leave it to the backend: the pool places a Docker session by free GPUs, Slurm submits to the
+# cluster's default partition, a local session runs on this machine.
+AUTO_HOST = Place("any (by free GPUs)")
+DEFAULT_PARTITION = Place("the default partition")
+THIS_MACHINE = Place("this machine")
 
 
 @dataclass(frozen=True)
@@ -33,7 +45,7 @@ class FormChoices:
     anchors: list[str]
     # Where each backend may run a session, first the backend's own choice: Docker hosts of the pool, Slurm
     # partitions, this machine.
-    places: dict[str, list[str]]
+    places: dict[str, list[Place]]
     default_agent: str
     default_strategy: str
     default_anchor: str
@@ -45,6 +57,10 @@ class FormChoices:
 def _select(options: list[str], value: str, id: str) -> Select:
     value = value if value in options else (options[0] if options else Select.BLANK)
     return Select([(o, o) for o in options], value=value, allow_blank=not options, id=id)
+
+
+def _places_select(places: list[Place]) -> Select:
+    return Select([(p.label, p) for p in places], value=places[0], allow_blank=False, id="host")
 
 
 class NewSessionScreen(ModalScreen[LaunchRequest | None]):
@@ -66,7 +82,7 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
                     ("budget GPU-hours", Input(f"{c.default_budget:g}", id="budget")),
                     ("GPUs", Input(str(c.default_gpus), id="gpus")),
                     ("backend", _select(list(BACKEND_KINDS), c.default_backend, "backend")),
-                    ("host / partition", _select(self._places(c.default_backend), "", "host")),
+                    ("host / partition", _places_select(self._places(c.default_backend))),
                     ("sandbox", _select(["on", "off"], "on", "sandbox")),
                 ):
                     with Horizontal(classes="field"):
@@ -80,7 +96,7 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
     def on_mount(self) -> None:
         self.query_one("#agent", Select).focus()
 
-    def _places(self, backend: str | None) -> list[str]:
+    def _places(self, backend: str | None) -> list[Place]:
         return list(self.choices.places.get(backend or "", [])) or [AUTO_HOST]
 
     def on_select_changed(self, event: Select.Changed) -> None:
@@ -90,7 +106,7 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
         host = self.query_one("#host", Select)
         places = self._places(None if event.value is Select.BLANK else str(event.value))
         current = host.value
-        host.set_options([(p, p) for p in places])
+        host.set_options([(p.label, p) for p in places])
         host.value = current if current in places else places[0]
 
     def _fail(self, text: str) -> None:
@@ -102,7 +118,8 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
 
     def build_request(self) -> LaunchRequest | None:
         agent, strategy, anchor = self._value("agent"), self._value("strategy"), self._value("anchor")
-        backend, host = self._value("backend") or "docker", self._value("host")
+        backend = self._value("backend") or "docker"
+        place = self.query_one("#host", Select).value
         if not agent or not strategy or not anchor:
             self._fail("Choose an agent, a strategy and an anchor record (a timeline record's code is fetched at "
                        "launch; `nanogpt-tui records fetch NAME` does it beforehand).")
@@ -122,9 +139,8 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
         sandbox = self._value("sandbox") or "on"
         if backend == "local" and sandbox == "on":
             sandbox = None  # the local backend has none: fine for the scripted agents, refused for a real one
-        # (a place the form offers under another backend is not sent: the backend then chooses)
-        if host not in self._places(backend):
-            host = None
+        # A place the form offers under another backend is not sent: the backend then chooses.
+        host = place.host if isinstance(place, Place) and place in self._places(backend) else None
         from nanogpt_tui.agents.catalog import get_agent
 
         try:
@@ -133,8 +149,7 @@ class NewSessionScreen(ModalScreen[LaunchRequest | None]):
             self._fail(str(err))
             return None
         return LaunchRequest(agent=agent, strategy=strategy, anchor=anchor, budget_gpu_hours=budget, gpus=gpus,
-                             backend=backend, host=None if host in BACKEND_CHOOSES else host,
-                             sandbox=sandbox)
+                             backend=backend, host=host, sandbox=sandbox)
 
     def action_launch(self) -> None:
         request = self.build_request()

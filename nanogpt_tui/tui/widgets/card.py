@@ -14,7 +14,8 @@ from nanogpt_tui.agents.catalog import AGENTS
 from nanogpt_tui.sessions import model as M
 from nanogpt_tui.sessions.model import parse_iso
 from nanogpt_tui.telemetry.gpu import sparkline
-from nanogpt_tui.tui.data.formatting import format_duration, format_gpu_hours, record_short, time_left_text
+from nanogpt_tui.tui.data.formatting import (format_duration, format_gpu_hours, place_text, record_short,
+                                             time_left_text)
 from nanogpt_tui.tui.data.views import SessionView, judge_label
 
 STATUS_STYLES = {
@@ -187,8 +188,7 @@ def card_lines(view: SessionView, now, width: int) -> list[Text]:
     gpus = f"{s.gpus} GPU" + ("s" if s.gpus != 1 else "")
     if s.gpu_ids:
         gpus += " [" + ",".join(map(str, s.gpu_ids)) + "]"
-    job = f" · job {s.facts['job']}" if s.facts.get("job") else ""  # a scheduler's own id (Slurm)
-    where = Text.assemble((anchor, "bright_black"), f" · {s.backend} {s.host or 'not placed yet'}{job} · {gpus}")
+    where = Text.assemble((anchor, "bright_black"), f" · {place_text(s.backend, s.host, s.facts)} · {gpus}")
     if not s.sandboxed and s.agent in REAL_AGENTS:
         where.append(" · not sandboxed", style="bold yellow")
     elif s.sandboxed and view.blocked:  # what the sandbox refused (the detail names the last ones)
