@@ -205,8 +205,10 @@ def write_config(tmp_path: Path, baselines_dir: Path, sessions_dir: Path, data_d
             f'baselines_dir = "{baselines_dir}"\nsessions_dir = "{sessions_dir}"\n')
     if data_dir is not None:
         text += f'data_dir = "{data_dir}"\n'
+    # gpu-box-2 never answers: a closed port on loopback (tests send nothing to any other address, not even to
+    # show that nothing answers there).
     text += ('[[hosts]]\nname = "gpu-box-1"\nurl = "unix:///var/run/docker.sock"\n'
-             '[[hosts]]\nname = "gpu-box-2"\nurl = "tcp://10.0.0.2:2376"\n')
+             '[[hosts]]\nname = "gpu-box-2"\nurl = "tcp://127.0.0.1:1"\n')
     path.write_text(text)
     return path
 

@@ -223,7 +223,7 @@ def test_a_launch_that_fails_says_why(tui_env):
                 else "default"
             form.query_one("#anchor", Select).value = "smoke"
             form.query_one("#backend", Select).value = "docker"
-            form.query_one("#host", Select).value = Place.named("gpu-box-2")  # tcp://10.0.0.2: nothing answers there
+            form.query_one("#host", Select).value = Place.named("gpu-box-2")  # a closed loopback port: nothing answers
             form.query_one("#budget", Input).value = "0.01"
             await pilot.press("ctrl+s")
             # The pool keeps a session for an unreachable host pending (it backs off and tries again) and says
