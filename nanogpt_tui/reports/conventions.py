@@ -1,8 +1,9 @@
 """How a verdict is read, shared by the reports and the control room (`nanogpt_tui.tui.data`); headless and light.
 
 Conventions: a verdict happens at its `finished_at` (else `started_at`); the GPU-hours at a moment are (moment -
-session start) x the session's GPUs; a verdict's % of human progress is its own
-`speedup.percent_of_human_progress`, else its seconds faster over the timeline's anchor-to-target gap (never
+session start) x the session's GPUs; a verdict's % of human progress is its seconds faster over the timeline's
+anchor-to-target gap, the gap the session's curve and best use (so a manifest re-timed since the verdict moves
+every number alike), else its own `speedup.percent_of_human_progress` where the timeline has no gap (never
 invented, and never from a value that is not a finite number); the judge's result reads as one or two words with
 the static rule checks folded in.
 
@@ -56,15 +57,14 @@ def verdict_moment(verdict: Verdict) -> str | None:
 
 
 def verdict_percent(verdict: Verdict, gap_s: float | None) -> float | None:
-    """The verdict's own % of human progress, else one computed from the timeline's gap; never invented."""
+    """The verdict's % of human progress over the timeline's gap (the one its session's curve uses), else the
+    verdict's own where there is no gap; never invented. The verdict's own is what the validator computed with the
+    manifest of its day: after a re-timing of the records it would disagree with the session's best on one screen."""
     speedup = verdict.speedup or {}
-    value = finite_number(speedup.get("percent_of_human_progress"))
-    if value is not None:
-        return value
     faster = finite_number(speedup.get("seconds_faster"))
     if gap_s and faster is not None:
         return 100.0 * faster / gap_s
-    return None
+    return finite_number(speedup.get("percent_of_human_progress"))
 
 
 def judge_label(verdict: Verdict) -> str:

@@ -166,9 +166,12 @@ def session_blocks(s: dict[str, Any], several: bool) -> list[Block]:
             judge = r["judge"]["label"]
             if r["judge"].get("summary"):
                 judge += f": {r['judge']['summary']}"
+            # As the control room's verdict table: a speedup and a % only for a submission that counts.
+            scored = r["counts"] and r["kind"] != "baseline"
             rows.append([r["submission"], r["outcome"] + (" (counts)" if r["counts"] else ""),
-                         _hours(r["gpu_hours_at"]), _p(r["p_value"]), mean, _f(r["seconds_faster"], "+.2f"),
-                         _pct(r["percent_of_human_progress"], 2), judge,
+                         _hours(r["gpu_hours_at"]), _p(r["p_value"]), mean,
+                         _f(r["seconds_faster"], "+.2f") if scored else "-",
+                         _pct(r["percent_of_human_progress"], 2) if scored else "-", judge,
                          (r["change"] or {}).get("summary", "-"), "; ".join(r["reasons"]) or "-"])
         out.append(Block("table", headers=["submission", "outcome", "at GPU-h", "p (val_loss)",
                                            "mean time (s) ± 95% CI",

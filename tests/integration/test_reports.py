@@ -573,3 +573,21 @@ def test_reproduce_leaves_out_a_session_killed_before_its_agent_ran(tmp_path, ca
             "reason": "killed before its agent ran (no events, no verdicts), so it is no data point"} in table["skipped"]
     code, out, _ = run_cli(capsys, "--config", str(config), "reproduce", "--no-figure")
     assert "skipped killed-at-start: killed before its agent ran" in out
+
+
+def test_a_submission_that_did_not_validate_shows_no_speedup_in_the_report(tmp_path):
+    # Timed and faster on its face, but not significantly below the val_loss target: as in the control room's
+    # verdict table, the report's shows no speedup and no % for it.
+    from tests.fakes.sessions import FakeSession, FakeSubmission, write_session
+
+    written = write_session(tmp_path / "sessions", FakeSession(
+        agent="claude", strategy="default", session_id="ns",
+        submissions=[FakeSubmission(at_gpu_hours=60.0, seconds_faster=3.0),
+                     FakeSubmission(at_gpu_hours=120.0, seconds_faster=9.0, outcome="not-significant")]))
+    result = write_report([written.path], timeline=load_timeline(REPO / "human_baselines"), out_dir=tmp_path / "r")
+    rows = {r["submission"]: r for r in result.report["sessions"][0]["submissions"]}
+    assert rows["submission_2"]["seconds_faster"] == pytest.approx(9.0)  # the JSON keeps what was measured
+    text = (tmp_path / "r" / "report.md").read_text()
+    table = text.split("### Submissions and verdicts", 1)[1].split("\n\n", 2)[1]
+    cells = {line.split(" | ")[0]: line.split(" | ") for line in table.splitlines() if line.startswith("| submission_")}
+    assert cells["| submission_2"][5:7] == ["\\-", "\\-"] and cells["| submission_1"][5] == "\\+3.00"

@@ -194,6 +194,11 @@ def test_the_control_room_and_the_report_read_verdicts_with_the_same_functions()
     assert data_views.verdict_percent(verdict, 63.2) == pytest.approx(10.0)  # NaN is no percentage
     verdict.speedup = {"percent_of_human_progress": True, "seconds_faster": True}
     assert data_views.verdict_percent(verdict, 63.2) is None  # nor is a boolean
+    # Scored when the manifest's gap was 14.4 s, read after a re-timing made it 2.58 s: the timeline's gap, as the
+    # session's best and curve use it; the verdict's own figure only where the timeline has no gap.
+    verdict.speedup = {"percent_of_human_progress": 50.0, "seconds_faster": 7.2}
+    assert data_views.verdict_percent(verdict, 2.58) == pytest.approx(279.07, abs=0.01)
+    assert data_views.verdict_percent(verdict, None) == 50.0
     s = data_views.Session(id="x", agent="a", strategy="s", strategy_hash="h", anchor="a", target=None,
                            backend="local", host="local", image=None, gpus=4, budget_gpu_hours=1.0,
                            created_at="2026-11-20T18:00:00Z", started_at="2026-11-20T18:00:00Z")
