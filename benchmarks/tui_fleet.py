@@ -6,9 +6,15 @@ Measured on the real `nanogpt-tui` on a pty, each next to a bare Textual app sta
   title line and a session of the folder (`re-attach`: N sessions already on disk, their processes alive), and
   the cold demo (`nanogpt-tui demo --fresh` on an empty sessions folder: its title line, then its first session's
   card, which waits for the session's launch);
-- key-to-screen with M sessions: `T` (cards to table: the table header appears), `s` (the sort column moves:
-  the header's arrow), `down` in the table (the log title names the next session), typing a filter word;
-- the app's memory (RSS) after loading, and after the keys.
+- key-to-screen with M sessions, under a log flood (`--flood-sessions` of them, default 8, each get
+  `--flood-rate` log lines a second, default 2,000, and an agent usage event a second, from `tui_flood.py`'s
+  writer, for as long as the keys are pressed; the flooded sessions are the first rows, the ones `down` moves
+  through, so the log pane follows a flooded log): `T` (cards to table: the table header appears), `s` (the sort
+  column moves: the header's arrow), `down` in the table (the log title names the next session), the last
+  character of a filter word (the title counts the hidden sessions and the one card left is drawn again);
+  each from writing the key to the pty until that text is in the app's output, so until the screen shows it;
+- the app's memory (RSS) after loading, sampled every second while the keys are pressed (under the flood), and
+  after the keys.
 
 Both apps run with bytecode caches, as on a user's machine after the first run (an environment that sets
 PYTHONDONTWRITEBYTECODE would otherwise recompile every module of ours at each start): the caches go to a folder
@@ -16,7 +22,7 @@ of the run (PYTHONPYCACHEPREFIX), filled by one unmeasured start of each app. Th
 start and the end: on a shared machine, compare the apps of one run, not runs.
 
     .venv/bin/python benchmarks/tui_fleet.py [--sessions 24] [--keys-sessions 50] [--repeats 3] [--json]
-        [--no-keys] [--no-demo] [--baseline-tree DIR]
+        [--no-keys] [--keys-only] [--no-demo] [--baseline-tree DIR] [--flood-sessions 8] [--flood-rate 2000]
 
 `--baseline-tree DIR` (a checkout of an earlier commit, e.g. `git worktree add DIR main`) measures that tree's
 control room too, interleaved with this one's in the same run: before and after under the same load.
@@ -35,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tui_common import REPO, Terminal, make_session, percentile, write_config
+from tui_common import REPO, Terminal, make_session, percentile, spawn, write_config
 
 sys.path.insert(0, str(REPO))
 from nanogpt_tui.validator.protocol import SERVICE_FILE  # noqa: E402
@@ -99,6 +105,14 @@ def key_ms(term: Terminal, key: str, text: str, timeout: float = 10.0) -> float 
     return None if seen is None else (seen - sent) * 1000
 
 
+def keys_ms(term: Terminal, key: str, texts: list[str], timeout: float = 10.0) -> float | None:
+    """From writing `key` until every one of `texts` has appeared in the output after it (the last of them)."""
+    mark = term.mark()
+    sent = term.press(key)
+    seen = [term.wait_for(text, since=mark, timeout=timeout) for text in texts]
+    return None if None in seen else (max(seen) - sent) * 1000
+
+
 def summary(values):
     got = [v for v in values if v is not None]
     return {"n": len(values), "missed": len(values) - len(got),
@@ -140,6 +154,10 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-keys", action="store_true", help="first frames only")
     ap.add_argument("--no-demo", action="store_true", help="leave out the cold demo")
+    ap.add_argument("--keys-only", action="store_true", help="keys only (no first frames)")
+    ap.add_argument("--key-rounds", type=int, default=2, help="control rooms per tree for the keys (ABBA order)")
+    ap.add_argument("--flood-sessions", type=int, default=8, help="sessions flooded while the keys are pressed")
+    ap.add_argument("--flood-rate", type=int, default=2000, help="log lines a second per flooded session")
     ap.add_argument("--baseline-tree", type=Path, help="another checkout whose control room is measured too")
     args = ap.parse_args()
     size = tuple(int(x) for x in args.size.split("x"))
@@ -160,6 +178,8 @@ def main() -> int:
         cold_root = tmp / "cold"
         cold_config = write_config(mkdir(tmp / "cold-config"), cold_root)
         demo_config = write_config(mkdir(tmp / "demo-config"), cold_root / "demo")
+        if args.keys_only:
+            return keys_part(args, tmp, trees, sleeper, size, result)
         _ms, term = first_frame(None, (), "bare textual app ready", size, exe=[sys.executable, str(bare_script)])
         term.close()  # unmeasured, as each tree's first start below: the bytecode caches are filled
         warm_up(config, root, ids, size)
@@ -208,23 +228,71 @@ def main() -> int:
 
         if args.no_keys:
             return finish(result, args.json)
-        # Keys with a bigger fleet.
-        root50 = tmp / "sessions50"
-        root50.mkdir()
-        ids50 = fleet(root50, args.keys_sessions, sleeper.pid)
-        config50 = write_config(mkdir(tmp / "config50"), root50)
-        warm_up(config50, root50, ids50, size)
-        for name, tree in trees.items():
-            os.environ["XDG_STATE_HOME"] = str(tmp / f"state-{name or 'this'}")  # each starts on the default view
-            got = keys(tree, config50, ids50, args.presses, size)
-            if got is None:
-                print("the control room did not draw", file=sys.stderr)
-                return 1
-            result[f"{name}key_to_screen_{args.keys_sessions}_sessions"], result[f"{name}rss_mb_50_sessions"] = got
+        return keys_part(args, tmp, trees, sleeper, size, result)
     finally:
         sleeper.terminate()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def keys_part(args, tmp: Path, trees: dict[str, Path], sleeper, size, result: dict) -> int:
+    """Keys with a bigger fleet, under the flood, for each tree one after the other."""
+    root50 = tmp / "sessions50"
+    root50.mkdir()
+    ids50 = fleet(root50, args.keys_sessions, sleeper.pid)
+    config50 = write_config(mkdir(tmp / "config50"), root50)
+    warm_up(config50, root50, ids50, size)
+    # The first rows (oldest first), where the selection starts and `down` moves through.
+    flooded = ids50[::-1][:args.flood_sessions]
+    result["flood"] = {"sessions": len(flooded), "lines_per_s_per_session": args.flood_rate}
+    first_logs = {sid: (root50 / sid / "container.log").read_bytes() for sid in flooded}
+    got: dict[str, list] = {name: [] for name in trees}
+    for r in range(args.key_rounds):
+        # ABBA: neither tree is always the one measured right after the warm-up
+        for name in (list(trees) if r % 2 == 0 else list(trees)[::-1]):
+            os.environ["XDG_STATE_HOME"] = str(tmp / f"state-{name or 'this'}-{r}")  # each starts on the default view
+            flood = spawn([str(Path(__file__).with_name("tui_flood.py")), "--writer", str(root50), ",".join(flooded),
+                           "--rate", str(args.flood_rate), "--seconds", "3600"]) if flooded else None
+            try:
+                one = keys(trees[name], config50, ids50, args.presses, size)
+            finally:
+                if flood is not None:
+                    flood.terminate()
+                    flood.wait()
+            for sid in flooded:  # the next control room starts from the same logs
+                (root50 / sid / "container.log").write_bytes(first_logs[sid])
+            if one is None:
+                print("the control room did not draw", file=sys.stderr)
+                return 1
+            got[name].append(one)
+    for name, rounds in got.items():
+        per_key = {key: [v for times, _rss in rounds for v in times[key]] for key in rounds[0][0]}
+        result[f"{name}key_to_screen_{args.keys_sessions}_sessions"] = {k: summary(v) for k, v in per_key.items()}
+        result[f"{name}rss_mb_{args.keys_sessions}_sessions"] = [rss for _times, rss in rounds]
+    result["load_average_at_end_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
     return finish(result, args.json)
+
+
+class RssSampler:
+    """The app's RSS every second in a thread, while the keys are pressed."""
+
+    def __init__(self, term: Terminal) -> None:
+        import threading
+
+        self.term, self.samples, self._stop = term, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.samples.append(self.term.rss_mb())
+            except OSError:
+                return
+
+    def stop(self) -> list[float]:
+        self._stop.set()
+        self._thread.join()
+        return self.samples
 
 
 def keys(tree: Path, config: Path, ids: list[str], presses: int, size) -> tuple[dict, dict] | None:
@@ -235,8 +303,9 @@ def keys(tree: Path, config: Path, ids: list[str], presses: int, size) -> tuple[
             return None
         time.sleep(3.0)
         rss0 = term.rss_mb()
+        sampler = RssSampler(term)
         toggles, sorts, downs, filters = [], [], [], []
-        for _ in range(max(1, presses // 5)):
+        for _ in range(max(1, presses // 3)):
             toggles.append(key_ms(term, "T", "GPU-h used"))  # the table's header
             time.sleep(0.3)
             term.press("T")
@@ -265,13 +334,18 @@ def keys(tree: Path, config: Path, ids: list[str], presses: int, size) -> tuple[
             want = f"fleet-{k:02d}"
             for ch in want[:-1]:
                 term.press(ch)
-            filters.append(key_ms(term, want[-1], "(" + str(len(ids) - 1) + " hidden)"))
+            # The title counts the hidden cards, and the card left (its border title: the session id) is drawn.
+            match = next(i for i in ids if i.endswith(want))
+            filters.append(keys_ms(term, want[-1], ["(" + str(len(ids) - 1) + " hidden)", match]))
             for _ in want:
                 term.press("\x7f")
             time.sleep(0.5)
-        return ({"T_cards_to_table": summary(toggles), "s_next_sort_column": summary(sorts),
-                 "down_next_row": summary(downs), "filter_last_character": summary(filters)},
-                {"loaded": round(rss0, 1), "after_keys": round(term.rss_mb(), 1)})
+        samples = sampler.stop()
+        return ({"T_cards_to_table": toggles, "s_next_sort_column": sorts, "down_next_row": downs,
+                 "filter_last_character": filters},
+                {"loaded": round(rss0, 1), "during_keys_first_10s_mean": round(statistics.mean(samples[:10]), 1),
+                 "during_keys_last_10s_mean": round(statistics.mean(samples[-10:]), 1),
+                 "during_keys_max": round(max(samples), 1), "after_keys": round(term.rss_mb(), 1)})
     finally:
         term.close()
 
