@@ -26,7 +26,11 @@ POSITIONS_KEPT = 8  # files a follower remembers where it stood in, to resume th
 # A file left for a while is resumed (the lines appended since are read) only if it grew by at most this much;
 # further behind, reading its tail afresh is cheaper than catching up.
 RESUME_MAX_LAG_BYTES = 256 * 1024
-JUMP_LINES_BEFORE, JUMP_LINES_AFTER = 500, 500  # the window read around a line a search found in the file
+JUMP_LINES_BEFORE, JUMP_LINES_AFTER = 500, 500
+# Under a log flood watchfiles yields a batch every debounce; the batches that touch only logs look at the change
+# ledgers that may be due and at the folder's list of sessions at most this often (each look stats every session's
+# files: a few hundred calls at 50 sessions, which took the GIL from the UI thread at every batch).
+QUIET_LOOK_EVERY_S = 1.0  # the window read around a line a search found in the file
 _new_line = tuple.__new__  # a LogLine from its fields, at the speed of a tuple
 
 ViewsCallback = Callable[[list[SessionView], list[str]], None]
@@ -71,11 +75,12 @@ class SessionMonitor:
     def reload(self, ids: set[str] | None = None) -> None:
         views = self.dashboard.reload(ids)
         self.on_views(views, list(self.dashboard.problems))
-        self.refresh_changes()
+        self.refresh_changes(ids)
 
-    def refresh_changes(self) -> None:
-        """Rebuild the change shares that are due, after the views went out (they never wait for a ledger)."""
-        if self.dashboard.refresh_changes():
+    def refresh_changes(self, ids: set[str] | None = None) -> None:
+        """Rebuild the change shares that are due (of the sessions `ids`, or all), after the views went out (they
+        never wait for a ledger)."""
+        if self.dashboard.refresh_changes(ids):
             self.on_views(self.dashboard.views(), list(self.dashboard.problems))
 
     def _paths(self) -> list[Path]:
@@ -126,6 +131,7 @@ class SessionMonitor:
                 self._poll_forever()
                 return
             known = set(self.dashboard.session_ids())
+            looked = time.monotonic()
             # A file written after the last reload read it but before the watcher took its first look raises no
             # change (a poller compares against that first look): the watcher's first batch, or its first quiet
             # second, reloads every session once.
@@ -137,15 +143,20 @@ class SessionMonitor:
                                                 debounce=self.debounce_ms, step=50, rust_timeout=1000,
                                                 yield_on_timeout=True, raise_interrupt=False):
                     dirty, structural = self._classify(changes)
+                    now = time.monotonic()
+                    look = structural or now - looked >= QUIET_LOOK_EVERY_S
                     if first:
                         first = False
                         self.reload()
-                    elif dirty:
-                        self.reload(dirty)
                     else:
-                        self.refresh_changes()  # a quiet second: events written lately may be due now
-                    if structural or set(self.dashboard.session_ids()) != known:
-                        break  # new or removed sessions: watch the new set of folders
+                        if dirty:
+                            self.reload(dirty)
+                        if look:
+                            self.refresh_changes()  # every session's: events written lately may be due now
+                    if look:
+                        looked = now
+                        if structural or set(self.dashboard.session_ids()) != known:
+                            break  # new or removed sessions: watch the new set of folders
             except (OSError, RuntimeError) as err:
                 self.on_views(self.dashboard.views(),
                               [f"Watching {self.root} failed ({err}); falling back to re-reading every "
