@@ -86,7 +86,7 @@ def test_arrows_and_tab_move_between_sessions_and_the_log_follows(tui_env):
             await pilot.press("shift+tab")
             assert app.focused is grid
             # a click selects a card too
-            await pilot.click(f"#card-{a.id}")
+            await pilot.click(grid.card(a.id))
             assert screen.selected == a.id
             await pilot.press("right")
             # enter opens the detail screen, esc comes back

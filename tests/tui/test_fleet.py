@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 
+from textual import events
 from textual.widgets import Input
 
 from nanogpt_tui.config import load_config
@@ -32,8 +33,13 @@ async def loaded(pilot) -> None:
 
 
 def card_ids(app) -> list[str]:
-    """The cards shown, in their order (a filter hides the others)."""
-    return [c.session_id for c in app.screen.query_one(SessionGrid).query_children(SessionCard) if c.display]
+    """The sessions the cards show, in their order (a filter leaves the others out); the cards in sight are the
+    window of them the grid shows."""
+    grid = app.screen.query_one(SessionGrid)
+    order = [v.id for v in grid.views]
+    first, last, _of = grid.window()
+    assert [c.session_id for c in grid.query_children(SessionCard)] == order[first - 1:last]
+    return order
 
 
 def table(app) -> SessionTable:
@@ -224,3 +230,45 @@ def test_the_validators_progress_is_the_live_activity_of_card_row_and_cli(tui_en
     assert listed[ids[0]]["activity"]["kind"] == "verdict"
     assert listed[ids[0]]["activity"]["text"] == "submission_4: validated"
     assert listed[ids[1]]["activity"]["kind"] == "message"  # no validator at work: the agent's last event
+
+
+def test_the_cards_in_sight_are_a_window_that_follows_the_selection(tui_env):
+    """With more sessions than fit, only the cards in sight exist (4 columns x 2 rows at 160x48): moving the
+    selection past the last row, the mouse wheel, a sort and a filter hand the same cards other sessions, and the
+    title says which are in sight."""
+    ids = build_fleet(tui_env.root, 24)
+
+    def title(app) -> str:
+        return str(app.screen.query_one("#title").render())
+
+    async def scenario():
+        app = fleet_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            grid = app.screen.query_one(SessionGrid)
+            pool = list(grid.query_children(SessionCard))
+            assert len(pool) == 8 and [c.session_id for c in pool] == ids[:8]
+            assert "cards 1-8/24" in title(app)
+            await pilot.press("down", "down")  # a row below the window: it moves by one row
+            assert app.screen.selected == ids[8] and grid.card(ids[8]).selected
+            assert card_ids(app) == ids and [c.session_id for c in grid.cards] == ids[4:12]
+            assert list(grid.query_children(SessionCard)) == pool  # the same cards, other sessions
+            assert "cards 5-12/24" in title(app)
+            assert any("tool Bash $ torchrun" in x for x in grid.card(ids[8]).plain_lines)  # its own lines
+            await pilot.press("pagedown")
+            assert app.screen.selected == ids[16] and "cards 13-20/24" in title(app)
+            grid.post_message(events.MouseScrollUp(grid, 5, 5, 0, -1, 0, False, False, False))
+            await pilot.pause()  # the wheel moves the window, not the selection
+            assert app.screen.selected == ids[16] and [c.session_id for c in grid.cards] == ids[8:16]
+            await pilot.press("S")  # reversed: the selected session stays in sight
+            await wait_for(pilot, lambda: card_ids(app) == ids[::-1], what="the reversed order")
+            assert grid.card(ids[16]) is not None and grid.card(ids[16]).selected
+            await pilot.press("slash", *"codex")  # 6 of the 24: fewer cards than places
+            await wait_for(pilot, lambda: len(card_ids(app)) == 6, what="the codex cards")
+            assert {app.view(i).session.agent for i in card_ids(app)} == {"codex"}
+            assert len(list(grid.query_children(SessionCard))) == 6 and "cards" not in title(app)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: len(card_ids(app)) == 24, what="every card again")
+            assert len(grid.cards) == 8
+
+    run(scenario())

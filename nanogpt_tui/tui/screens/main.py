@@ -160,6 +160,7 @@ class MainScreen(SessionActions, Screen):
     def _layout_for(self, width: int) -> None:
         self.set_class(width < NARROW_WIDTH, "-narrow")
         if self.is_mounted:
+            self.query_one(SessionGrid).set_columns()  # the rows of cards that fit follow the grid's max-height
             self.update_title()
 
     # --- data ---------------------------------------------------------------------------------------------
@@ -202,26 +203,18 @@ class MainScreen(SessionActions, Screen):
         self.marked &= {v.id for v in self.app.views}
         grid = self.query_one(SessionGrid)
         # Only the pane in sight follows at once; the cards catch up when `T` brings them back.
-        added = [] if self.table_mode else grid.update_views(views, marked=frozenset(self.marked),
-                                                             present={v.id for v in self.app.views})
+        if not self.table_mode:
+            grid.update_views(views, marked=frozenset(self.marked))
         self._grid_stale = self.table_mode
         self._show_table()
-        if self.selected not in {v.id for v in views}:
+        ids = {v.id for v in views}
+        if self.selected not in ids:
             self.selected = None
         if self.selected is None and views:
             wanted = getattr(self.app, "initial_selection", None)
-            if self.table_mode:
-                first = wanted if wanted in {v.id for v in views} else views[0].id
-                self.select(first)
-                if self.focused is None:
-                    self.query_one(SessionTable).focus()
-            else:
-                card = grid.card(wanted) if wanted else None
-                card = card or (added[0] if added else grid.cards[0] if grid.cards else None)
-                if card is not None:
-                    self.select(card.session_id)
-                    if self.focused is None:
-                        grid.focus()
+            self.select(wanted if wanted in ids else views[0].id)
+            if self.focused is None:
+                (self.query_one(SessionTable) if self.table_mode else grid).focus()
         elif not views and self.query_one(LogPanel).path is not None:
             self.query_one(LogPanel).show(None, "")
         self.query_one(VerdictTable).update_rows([row for v in views for row in v.verdicts])
@@ -249,6 +242,9 @@ class MainScreen(SessionActions, Screen):
         hidden = len(self.app.views) - len(views)
         query = replace(self.query_state, host=None).describe()
         marked = f" · {len(self.marked)} marked" if self.marked else ""
+        first, last, of = self.query_one(SessionGrid).window()
+        if not self.table_mode and (first > 1 or last < of):  # more cards than are in sight
+            marked += f" · cards {first}-{last}/{of}"
         title = Text.assemble(("nanogpt-tui", "bold"), " control room · ",
                               f"{len(views)} session{'s' if len(views) != 1 else ''}{where}, {running} running",
                               (f" ({hidden} hidden)" if hidden else "", "yellow"), f" · {query}{marked}",
@@ -308,6 +304,9 @@ class MainScreen(SessionActions, Screen):
     def on_session_grid_selected(self, message: SessionGrid.Selected) -> None:
         self.select(message.session_id)
 
+    def on_session_grid_window_moved(self, message: SessionGrid.WindowMoved) -> None:
+        self.update_title()
+
     def on_session_table_selected(self, message: SessionTable.Selected) -> None:
         self.select(message.session_id)
 
@@ -345,10 +344,11 @@ class MainScreen(SessionActions, Screen):
             table.focus()
         else:
             if self._grid_stale:
-                grid.update_views(self._shown, marked=frozenset(self.marked), present={v.id for v in self.app.views})
+                grid.update_views(self._shown, marked=frozenset(self.marked))
                 self._grid_stale = False
                 grid.select(self.selected, announce=False)
             grid.focus()
+        self.update_title()
         self._save_state()
 
     def action_sort_next(self) -> None:

@@ -22,6 +22,7 @@ STATUS_STYLES = {
     M.RUNNING: "bold green", M.PENDING: "bold yellow", M.UNREACHABLE: "bold yellow", M.EXITED: "bold blue",
     M.OUT_OF_BUDGET: "bold magenta", M.KILLED: "bold red", M.FAILED: "bold red",
 }
+CARD_HEIGHT = 12  # lines, borders included: one row of the session grid
 OUTCOME_STYLES = {"validated": "green", "baseline": "blue", "not-significant": "yellow", "rejected": "red",
                   "failed": "red", "not-validated": "yellow"}
 
@@ -37,6 +38,7 @@ def gauge(fraction: float, width: int) -> Text:
 class SessionCard(Widget):
     """A card in the session grid. Everything drawn is a `Text` built from data: nothing is parsed as markup.
 
+    A card shows whichever session the grid hands it (`show`): the grid keeps cards only for the places in sight.
     Cards take no focus: the grid holds it and moves a selection between them (a focus change repaints the
     whole screen in Textual; a selection repaints two cards). The selected card's border and background are
     set on it directly (`mark`), not through a CSS class: a class change makes Textual match the whole
@@ -45,8 +47,8 @@ class SessionCard(Widget):
     repaints only when they changed, and its strips are kept until its texts, width or colours change.
     """
 
-    DEFAULT_CSS = """
-    SessionCard { height: 12; border: round $panel-lighten-2; padding: 0 1; }
+    DEFAULT_CSS = f"""
+    SessionCard {{ height: {CARD_HEIGHT}; border: round $panel-lighten-2; padding: 0 1; }}
     """
 
     class Open(Message):
@@ -63,7 +65,7 @@ class SessionCard(Widget):
             self.double = double
 
     def __init__(self, view: SessionView) -> None:
-        super().__init__(id=f"card-{_css_id(view.id)}")
+        super().__init__()
         self.session_id = view.id
         self.view: SessionView = view
         """The session shown; replaced (through `show`) whenever its files change."""
@@ -103,7 +105,12 @@ class SessionCard(Widget):
     # --- what is drawn ------------------------------------------------------------------------------------
 
     def show(self, view: SessionView) -> None:
-        """Show a fresh view of the session; repaints only if a line of the card changed."""
+        """Show `view` (a fresh view of the session, or another session); repaints only if a line of the card
+        changed."""
+        if view.id != self.session_id:
+            self.session_id = view.id
+            self.ticked = False
+            self.border_title = Text(view.id)
         self.view = view
         self.update_texts()
 
@@ -301,7 +308,3 @@ def gpu_text(view: SessionView, width: int) -> Text:
         line.append(f" · idle {format_duration(g.idle_s)}", style="yellow")
     return line
 
-
-def _css_id(session_id: str) -> str:
-    """A valid CSS id from a session id (which may start with a digit and hold dots)."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in session_id)
