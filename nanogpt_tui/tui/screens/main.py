@@ -204,7 +204,7 @@ class MainScreen(SessionActions, Screen):
         grid = self.query_one(SessionGrid)
         # Only the pane in sight follows at once; the cards catch up when `T` brings them back.
         if not self.table_mode:
-            grid.update_views(views, marked=frozenset(self.marked))
+            grid.update_views(views, marked=frozenset(self.marked), of=len(self.app.views))
         self._grid_stale = self.table_mode
         self._show_table()
         ids = {v.id for v in views}
@@ -344,7 +344,7 @@ class MainScreen(SessionActions, Screen):
             table.focus()
         else:
             if self._grid_stale:
-                grid.update_views(self._shown, marked=frozenset(self.marked))
+                grid.update_views(self._shown, marked=frozenset(self.marked), of=len(self.app.views))
                 self._grid_stale = False
                 grid.select(self.selected, announce=False)
             grid.focus()

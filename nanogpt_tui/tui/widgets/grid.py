@@ -60,6 +60,8 @@ class SessionGrid(Widget, can_focus=True):
         self.top = 0  # the first row in sight
         self.views: list[SessionView] = []
         """Every session the cards show, in order; those in sight have a card."""
+        self.of = 0  # sessions in all, shown or filtered out: what the grid's size is for
+        self._places = 0
         self.marked: frozenset[str] = frozenset()
         self.selected: str | None = None
         self._pool: list[SessionCard] = []
@@ -92,44 +94,49 @@ class SessionGrid(Widget, can_focus=True):
     def on_resize(self) -> None:
         self.set_columns()
 
-    def _rows_that_fit(self) -> int:
-        """How many rows of cards the grid's max-height holds (every row when it has none)."""
-        rows_needed = max(1, -(-len(self.views) // self.columns))
-        limit = self.styles.max_height
-        if limit is None:
-            return rows_needed
-        cells = int(limit.resolve(self.screen.size, self.app.size))
-        gutter = self.styles.grid_gutter_horizontal
-        return max(1, min(rows_needed, (cells + gutter) // (CARD_HEIGHT + gutter)))
-
-    def set_columns(self) -> None:
-        """As many columns as cards of at least MIN_CARD_WIDTH fit, but no more than there are cards; as many
-        rows as the height holds."""
-        if not self.is_mounted:
-            return
-        columns = max(1, min(self.size.width // MIN_CARD_WIDTH, len(self.views) or 1)) if self.size.width else \
-            self.columns
+    def _arrange(self) -> bool:
+        """Columns, rows in sight and the grid's height for the sessions there are (`of`, filtered out or not,
+        so that typing a filter never moves the panes below: they would all be drawn again); whether the
+        number of places changed."""
+        width = self.size.width
+        columns = max(1, min(width // MIN_CARD_WIDTH, self.of or 1)) if width else self.columns
         if columns != self.columns:
             self.columns = columns
             self.styles.grid_size_columns = columns
-        rows = self._rows_that_fit()
-        if rows != self.rows or columns * rows != len(self._pool):
-            self.rows = rows
+        rows_needed = max(1, -(-self.of // columns))
+        limit = self.styles.max_height
+        if limit is None or not self.is_mounted:
+            rows, height = rows_needed, rows_needed * CARD_HEIGHT
+        else:
+            # As tall as the cards would be, up to the max-height: the height the table takes too (`T` then
+            # moves nothing below the two).
+            cells = int(limit.resolve(self.screen.size, self.app.size))
+            rows = max(1, min(rows_needed, cells // CARD_HEIGHT))
+            height = max(CARD_HEIGHT, min(cells, rows_needed * CARD_HEIGHT))
+        if not self.of:
+            if self.styles.has_rule("height"):
+                self.styles.height = None  # the stylesheet's: as tall as the note that there are no sessions
+        elif self.styles.height is None or self.styles.height.cells != height:
+            self.styles.height = height
+        changed = rows != self.rows or columns * rows != self._places
+        self.rows, self._places = rows, columns * rows
+        return changed
+
+    def set_columns(self) -> None:
+        """As many columns as cards of at least MIN_CARD_WIDTH fit, but no more than there are sessions; as many
+        rows as the height holds."""
+        if self.is_mounted and self._arrange():
             self._fill()
 
     # --- data ---------------------------------------------------------------------------------------------
 
-    def update_views(self, views: list[SessionView], marked: frozenset[str] = frozenset()) -> None:
-        """Show `views` in this order (`marked` ones with a tick): the cards in sight take the sessions of the
-        window, which follows the selection."""
+    def update_views(self, views: list[SessionView], marked: frozenset[str] = frozenset(),
+                     of: int | None = None) -> None:
+        """Show `views` in this order (`marked` ones with a tick), of `of` sessions in all (default: these): the
+        cards in sight take the sessions of the window, which follows the selection."""
         self.views, self.marked = views, marked
-        columns = max(1, min(self.size.width // MIN_CARD_WIDTH, len(views) or 1)) if self.size.width else \
-            self.columns
-        if columns != self.columns:
-            self.columns = columns
-            self.styles.grid_size_columns = columns
-        if self.is_mounted:
-            self.rows = self._rows_that_fit()
+        self.of = len(views) if of is None else max(of, len(views))
+        self._arrange()
         self._follow_selection()
         self._fill()
         for empty in self.query(".empty"):
