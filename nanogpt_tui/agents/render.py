@@ -37,6 +37,9 @@ _SECRET_PATTERNS = (
     (re.compile(r"(?i)\b([A-Z0-9_]*(?:API_KEY|_TOKEN|SECRET)|api-key|x-api-key)(\s*[=:]\s*)(['\"]?)[^\s'\"]{6,}\3"),
      r"\1\2\3***\3"),
 )
+# Every pattern above needs one of these in the text: one scan for them spares most lines the four (a flooded
+# log is rendered at thousands of lines a second, in a thread that shares the interpreter with the screen).
+_MAYBE_SECRET = re.compile(r"sk-|bearer|api_key|_token|secret|api-key", re.IGNORECASE)
 
 
 def env_secrets(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
@@ -80,6 +83,8 @@ def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` with every long piece of a known secret's value, and anything shaped like a key, masked."""
     for value in secrets:
         text = _mask_value(text, value)
+    if _MAYBE_SECRET.search(text) is None:
+        return text
     for pattern, repl in _SECRET_PATTERNS:
         text = pattern.sub(repl, text)
     return text
@@ -88,7 +93,8 @@ def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
 def sanitize(text: str) -> str:
     """Plain one-line text: escape sequences and control characters out, invisible and direction-changing
     characters shown as marks, newlines as ↵, tabs as spaces."""
-    text = _ESCAPES.sub("", text)
+    if "\x1b" in text or "\x9b" in text:  # every escape sequence starts with one of the two
+        text = _ESCAPES.sub("", text)
     text = text.replace("\r\n", "\n").replace("\t", " ")
     text = text.replace("\n", " ↵ ")
     return neutralize(_CONTROLS.sub("", text)).strip()

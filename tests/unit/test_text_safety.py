@@ -65,3 +65,14 @@ def test_text_read_line_by_line_keeps_its_lines_and_indentation_and_loses_its_es
     text = "run 1/4: ok\r\n    step:10\x1b[31m/10\x1b]0;title\x07\n\tx = 1\n\ninvoice\u202egpj\n"
     assert sanitize_lines(text) == ["run 1/4: ok", "    step:10/10", "    x = 1", "", "invoice<U+202E>gpj", ""]
     assert sanitize(text).count("↵") == 5  # one line, as a list row shows it
+
+
+def test_every_key_shape_is_masked_whatever_its_case():
+    """The one-scan look for key-like words before the key patterns run misses none of their shapes."""
+    secret = "Zq8" + "xW2vT9kLm4"
+    for text in (f"sk-ant-{secret}", f"sk-{secret}", f"Bearer {secret}", f"BEARER {secret}",
+                 f"authorization: bearer {secret}", f"OPENAI_API_KEY={secret}", f"openai_api_key: {secret}",
+                 f"HF_TOKEN='{secret}'", f"my_secret = {secret}", f"x-api-key: {secret}", f"Api-Key={secret}"):
+        masked = mask_secrets(f"before {text} after")
+        assert secret not in masked and "***" in masked, text
+    assert mask_secrets("step:1200/1600 val_loss:3.30") == "step:1200/1600 val_loss:3.30"
