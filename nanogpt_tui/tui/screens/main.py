@@ -172,7 +172,7 @@ class MainScreen(SessionActions, Screen):
     def set_query(self, query: FleetQuery) -> None:
         """Show the sessions `query` picks, on the cards and in the table; remembered for the next run."""
         self.query_state = query
-        self.update_views(self.app.views)
+        self.update_views(self.app.views, replot=False)  # the plot shows every session, whatever the query
         self._save_state()
 
     def _save_state(self) -> None:
@@ -197,7 +197,7 @@ class MainScreen(SessionActions, Screen):
             self.notify(f"Showing the {count} session(s) on host {self.host_filter} (h: next host).", timeout=1.5,
                         markup=False)
 
-    def update_views(self, views: list[SessionView]) -> None:
+    def update_views(self, views: list[SessionView], replot: bool = True) -> None:
         views = self.shown(views)
         self._shown = views
         self.marked &= {v.id for v in self.app.views}
@@ -218,7 +218,7 @@ class MainScreen(SessionActions, Screen):
         elif not views and self.query_one(LogPanel).path is not None:
             self.query_one(LogPanel).show(None, "")
         self.query_one(VerdictTable).update_rows([row for v in views for row in v.verdicts])
-        if self._replot_timer is None:
+        if replot and self._replot_timer is None:
             self.replot()
         self.update_title()
 
