@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nanogpt_tui import __version__
 from nanogpt_tui.records import Timeline
+from nanogpt_tui.reports.conventions import anchor_here_note
 from nanogpt_tui.reports.figure import FigureSpec, HumanLineSpec, Series
 from nanogpt_tui.reports.ledger import ClassifierCache, anchor_code
 from nanogpt_tui.reports.session import (
@@ -118,6 +119,10 @@ def scale_for(datas: Sequence[SessionData], timeline: Timeline | None) -> dict[s
         # A track timed by us (the smoke track): its times hold for the hardware they were measured on.
         basis = f"record times measured on {hardware} (records.tsv)"
         note = (note + " " if note else "") + f"% against record times measured on {hardware}."
+    here = anchor_here_note([v for d in datas if (d.session.anchor, d.session.target) == (anchor, target)
+                             for v in d.verdicts], timeline, anchor) if gap else ""
+    if here:
+        note = (note + " " if note else "") + here[0].upper() + here[1:] + "."
     return {"anchor": anchor, "target": target, "gap_s": gap, "human_lines": lines, "note": note, "basis": basis}
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from nanogpt_tui.errors import UserError
@@ -40,6 +41,29 @@ def gap_for(timeline: Timeline | None, anchor: str, target: str | None) -> float
         return timeline.gap(anchor, target)
     except UserError:
         return None
+
+
+def anchor_here_note(verdicts: Iterable[Verdict], timeline: Timeline | None, anchor: str) -> str:
+    """Where the sessions timed their anchor (their baselines) at least 20% away from the anchor's record time,
+    one clause saying so: their seconds faster are this machine's seconds, the human gap is the record's (the
+    smoke track's times come from one machine; a session on a slower one reads a larger % than it would there).
+    Empty without a baseline, without the anchor's record time, or within 20% of it."""
+    if timeline is None or anchor not in timeline:
+        return ""
+    record_s = finite_number(timeline.get(anchor).record_time_s)
+    times = sorted(t for t in (finite_number(v.mean_train_time_ms) for v in verdicts if v.kind == "baseline")
+                   if t and t > 0)
+    if not record_s or record_s <= 0 or not times:
+        return ""
+    here_s = times[len(times) // 2] / 1000 if len(times) % 2 else (times[len(times) // 2 - 1]
+                                                                      + times[len(times) // 2]) / 2000
+    ratio = here_s / record_s
+    if 1 / 1.2 <= ratio <= 1.2:
+        return ""
+    runs = "its baseline" if len(times) == 1 else f"median of {len(times)} baselines"
+    return (f"here the anchor took {here_s:.2f} s ({runs}), its record {record_s:.2f} s "
+            f"({ratio:.1f}x {'slower' if ratio > 1 else 'faster'}): seconds faster are this machine's, "
+            "the gap the record's")
 
 
 def gpu_hours_at(session: Session, moment: str | dt.datetime | None) -> float | None:

@@ -47,9 +47,13 @@ def test_the_demo_sessions_reach_validated_verdicts_with_percent_of_human_progre
     session, verdict, elapsed = first
     print(f"first validated verdict after {elapsed:.0f} s: {session.id} {verdict.submission}")
     # Scored against the smoke track, whose later records are the plot's labelled lines.
-    percent = verdict.speedup["percent_of_human_progress"]
-    assert percent is not None and 0 < percent < 100, verdict.speedup
+    # The % is this machine's seconds faster over the track's gap (timed on the manifest's hardware), so a slower
+    # machine can read over 100%; what must hold is that it is that ratio and that the submission was faster.
     timeline = load_timeline(baselines)
+    percent = verdict.speedup["percent_of_human_progress"]
+    gap = timeline.gap(session.anchor, session.target)
+    assert percent is not None and percent > 0, verdict.speedup
+    assert percent == pytest.approx(100 * verdict.speedup["seconds_faster"] / gap), verdict.speedup
     lines = human_lines(timeline, session.anchor, session.target)
     assert [line.name for line in lines] == [r.name for r in timeline.between(session.anchor, session.target)]
     assert len(lines) >= 3

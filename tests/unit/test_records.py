@@ -195,6 +195,31 @@ def test_tracks_keep_their_own_gaps_lines_and_predecessors(tmp_path):
 
 
 
+def test_a_machine_that_times_the_anchor_far_from_its_record_says_so(tmp_path):
+    # The toy track's anchor's record is 10.0 s; the sessions' baselines say how long it took here. Seconds faster
+    # measured here over the record's gap read large on a slower machine, so the plot's and report's note says so.
+    from nanogpt_tui.reports.conventions import anchor_here_note
+    from nanogpt_tui.validator.verdict import Verdict
+
+    timeline = load_timeline(_tracked_manifest(tmp_path))
+
+    def verdict(kind: str, mean_ms) -> Verdict:
+        return Verdict(submission="anchor" if kind == "baseline" else "submission_1", submission_dir="x",
+                       verdict_id="v", kind=kind, session_id="s", anchor="toy", target="toy-2", started_at="t",
+                       stats={"mean_train_time_ms": mean_ms})
+
+    slow = [verdict("baseline", 21_000.0), verdict("baseline", 23_000.0), verdict("submission", 5_000.0)]
+    assert anchor_here_note(slow, timeline, "toy") == (
+        "here the anchor took 22.00 s (median of 2 baselines), its record 10.00 s (2.2x slower): seconds faster "
+        "are this machine's, the gap the record's")
+    assert "(its baseline), its record 10.00 s (0.5x faster)" in anchor_here_note([verdict("baseline", 5_000.0)],
+                                                                                 timeline, "toy")
+    assert anchor_here_note([verdict("baseline", 11_500.0)], timeline, "toy") == ""  # within 20%: nothing to say
+    assert anchor_here_note([verdict("submission", 30_000.0)], timeline, "toy") == ""  # no baseline, no claim
+    assert anchor_here_note([verdict("baseline", float("nan")), verdict("baseline", -1.0)], timeline, "toy") == ""
+    assert anchor_here_note(slow, timeline, "not-a-record") == "" and anchor_here_note(slow, None, "toy") == ""
+
+
 def test_anchor_choices_offer_every_record_with_code(timeline, tmp_path):
     from nanogpt_tui.records import anchor_choices
 

@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from nanogpt_tui.records import Timeline
-from nanogpt_tui.reports.conventions import gap_for
+from nanogpt_tui.reports.conventions import anchor_here_note, gap_for
 from nanogpt_tui.scoring import HumanLine, human_lines
 from nanogpt_tui.tui.data.formatting import record_short, short_label
 from nanogpt_tui.tui.data.views import SessionView
@@ -38,7 +38,7 @@ class PlotData:
         """Equal keys draw the same figure at `resolution` steps across the x axis (lines that grew by less
         than a step since the last drawing need no new one)."""
         step = (self.x_limit or 1.0) / resolution
-        return (self.title, self.x_limit, tuple((s.label, tuple(s.ys), int(s.xs[-1] / step) if s.xs else 0)
+        return (self.title, self.note, self.x_limit, tuple((s.label, tuple(s.ys), int(s.xs[-1] / step) if s.xs else 0)
                                                for s in self.series))
 
 
@@ -65,7 +65,14 @@ def plot_data(views: list[SessionView], anchor: str, target: str | None, timelin
     else:
         title = f"seconds faster than {anchor} · no human timeline for this anchor"
     return PlotData(title=title, anchor=anchor, target=target, gap_s=gap, series=series, human=human,
-                    x_max=x_max, x_limit=max(budget, x_max), note=times_note(timeline, anchor) if gap else "")
+                    x_max=x_max, x_limit=max(budget, x_max), note=plot_note(group, timeline, anchor) if gap else "")
+
+
+def plot_note(group: list[SessionView], timeline: Timeline | None, anchor: str) -> str:
+    """Where the human times come from, and how far this machine's anchor is from them (both when they say so)."""
+    baselines = [row.verdict for view in group for row in view.verdicts]
+    parts = [times_note(timeline, anchor), anchor_here_note(baselines, timeline, anchor)]
+    return "; ".join(p for p in parts if p)
 
 
 def times_note(timeline: Timeline | None, anchor: str) -> str:
