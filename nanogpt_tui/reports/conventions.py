@@ -45,8 +45,8 @@ def gap_for(timeline: Timeline | None, anchor: str, target: str | None) -> float
 
 def anchor_here_note(verdicts: Iterable[Verdict], timeline: Timeline | None, anchor: str) -> str:
     """Where the sessions timed their anchor (their baselines) at least 20% away from the anchor's record time,
-    one clause saying so: their seconds faster are this machine's seconds, the human gap is the record's (the
-    smoke track's times come from one machine; a session on a slower one reads a larger % than it would there).
+    one clause saying so: their seconds faster are this machine's seconds, the human gap is the record's, so the %
+    reads high on a slower machine and low on a faster one (the smoke track's times come from one machine).
     Empty without a baseline, without the anchor's record time, or within 20% of it."""
     if timeline is None or anchor not in timeline:
         return ""
@@ -61,9 +61,8 @@ def anchor_here_note(verdicts: Iterable[Verdict], timeline: Timeline | None, anc
     if 1 / 1.2 <= ratio <= 1.2:
         return ""
     runs = "its baseline" if len(times) == 1 else f"median of {len(times)} baselines"
-    return (f"here the anchor took {here_s:.2f} s ({runs}), its record {record_s:.2f} s "
-            f"({ratio:.1f}x {'slower' if ratio > 1 else 'faster'}): seconds faster are this machine's, "
-            "the gap the record's")
+    return (f"here the anchor took {here_s:.2f} s ({runs}), its record {record_s:.2f} s: "
+            f"{ratio:.1f}x, so % reads {'high' if ratio > 1 else 'low'}")
 
 
 def gpu_hours_at(session: Session, moment: str | dt.datetime | None) -> float | None:

@@ -210,9 +210,8 @@ def test_a_machine_that_times_the_anchor_far_from_its_record_says_so(tmp_path):
 
     slow = [verdict("baseline", 21_000.0), verdict("baseline", 23_000.0), verdict("submission", 5_000.0)]
     assert anchor_here_note(slow, timeline, "toy") == (
-        "here the anchor took 22.00 s (median of 2 baselines), its record 10.00 s (2.2x slower): seconds faster "
-        "are this machine's, the gap the record's")
-    assert "(its baseline), its record 10.00 s (0.5x faster)" in anchor_here_note([verdict("baseline", 5_000.0)],
+        "here the anchor took 22.00 s (median of 2 baselines), its record 10.00 s: 2.2x, so % reads high")
+    assert "(its baseline), its record 10.00 s: 0.5x, so % reads low" in anchor_here_note([verdict("baseline", 5_000.0)],
                                                                                  timeline, "toy")
     assert anchor_here_note([verdict("baseline", 11_500.0)], timeline, "toy") == ""  # within 20%: nothing to say
     assert anchor_here_note([verdict("submission", 30_000.0)], timeline, "toy") == ""  # no baseline, no claim

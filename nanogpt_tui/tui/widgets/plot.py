@@ -171,7 +171,7 @@ class PlotLegend(Static):
     each session's marker and colour, its label, and which series it coincides with."""
 
     DEFAULT_CSS = """
-    PlotLegend { height: auto; max-height: 4; padding: 0 1; }
+    PlotLegend { height: auto; max-height: 5; padding: 0 1; }
     """
 
     def show(self, data: PlotData | None, by_date: bool = False) -> None:
@@ -183,8 +183,6 @@ class PlotLegend(Static):
             note = None if by_date else fit.note(short, unit)
             if note:
                 text.append(note + "\n", style="bright_black")
-            if data.note:
-                text.append(data.note + "\n", style="bright_black")
             hides = overlapping([(s.xs, s.ys) for s in data.series])
             for i, series in enumerate(data.series):
                 color, marker = series_style(i)
@@ -200,6 +198,10 @@ class PlotLegend(Static):
                 text.append("  ")
                 text.append("⣿⣿", style="bold bright_black")
                 text.append(" human records")
+            # Where the human times come from goes last: with many sessions the legend's last lines are cut, and a
+            # session missing from the legend is worse than that note cut short.
+            if data.note:
+                text.append("\n" + data.note, style="bright_black")
         self.update(text)
 
 
