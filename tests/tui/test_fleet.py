@@ -62,7 +62,7 @@ def test_the_table_shows_a_row_per_session_with_activity_gpu_and_cost(tui_env):
                 assert title in header
             assert len(rows) == 24
             assert "Bash $ torch" in rows[0] and "$" in rows[0] and "%" in rows[0]
-            assert "submission_3: run 4/10, step" in rows[2] and "last verdict" in header
+            assert "#3: run 4/10, step" in rows[2] and "last verdict" in header  # submission_3, as "#3" there
             assert "0% idle" in rows[3]  # its GPUs sat at 0% for 20 minutes
             # down moves the selection, which the log follows
             await pilot.press("down")
@@ -72,11 +72,13 @@ def test_the_table_shows_a_row_per_session_with_activity_gpu_and_cost(tui_env):
             assert not table(app).display and isinstance(app.focused, SessionGrid)
             card = app.screen.query_one(SessionGrid).card(ids[0])
             lines = card.plain_lines
-            assert any(x.startswith("▸ ") and "tool Bash $ torchrun" in x for x in lines)
-            assert any(x.startswith("$") and "CLI says $0.50" in x for x in lines)
+            # A card four to a row is 34 cells wide: `ago` and the kind's word give way to the command itself, and
+            # the CLI's own cost figure to the tokens.
+            assert any(x.startswith("▸ 30s Bash $ torchrun") for x in lines)
+            assert any(x.startswith("$") and "200k in · 9.0k out" in x and "CLI says" not in x for x in lines)
             assert any(x.startswith("GPU ") and "mem 42%" in x and " kW" in x for x in lines)
             progress = app.screen.query_one(SessionGrid).card(ids[2]).plain_lines
-            assert any("validator submission_3: run 4/10, step 1200/1600" in x for x in progress)
+            assert any("submission_3: run 4/10, step 1200/1600" in x for x in progress)
             idle = app.screen.query_one(SessionGrid).card(ids[3]).plain_lines
             assert any("GPU ▁▁▁" in x and "idle 19m55s" in x for x in idle)  # the samples kept: 20 minutes
 
@@ -209,18 +211,18 @@ def test_the_validators_progress_is_the_live_activity_of_card_row_and_cli(tui_en
         app = create_app(load_config(), clock=fixed_clock, live=True, refresh_every_s=0.3)
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot)
-            await wait_for(pilot, lambda: "tool Bash $ torchrun" in card_activity(app), what="the agent's tool call")
+            await wait_for(pilot, lambda: "Bash $ torchrun" in card_activity(app), what="the agent's tool call")
             append_progress(vdir, "req-1", "received", "request req-1 received: submission submission_4",
                             submission="submission_4", request_kind="submission")
             append_progress(vdir, "req-1", "progress", step_progress(4, 10, 1200, 1600))
-            await wait_for(pilot, lambda: "validator submission_4: run 4/10, step 1200/1600" in card_activity(app),
+            await wait_for(pilot, lambda: "submission_4: run 4/10, step 1200/1600" in card_activity(app),
                            what="the validator's step on the card")
             await pilot.press("T")
-            await wait_for(pilot, lambda: any("submission_4: run 4/10, step" in row  # the rest is cut at 160 columns
+            await wait_for(pilot, lambda: any("#4: run 4/10, step" in row  # the rest is cut at 160 columns
                                               for row in table(app).plain_rows[1:]), what="the step in the row")
             append_progress(vdir, "req-1", "verdict", "verdict: VALIDATED (submission_4)", outcome="validated",
                             counts=True)
-            await wait_for(pilot, lambda: any("submission_4: validated" in row for row in table(app).plain_rows[1:]),
+            await wait_for(pilot, lambda: any("#4: validated" in row for row in table(app).plain_rows[1:]),
                            what="the verdict in the row")
 
     run(scenario())

@@ -70,9 +70,14 @@ def _verdict(v: SessionView, _now) -> str:
     return f"#{number} {last.verdict.outcome}"
 
 
+_SUBMISSION = re.compile(r"^submission_(\d+)\b")
+
+
 def _activity(v: SessionView, _now) -> str:
+    """The last activity's text (its kind is the cell's colour); a submission named `#3` as in the last-verdict
+    column, so that the validator's `run 4/10, step 1200/1600` has room in the table."""
     a: Activity | None = v.activity
-    return "-" if a is None else a.text  # its kind is the cell's colour
+    return "-" if a is None else _SUBMISSION.sub(r"#\1", a.text)
 
 
 def _gpu(v: SessionView, _now) -> str:
@@ -88,26 +93,29 @@ def _cost(v: SessionView, _now) -> str:
 COLUMNS: tuple[Column, ...] = (
     Column("id", "session", 14, lambda v, _: started_id(v.id), lambda v, _: (v.session.created_at, v.id), 0),
     Column("agent", "agent", 10, lambda v, _: v.session.agent, lambda v, _: v.session.agent, 1),
-    Column("strategy", "strategy", 10, lambda v, _: v.session.strategy, lambda v, _: v.session.strategy, 7),
+    Column("strategy", "strategy", 9, lambda v, _: v.session.strategy, lambda v, _: v.session.strategy, 8),
     Column("anchor", "anchor", 8, lambda v, _: record_short(v.session.anchor), lambda v, _: v.session.anchor, 12),
     Column("host", "host", 9, lambda v, _: v.session.host or "-", lambda v, _: v.session.host or "", 10),
     Column("status", "status", 13, lambda v, _: v.session.status, lambda v, _: M.STATUSES.index(v.session.status)
            if v.session.status in M.STATUSES else 99, 2),
-    Column("gpu_hours", "GPU-h used", 11, lambda v, now: f"{format_gpu_hours(_budget(v, now)['used'])}/"
-           f"{format_gpu_hours(_budget(v, now)['total'])}", lambda v, now: _budget(v, now)["fraction"], 6,
+    Column("gpu_hours", "GPU-h used", 10, lambda v, now: f"{format_gpu_hours(_budget(v, now)['used'])}/"
+           f"{format_gpu_hours(_budget(v, now)['total'])}", lambda v, now: _budget(v, now)["fraction"], 7,
            right=True),
-    Column("left", "left", 7, _left, lambda v, now: _budget(v, now)["seconds_left"], 8, right=True),
+    Column("left", "left", 7, _left, lambda v, now: _budget(v, now)["seconds_left"], 9, right=True),
     Column("best", "best  %human", 13, _best, lambda v, _: v.best_seconds_faster, 3, right=True),
-    Column("verdict", "last verdict", 13, _verdict, lambda v, _: v.last_verdict.time if v.last_verdict else None,
+    Column("verdict", "last verdict", 12, _verdict, lambda v, _: v.last_verdict.time if v.last_verdict else None,
            11),
-    Column("activity", "activity", 0, _activity, lambda v, _: v.activity.at if v.activity else None, 5),
-    Column("gpu", "GPU", 7, _gpu, lambda v, _: v.gpu.latest.util_pct if v.gpu and v.gpu.latest else None, 9,
+    Column("activity", "activity", 0, _activity, lambda v, _: v.activity.at if v.activity else None, 6),
+    # GPU utilisation before GPU-hours: an idle session (`0% idle`) is what a fleet's table must show at 100 columns.
+    Column("gpu", "GPU", 7, _gpu, lambda v, _: v.gpu.latest.util_pct if v.gpu and v.gpu.latest else None, 5,
            right=True),
     Column("cost", "cost", 9, _cost, lambda v, _: v.cost.total_usd if v.cost else None, 4, right=True),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 BY_KEY = {c.key: c for c in COLUMNS}
-ACTIVITY_MIN = 30  # the activity column takes the room the others leave, at least this much
+# The activity column takes the room the others leave, at least this much: with it, every column fits at 160 cells
+# and session, agent, status, best, GPU, cost and activity at 100.
+ACTIVITY_MIN = 24
 
 # Status filters, in the order the key cycles through them.
 STATUS_FILTERS: dict[str, tuple[str, ...] | None] = {

@@ -145,12 +145,13 @@ class ChangeShares:
     def _found(self) -> str:
         return f"{plural(self.experiments, 'experiment')}, {plural(self.submissions, 'submission')}"
 
-    def compact(self) -> str:
-        """`hp 62% · algo 30% · sys 8%` of the GPU-hours spent on changes; why not, when no change was classified."""
+    def compact(self, short: bool = False) -> str:
+        """`hp 62% · algo 30% · sys 8%` of the GPU-hours spent on changes; why not, when no change was classified
+        (`short`: in a few words, for a narrow card)."""
         if self.changes_gpu_hours <= 0:
             if not self.experiments and not self.submissions:
-                return "no experiments or submissions yet"
-            return f"no code change classified ({self._found()})"
+                return "no changes tried yet" if short else "no experiments or submissions yet"
+            return "no change classified" if short else f"no code change classified ({self._found()})"
         return " · ".join(f"{CHANGE_SHORT.get(k, k)} {format_share(share)}" for k, share in self.of_changes.items())
 
     def detail(self, used_gpu_hours: float) -> str:

@@ -174,8 +174,36 @@ class SessionCard(Widget):
 REAL_AGENTS = frozenset(a.name for a in AGENTS if a.real_agent)
 
 
+def longest_fitting(width: int, *variants: Text) -> Text:
+    """The first of `variants` (longest wording first) that fits `width` cells; else the last, which the card
+    then cuts with an ellipsis. A card says less rather than cutting a figure in half (`p=0.…`, `8 …`)."""
+    for variant in variants:
+        if variant.cell_len <= width:
+            return variant
+    return variants[-1]
+
+
+def gpu_ids_text(ids: list[int]) -> str:
+    """`0-7` for 0,1,...,7; `0,2,5-7` otherwise (runs of three or more as ranges)."""
+    out, run = [], [ids[0]] if ids else []
+    for i in ids[1:]:
+        if i == run[-1] + 1:
+            run.append(i)
+            continue
+        out.append(_run_text(run))
+        run = [i]
+    if run:
+        out.append(_run_text(run))
+    return ",".join(out)
+
+
+def _run_text(run: list[int]) -> str:
+    return f"{run[0]}-{run[-1]}" if len(run) >= 3 else ",".join(map(str, run))
+
+
 def card_lines(view: SessionView, now, width: int) -> list[Text]:
-    """The lines of a session's card at `now`, for a card `width` cells wide (longer lines end in an ellipsis)."""
+    """The lines of a session's card at `now`, for a card `width` cells wide: each says what fits, dropping its
+    least needed parts first (only free text, such as the last activity, ends in an ellipsis)."""
     s = view.session
     lines: list[Text] = []
 
@@ -191,16 +219,7 @@ def card_lines(view: SessionView, now, width: int) -> list[Text]:
         head = Text.assemble(status, " ", head)
     lines.append(head)
 
-    anchor = record_short(s.anchor) + (f" → {record_short(s.target)}" if s.target else "")
-    gpus = f"{s.gpus} GPU" + ("s" if s.gpus != 1 else "")
-    if s.gpu_ids:
-        gpus += " [" + ",".join(map(str, s.gpu_ids)) + "]"
-    where = Text.assemble((anchor, "bright_black"), f" · {place_text(s.backend, s.host, s.facts)} · {gpus}")
-    if not s.sandboxed and s.agent in REAL_AGENTS:
-        where.append(" · not sandboxed", style="bold yellow")
-    elif s.sandboxed and view.blocked:  # what the sandbox refused (the detail names the last ones)
-        where.append(f" · {view.blocked} blocked", style="bold red")
-    lines.append(where)
+    lines.append(where_text(view, width))
 
     b = view.budget_figures(now)
     pct = Text(f" {b['fraction'] * 100:3.0f}%")
@@ -210,25 +229,34 @@ def card_lines(view: SessionView, now, width: int) -> list[Text]:
         budget.append(f" · {time_left_text(b['seconds_left'])}")
     elif s.status in M.FINAL:
         budget.append(f" · {s.status_reason}", style="bright_black")
+    burning = budget.copy()
     if b["burn"]:
-        budget.append(f" · {b['burn']:g} GPU-h/h")
-    lines.append(budget)
+        burning.append(f" · {b['burn']:g} GPU-h/h")
+    lines.append(longest_fitting(width, burning, budget))
 
     best = view.best_seconds_faster
     if not view.complete:
         lines.append(Text("reading verdicts and usage…", style="bright_black"))
     elif best is None and view.validated:
         # Validated, but no anchor timing to measure a speedup against (`submit --baseline` gives one).
-        lines.append(Text(f"best: {view.validated} validated, speedup unmeasured (no anchor baseline)",
-                          style="yellow"))
+        lines.append(longest_fitting(
+            width, Text(f"best: {view.validated} validated, speedup unmeasured (no anchor baseline)", style="yellow"),
+            Text(f"best: {view.validated} validated, no anchor baseline", style="yellow")))
     elif best is None:
         lines.append(Text("best: no validated submission yet", style="bright_black"))
     else:
-        line = Text.assemble("best ", (f"{best:+.2f} s", "bold green"))
         pct_best = view.best_percent
-        line.append(f" · {pct_best:.1f}% of human progress" if pct_best is not None else " · % n/a (no timeline)",
-                    style=None if pct_best is not None else "bright_black")
-        lines.append(line)
+        wordings = ("% of human progress", "% human progress", "% human") if pct_best is not None else \
+            (" · % n/a (no timeline)", " · % n/a")
+        variants = []
+        for wording in wordings:
+            line = Text.assemble("best ", (f"{best:+.2f} s", "bold green"))
+            if pct_best is not None:
+                line.append(f" · {pct_best:.1f}{wording}")
+            else:
+                line.append(wording, style="bright_black")
+            variants.append(line)
+        lines.append(longest_fitting(width, *variants))
 
     last = view.last_verdict
     if not view.complete:
@@ -236,53 +264,97 @@ def card_lines(view: SessionView, now, width: int) -> list[Text]:
     elif last is None:
         lines.append(Text("last verdict: none", style="bright_black"))
     else:
-        v = last.verdict
-        line = Text(f"last {v.submission}: ")
-        line.append(v.outcome, style=OUTCOME_STYLES.get(v.outcome, ""))
-        if last.p_value is not None:
-            line.append(f" p={last.p_value:.2g}")
-        line.append(f" · judge {judge_label(v)}", style="bright_black")
-        lines.append(line)
+        lines.append(last_verdict_text(last, width))
 
     if not view.complete:
         lines.append(Text(""))
     elif view.changes is None:
         lines.append(Text("GPU-h by kind of change: classifying…", style="bright_black"))
     else:
-        classified = view.changes.changes_gpu_hours > 0
-        lines.append(Text.assemble(("GPU-h ", "bright_black"), (view.changes.compact(), "" if classified
-                                                                else "bright_black")))
+        style = "" if view.changes.changes_gpu_hours > 0 else "bright_black"
+        lines.append(longest_fitting(width, Text.assemble(("GPU-h ", "bright_black"), (view.changes.compact(), style)),
+                                     Text.assemble(("GPU-h ", "bright_black"), (view.changes.compact(True), style))))
 
     if not view.complete:
         return lines
-    lines.append(activity_text(view, now))
-    cost = Text(view.cost.compact() if view.cost else "$-", style="bold" if view.cost and view.cost.total_usd
-                else "bright_black")
-    cost.append(f" · {view.usage.text()}", style="" if view.usage.total_tokens else "bright_black")
-    if view.usage.cost_usd is not None:
-        cost.append(f" · CLI says ${view.usage.cost_usd:,.2f}{'' if view.usage.cost_complete else '+'}",
-                    style="bright_black")
-    lines.append(cost)
+    lines.append(activity_text(view, now, width))
+    lines.append(cost_text(view, width))
     lines.append(gpu_text(view, width))
     return lines
+
+
+def where_text(view: SessionView, width: int) -> Text:
+    """`FA3 → BigramHashEmbedding · docker gpu-box-1 · 8 GPUs [0-7]`; on a narrow card the target, the backend and
+    then the GPU ids give way, never the host (with a scheduler's job) or what the sandbox says."""
+    s = view.session
+    gpus = f"{s.gpus} GPU" + ("s" if s.gpus != 1 else "")
+    ids = f" [{gpu_ids_text(list(s.gpu_ids))}]" if s.gpu_ids else ""
+    warning = None
+    if not s.sandboxed and s.agent in REAL_AGENTS:
+        warning = Text(" · not sandboxed", style="bold yellow")
+    elif s.sandboxed and view.blocked:  # what the sandbox refused (the detail names the last ones)
+        warning = Text(f" · {view.blocked} blocked", style="bold red")
+
+    def line(anchor: str, where: str, gpus_part: str) -> Text:
+        text = Text.assemble((anchor, "bright_black"), f" · {where}")
+        if gpus_part:
+            text.append(f" · {gpus_part}")
+        if warning is not None:
+            text.append_text(warning)
+        return text
+
+    anchor = record_short(s.anchor)
+    pair = anchor + (f" → {record_short(s.target)}" if s.target else "")
+    full, bare = place_text(s.backend, s.host, s.facts), place_text(None, s.host, s.facts)
+    return longest_fitting(width, line(pair, full, gpus + ids), line(anchor, full, gpus + ids),
+                           line(anchor, bare, gpus + ids), line(anchor, bare, gpus), line(anchor, bare, ""))
+
+
+def last_verdict_text(last, width: int) -> Text:
+    """`last submission_3: validated p=0.0006 · judge cleared`, shortened to `last #3: validated p=0.0006`."""
+    v = last.verdict
+    number = v.submission.rsplit("_", 1)[-1]
+    short = f"#{number}" if v.submission.startswith("submission_") and number.isdigit() else v.submission
+
+    def line(name: str, judge: bool) -> Text:
+        text = Text(f"last {name}: ")
+        text.append(v.outcome, style=OUTCOME_STYLES.get(v.outcome, ""))
+        if last.p_value is not None:
+            text.append(f" p={last.p_value:.2g}")
+        if judge:
+            text.append(f" · judge {judge_label(v)}", style="bright_black")
+        return text
+
+    return longest_fitting(width, line(v.submission, True), line(short, True), line(v.submission, False),
+                           line(short, False))
 
 
 ACTIVITY_STYLES = {"tool": "cyan", "message": "", "thinking": "bright_black", "submit": "magenta",
                    "validator": "magenta", "verdict": "green", "error": "red"}
 
 
-def activity_text(view: SessionView, now) -> Text:
-    """`▸ 2m ago tool Bash $ nvidia-smi`: what the session did last, and how long ago."""
+def activity_text(view: SessionView, now, width: int = 1000) -> Text:
+    """`▸ 2m ago tool Bash $ nvidia-smi`: what the session did last, and how long ago. When that is cut on a narrow
+    card, `ago` and then the kind's word (its colour stays) give way to the text itself."""
     a = view.activity
     if a is None:
         return Text("no activity yet", style="bright_black")
     ago = activity_age(a.at, now)
-    line = Text("▸ ", style="bright_black")
-    if ago:
-        line.append(f"{ago} ", style="bright_black")
-    line.append(a.kind, style=ACTIVITY_STYLES.get(a.kind, ""))
-    line.append(f" {a.text}")
-    return line
+
+    def line(age: str, kind: bool) -> Text:
+        text = Text("▸ ", style="bright_black")
+        if age:
+            text.append(f"{age} ", style="bright_black")
+        style = ACTIVITY_STYLES.get(a.kind, "")
+        if kind:
+            text.append(a.kind, style=style)
+            text.append(f" {a.text}")
+        else:
+            text.append(a.text, style=style)
+        return text
+
+    short_age = ago.removesuffix(" ago")
+    return longest_fitting(width, line(ago, True), line(short_age, True), line(short_age, False))
 
 
 def activity_age(at: str | None, now) -> str:
@@ -293,18 +365,37 @@ def activity_age(at: str | None, now) -> str:
     return f"{format_duration(max(0.0, (now - moment).total_seconds()))} ago"
 
 
+def cost_text(view: SessionView, width: int) -> Text:
+    """`$12.40 · 1.2M in · 40k out · CLI says $11.90`; the CLI's own figure, then the tokens give way."""
+    cost = Text(view.cost.compact() if view.cost else "$-", style="bold" if view.cost and view.cost.total_usd
+                else "bright_black")
+    tokens = cost.copy()
+    tokens.append(f" · {view.usage.text()}", style="" if view.usage.total_tokens else "bright_black")
+    full = tokens.copy()
+    if view.usage.cost_usd is not None:
+        full.append(f" · CLI says ${view.usage.cost_usd:,.2f}{'' if view.usage.cost_complete else '+'}",
+                    style="bright_black")
+    return longest_fitting(width, full, tokens, cost)
+
+
 def gpu_text(view: SessionView, width: int) -> Text:
-    """`GPU ▂▅▇█ 97% · 61.2/80.0 GiB · 642 W`, the sparkline as wide as the card leaves room for; or why not."""
+    """`GPU ▂▅▇█ 97% · mem 42% · 642 W`, the sparkline as wide as the card leaves room for; GPUs idle
+    for a minute or more say so first (`GPU ▁▁▁▁ 0% idle 19m55s · mem 0%`), so a narrow card never cuts the alert."""
     g = view.gpu
     if g is None:
-        return Text("GPU: no samples" + ("" if view.session.status != M.RUNNING else " (no sampler on its host)"),
-                    style="bright_black")
-    figures = g.compact()
-    spark_width = max(4, width - len(figures) - 6)
-    line = Text("GPU ", style="bright_black")
-    line.append(sparkline(list(g.util_history), spark_width), style="green" if not g.idle_s else "yellow")
-    line.append(f" {figures}")
-    if g.idle_s >= 60:
-        line.append(f" · idle {format_duration(g.idle_s)}", style="yellow")
-    return line
+        return longest_fitting(width, Text("GPU: no samples" + ("" if view.session.status != M.RUNNING
+                                                                else " (no sampler on its host)"),
+                                           style="bright_black"), Text("GPU: no samples", style="bright_black"))
+    parts = g.compact().split(" · ")
+    idle = Text(f" idle {format_duration(g.idle_s)}", style="yellow") if g.idle_s >= 60 else Text("")
+    variants = []
+    for keep in range(len(parts), 0, -1):
+        figures = Text(parts[0]) + idle + Text("".join(f" · {p}" for p in parts[1:keep]))
+        spark_width = max(4, width - figures.cell_len - 5)
+        line = Text("GPU ", style="bright_black")
+        line.append(sparkline(list(g.util_history), spark_width), style="green" if not g.idle_s else "yellow")
+        line.append(" ")
+        line.append_text(figures)
+        variants.append(line)
+    return longest_fitting(width, *variants)
 

@@ -174,7 +174,12 @@ class PlotLegend(Static):
     PlotLegend { height: auto; max-height: 5; padding: 0 1; }
     """
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._shown: tuple[PlotData | None, bool] = (None, False)
+
     def show(self, data: PlotData | None, by_date: bool = False) -> None:
+        self._shown = (data, by_date)
         text = Text(no_wrap=False, overflow="fold")
         if data is not None:
             gap = data.gap_s
@@ -184,25 +189,45 @@ class PlotLegend(Static):
             if note:
                 text.append(note + "\n", style="bright_black")
             hides = overlapping([(s.xs, s.ys) for s in data.series])
+            entries = []
             for i, series in enumerate(data.series):
                 color, marker = series_style(i)
-                if i:
-                    text.append("  ")
-                text.append(MARKER_GLYPHS.get(marker, marker) * 2, style=f"bold {RICH_COLORS.get(color, color)}")
-                text.append(f" {series.label}")
+                entry = Text(MARKER_GLYPHS.get(marker, marker) * 2, style=f"bold {RICH_COLORS.get(color, color)}")
+                entry.append(f" {series.label}")
                 if by_date and gap and series.ys:
-                    text.append(f" best {max(series.ys) * 100 / gap:.1f}%", style="dim")
+                    entry.append(f" best {max(series.ys) * 100 / gap:.1f}%", style="dim")
                 if i in hides:
-                    text.append(f" (= {data.series[hides[i]].label})", style="dim")
+                    entry.append(f" (= {data.series[hides[i]].label})", style="dim")
+                entries.append(entry)
             if by_date and data.human:
-                text.append("  ")
-                text.append("⣿⣿", style="bold bright_black")
-                text.append(" human records")
+                entries.append(Text.assemble(("⣿⣿", "bold bright_black"), " human records"))
+            text.append_text(packed(entries, self.size.width))
             # Where the human times come from goes last: with many sessions the legend's last lines are cut, and a
             # session missing from the legend is worse than that note cut short.
             if data.note:
                 text.append("\n" + data.note, style="bright_black")
         self.update(text)
+
+    def on_resize(self) -> None:
+        if self._shown[0] is not None:
+            self.show(*self._shown)
+
+
+def packed(entries: list[Text], width: int) -> Text:
+    """Legend entries two spaces apart, a new line started before an entry that would not fit whole: a marker
+    stays on the line of its label (wrapped as one text, `xx` ended one line and `claude/default` began the next)."""
+    out = Text()
+    used = 0
+    for entry in entries:
+        if used and width > 0 and used + 2 + entry.cell_len > width:
+            out.append("\n")
+            used = 0
+        elif used:
+            out.append("  ")
+            used += 2
+        out.append_text(entry)
+        used += entry.cell_len
+    return out
 
 
 class PlotPane(Vertical):
