@@ -356,7 +356,8 @@ class ControlRoom(App[None]):
             if not live:
                 self.notify("None of the marked sessions is live; nothing to kill.", severity="warning")
                 return
-            self.push_screen(ConfirmKill([(v.id, v.session.status) for v in live]),
+            self.push_screen(ConfirmKill([(v.id, v.session.status) for v in live],
+                                         skipped=len(session_id) - len(live)),
                              lambda yes: [self.kill_session(v.id) for v in live] if yes else None)
             return
         view = self._need_session(session_id, "kill")
@@ -379,7 +380,7 @@ class ControlRoom(App[None]):
                             severity="warning")
                 return
             self.push_screen(ExtendDialog([v.id for v in live], sum(v.session.total_gpu_hours for v in live),
-                                          sum(v.session.gpus for v in live)),
+                                          sum(v.session.gpus for v in live), skipped=len(session_id) - len(live)),
                              lambda hours: [self.extend_session(v.id, hours) for v in live] if hours else None)
             return
         view = self._need_session(session_id, "extend")

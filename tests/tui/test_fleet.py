@@ -4,6 +4,7 @@ between runs, marks for kill and extend, CSV export, live activity, GPU telemetr
 from __future__ import annotations
 
 import csv
+import re
 
 from textual import events
 from textual.widgets import Input
@@ -256,7 +257,7 @@ def test_the_cards_in_sight_are_a_window_that_follows_the_selection(tui_env):
             assert card_ids(app) == ids and [c.session_id for c in grid.cards] == ids[4:12]
             assert list(grid.query_children(SessionCard)) == pool  # the same cards, other sessions
             assert "cards 5-12/24" in title(app)
-            assert any("tool Bash $ torchrun" in x for x in grid.card(ids[8]).plain_lines)  # its own lines
+            assert any("Bash $ torchrun" in x for x in grid.card(ids[8]).plain_lines)  # its own lines
             await pilot.press("pagedown")
             assert app.screen.selected == ids[16] and "cards 13-20/24" in title(app)
             grid.post_message(events.MouseScrollUp(grid, 5, 5, 0, -1, 0, False, False, False))
@@ -274,3 +275,192 @@ def test_the_cards_in_sight_are_a_window_that_follows_the_selection(tui_env):
             assert len(grid.cards) == 8
 
     run(scenario())
+
+
+# --- tried as a new user with 24 sessions, at 160x48 and at 100x30 ------------------------------------------------
+
+NEW_USER_SIZES = [(160, 48), (100, 30)]
+
+
+def screen_text(app) -> list[str]:
+    """The screen as the user sees it, one string per row (toasts and dialogs over it included)."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, color_system=None,
+                      record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text().splitlines()
+
+
+def card_rows(rows: list[str]) -> list[str]:
+    """The inside of every card row on screen (`│ text │`), one string per card per row."""
+    return [m.group(1) for row in rows for m in re.finditer(r"│ (.*?) │", row)]
+
+
+def new_user_app(env, size):
+    """A control room that opens as it does the first time (its own view-state file per size)."""
+    return create_app(load_config(), clock=fixed_clock, live=False,
+                      state_path=env.root.parent / f"view-{size[0]}x{size[1]}.json")
+
+
+async def new_user(pilot, size) -> None:
+    await loaded(pilot)
+    await wait_for(pilot, lambda: any("24 sessions" in row for row in screen_text(pilot.app)), what="the title")
+
+
+def test_a_new_user_sees_cards_whose_figures_are_never_cut(tui_env):
+    ids = build_fleet(tui_env.root, 24)
+
+    async def scenario(size):
+        app = new_user_app(tui_env, size)
+        async with app.run_test(size=size) as pilot:
+            await new_user(pilot, size)
+            # The idle session's card (the fourth) into view: on 100 columns two cards make a row.
+            await pilot.press(*(["right"] * 3 if size[0] >= 160 else ["down", "right"]))
+            await wait_for(pilot, lambda: app.screen.selected == ids[3], what="the idle session")
+            await pilot.pause(0.1)
+            rows = screen_text(app)
+            cards = card_rows(rows)
+            assert cards, rows
+            # A card says less rather than cutting a figure: only free text (the last activity) or a head line with
+            # a long agent name may end in an ellipsis.
+            cut = [c for c in cards if c.rstrip().endswith("…") and not c.startswith("▸") and "●" not in c]
+            assert not cut, cut
+            assert any("0% idle 19m55s" in c for c in cards), cards  # the idle-GPU alert, whole
+            assert any(re.match(r"best \+\d\.\d\d s · \d\.\d% (of )?human progress", c) for c in cards), cards
+            assert any(c.startswith("last #1: validated p=0.001") for c in cards)
+            assert any(c.startswith("▸ ") and "submission_3: run 4/10" in c for c in cards)
+            assert any(re.match(r"\$\d+\.\d\d · \d+k in · [\d.]+k out", c) for c in cards), cards
+            assert any("GPU-h hp 100%" in c for c in cards)
+            # The help key is in sight: in the footer at either size.
+            assert "? help" in rows[-1], rows[-1]
+
+    for size in NEW_USER_SIZES:
+        run(scenario(size))
+
+
+def test_a_new_user_sorts_filters_and_clears_the_table_at_both_sizes(tui_env):
+    build_fleet(tui_env.root, 24)
+
+    async def scenario(size):
+        app = new_user_app(tui_env, size)
+        async with app.run_test(size=size) as pilot:
+            await new_user(pilot, size)
+            await pilot.press("T")
+            await wait_for(pilot, lambda: table(app).views, what="the table")
+            await pilot.pause(0.1)
+            rows = screen_text(app)
+            header = rows[1]
+            wanted = ["session", "agent", "status", "best  %human", "activity", "GPU", "cost"]
+            if size[0] >= 160:
+                wanted += ["strategy", "anchor", "host", "GPU-h used", "left", "last verdict"]
+            assert all(title in header for title in wanted), header
+            assert any("0% idle" in row for row in rows[2:]), rows  # the GPU column and its idle alert
+            await pilot.press("s")
+            await wait_for(pilot, lambda: "agent▲" in screen_text(app)[1], what="the sort arrow")
+            await pilot.press("S")
+            await wait_for(pilot, lambda: "agent▼" in screen_text(app)[1], what="the reversed sort")
+            assert "by agent ↓" in screen_text(app)[0]
+            # A text filter and a status filter: the title says both, and how many are hidden.
+            await pilot.press("slash", *"codex", "enter", "a")
+            await wait_for(pilot, lambda: "live" in screen_text(app)[0], what="the status filter in the title")
+            title = screen_text(app)[0]
+            assert "(20 hidden)" in title and '"codex"' in title, title
+            # Two marked: the title counts them at both sizes.
+            await pilot.press("space", "down", "space")
+            await wait_for(pilot, lambda: "2 marked" in screen_text(app)[0], what="the marks in the title")
+            # esc, away from the filter box, clears every filter: all 24 again.
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: "24 sessions" in screen_text(app)[0], what="all the sessions")
+            assert "hidden" not in screen_text(app)[0] and app.screen.query_state.status == "all"
+            assert app.screen.query_state.text == ""
+
+    for size in NEW_USER_SIZES:
+        run(scenario(size))
+
+
+def test_killing_or_extending_many_marked_sessions_keeps_the_dialogs_buttons_in_sight(tui_env):
+    build_fleet(tui_env.root, 24)
+
+    async def scenario(size):
+        app = new_user_app(tui_env, size)
+        async with app.run_test(size=size) as pilot:
+            await new_user(pilot, size)
+            await pilot.press("T")
+            await wait_for(pilot, lambda: table(app).views, what="the table")
+            await pilot.press(*["space", "down"] * 24)
+            await wait_for(pilot, lambda: len(app.screen.marked) == 24, what="every session marked")
+            await pilot.press("k")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmKill), what="the kill dialog")
+            await pilot.pause(0.1)
+            text = "\n".join(screen_text(app))
+            assert "Kill 16 sessions?" in text and "and 12 more" in text, text
+            assert "8 marked sessions have ended" in text, text
+            assert "Kill (y)" in text and "Keep running (n)" in text, text
+            await pilot.press("n")
+            await pilot.press("e")
+            await wait_for(pilot, lambda: isinstance(app.screen, ExtendDialog), what="the extend dialog")
+            await pilot.pause(0.1)
+            text = "\n".join(screen_text(app))
+            assert "Extend 16 sessions" in text and "and 12 more" in text, text
+            assert "Extend" in text.split("How many")[-1] and "Cancel" in text, text
+            await pilot.press("escape")
+
+    for size in NEW_USER_SIZES:
+        run(scenario(size))
+
+
+def test_the_help_tells_a_new_user_every_fleet_key_at_both_sizes(tui_env):
+    build_fleet(tui_env.root, 24)
+
+    async def scenario(size):
+        app = new_user_app(tui_env, size)
+        async with app.run_test(size=size) as pilot:
+            await new_user(pilot, size)
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: "Keys" in "".join(screen_text(app)), what="the help")
+            text = "\n".join(screen_text(app))
+            for line in ("T      table / cards", "s / S  sort by the next column / reverse it",
+                         "/      filter: words match agent, strategy,", "a      status: all/live/running/ended/failed",
+                         "esc    clear the filters", "space  mark: k and e act on all marked",
+                         "c      export the table as CSV (reports/)", "l/p/v  log / plot / verdicts",
+                         "GPU    use (sparkline), memory, power;", "bell and toast",
+                         "q            quit: sessions keep running"):
+                assert line in text, (line, text)
+            await pilot.press("escape")
+
+    for size in NEW_USER_SIZES:
+        run(scenario(size))
+
+
+def test_on_a_narrow_screen_p_leaves_the_keys_with_the_sessions(tui_env):
+    ids = build_fleet(tui_env.root, 6)
+
+    async def scenario():
+        app = fleet_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            await loaded(pilot)
+            await pilot.press("l", "p")  # the log had focus; the plot takes its place and takes no keys
+            assert isinstance(app.focused, SessionGrid)
+            await pilot.press("right")
+            await wait_for(pilot, lambda: app.screen.selected == ids[1], what="the next session")
+
+    run(scenario())
+
+
+def test_the_csv_export_says_where_it_went_in_a_toast_at_both_sizes(tui_env):
+    build_fleet(tui_env.root, 24)
+
+    async def scenario(size):
+        app = new_user_app(tui_env, size)
+        async with app.run_test(size=size, notifications=True) as pilot:
+            await new_user(pilot, size)
+            await pilot.press("c")
+            await wait_for(pilot, lambda: "Table of 24 sessions written to" in "".join(screen_text(app)),
+                           what="the CSV toast")
+
+    for size in NEW_USER_SIZES:
+        run(scenario(size))

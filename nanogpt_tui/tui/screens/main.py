@@ -133,8 +133,8 @@ class MainScreen(SessionActions, Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(Text(""), id="title")
-        yield Input(placeholder="filter sessions: words match agent, strategy, status, host, anchor or id; "
-                                "agent:codex for one field · enter keeps · esc clears", id="session-filter")
+        yield Input(placeholder="filter: agent, strategy, status, host, anchor or id (agent:codex for one) · "
+                                "enter keeps · esc clears", id="session-filter")
         yield SessionGrid(id="grid")
         yield SessionTable(id="table")
         with Horizontal(id="middle"):
@@ -159,6 +159,8 @@ class MainScreen(SessionActions, Screen):
 
     def _layout_for(self, width: int) -> None:
         self.set_class(width < NARROW_WIDTH, "-narrow")
+        # Tighter keys in the footer on a narrow screen, so `? help` at its end stays in sight.
+        self.query_one(KeyFooter).compact = width < NARROW_WIDTH
         if self.is_mounted:
             self.query_one(SessionGrid).set_columns()  # the rows of cards that fit follow the grid's max-height
             self.update_title()
@@ -235,21 +237,31 @@ class MainScreen(SessionActions, Screen):
             self.query_one(SessionGrid).refresh_cards()
 
     def update_title(self) -> None:
+        """`nanogpt-tui control room · 24 sessions, 16 running · 2 marked · by cost ↓ · live · ? help · …`: what is
+        shown always; then the hints, most needed first, as many as fit."""
         views = self._shown
         running = sum(1 for v in views if v.session.status == "running")
-        hints = " · l/p/v log/plot/verdicts" if self.has_class("-narrow") else ""
         where = f" on host {self.host_filter}" if self.host_filter is not None else ""
         hidden = len(self.app.views) - len(views)
         query = replace(self.query_state, host=None).describe()
         marked = f" · {len(self.marked)} marked" if self.marked else ""
         first, last, of = self.query_one(SessionGrid).window()
-        if not self.table_mode and (first > 1 or last < of):  # more cards than are in sight
-            marked += f" · cards {first}-{last}/{of}"
-        title = Text.assemble(("nanogpt-tui", "bold"), " control room · ",
-                              f"{len(views)} session{'s' if len(views) != 1 else ''}{where}, {running} running",
-                              (f" ({hidden} hidden)" if hidden else "", "yellow"), f" · {query}{marked}",
-                              (f"{hints} · ? help · ctrl+p commands · q quit (sessions keep running)",
-                               "bright_black"))
+        window = f" · cards {first}-{last}/{of}" if not self.table_mode and (first > 1 or last < of) else ""
+        width = self.app.size.width - 2  # the title's padding
+        # On a narrow screen l/p/v come first: the only way to the plot and the verdicts (the footer ends in ? help).
+        hints = [" · l/p/v log/plot/verdicts"] if self.has_class("-narrow") else []
+        hints += [" · ? help", " · ctrl+p commands", " · q quit (sessions keep running)"]
+        state = Text.assemble(f"{len(views)} session{'s' if len(views) != 1 else ''}{where}, {running} running",
+                              (f" ({hidden} hidden)" if hidden else "", "yellow"), marked, f" · {query}{window}")
+        # A narrow screen shortens the app's name, then leaves it out, before what is shown or the help key.
+        for name in (" control room · ", " · ", None):
+            if name is None or len("nanogpt-tui") + len(name) + state.cell_len + len(hints[0]) <= width:
+                break
+        title = Text.assemble(("nanogpt-tui", "bold"), name, state) if name is not None else state
+        for hint in hints:
+            if title.cell_len + len(hint) > width:
+                break
+            title.append(hint, style="bright_black")
         title.no_wrap, title.overflow = True, "ellipsis"
         if title != self._title:
             self._title = title
@@ -389,11 +401,20 @@ class MainScreen(SessionActions, Screen):
         (self.query_one(SessionTable) if self.table_mode else self.query_one(SessionGrid)).focus()
 
     def key_escape(self) -> None:
+        """esc in the filter box clears the text; anywhere else on this screen, every filter (text, status,
+        host), so that a user lost in filters gets all the sessions back with one key."""
         box = self.query_one("#session-filter", Input)
         if self.focused is box:
             box.value = ""
             self.set_query(replace(self.query_state, text=""))
             self._close_filter()
+            return
+        query = self.query_state
+        if query.text or query.status != "all" or query.host is not None:
+            box.value = ""
+            self.set_query(replace(query, text="", status="all", host=None))
+            self._close_filter()
+            self.notify(f"Filters cleared: all {len(self.app.views)} sessions shown.", timeout=1.5)
 
     def action_mark(self) -> None:
         if self.selected is None:
@@ -432,3 +453,7 @@ class MainScreen(SessionActions, Screen):
             self.query_one(VerdictTable).focus()
         elif pane == "log":
             self.query_one(LogPanel).view.focus()
+        else:
+            # The plot takes no keys: the sessions do (on a narrow screen the log that had focus is hidden now, and
+            # the arrows that follow would reach nothing).
+            (self.query_one(SessionTable) if self.table_mode else self.query_one(SessionGrid)).focus()
