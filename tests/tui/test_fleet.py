@@ -464,3 +464,29 @@ def test_the_csv_export_says_where_it_went_in_a_toast_at_both_sizes(tui_env):
 
     for size in NEW_USER_SIZES:
         run(scenario(size))
+
+
+def test_the_new_session_form_keeps_its_buttons_and_the_detail_its_cost_and_gpus_at_100x30(tui_env):
+    ids = build_fleet(tui_env.root, 24)
+
+    async def scenario():
+        from nanogpt_tui.tui.screens.detail import DetailScreen
+        from nanogpt_tui.tui.screens.new_session import NewSessionScreen
+
+        app = new_user_app(tui_env, (100, 30))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await new_user(pilot, (100, 30))
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, NewSessionScreen), what="the form")
+            await pilot.pause(0.1)
+            text = "\n".join(screen_text(app))
+            assert "Launch (ctrl+s)" in text and "Cancel (esc)" in text, text
+            await pilot.press("escape")
+            await pilot.press("down", "right", "enter")  # the fourth session: its GPUs idle
+            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="the detail")
+            await pilot.pause(0.1)
+            assert app.screen.session_id == ids[3]
+            header = screen_text(app)[3]
+            assert "$4.90" in header and "GPU 0% idle 19m55s" in header, header
+
+    run(scenario())

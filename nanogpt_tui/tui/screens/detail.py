@@ -15,7 +15,7 @@ from textual.widgets.option_list import Option
 
 from nanogpt_tui.contract import layout as L
 from nanogpt_tui.tui.data.diffs import ANCHOR, classified_hunks, side_by_side_lines, unified_lines, versions
-from nanogpt_tui.tui.data.formatting import format_gpu_hours, place_text, time_left_text
+from nanogpt_tui.tui.data.formatting import format_duration, format_gpu_hours, place_text, time_left_text
 from nanogpt_tui.tui.data.logrender import LogLine
 from nanogpt_tui.tui.data.transcript import Transcript, read_transcript
 from nanogpt_tui.tui.data.views import SessionView
@@ -152,10 +152,19 @@ class DetailScreen(SessionActions, Screen):
         text.append(" · best " + ("-" if best is None else f"{best:+.2f} s"))
         if view.best_percent is not None:
             text.append(f" ({view.best_percent:.1f}% of human progress)")
-        text.append(f" · {view.usage.text()}")
-        text.append(f" · {view.cost.text() if view.cost else 'cost -'}\n")
-        text.append(view.sandbox_text() + "\n", style="bold yellow" if not s.sandboxed else
+        text.append("\n")
+        # The sandbox, then what the session costs and what its GPUs do, before the token counts: at 100 columns
+        # the end of a header line is cut, and the dollars and an idle-GPU alert must not be what goes.
+        text.append(view.sandbox_text(), style="bold yellow" if not s.sandboxed else
                     "bold red" if view.blocked else "bright_black")
+        text.append(f" · {view.cost.text() if view.cost else 'cost -'}")
+        if view.gpu is not None and view.gpu.latest is not None:
+            figures = view.gpu.compact().split(" · ", 1)
+            text.append(f" · GPU {figures[0]}")
+            if view.gpu.idle_s >= 60:
+                text.append(f" idle {format_duration(view.gpu.idle_s)}", style="yellow")
+            text.append("".join(f" · {rest}" for rest in figures[1:]))
+        text.append(f" · {view.usage.text()}\n")
         text.append("GPU-h by kind of change: ", style="bold")
         if view.changes is None:
             text.append("classifying the experiments and submissions…", style="bright_black")
