@@ -7,7 +7,8 @@ import re
 
 from nanogpt_tui.config import load_config
 from nanogpt_tui.tui.app import create_app
-from nanogpt_tui.tui.widgets.plot import PlotLegend, ProgressPlot
+from nanogpt_tui.tui.widgets.plot import PlotLegend
+from nanogpt_tui.tui.widgets.plot_figure import ProgressPlot
 from tests.tui.conftest import run, wait_for
 from tests.tui.sessions_data import FLEET_PERCENTS, fixed_clock
 from tests.tui.test_snapshots import loaded

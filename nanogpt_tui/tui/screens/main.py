@@ -20,7 +20,7 @@ from nanogpt_tui.tui.widgets.card import SessionCard
 from nanogpt_tui.tui.widgets.footer import KeyFooter
 from nanogpt_tui.tui.widgets.grid import SessionGrid
 from nanogpt_tui.tui.widgets.log_panel import LogPanel
-from nanogpt_tui.tui.widgets.plot import PlotLegend, PlotPane, ProgressPlot
+from nanogpt_tui.tui.widgets.plot import PlotLegend, PlotPane
 from nanogpt_tui.tui.widgets.table import SessionTable
 from nanogpt_tui.tui.widgets.verdict_table import VerdictTable
 
@@ -110,7 +110,8 @@ class MainScreen(SessionActions, Screen):
     ]
 
     def __init__(self) -> None:
-        super().__init__(id="main")
+        # The pane class from the start: set once mounted, it would restyle every widget of the first frame.
+        super().__init__(id="main", classes="-show-log")
         self.selected: str | None = None
         self.pane = "log"
         self._title: Text | None = None
@@ -144,7 +145,6 @@ class MainScreen(SessionActions, Screen):
         yield KeyFooter()
 
     def on_mount(self) -> None:
-        self.add_class("-show-log")
         self.query_one(SessionGrid).display = not self.table_mode
         self.query_one(SessionTable).display = self.table_mode
         self.set_class(bool(self.query_state.text), "-filtering")  # a filter in effect stays in sight
@@ -153,6 +153,23 @@ class MainScreen(SessionActions, Screen):
         self.update_views(self.app.views)
         if self.table_mode:
             self.query_one(SessionTable).focus()
+        self.screen_layout_refresh_signal.subscribe(self, self._after_layout)
+
+    def _after_layout(self, _screen) -> None:
+        """After each layout until the first look at the sessions is laid out (and so drawn: the frame is made in
+        the same pass): tell the app, which then starts the work that would compete with that frame."""
+        if not getattr(self.app, "looked", True):
+            return
+        if self.table_mode:
+            laid_out = bool(self.query_one(SessionTable).region.area)
+        else:
+            laid_out = any(card.region.area for card in self.query_one(SessionGrid).cards)
+        if self._shown and not laid_out:
+            return
+        self.screen_layout_refresh_signal.unsubscribe(self)
+        drawn = getattr(self.app, "sessions_drawn", None)
+        if drawn is not None:
+            drawn()
 
     def on_resize(self, event) -> None:
         self._layout_for(event.size.width)
@@ -220,7 +237,9 @@ class MainScreen(SessionActions, Screen):
         elif not views and self.query_one(LogPanel).path is not None:
             self.query_one(LogPanel).show(None, "")
         self.query_one(VerdictTable).update_rows([row for v in views for row in v.verdicts])
-        if replot and self._replot_timer is None:
+        if self._plot_key is None:  # nothing plotted yet: the first plot comes after the frame with the cards
+            self.call_after_refresh(self.replot)
+        elif replot and self._replot_timer is None:
             self.replot()
         self.update_title()
 
@@ -437,7 +456,9 @@ class MainScreen(SessionActions, Screen):
         self.app.open_detail(self.selected)
 
     def action_toggle_dates(self) -> None:
-        plot = self.query_one(ProgressPlot)
+        plot = self.query_one(PlotPane).figure
+        if plot is None:  # not drawn yet (the first frame is still coming)
+            return
         plot.by_date = not plot.by_date
         self.query_one(PlotLegend).show(plot.data, plot.by_date)
         if self.has_class("-narrow"):
