@@ -38,7 +38,9 @@ if TYPE_CHECKING:
     from nanogpt_tui.tui.screens.new_session import FormChoices
 
 PLOT_EVERY_TICKS = 5
-BACKGROUND_AFTER_S = 2.0  # the refresher and sampler start by then even if the first views are late
+# The full reading of the sessions, the refresher and the sampler start once the first look is drawn, or after
+# this long if it never is (a first frame can take seconds on a busy machine: they must not compete with it).
+BACKGROUND_AFTER_S = 10.0
 CRASH_DIR = ".crash"  # in the sessions folder (hidden: not a session); one trace file per control room that died
 
 
@@ -115,6 +117,8 @@ class ControlRoom(App[None]):
         self.alerts = AlertWatch(config.alerts)
         self.sampler = None  # a telemetry.sampler.GpuSampler while this control room samples GPUs
         self.loaded = False  # the first views have arrived (tests and benchmarks wait for it)
+        self.looked = False  # the monitor's first look (session.json alone) has arrived
+        self._drawn = False  # ... and is on screen (`sessions_drawn`)
         self._frozen = False
         self.crash: str | None = None  # one line when an internal error ended the app
         # Work that starts sessions once the first frame is up (the demo's launches), given a way to say things;
@@ -156,18 +160,29 @@ class ControlRoom(App[None]):
     def on_mount(self) -> None:
         for note in self.startup_notes:
             self._problem(note)
-        if self.startup is not None:
-            self.call_after_refresh(self.run_startup)
+        self.set_timer(BACKGROUND_AFTER_S, self.sessions_drawn)  # if no screen ever says so
         if self.live:
             # The cards first (the monitor's first look reads session.json alone); backends and GPUs once they are
             # on screen, or after a while if the first look never comes.
             self.monitor = SessionMonitor(self.make_dashboard(), self._views_from_thread, self._file_from_thread,
-                                          force_polling=self.config.paths.poll_files)
+                                          force_polling=self.config.paths.poll_files, wait_drawn_s=BACKGROUND_AFTER_S)
             self.monitor.start()
             self.set_interval(1.0, self._tick)
-            self.set_timer(BACKGROUND_AFTER_S, self.start_background)
         else:
             self.load_once()
+
+    def sessions_drawn(self) -> None:
+        """The first look at the sessions is on screen (the main screen says so after the frame that shows it):
+        now the monitor reads verdicts and usage, the start-up work (the demo's launches) begins, and the backends
+        and GPUs are asked. Once."""
+        if self._drawn or self._closing:
+            return
+        self._drawn = True
+        if self.monitor is not None:
+            self.monitor.drawn()
+        if self.startup is not None:
+            self.run_startup()
+        self.start_background()
 
     def start_background(self) -> None:
         """Start the backend refresher and the GPU sampler (once; after the first frame with the sessions)."""
@@ -271,8 +286,7 @@ class ControlRoom(App[None]):
             self._frozen = True
             gc.freeze()
         self._to_screens(lambda screen: screen.update_views(self.views))
-        if self.live and self.refresher is None:
-            self.call_after_refresh(self.start_background)  # the sessions are drawn: the backends may be asked
+        self.looked = True
         for problem in message.problems + [p for v in message.views for p in v.problems]:
             self._problem(problem)
         if self.loaded:

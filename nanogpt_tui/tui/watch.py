@@ -46,11 +46,14 @@ class SessionMonitor:
     watchfiles cannot watch (no inotify), it falls back to reloading every `fallback_poll_s`. With `force_polling`
     (paths.poll_files: a sessions folder on NFS or Lustre, where writes from other machines raise no inotify event)
     watchfiles polls the files every `poll_ms` instead, and the first batch of views says so.
+
+    With `wait_drawn_s`, the full reading after the first look waits (at most that long) for `drawn()`: the UI
+    says when the first look is on screen, so the reading does not compete with drawing it.
     """
 
     def __init__(self, dashboard: Dashboard, on_views: ViewsCallback, on_file: FileCallback | None = None, *,
                  debounce_ms: int = 150, fallback_poll_s: float = 1.0, force_polling: bool = False,
-                 poll_ms: int = 1000) -> None:
+                 poll_ms: int = 1000, wait_drawn_s: float = 0.0) -> None:
         self.dashboard = dashboard
         self.root = dashboard.root
         self.on_views = on_views
@@ -59,7 +62,9 @@ class SessionMonitor:
         self.fallback_poll_s = fallback_poll_s
         self.force_polling = force_polling
         self.poll_ms = poll_ms
+        self.wait_drawn_s = wait_drawn_s
         self._stop = threading.Event()
+        self._drawn = threading.Event()
         self._thread: threading.Thread | None = None
         self.mode = "starting"
 
@@ -69,8 +74,13 @@ class SessionMonitor:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
+        self._drawn.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def drawn(self) -> None:
+        """The first look is on screen: read the rest."""
+        self._drawn.set()
 
     def reload(self, ids: set[str] | None = None) -> None:
         views = self.dashboard.reload(ids)
@@ -121,6 +131,10 @@ class SessionMonitor:
         self.root.mkdir(parents=True, exist_ok=True)
         # A first look from session.json alone (cards, logs), then verdicts and usage, which take longer.
         self.on_views(self.dashboard.reload(quick=True), [self.polling_note()] if self.force_polling else [])
+        if self.wait_drawn_s:
+            self._drawn.wait(self.wait_drawn_s)
+        if self._stop.is_set():
+            return
         self.reload()
         try:
             import watchfiles
