@@ -74,15 +74,21 @@ def fleet(root: Path, n: int, pid: int) -> list[str]:
     return ids
 
 
-def warm_up(config: Path, root: Path, ids: list[str], size, timeout: float = 180.0) -> None:
-    """One unmeasured control room on the fleet, open until every session's validator service is up (the first
-    control room starts them, as for sessions whose validator is not running), so that no measured run shares
-    the machine with dozens of starting processes."""
+def serving(session_dir: Path) -> bool:
+    try:
+        return bool(json.loads((session_dir / "validator" / SERVICE_FILE).read_text()).get("serving"))
+    except (OSError, ValueError):
+        return False
+
+
+def warm_up(config: Path, root: Path, ids: list[str], size, timeout: float = 300.0) -> None:
+    """One unmeasured control room on the fleet, open until every session's validator serves (the first control
+    room starts them, a few at a time, as for sessions whose validator is not running), so that no measured run
+    shares the machine with starting processes."""
     _ms, term = first_frame(config, (), ids[-1].split("Z-", 1)[1], size)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not all((root / i / "validator" / SERVICE_FILE).is_file() for i in ids):
+    while time.monotonic() < deadline and not all(serving(root / i) for i in ids):
         time.sleep(0.5)
-    time.sleep(0.3 * len(ids))  # the last ones are past their imports
     term.close()
 
 

@@ -53,6 +53,9 @@ SUBMIT_MARGIN_S = 600.0
 ID_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # A pending session asks its backend for a place at most this often.
 PLACEMENT_RETRY_S = 5.0
+# Validators a host process found gone and restarts, at most this many still starting at once (each imports the
+# validator and its backend, over a second of CPU): re-attaching to 50 sessions must not start 50 at a stroke.
+VALIDATOR_STARTS_AT_ONCE = 2
 PLACEMENT_LOCK = ".placement.lock"
 STAGING_PREFIX = ".creating-"  # + pid + "-" + session id: a session folder being built (hidden from listings)
 # Keys the model gateway holds for sandboxed sessions (the agent's container gets a placeholder).
@@ -180,6 +183,7 @@ class SessionManager:
         self._followers: dict[str, object] = {}  # session id -> the thread copying its output into container.log
         self._next_placement: dict[str, float] = {}  # pending session id -> monotonic time to try again
         self._meters: dict = {}  # session id -> its token meter (read on incrementally)
+        self._starting_validators: list[Path] = []  # session folders whose validator was restarted here, starting
 
     # --- backends -------------------------------------------------------------------------------------------
 
@@ -562,13 +566,21 @@ class SessionManager:
         session.started_at = iso(at)
         session.deadline = iso(session.budget().deadline)
 
-    def ensure_validator(self, session: Session) -> None:
-        """Start the session's validator (the process answering its submit requests) unless it already runs."""
-        from nanogpt_tui.sessions.validation import service_alive, spawn_service
+    def ensure_validator(self, session: Session, *, bounded: bool = False) -> None:
+        """Start the session's validator (the process answering its submit requests) unless it already runs.
+        `bounded` (a refresh finding it gone): not while VALIDATOR_STARTS_AT_ONCE restarted here are still starting;
+        a later refresh starts it then."""
+        from nanogpt_tui.sessions.validation import service_alive, service_starting, spawn_service
 
         d = self.session_dir(session.id)
-        if not service_alive(d):
-            spawn_service(d, self.config.source)
+        if service_alive(d):
+            return
+        if bounded:
+            self._starting_validators = [s for s in self._starting_validators if service_starting(s)]
+            if len(self._starting_validators) >= VALIDATOR_STARTS_AT_ONCE:
+                return
+            self._starting_validators.append(d)
+        spawn_service(d, self.config.source)
 
     def hand_over(self, session: Session) -> None:
         """Give a started session what its backend could not carry (a Slurm job's API keys, which must not pass
@@ -620,7 +632,7 @@ class SessionManager:
             return session
         self.follow_logs(session)
         if state.status in (RUNNING, CREATED):
-            self.ensure_validator(session)
+            self.ensure_validator(session, bounded=True)
             try:
                 self.hand_over(session)
             except UserError as err:

@@ -47,14 +47,27 @@ class Refused(UserError):
     """The validator will not validate this request; the message is the one sentence `submit` prints."""
 
 
-def _recorded_service(session_dir: Path) -> tuple[int, int] | None:
-    """The serving process recorded in validator/service.json (pid, start ticks), if it still runs."""
+def _service_record(session_dir: Path) -> dict | None:
+    """validator/service.json, if its serving process still runs (else gone, or its pid is another process by now):
+    its pid, start ticks and, once the process serves (past its imports, holding the lock), `serving`."""
     try:
         info = json.loads((P.validator_dir(session_dir) / P.SERVICE_FILE).read_text())
         pid, ticks = int(info["pid"]), int(info["ticks"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return (pid, ticks) if start_ticks(pid) == ticks else None  # else gone, or the pid is another process by now
+    return info if start_ticks(pid) == ticks else None
+
+
+def _recorded_service(session_dir: Path) -> tuple[int, int] | None:
+    """The serving process recorded in validator/service.json (pid, start ticks), if it still runs."""
+    info = _service_record(session_dir)
+    return None if info is None else (int(info["pid"]), int(info["ticks"]))
+
+
+def service_starting(session_dir: Path) -> bool:
+    """Whether the session's serving process runs but does not serve yet (started, still loading)."""
+    info = _service_record(session_dir)
+    return info is not None and not info.get("serving")
 
 
 def service_alive(session_dir: Path) -> bool:
@@ -122,7 +135,7 @@ class ValidatorService:
                 self.say(f"another process already serves {self.session_id}'s validator")
                 return 1
             atomic_write_json(self.vdir / P.SERVICE_FILE, {"pid": os.getpid(), "ticks": start_ticks(os.getpid()),
-                                                           "started_at": P.utc_now()})
+                                                           "started_at": P.utc_now(), "serving": True})
             self._resume_left_paused()
             ended_since: float | None = None
             next_check = 0.0

@@ -138,6 +138,7 @@ def test_killing_a_session_mid_retiming_stops_its_validator_and_the_training_run
         else:
             pytest.fail("the validator never paused the agent for the retiming")
         service = json.loads((d / L.VALIDATOR / P.SERVICE_FILE).read_text())
+        assert service.get("serving") is True and not validation.service_starting(d)  # it serves (past its start)
         while time.monotonic() < deadline:  # the worker starts the training run
             tree = _tree_pids(int(service["pid"]))
             if any("train_gpt.py" in _cmdline(pid) for pid in tree):
