@@ -21,13 +21,16 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nanogpt_tui.config import Config
 from nanogpt_tui.contract.env import ENV_SCRIPTED_PLAN, ENV_SCRIPTED_RUNS
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.sessions import model as M
-from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
 from nanogpt_tui.sessions.model import Session
+
+if TYPE_CHECKING:  # loaded by start_demo: `nanogpt-tui demo` draws its control room before it needs the manager
+    from nanogpt_tui.sessions.manager import SessionManager
 
 DEMO_FOLDER = "demo"
 DEMO_ANCHOR = "smoke-2-mlp-only"
@@ -110,6 +113,8 @@ def start_demo(config: Config, *, say: Callable[[str], None] = print, fresh: boo
 
     With `fresh`, three new sessions start even when earlier ones are still running.
     """
+    from nanogpt_tui.sessions.manager import LaunchRequest, SessionManager
+
     cfg = demo_config(config)
     manager = SessionManager(cfg)
     running = live_demo_sessions(manager)
