@@ -12,6 +12,7 @@ from nanogpt_tui.tui.app import create_app
 from nanogpt_tui.tui.data.dashboard import Dashboard
 from nanogpt_tui.tui.watch import SessionMonitor
 from nanogpt_tui.tui.widgets.card import SessionCard
+from nanogpt_tui.tui.widgets.grid import SessionGrid
 from nanogpt_tui.tui.widgets.plot import PlotPane
 from tests.tui.conftest import REPO, run, wait_for
 from tests.tui.sessions_data import build_fleet, fixed_clock
@@ -54,7 +55,9 @@ def test_the_first_frame_shows_the_cards_before_the_rest_is_read_and_asked(tui_e
         def sessions_drawn() -> None:
             if not seen:
                 cards = list(app.screen.query(SessionCard))
-                seen.update(cards=len(cards), laid_out=sum(1 for c in cards if c.region.area),
+                first, last, of = app.screen.query_one(SessionGrid).window()
+                seen.update(cards=len(cards), in_sight=last - first + 1, of=of,
+                            laid_out=sum(1 for c in cards if c.region.area),
                             loaded=app.loaded, refresher=app.refresher is not None)
             drawn()
 
@@ -66,7 +69,7 @@ def test_the_first_frame_shows_the_cards_before_the_rest_is_read_and_asked(tui_e
             assert all(v.complete for v in app.views) and len(app.views) == 24
 
     run(scenario())
-    # When the screen said so, the first look's cards were laid out (drawn in that pass), and neither the full
-    # reading nor the backend refresher had begun.
-    assert seen["cards"] == 24 and seen["laid_out"] >= 4
+    # When the screen said so, the first look's cards (one for each place in sight, of the 24 sessions) were laid
+    # out (drawn in that pass), and neither the full reading nor the backend refresher had begun.
+    assert seen["of"] == 24 and seen["in_sight"] >= 4 and seen["laid_out"] == seen["in_sight"]
     assert seen["loaded"] is False and seen["refresher"] is False
