@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from rich.text import Text
+from textual.geometry import Size
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
 
@@ -13,7 +15,14 @@ from nanogpt_tui.tui.widgets.plot import DASH, drawing_order, fitted, series_sty
 
 
 class ProgressPlot(PlotextPlot):
-    """Draws through `self.plt` only (never plotext's global state); data arrives ready-made from `PlotData`."""
+    """Draws through `self.plt` only (never plotext's global state); data arrives ready-made from `PlotData`.
+
+    A figure is built (plotext's `build`, the costliest drawing on the main screen) only at the size it was
+    drawn for: in the frame where the pane changes size (a filter leaving fewer cards, a terminal resized) the last
+    picture stands, cropped or padded, and the resize's replot builds the new one right after. Textual renders a
+    resized widget before the widget hears of the resize, so each resize built the figure twice, the first time
+    inside the frame that answers the key.
+    """
 
     DEFAULT_CSS = """
     ProgressPlot { height: 1fr; min-height: 8; }
@@ -26,6 +35,21 @@ class ProgressPlot(PlotextPlot):
         super().__init__(id=id, classes=classes)
         self.data: PlotData | None = None
         self.timeline_points: list[tuple[dt.date, float, str]] = []
+        self._drawn_for: Size | None = None  # the size the figure was last drawn for (`replot`)
+        self._picture = Text("")  # the last figure built
+
+    def render(self):
+        if self.size != self._drawn_for:
+            self.call_after_refresh(self._catch_up)  # the resize's replot draws it; should none come, this does
+            stale = self._picture.copy()
+            stale.no_wrap, stale.overflow = True, "crop"
+            return stale
+        self._picture = super().render()
+        return self._picture
+
+    def _catch_up(self) -> None:
+        if self.is_mounted and self.size != self._drawn_for:
+            self.replot()
 
     def set_data(self, data: PlotData | None, timeline_points: list[tuple[dt.date, float, str]]) -> None:
         self.data = data
@@ -40,6 +64,7 @@ class ProgressPlot(PlotextPlot):
 
     def replot(self) -> None:
         plt = self.plt
+        self._drawn_for = self.size
         plt.clear_figure()
         plt.theme("clear")
         data = self.data
