@@ -490,3 +490,30 @@ def test_the_new_session_form_keeps_its_buttons_and_the_detail_its_cost_and_gpus
             assert "$4.90" in header and "GPU 0% idle 19m55s" in header, header
 
     run(scenario())
+
+
+def test_a_filter_typed_faster_than_the_cards_follow_applies_only_the_latest_word(tui_env):
+    build_fleet(tui_env.root, 12)
+
+    async def scenario():
+        app = fleet_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            screen = app.screen
+            applied = []
+            set_query = screen.set_query
+            screen.set_query = lambda query: (applied.append(query.text), set_query(query))
+            await pilot.press("slash")
+            box = screen.query_one("#session-filter", Input)
+            # Two changes before the screen hears of the first: when it does, the box already holds the second.
+            box.value = "cod"
+            box.value = "codex"
+            await wait_for(pilot, lambda: screen.query_state.text == "codex", what="the latest word")
+            await pilot.pause(0.1)
+            assert applied == ["codex"]
+            assert {app.view(i).session.agent for i in card_ids(app)} == {"codex"}
+            box.value = "code"  # one change at a time: each word is applied
+            await wait_for(pilot, lambda: screen.query_state.text == "code", what="the shorter word")
+            assert applied == ["codex", "code"]
+
+    run(scenario())

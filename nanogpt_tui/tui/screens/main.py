@@ -407,6 +407,10 @@ class MainScreen(SessionActions, Screen):
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "session-filter":
             event.stop()
+            # Characters typed faster than the cards follow: the box already holds a later word, whose own change
+            # is on its way; only the latest word is applied (each one sorts, filters and redraws the fleet).
+            if event.value != event.input.value:
+                return
             if event.value != self.query_state.text:
                 self.set_query(replace(self.query_state, text=event.value))
 
