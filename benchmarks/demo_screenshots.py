@@ -6,7 +6,10 @@ headless (the app factory the CLI uses) and saves two SVGs: the main screen (car
 plot with the smoke track's record lines) and the first validated session's transcript. Prints the seconds from the
 sessions' start to each session's first validated verdict, with the machine's load average.
 
-    python benchmarks/demo_screenshots.py [--out docs/screenshots] [--timeout-s 1200] [--keep]
+    python benchmarks/demo_screenshots.py [--out docs/screenshots] [--sessions-dir DIR] [--timeout-s 1200] [--keep]
+
+The sessions' folder defaults to /srv/nanogpt-tui/sessions, a neutral place: the scripted agent's commands name
+their session's folder, and the committed screenshots must not carry the paths of the machine that took them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nanogpt_tui.config import load_config  # noqa: E402
+from nanogpt_tui.cli.common import config_from  # noqa: E402
 from nanogpt_tui.demo import start_demo  # noqa: E402
 from nanogpt_tui.sessions.manager import SessionManager  # noqa: E402
 from nanogpt_tui.validator.protocol import trusted_verdicts  # noqa: E402
@@ -61,10 +64,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     parser.add_argument("--timeout-s", type=float, default=1200.0)
+    parser.add_argument("--sessions-dir", default="/srv/nanogpt-tui/sessions",
+                        help="where the demo's sessions go (their paths show in the screenshots)")
     parser.add_argument("--keep", action="store_true", help="leave the demo's sessions running afterwards")
     args = parser.parse_args()
 
-    config, sessions = start_demo(load_config(), say=print)
+    config, sessions = start_demo(config_from(argparse.Namespace(config=None, sessions_dir=args.sessions_dir)),
+                                  say=print)
     manager = SessionManager(config)
     started = time.monotonic()
     firsts: dict[str, float] = {}
