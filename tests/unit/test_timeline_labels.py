@@ -1,5 +1,6 @@
-"""The labelled set of human records (`human_baselines/timeline_labels.tsv`) is well formed and its held-aside
-records are the ones its stated rule draws."""
+"""The labelled sets of human records (`human_baselines/timeline_labels.tsv`, track 1, and
+`timeline_labels_medium.tsv`, the GPT-2 Medium track) are well formed and track 1's held-aside records are the ones
+its stated rule draws."""
 
 from __future__ import annotations
 
@@ -48,3 +49,87 @@ def test_held_aside_records_are_the_seeded_draw() -> None:
         drawn = set(random.Random(19).sample(names, k))
         assert {r["name"] for r in rows if r["batch"] == batch and r["held_aside"] == "yes"} == drawn, batch
     assert all(r["held_aside"] in ("yes", "no") for r in rows)
+
+
+# Batch 4: the GPT-2 Medium track (track 2), a fresh set labelled before the classifier was changed again and never
+# classified while labelling; held aside whole. Each row names the folder its code is diffed against.
+MEDIUM_LABELS = ROOT / "human_baselines" / "timeline_labels_medium.tsv"
+MEDIUM_COLUMNS = ["number", "name", "predecessor", "label", "shares", "batch", "held_aside", "code_from", "reason"]
+
+
+def _medium_rows() -> tuple[list[str], list[dict[str, str]]]:
+    with MEDIUM_LABELS.open(encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _medium_problems(rows: list[dict[str, str]], track_1: set[str]) -> list[str]:
+    """What is wrong with the medium rows: empty when every row follows the schema."""
+    problems: list[str] = []
+    names = [r.get("name", "") for r in rows]
+    if len(set(names)) != len(names):
+        problems.append("duplicate names")
+    for i, row in enumerate(rows, start=1):
+        name = row.get("name", "")
+        if None in row or any(v is None for v in row.values()):
+            problems.append(f"{name}: wrong number of fields")
+            continue
+        if row["number"] != f"M{i}":
+            problems.append(f"{name}: number {row['number']!r}, expected M{i}")
+        try:
+            shares = {k: float(v) for k, v in (part.split("=") for part in row["shares"].split())}
+        except ValueError:
+            problems.append(f"{name}: shares do not parse: {row['shares']!r}")
+            continue
+        if not shares or not set(shares) <= KINDS:
+            problems.append(f"{name}: unknown kinds in shares {sorted(shares)}")
+            continue
+        if abs(sum(shares.values()) - 1) > 0.01:
+            problems.append(f"{name}: shares sum to {sum(shares.values())}")
+        top = max(shares, key=shares.__getitem__)
+        # A kind holding at least 0.6 of the change, else mixed.
+        expected = top if shares[top] >= 0.6 else "mixed"
+        if row["label"] not in KINDS | {"mixed"} or row["label"] != expected:
+            problems.append(f"{name}: label {row['label']!r}, shares say {expected!r}")
+        if row["batch"] != "4" or row["held_aside"] != "yes":
+            problems.append(f"{name}: batch {row['batch']!r}, held_aside {row['held_aside']!r}")
+        predecessor = row["predecessor"]
+        if predecessor == name:
+            problems.append(f"{name}: its own predecessor")
+        elif predecessor not in names and not (predecessor in track_1 and predecessor in row["reason"]):
+            # A predecessor outside the medium rows must be a track-1 record the reason names.
+            problems.append(f"{name}: predecessor {predecessor!r} is neither a row nor a track-1 record in the reason")
+        if predecessor[:10] >= name[:10]:
+            problems.append(f"{name}: predecessor {predecessor!r} is not earlier")
+        if not row["code_from"].strip() or not row["reason"].strip():
+            problems.append(f"{name}: empty code_from or reason")
+    return problems
+
+
+def test_medium_labels_follow_the_schema() -> None:
+    columns, rows = _medium_rows()
+    assert columns == MEDIUM_COLUMNS
+    assert len(rows) == 16
+    timeline = load_timeline(ROOT / "human_baselines")
+    track_1 = {name for name in (r["predecessor"] for r in rows) if name in timeline}
+    assert _medium_problems(rows, track_1) == []
+
+
+def test_medium_schema_check_finds_bad_rows() -> None:
+    _, rows = _medium_rows()
+    timeline = load_timeline(ROOT / "human_baselines")
+    track_1 = {name for name in (r["predecessor"] for r in rows) if name in timeline}
+    breakages = {
+        "label": {"label": "systems"},
+        "kind": {"shares": "speed=1.0"},
+        "sum": {"shares": "algorithmic=0.7 hyperparameter=0.2"},
+        "batch": {"batch": "1"},
+        "held": {"held_aside": "no"},
+        "predecessor": {"predecessor": "2025-01-01_Nowhere"},
+    }
+    for what, change in breakages.items():
+        broken = [dict(r) for r in rows]
+        broken[3].update(change)
+        assert _medium_problems(broken, track_1), what
+    duplicated = [dict(r) for r in rows] + [dict(rows[0], number="M17")]
+    assert any("duplicate" in p for p in _medium_problems(duplicated, track_1))
