@@ -4,7 +4,7 @@ and by our own labels (human_baselines/timeline_labels.tsv, which cover every re
 BigramHashEmbedding), each with a 95% Wilson interval.
 
 Ranges: FA3 -> BigramHashEmbedding (the 33 records the issue names), BigramHashEmbedding -> the last record, and
-the whole history with code. Readings of "changed the algorithm": the algorithmic label (more than half of the
+the whole history with code. Readings of "changed the algorithm": the algorithmic label (at least 0.6 of the
 change), algorithmic as the leading kind (mixed records included), an algorithmic part of at least a quarter.
 
 Needs the records' code in human_baselines/NAME/. Usage:

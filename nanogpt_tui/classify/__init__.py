@@ -35,7 +35,7 @@ each kind's weight is the lines of code its places changed (a literal weighs hal
 its nature's factor (`NATURE_WEIGHT`: a changed tensor computation in the model, loss or optimizer counts double,
 a place whose systems names are only dtype, device, `.to(...)` and rank/world_size counts half: data movement
 around a computation is not a kernel), and the change's kind is the kind holding the most weight, **mixed** when
-none holds more than half (`DOMINANT_SHARE`), with the shares.
+none holds at least 0.6 of it (`DOMINANT_SHARE`, the rule of our labels), with the shares.
 A structural change with no computation of its own outside the model and optimizer (control flow, bookkeeping,
 arithmetic on counters), or in a model or optimizer class's method other than its computation (`forward`, `step`,
 a module's constructor) that computes nothing (`load_state_dict`, parameter groups), is *plumbing* and takes the

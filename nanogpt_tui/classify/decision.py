@@ -11,7 +11,7 @@ from nanogpt_tui.classify.model import ALGORITHMIC, KINDS, PLUMBING, MAX_EVIDENC
 def _combine(evidence: Sequence[Evidence]) -> Classification:
     """Weigh the places: each kind's weight is the lines its places changed, each times its nature's factor (new
     computation double, dtype/device/rank placement half: `NATURE_WEIGHT`); the kind with the most weight is the
-    change's kind (ties go to the stronger kind), mixed when it holds less than `DOMINANT_SHARE`."""
+    change's kind (ties go to the stronger kind), mixed when it holds less than `DOMINANT_SHARE` (0.6)."""
     counted = Counter(e.kind for e in evidence if e.kind in KINDS)
     weights: dict[str, float] = {}
     for e in evidence:

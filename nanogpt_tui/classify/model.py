@@ -22,7 +22,8 @@ COMPUTATION = "computation"  # tensor maths changed (activations, norms, product
 PLACEMENT = "placement"  # only dtype, device, `.to(...)`, rank/world_size names changed: data movement, layout
 NATURE_WEIGHT = {COMPUTATION: 2.0, PLACEMENT: 0.5}
 PRECEDENCE = (ALGORITHMIC, SYSTEMS, HYPERPARAMETER)  # breaks ties between equal shares; orders evidence
-DOMINANT_SHARE = 0.5  # a kind holding more than half of a change's weight is its kind; otherwise it is mixed
+DOMINANT_SHARE = 0.6  # a kind holding at least this share of a change's weight is its kind; otherwise it is mixed
+# (the rule of our labels, human_baselines/timeline_labels.tsv)
 MAX_EVIDENCE = 200  # evidence items kept per classification (the count says how many there were)
 SNIPPET_CHARS = 120
 
@@ -78,7 +79,7 @@ class Classification:
     """A change's kind, the share of its weight each kind holds, and the evidence for it.
 
     `kind` is the kind holding the largest share (`none` when nothing that runs changed); the change is `mixed`
-    when that share is not above `DOMINANT_SHARE`, and its `label` is then `mixed`."""
+    when that share is below `DOMINANT_SHARE` (0.6), and its `label` is then `mixed`."""
 
     kind: str
     evidence: list[Evidence] = field(default_factory=list)
@@ -94,7 +95,7 @@ class Classification:
 
     @property
     def mixed(self) -> bool:
-        return self.kind in KINDS and self.shares[self.kind] <= DOMINANT_SHARE
+        return self.kind in KINDS and self.shares[self.kind] < DOMINANT_SHARE
 
     @property
     def label(self) -> str:

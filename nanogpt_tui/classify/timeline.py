@@ -57,7 +57,7 @@ def classify_history(entries: Sequence[TimelineEntry]) -> dict[str, Any]:
 
 def shares_of(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The share of records per label, and three readings of "changed the algorithm": algorithmic as the label
-    (more than half the weight), as the leading kind (mixed records included), as a part of at least a quarter."""
+    (at least 0.6 of the weight), as the leading kind (mixed records included), as a part of at least a quarter."""
     records = list(records)
     n = len(records)
     by_label = {k: sum(1 for r in records if r["label"] == k) for k in LABELS}

@@ -337,7 +337,7 @@ def human_share_sentence(out: dict) -> str:
 
     return (f"{out['from']} -> {out['to']}: {part('algorithmic_leading', 'share_algorithmic_leading')} of {n} "
             "record(s) were mainly algorithmic (the kind holding the most weight); "
-            f"{part('algorithmic', 'share_algorithmic')} hold more than half algorithmic work, "
+            f"{part('algorithmic', 'share_algorithmic')} hold at least 0.6 algorithmic work, "
             f"{part('with_algorithmic_part', 'share_with_algorithmic_part')} at least a quarter; the published "
             f"analysis found about {100 * share['published_share_algorithmic']:.0f}%.")
 

@@ -254,6 +254,24 @@ def test_a_change_where_no_kind_holds_most_of_the_weight_is_mixed():
     assert result.to_dict()["label"] == "mixed"
 
 
+def test_a_kind_needs_six_tenths_of_the_weight_like_the_labels():
+    # One line of new computation (weighed 2) against three retuned constants (half a line each): algorithmic
+    # holds 2 / 3.5 = 57%, most of the weight but under the labels' 0.6 (human_baselines/timeline_labels.tsv).
+    new = sub(ANCHOR, *ALGORITHMIC_EDITS["activation (model)"][0])
+    for old, replacement in (("num_iterations: int = 1750", "num_iterations: int = 1700"),
+                             ("cooldown_frac: float = 0.45", "cooldown_frac: float = 0.5"),
+                             ("val_loss_every: int = 125", "val_loss_every: int = 250")):
+        new = sub(new, old, replacement)
+    result = classify(new)
+    assert result.shares[ALGORITHMIC] == pytest.approx(2 / 3.5)
+    assert (result.kind, result.label) == (ALGORITHMIC, "mixed"), result.summary()
+    # Two constants: 2 / 3 = 67% is enough.
+    two = sub(sub(ANCHOR, *ALGORITHMIC_EDITS["activation (model)"][0]), "num_iterations: int = 1750",
+              "num_iterations: int = 1700")
+    two = sub(two, "cooldown_frac: float = 0.45", "cooldown_frac: float = 0.5")
+    assert classify(two).label == ALGORITHMIC, classify(two).summary()
+
+
 def test_systems_plus_retuned_constants_is_systems():
     new = sub(sub(ANCHOR, "num_iterations: int = 1750", "num_iterations: int = 1700"),
               *SYSTEMS_EDITS["logits in bfloat16 (precision)"][0])
