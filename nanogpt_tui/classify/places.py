@@ -421,6 +421,9 @@ class PlaceJudge:
             if id(function) not in self._function_handles:
                 self._function_handles[id(function)] = _bindings([function], self.handle_classes)[1]
             handles |= self._function_handles[id(function)]
+        # A parameter of an enclosing function hides a module-level systems name of the same name: `config` in
+        # `GPT.__init__(self, config)` is the model's settings, not `import torch._inductor.config as config`.
+        bound |= self.shadowed(scopes)
         roots = bound | handles
         counted = [t for t in (self._localize(t, roots, handles) for t in changed) if t is not None and not _glue(t)]
         weak_weight = 1.0 if old and new else 0.5
@@ -434,6 +437,16 @@ class PlaceJudge:
                 weight += weak_weight
                 hits.add(t)
         return weight / max(1, len(counted)), sorted(hits), counted
+
+    def shadowed(self, scopes: Sequence[_Scope]) -> set[str]:
+        """The systems names of the file (`kernel_names`: imports from systems modules, kernels) that a parameter of
+        an enclosing function hides in its body."""
+        params: set[str] = set()
+        for s in scopes:
+            if isinstance(s.node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                a = s.node.args
+                params.update(x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if x)
+        return params & set(self.kernel_names)
 
     def _localize(self, token: str, roots: set[str], handles: set[str]) -> str | None:
         """A changed name as the share counts it: None for a name the code binds itself, the method part of a
