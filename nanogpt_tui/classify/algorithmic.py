@@ -62,16 +62,22 @@ def is_model_class(node: ast.AST) -> bool:
 
 def computes(node: ast.AST) -> bool:
     """Whether a function or class computes on tensors: it is a model or optimizer class, or its code uses a name
-    of `MATH_PARTS` (a helper such as `norm`, `rotary`, `get_bigram_hash`)."""
+    of `MATH_PARTS` (a helper such as `norm`, `rotary`, `get_bigram_hash`), other than Python's builtin `sum`, `abs`
+    and `pow` (a function adding up sizes computes no tensor)."""
     if is_model_class(node):
         return True
     if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return False
     for n in ast.walk(node):
         name = n.attr if isinstance(n, ast.Attribute) else n.id if isinstance(n, ast.Name) else None
-        if name in MATH_PARTS:
+        if name in MATH_PARTS and not (isinstance(n, ast.Name) and name in BUILTIN_ARITHMETIC):
             return True
     return False
+
+
+# Python's builtins of the same names as tensor maths: `sum(p.numel() for p in params)` adds up counts (bucket
+# sizes, offsets), `x.sum()` and `torch.sum(x)` reduce a tensor.
+BUILTIN_ARITHMETIC = frozenset({"sum", "abs", "pow"})
 
 
 REIMPLEMENTED = 0.8  # share of a place's new (or dropped) computation found dropped (or new) elsewhere in the change

@@ -47,3 +47,46 @@ def test_a_parameter_named_like_a_systems_import_is_the_functions_own_name():
     tuned = SETTINGS_PARAMETER.replace("config.coordinate_descent_tuning = True\n",
                                        "config.coordinate_descent_tuning = True\nconfig.max_autotune = config.coordinate_descent_tuning\n")
     assert classify(SETTINGS_PARAMETER, tuned).label == SYSTEMS
+
+
+# ------------------------------------------------------------------------------------------------ builtins
+
+ALL_REDUCE = """
+import torch
+import torch.distributed as dist
+
+def sync(params):
+    for p in params:
+        dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
+"""
+
+
+def test_a_helper_adding_up_sizes_with_the_builtin_sum_computes_no_tensor():
+    # Gradients all-reduced in flat buckets: the helper that groups parameters by size adds up counts with Python's
+    # `sum`; it is bookkeeping around the new communication, not a new computation.
+    new = ALL_REDUCE.replace("def sync(params):", '''def buckets_of(params, limit):
+    buckets, current, size = [], [], 0
+    for p in params:
+        n = p.numel() * p.element_size()
+        if size + n > limit and current:
+            buckets.append(current)
+            current, size = [], 0
+        current.append(p)
+        size += n
+    totals = [sum(q.numel() for q in b) for b in buckets + [current]]
+    offsets, offset = [], 0
+    for t in totals:
+        offsets.append((offset, offset + t))
+        offset += t
+    return buckets + [current], offsets
+
+def sync(params):''').replace("        dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)\n", """        pass
+    buckets, offsets = buckets_of(params, 1 << 26)
+    for b in buckets:
+        flat = torch.cat([p.grad.flatten() for p in b])
+        dist.all_reduce(flat, op=dist.ReduceOp.AVG)
+""")
+    result = classify(ALL_REDUCE, new)
+    helper = next(e for e in result.evidence if (e.after or "").startswith("def buckets_of"))
+    assert helper.kind == "plumbing", helper.text()
+    assert result.label == SYSTEMS, [e.text() for e in result.evidence]
