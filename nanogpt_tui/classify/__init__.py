@@ -41,7 +41,8 @@ arithmetic on counters), or in a model or optimizer class's method other than it
 a module's constructor) that computes nothing (`load_state_dict`, parameter groups), is *plumbing* and takes the
 kind of the rest; code moved elsewhere in the change (into a
 new file, a helper, a class) and the same computation re-implemented (an optimizer rewritten as one class) do not
-count as new work; a class or long function added whole is judged method by method, statement by statement.
+count as new work, and a computation place partly made of moved statements is judged by the rest (an update moved
+under `if i % world_size == rank` beside a new all_reduce is the communication); a class or long function added whole is judged method by method, statement by statement.
 
 The package, by concern: `model` (kinds, evidence, classification), `syntax` (AST helpers), the evidence of each
 kind (`systems`, `knobs` for hyperparameters, `neutral` for no change), `places` (judging one changed place),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +49,10 @@ class Evidence:
     # The computation names the place uses (old side, new side), to recognise the same math re-implemented.
     math: tuple[tuple[str, ...], tuple[str, ...]] = field(default=((), ()), repr=False, compare=False)
     nature: str = ""  # COMPUTATION, PLACEMENT or "" (factor 1): see NATURE_WEIGHT
+    # Judges the place again without some of its statements (old side, new side: statement texts as in
+    # `statements`), returning the evidence of what is left: for a place partly made of code moved elsewhere.
+    rejudge: Callable[[Counter[str], Counter[str]], list[Evidence]] | None = field(default=None, repr=False,
+                                                                                 compare=False)
 
     @property
     def weighed(self) -> float:

@@ -173,6 +173,7 @@ def discount_moved(evidence: list[Any]) -> None:
             e.kind, e.why, e.weight = "neutral", f"moved code (was {e.kind}: {e.why})", 0.0
             continue
         e.weight *= real / size
+        _judge_what_is_left(e, gone, came, left_out, left_in)
     # An import that only brings in what moved (`from triton_kernels import norm` for a `norm` moved there) is part
     # of the move.
     moved = {m.group(1) for e in evidence if e.why.startswith("moved code") for t in e.statements[0] + e.statements[1]
@@ -182,6 +183,38 @@ def discount_moved(evidence: list[Any]) -> None:
         if e.kind != "neutral" and lines and all(re.fullmatch(r"from \S+ import (\w+)", t)
                                                  and t.rsplit(" ", 1)[1] in moved for t in lines):
             e.kind, e.why, e.weight = "neutral", f"imports moved code (was {e.kind}: {e.why})", 0.0
+
+
+def _judge_what_is_left(e: Any, gone: Counter[str], came: Counter[str], left_out: Counter[str],
+                        left_in: Counter[str]) -> None:
+    """A place partly made of moved code takes the kind of what it really changed: a rank's share of an optimizer's
+    update moved under `if i % world_size == rank` beside a new all_reduce is the communication, not the update's
+    maths, which the moved statements carried. The place is judged again without its moved statements (`left_out`
+    and `left_in` hold the shapes of those left), keeping its discounted weight."""
+    if e.rejudge is None or not (e.kind == "algorithmic" and e.why.startswith("computation changed")):
+        return  # only a computation can have been carried in by the statements that moved with it
+    def moved(side: Counter[str], left: Counter[str]) -> Counter[str]:
+        left = Counter(left)
+        out: Counter[str] = Counter()
+        for text in side.elements():
+            if left[_shape(text)] > 0:
+                left[_shape(text)] -= 1
+            else:
+                out[text] += 1
+        return out
+    found = [f for f in e.rejudge(moved(gone, left_out), moved(came, left_in)) if f.weight > 0]
+    weights: dict[str, float] = {}
+    for f in found:
+        if f.kind != "neutral":
+            weights[f.kind] = weights.get(f.kind, 0.0) + f.weighed
+    if not weights:
+        return
+    kind = max(weights, key=lambda k: (weights[k], k))
+    if kind == e.kind:
+        return  # still the model's or optimizer's code: the computation stays (re-implemented or not, see below)
+    best = max((f for f in found if f.kind == kind), key=lambda f: f.weighed)
+    e.why = f"{best.why} (the rest moved; was {e.kind}: {e.why})"
+    e.kind, e.nature = kind, best.nature
 
 
 _IDENTIFIER = re.compile(r"(?<![.\w])([A-Za-z_]\w*)(?!\w|\s*\()")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import copy
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +20,8 @@ from nanogpt_tui.classify.knobs import (
 from nanogpt_tui.classify.model import (
     ALGORITHMIC, COMPUTATION, Evidence, HYPERPARAMETER, NEUTRAL, PLACEMENT, PLUMBING, SNIPPET_CHARS, SYSTEMS,
 )
-from nanogpt_tui.classify.neutral import statements_of, _identifiers, LOG_CALLS, _renamed_identifiers, RUN_LABEL
+from nanogpt_tui.classify.neutral import statements_of, _identifiers, LOG_CALLS, _renamed_identifiers, RUN_LABEL, \
+    _statement_text
 from nanogpt_tui.classify.syntax import (
     _clean, dotted, is_literal, _multiset_difference, _operators, _safe_unparse, _Shapes, _target_names, _tokens,
 )
@@ -70,6 +73,38 @@ def _math_names(nodes: Sequence[Any]) -> tuple[str, ...]:
     """The computation names (`lerp_`, `sigmoid`, `polar_express`) some nodes use, last part only."""
     return tuple(t.replace("()", "").split(".")[-1] for n in nodes if isinstance(n, ast.AST) for t in _tokens(n)
                  if is_math_token(t) and not t.startswith("op:"))
+
+
+def _without(nodes: Sequence[ast.AST], moved: Counter[str]) -> list[ast.AST]:
+    """Copies of some nodes without the statements in `moved` (texts of `statements_of`, taken as found): a simple
+    statement goes, a compound one goes when its header is in `moved` and nothing of its body is left."""
+    def prune(stmts: list[ast.stmt]) -> list[ast.stmt]:
+        kept: list[ast.stmt] = []
+        for st in stmts:
+            for name in ("body", "orelse", "finalbody"):
+                inner = getattr(st, name, None)
+                if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
+                    setattr(st, name, prune(inner))
+            for h in getattr(st, "handlers", None) or []:
+                h.body = prune(h.body)
+            text = _statement_text(st)
+            body_left = any(getattr(st, name, None) for name in ("body", "orelse", "finalbody", "handlers"))
+            if moved[text] > 0 and not body_left:
+                moved[text] -= 1
+                continue
+            if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.For, ast.AsyncFor, ast.While,
+                               ast.If, ast.With, ast.AsyncWith)) and not st.body:
+                st.body = [ast.Pass()]
+            kept.append(st)
+        return kept
+    copies = [copy.deepcopy(n) for n in nodes]
+    out: list[ast.AST] = []
+    for n in copies:
+        if isinstance(n, ast.stmt):
+            out.extend(prune([n]))
+        else:
+            out.append(n)
+    return out
 
 
 @dataclass
@@ -259,6 +294,30 @@ class PlaceJudge:
 
     def structural_change(self, change: str, old: Sequence[ast.AST], new: Sequence[ast.AST],
                           scopes: Sequence[_Scope], ancestors: Sequence[ast.AST]) -> None:
+        """Judge a changed structure and record it; each place recorded can be judged again without the statements
+        that turn out to have moved elsewhere in the change (`Evidence.rejudge`, used by `discount_moved`)."""
+        first = len(self.evidence)
+        self._judge_structure(change, old, new, scopes, ancestors)
+        old, new, scopes, ancestors = list(old), list(new), list(scopes), list(ancestors)
+        for e in self.evidence[first:]:
+            if e.rejudge is None and (e.statements[0] or e.statements[1]):
+                e.rejudge = functools.partial(self._rejudge, e.change, old, new, scopes, ancestors)
+
+    def _rejudge(self, change: str, old: list[ast.AST], new: list[ast.AST], scopes: list[_Scope],
+                 ancestors: list[ast.AST], moved_old: Counter[str], moved_new: Counter[str]) -> list[Evidence]:
+        """The evidence of a place judged without its moved statements (texts of `statements_of`, old and new side)."""
+        pruned_old, pruned_new = _without(old, Counter(moved_old)), _without(new, Counter(moved_new))
+        self._keep_alive.extend([*pruned_old, *pruned_new])
+        saved, self.evidence = self.evidence, []
+        try:
+            if pruned_old or pruned_new:
+                self._judge_structure(change, pruned_old, pruned_new, scopes, ancestors)
+            return self.evidence
+        finally:
+            self.evidence = saved
+
+    def _judge_structure(self, change: str, old: Sequence[ast.AST], new: Sequence[ast.AST],
+                         scopes: Sequence[_Scope], ancestors: Sequence[ast.AST]) -> None:
         old, new = list(old), list(new)
         # A class added or removed whole is judged method by method (an optimizer's step is its algorithm, its
         # bookkeeping and its communication are other places).

@@ -90,3 +90,72 @@ def sync(params):''').replace("        dist.all_reduce(p.grad, op=dist.ReduceOp.
     helper = next(e for e in result.evidence if (e.after or "").startswith("def buckets_of"))
     assert helper.kind == "plumbing", helper.text()
     assert result.label == SYSTEMS, [e.text() for e in result.evidence]
+
+
+# ------------------------------------------------------------------------------------------------ moved code
+
+OPTIMIZER = """
+import torch
+import torch.distributed as dist
+
+class Muon(torch.optim.Optimizer):
+    def step(self):
+        for group in self.param_groups:
+            lr, momentum = group['lr'], group['momentum']
+            for p in group['params']:
+                g = p.grad
+                state = self.state[p]
+                if 'momentum_buffer' not in state:
+                    state['momentum_buffer'] = torch.zeros_like(g)
+                buf = state['momentum_buffer']
+                buf.mul_(momentum).add_(g)
+                g = g.add(buf, alpha=momentum)
+                g = orthogonalize(g)
+                p.data.add_(g, alpha=-lr)
+"""
+
+SHARDED = """
+import torch
+import torch.distributed as dist
+
+class Muon(torch.optim.Optimizer):
+    def step(self):
+        for group in self.param_groups:
+            lr, momentum = group['lr'], group['momentum']
+            total = sum(p.numel() for p in group['params'])
+            flat = torch.zeros(total, device='cuda', dtype=torch.bfloat16)
+            idx = 0
+            for i, p in enumerate(group['params']):
+                if i % self.world_size == self.rank:
+                    g = p.grad
+                    state = self.state[p]
+                    if 'momentum_buffer' not in state:
+                        state['momentum_buffer'] = torch.zeros_like(g)
+                    buf = state['momentum_buffer']
+                    buf.mul_(momentum).add_(g)
+                    g = g.add(buf, alpha=momentum)
+                    g = orthogonalize(g)
+                    flat[idx:idx + p.numel()] = g.flatten()
+                idx += p.numel()
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            idx = 0
+            for p in group['params']:
+                g = flat[idx:idx + p.numel()].view_as(p.data).type_as(p.data)
+                p.data.add_(g, alpha=-lr)
+                idx += p.numel()
+"""
+
+
+def test_a_place_partly_made_of_moved_code_is_judged_by_what_is_left():
+    # Each rank orthogonalises its share of the matrices and the updates are all-reduced: the momentum and update
+    # statements only moved under `if i % world_size == rank`; what is new is the sharding and the collective.
+    result = classify(OPTIMIZER, SHARDED)
+    assert result.label == SYSTEMS, [e.text() for e in result.evidence]
+    assert any(e.kind == SYSTEMS and "the rest moved" in e.why and "all_reduce" in e.why for e in result.evidence), \
+        [e.text() for e in result.evidence]
+    assert not any(e.kind == ALGORITHMIC for e in result.evidence), [e.text() for e in result.evidence]
+    # A new computation beside moved code stays a computation: a new update rule (sign of the update).
+    new_rule = SHARDED.replace("g = orthogonalize(g)\n", "g = orthogonalize(g).sign()\n                    "
+                               "g = g * torch.rsqrt(g.square().mean())\n")
+    rule = classify(OPTIMIZER, new_rule)
+    assert rule.label == ALGORITHMIC and any(e.kind == ALGORITHMIC and ".sign" in e.why for e in rule.evidence), [e.text() for e in rule.evidence]
