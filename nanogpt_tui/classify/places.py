@@ -33,9 +33,24 @@ from nanogpt_tui.classify.systems import (
 
 def _code_lines(nodes: Sequence[Any]) -> int:
     """How many lines of code some nodes span: the lines a node starts on, so comments, blank lines and
-    docstrings (stripped at parse) do not count, and a call spread over three lines counts three."""
-    return len({n.lineno for node in nodes if isinstance(node, ast.AST) for n in ast.walk(node)
-                if getattr(n, "lineno", None)})
+    docstrings (stripped at parse) do not count, and a call spread over three lines counts three. Logging
+    statements (`print0(f"...")`) do not run the training: their lines do not count either."""
+    lines: set[int] = set()
+    stack = [n for n in nodes if isinstance(n, ast.AST)]
+    while stack:
+        n = stack.pop()
+        if _is_log_statement(n):
+            continue
+        if getattr(n, "lineno", None):
+            lines.add(n.lineno)
+        stack.extend(ast.iter_child_nodes(n))
+    return len(lines)
+
+
+def _is_log_statement(node: ast.AST) -> bool:
+    """A statement that only logs: a call of a logging function (`print0(...)`, `logger.info(...)`)."""
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
+        and (dotted(node.value.func) or "").split(".")[-1] in LOG_CALLS
 
 
 # A changed literal weighs half a line of code: retuning a constant is one decision, but the constants retuned

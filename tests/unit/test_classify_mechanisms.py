@@ -159,3 +159,32 @@ def test_a_place_partly_made_of_moved_code_is_judged_by_what_is_left():
                                "g = g * torch.rsqrt(g.square().mean())\n")
     rule = classify(OPTIMIZER, new_rule)
     assert rule.label == ALGORITHMIC and any(e.kind == ALGORITHMIC and ".sign" in e.why for e in rule.evidence), [e.text() for e in rule.evidence]
+
+
+# ------------------------------------------------------------------------------------------------ logging
+
+def test_logging_lines_inside_a_changed_block_do_not_weigh():
+    # A new gate computed in the training step, with four lines printing about it: one line of computation
+    # changed, not five.
+    old = """
+    import torch
+
+    def train_step(model, x, step):
+        loss = model(x)
+        loss.backward()
+    """
+    new = """
+    import torch
+
+    def train_step(model, x, step):
+        loss = model(x)
+        gate = torch.sigmoid(loss.detach())
+        if step % 100 == 0:
+            print0(f"gate {gate}")
+            print0(f"loss {loss}")
+            print0("---")
+        (gate * loss).backward()
+    """
+    result = classify(old, new)
+    place = next(e for e in result.evidence if e.kind == ALGORITHMIC)
+    assert place.weight == 3, place.text()  # the gate, the `if` header and the product: not the three prints
