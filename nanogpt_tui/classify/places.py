@@ -79,6 +79,17 @@ def _renamed_definitions(old_tree: ast.AST, new_tree: ast.AST) -> frozenset[str]
     return frozenset(out)
 
 
+def _defaults(tree: ast.AST) -> list[tuple[ast.expr, str]]:
+    """Every parameter default of a tree with its parameter's name (`def f(x, rank=0)`: the `0` and `rank`)."""
+    out: list[tuple[ast.expr, str]] = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.arguments):
+            positional = [*n.posonlyargs, *n.args]
+            out.extend((d, a.arg) for a, d in zip(positional[len(positional) - len(n.defaults):], n.defaults))
+            out.extend((d, a.arg) for a, d in zip(n.kwonlyargs, n.kw_defaults) if d is not None)
+    return out
+
+
 def _file_imports(tree: ast.AST) -> frozenset[str]:
     """Every `import:` token of a file's import statements, wherever they are (`import:torch.distributed`)."""
     return frozenset(t for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for t in _tokens(n))
@@ -147,6 +158,7 @@ class PlaceJudge:
         self._computes: dict[int, bool] = {}  # per class or function: whether it computes on tensors
         self._keep_alive: list[ast.AST] = []  # keeps those nodes alive so their ids stay unique
         self._literal_default_args = {id(a) for t in (old_tree, new_tree) for a in _args_with_literal_defaults(t)}
+        self._default_names = {id(d): name for t in (old_tree, new_tree) for d, name in _defaults(t)}
         self._imports_old, self._imports_new = _file_imports(old_tree), _file_imports(new_tree)
         (names_old, literals_old), (names_new, literals_new) = depth_settings(old_tree), depth_settings(new_tree)
         self._depth_names, self._depth_literals = names_old | names_new, literals_old | literals_new
@@ -260,7 +272,8 @@ class PlaceJudge:
     # ---- recording
 
     def record(self, change: str, kind: str, why: str, scopes: Sequence[_Scope], old: Any, new: Any,
-               label: str = "", weight: float | None = None, nature: str = "") -> None:
+               label: str = "", weight: float | None = None, nature: str = "",
+               statements: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> None:
         nodes_old = old if isinstance(old, (list, tuple)) else ([old] if old is not None else [])
         nodes_new = new if isinstance(new, (list, tuple)) else ([new] if new is not None else [])
         types = sorted({type(n).__name__ for n in nodes_old}), sorted({type(n).__name__ for n in nodes_new})
@@ -273,7 +286,7 @@ class PlaceJudge:
             file=self.file, line=self.line_of(nodes_new, nodes_old), scope=scope, change=change, kind=kind,
             nodes=node_text, before=self.snippet(nodes_old), after=self.snippet(nodes_new), why=why,
             weight=weight if weight is not None else max(1, _code_lines(nodes_old), _code_lines(nodes_new)),
-            statements=(statements_of(nodes_old), statements_of(nodes_new)),
+            statements=statements or (statements_of(nodes_old), statements_of(nodes_new)),
             math=(_math_names(nodes_old), _math_names(nodes_new)), nature=nature))
 
     def literal_change(self, a: ast.AST, b: ast.AST, scopes: Sequence[_Scope], ancestors: Sequence[ast.AST]) -> None:
@@ -404,7 +417,13 @@ class PlaceJudge:
         # A knob added or removed: an assignment of a literal value where knobs live, a literal default of a
         # parameter, a literal keyword argument.
         if not (old and new) and all(self.is_knob(n, scopes, ancestors) for n in [*old, *new]):
-            self.record(change, HYPERPARAMETER, "a knob " + ("added" if new else "removed"), scopes, old, new)
+            # A parameter's default is the knob of that parameter (`rank=0`): named so, it goes with the code that
+            # reads the parameter when both come with the change (see `attribute_new_knobs`).
+            named = [f"{self._default_names[id(n)]} = {_safe_unparse(n)}" for n in [*old, *new]
+                     if id(n) in self._default_names]
+            statements = ((tuple(named), ()) if old else ((), tuple(named))) if named else None
+            self.record(change, HYPERPARAMETER, "a knob " + ("added" if new else "removed"), scopes, old, new,
+                        statements=statements)
             return
         if not (old and new) and all(id(n) in self._literal_default_args for n in [*old, *new]):
             self.record(change, NEUTRAL, "a parameter with a literal default (the default is the knob)", scopes, old,

@@ -188,3 +188,32 @@ def test_logging_lines_inside_a_changed_block_do_not_weigh():
     result = classify(old, new)
     place = next(e for e in result.evidence if e.kind == ALGORITHMIC)
     assert place.weight == 3, place.text()  # the gate, the `if` header and the product: not the three prints
+
+
+# ------------------------------------------------------------------------------------------------ knobs
+
+def test_a_new_parameters_default_goes_with_the_code_that_reads_the_parameter():
+    # `rank=0, world_size=1` come with the code that shards the work by rank: their defaults are that code's,
+    # not two retuned values.
+    old = """
+    import torch
+    import torch.distributed as dist
+
+    class Muon(torch.optim.Optimizer):
+        def __init__(self, params, lr=0.02):
+            super().__init__(params, dict(lr=lr))
+    """
+    new = """
+    import torch
+    import torch.distributed as dist
+
+    class Muon(torch.optim.Optimizer):
+        def __init__(self, params, lr=0.02, rank=0, world_size=1):
+            super().__init__(params, dict(lr=lr))
+            self.rank = rank
+            self.world_size = world_size
+    """
+    result = classify(old, new)
+    defaults = [e for e in result.evidence if e.why.startswith("a knob added")]
+    assert len(defaults) == 2 and all(e.kind == SYSTEMS for e in defaults), [e.text() for e in result.evidence]
+    assert result.label == SYSTEMS
