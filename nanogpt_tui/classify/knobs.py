@@ -149,7 +149,10 @@ def attribute_new_knobs(evidence: list[Any]) -> None:
         for e in evidence:
             if e is knob or e.kind not in counted or e.why.startswith("a knob ") or e.change == "literal":
                 continue
-            if any(pattern.search(text) for text in e.statements[side]):
+            # A changed statement that reads it, or a changed expression (`MLP(dim)` -> `None if layer_idx in
+            # SKIPPED else MLP(dim)`: no statement of its own, its text is what changed).
+            texts = e.statements[side] or ((e.after if side else e.before) or "",)
+            if any(pattern.search(text) for text in texts):
                 weights[e.kind] = weights.get(e.kind, 0.0) + e.weighed
                 if e.kind not in where or e.weighed > where[e.kind].weighed:
                     where[e.kind] = e

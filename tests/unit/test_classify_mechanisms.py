@@ -217,3 +217,32 @@ def test_a_new_parameters_default_goes_with_the_code_that_reads_the_parameter():
     defaults = [e for e in result.evidence if e.why.startswith("a knob added")]
     assert len(defaults) == 2 and all(e.kind == SYSTEMS for e in defaults), [e.text() for e in result.evidence]
     assert result.label == SYSTEMS
+
+
+SKIPPED_BLOCK = """
+import torch.nn as nn
+
+class Block(nn.Module):
+    def __init__(self, dim, layer_idx):
+        super().__init__()
+        self.attn = nn.Linear(dim, dim)
+        self.mlp = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        x = x + self.attn(x)
+        x = x + self.mlp(x)
+        return x
+"""
+
+
+def test_a_new_knob_read_by_a_changed_expression_goes_with_it():
+    # The MLP of some layers dropped: the list of those layers is read by a changed expression (no statement of
+    # its own), and is part of the architecture change, not a retuned value.
+    new = SKIPPED_BLOCK.replace("        self.mlp = nn.Linear(dim, dim)\n",
+                                "        SKIPPED = [0, 12]\n        self.mlp = None if layer_idx in SKIPPED else "
+                                "nn.Linear(dim, dim)\n").replace(
+        "        x = x + self.mlp(x)\n", "        if self.mlp is not None:\n            x = x + self.mlp(x)\n")
+    result = classify(SKIPPED_BLOCK, new)
+    knob = next(e for e in result.evidence if e.why.startswith("a knob added"))
+    assert knob.kind == ALGORITHMIC, knob.text()
+    assert result.label == ALGORITHMIC and result.shares[ALGORITHMIC] == 1.0, result.summary()
