@@ -246,3 +246,38 @@ def test_a_new_knob_read_by_a_changed_expression_goes_with_it():
     knob = next(e for e in result.evidence if e.why.startswith("a knob added"))
     assert knob.kind == ALGORITHMIC, knob.text()
     assert result.label == ALGORITHMIC and result.shares[ALGORITHMIC] == 1.0, result.summary()
+
+
+# ------------------------------------------------------------------------------------------------ signatures
+
+def test_a_signatures_parameters_are_judged_where_they_are_used():
+    # A parameter renamed and one added to a module's constructor, the training step made to reduce in place of
+    # all-reduce: the signature is plumbing; the rename changes nothing, and the change is the communication.
+    old = """
+    import torch.nn as nn
+    import torch.distributed as dist
+
+    class Block(nn.Module):
+        def __init__(self, model_dim, layer_idx):
+            super().__init__()
+            self.mlp = nn.Linear(model_dim, model_dim)
+
+    def sync(loss):
+        dist.all_reduce(loss, op=dist.ReduceOp.AVG)
+    """
+    new = """
+    import torch.nn as nn
+    import torch.distributed as dist
+
+    class Block(nn.Module):
+        def __init__(self, dim, layer_idx, max_seq_len):
+            super().__init__()
+            self.mlp = nn.Linear(dim, dim)
+
+    def sync(loss):
+        dist.reduce(loss, 0, op=dist.ReduceOp.AVG)
+    """
+    result = classify(old, new)
+    signature = [e for e in result.evidence if "max_seq_len" in (e.after or "") and e.scope == "Block"]
+    assert signature and all(e.kind == "plumbing" for e in signature), [e.text() for e in result.evidence]
+    assert result.label == SYSTEMS, [e.text() for e in result.evidence]
