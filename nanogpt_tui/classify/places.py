@@ -368,12 +368,6 @@ class PlaceJudge:
         if all(isinstance(n, ast.Pass) for n in [*old, *new]):
             self.record(change, NEUTRAL, "pass statements", scopes, old, new)
             return
-        if [*old, *new] and all(isinstance(n, ast.arg) for n in [*old, *new]):
-            # A signature's parameters (`Block(model_dim)` -> `Block(dim, max_seq_len)`): what the function does with
-            # them is judged where it uses them; the signature itself is plumbing.
-            self.record(change, PLUMBING, "a signature's parameters (judged where they are used): "
-                        + ", ".join(n.arg for n in [*old, *new])[:80], scopes, old, new)
-            return
         label = self.run_label(old, new, ancestors)
         if label:
             self.record(change, NEUTRAL, f"names the run ({label})", scopes, old, new)
@@ -382,6 +376,12 @@ class PlaceJudge:
         if renamed:
             self.record(change, NEUTRAL, "a consistent rename: " + ", ".join(f"{a} -> {b}" for a, b in renamed[:4]),
                         scopes, old, new)
+            return
+        if [*old, *new] and all(isinstance(n, ast.arg) for n in [*old, *new]):
+            # A signature's parameters (`Block(model_dim)` -> `Block(dim, max_seq_len)`): what the function does with
+            # them is judged where it uses them; the signature itself is plumbing.
+            self.record(change, PLUMBING, "a signature's parameters (judged where they are used): "
+                        + ", ".join(n.arg for n in [*old, *new])[:80], scopes, old, new)
             return
         share, hits, changed = self.systems_share(old, new, scopes)
         # Imports: systems modules are systems work; any other import just follows the code that uses it.
