@@ -79,6 +79,19 @@ def _renamed_definitions(old_tree: ast.AST, new_tree: ast.AST) -> frozenset[str]
     return frozenset(out)
 
 
+def _definitions(tree: ast.Module) -> dict[tuple[str, ...], ast.AST]:
+    """Every class and function of a tree by its path of names (`("GPT", "__init__")`)."""
+    out: dict[tuple[str, ...], ast.AST] = {}
+
+    def visit(body: list[ast.stmt], path: tuple[str, ...]) -> None:
+        for n in body:
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                out.setdefault((*path, n.name), n)
+                visit(n.body, (*path, n.name))
+    visit(tree.body, ())
+    return out
+
+
 def _defaults(tree: ast.AST) -> list[tuple[ast.expr, str]]:
     """Every parameter default of a tree with its parameter's name (`def f(x, rank=0)`: the `0` and `rank`)."""
     out: list[tuple[ast.expr, str]] = []
@@ -158,6 +171,7 @@ class PlaceJudge:
         self._computes: dict[int, bool] = {}  # per class or function: whether it computes on tensors
         self._keep_alive: list[ast.AST] = []  # keeps those nodes alive so their ids stay unique
         self._literal_default_args = {id(a) for t in (old_tree, new_tree) for a in _args_with_literal_defaults(t)}
+        self._old_defs = _definitions(old_tree)
         self._default_names = {id(d): name for t in (old_tree, new_tree) for d, name in _defaults(t)}
         self._imports_old, self._imports_new = _file_imports(old_tree), _file_imports(new_tree)
         (names_old, literals_old), (names_new, literals_new) = depth_settings(old_tree), depth_settings(new_tree)
@@ -541,10 +555,15 @@ class PlaceJudge:
         """The systems names of the file (`kernel_names`: imports from systems modules, kernels) that a parameter of
         an enclosing function hides in its body."""
         params: set[str] = set()
+        path: list[str] = []
         for s in scopes:
-            if isinstance(s.node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-                a = s.node.args
-                params.update(x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if x)
+            path.append(s.name)
+            # The scope's function on both sides: the old side's parameters hide the names of the code it drops
+            # (`GPT.__init__(self, config)` rewritten as `GPT.__init__(self, vocab_size, ...)`).
+            for node in (s.node, self._old_defs.get(tuple(path))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                    a = node.args
+                    params.update(x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if x)
         return params & set(self.kernel_names)
 
     def _localize(self, token: str, roots: set[str], handles: set[str]) -> str | None:

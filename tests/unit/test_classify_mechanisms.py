@@ -47,6 +47,12 @@ def test_a_parameter_named_like_a_systems_import_is_the_functions_own_name():
     tuned = SETTINGS_PARAMETER.replace("config.coordinate_descent_tuning = True\n",
                                        "config.coordinate_descent_tuning = True\nconfig.max_autotune = config.coordinate_descent_tuning\n")
     assert classify(SETTINGS_PARAMETER, tuned).label == SYSTEMS
+    # The settings object dropped for plain parameters: the old side's `config` was the parameter too.
+    flat = SETTINGS_PARAMETER.replace("def __init__(self, config):", "def __init__(self, vocab_size, model_dim, n):") \
+        .replace("config.vocab_size", "vocab_size").replace("config.model_dim", "model_dim") \
+        .replace("config.num_layers", "n")
+    result = classify(SETTINGS_PARAMETER, flat)
+    assert not any(e.kind == SYSTEMS for e in result.evidence), [e.text() for e in result.evidence]
 
 
 # ------------------------------------------------------------------------------------------------ builtins
