@@ -132,7 +132,7 @@ def _unparse(node: ast.AST) -> str:
 MOVABLE_CHANGES = frozenset({"structure", "added", "removed", "file-added", "file-removed"})
 
 
-def discount_moved(evidence: list[Any]) -> None:
+def discount_moved(evidence: list[Any], kept: Counter[str] | None = None) -> None:
     """Weigh each changed place by what it really changed: statements it keeps (the same statements on both
     sides) and statements moved to or from another place of the change (code moved into a new file, a helper, a
     class) do not count. A place left with nothing becomes neutral: moved code, no change."""
@@ -155,6 +155,8 @@ def discount_moved(evidence: list[Any]) -> None:
         added.update(came)
         own.append((e, gone, came))
     removed_shapes = Counter(_shape(t) for t in removed.elements())
+    # The new version's statements that no changed place adds: code it keeps as it was.
+    kept_shapes = Counter(_shape(t) for t in ((kept or Counter()) - added).elements())
     added_shapes = Counter(_shape(t) for t in added.elements())
     for e, gone, came in own:
         size = max(len(e.statements[0]), len(e.statements[1]))
@@ -166,14 +168,23 @@ def discount_moved(evidence: list[Any]) -> None:
         own_removed, own_added = Counter(map(_shape, gone.elements())), Counter(map(_shape, came.elements()))
         left_in = Counter(_shape(t) for t in left_in.elements()) - (removed_shapes - own_removed)
         left_out = Counter(_shape(t) for t in left_out.elements()) - (added_shapes - own_added)
+        judged_out = left_out  # what the place is judged by when part of it moved (see below)
+        if kept:
+            # Dropped code the new version still holds elsewhere, unchanged (two classes merged into one, a helper
+            # inlined where its copy already was): a duplicate removed, not work undone; it weighs nothing, but the
+            # place's kind is still that of what it dropped.
+            left_out = left_out - kept_shapes
         real = max(sum(left_in.values()), sum(left_out.values()))
+        # A definition's header (`def f(x)`, `class Muon`) is no work of its own once its body has moved or is kept.
+        if not any(not t.startswith(("def ", "class ")) for t in [*left_in, *left_out]):
+            real = 0
         if real >= size:
             continue
         if real <= 0:
             e.kind, e.why, e.weight = "neutral", f"moved code (was {e.kind}: {e.why})", 0.0
             continue
         e.weight *= real / size
-        _judge_what_is_left(e, gone, came, left_out, left_in)
+        _judge_what_is_left(e, gone, came, judged_out, left_in)
     # An import that only brings in what moved (`from triton_kernels import norm` for a `norm` moved there) is part
     # of the move.
     moved = {m.group(1) for e in evidence if e.why.startswith("moved code") for t in e.statements[0] + e.statements[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from nanogpt_tui.classify.algorithmic import discount_reimplemented
 from nanogpt_tui.classify.decision import _combine
 from nanogpt_tui.classify.diff import _diff_python, _diff_text, _parse
 from nanogpt_tui.classify.knobs import attribute_new_knobs
-from nanogpt_tui.classify.neutral import discount_moved
+from nanogpt_tui.classify.neutral import discount_moved, statements_of
 from nanogpt_tui.classify.model import ALGORITHMIC, Classification, Evidence, SYSTEMS
 from nanogpt_tui.classify.systems import systems_names
 
@@ -63,7 +64,11 @@ def classify_sources(parent: Mapping[str, str], child: Mapping[str, str]) -> Cla
                 evidence.append(e)
         else:
             evidence.extend(_diff_text(name, old, new))
-    discount_moved(evidence)
+    new_statements: Counter[str] = Counter()
+    for (side, _), tree in trees.items():
+        if side == "new" and tree is not None:
+            new_statements.update(statements_of(tree.body))
+    discount_moved(evidence, new_statements)
     discount_reimplemented(evidence)
     attribute_new_knobs(evidence)
     return _combine(evidence)

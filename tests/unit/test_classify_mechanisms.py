@@ -287,3 +287,40 @@ def test_a_signatures_parameters_are_judged_where_they_are_used():
     signature = [e for e in result.evidence if "max_seq_len" in (e.after or "") and e.scope == "Block"]
     assert signature and all(e.kind == "plumbing" for e in signature), [e.text() for e in result.evidence]
     assert result.label == SYSTEMS, [e.text() for e in result.evidence]
+
+
+TWO_OPTIMIZERS = """
+import torch
+
+class Muon(torch.optim.Optimizer):
+    def step(self):
+        for group in self.param_groups:
+            for p in group['params']:
+                buf = self.state[p]['momentum_buffer']
+                buf.lerp_(p.grad, 1 - group['momentum'])
+                update = orthogonalize(p.grad.lerp_(buf, group['momentum']))
+                p.mul_(1 - group['lr'] * group['weight_decay'])
+                p.add_(update, alpha=-group['lr'])
+
+class NorMuon(torch.optim.Optimizer):
+    def step(self):
+        for group in self.param_groups:
+            for p in group['params']:
+                buf = self.state[p]['momentum_buffer']
+                buf.lerp_(p.grad, 1 - group['momentum'])
+                update = orthogonalize(p.grad.lerp_(buf, group['momentum']))
+                update = update / update.norm(dim=-1, keepdim=True)
+                p.mul_(1 - group['lr'] * group['weight_decay'])
+                p.add_(update, alpha=-group['lr'])
+
+optimizer = NorMuon(params, lr=0.05)
+"""
+
+
+def test_dropping_a_copy_of_code_the_new_version_keeps_weighs_nothing():
+    # The unused Muon goes; NorMuon, which holds the same update, stays: with the lr halved, the change is the lr.
+    start = TWO_OPTIMIZERS.index("class Muon")
+    new = TWO_OPTIMIZERS[:start] + TWO_OPTIMIZERS[TWO_OPTIMIZERS.index("class NorMuon"):]
+    new = new.replace("lr=0.05", "lr=0.025")
+    result = classify(TWO_OPTIMIZERS, new)
+    assert result.label == "hyperparameter", [e.text() for e in result.evidence]
