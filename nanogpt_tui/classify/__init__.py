@@ -42,7 +42,8 @@ a module's constructor) that computes nothing (`load_state_dict`, parameter grou
 kind of the rest; code moved elsewhere in the change (into a
 new file, a helper, a class) and the same computation re-implemented (an optimizer rewritten as one class) do not
 count as new work, and a computation place partly made of moved statements is judged by the rest (an update moved
-under `if i % world_size == rank` beside a new all_reduce is the communication); a class or long function added whole is judged method by method, statement by statement.
+under `if i % world_size == rank` beside a new all_reduce is the communication), nor does an optimizer class's
+update that re-implements the PyTorch optimizer the change stops using (a sharded Adam for `torch.optim.Adam`); a class or long function added whole is judged method by method, statement by statement.
 
 The package, by concern: `model` (kinds, evidence, classification), `syntax` (AST helpers), the evidence of each
 kind (`systems`, `knobs` for hyperparameters, `neutral` for no change), `places` (judging one changed place),

@@ -109,6 +109,68 @@ def discount_reimplemented(evidence: list[Any]) -> None:
             e.why = f"the same computation as code the change drops or adds elsewhere (was {e.why})"
 
 
+LIBRARY_OPTIMIZERS = ("torch.optim.", "optim.")  # how a record names PyTorch's own optimizers
+SHARED_SETTINGS = 2  # keyword settings (other than lr and weight decay) a class must share with the library call
+
+
+def library_replacements(old_trees: list[ast.AST], new_trees: list[ast.AST]) -> dict[str, str]:
+    """Optimizer classes of the change that take the place of one of PyTorch's optimizers it stops using (or that
+    PyTorch's takes the place of): the class is new (or dropped), the library optimizer is constructed on one side
+    only, and the class is constructed with the same settings (`betas=`, `eps=`) where the library one was. Its
+    update is the library's, re-implemented (sharded, fused, overlapped with communication). {class: library name}"""
+    def calls(trees: list[ast.AST]) -> tuple[dict[str, set[str]], dict[str, set[str]], set[str]]:
+        library: dict[str, set[str]] = {}
+        built: dict[str, set[str]] = {}
+        classes = set()
+        for tree in trees:
+            for n in ast.walk(tree):
+                if isinstance(n, ast.ClassDef) and any(
+                        (b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "")) == "Optimizer"
+                        for b in n.bases):
+                    classes.add(n.name)
+                elif isinstance(n, ast.Call):
+                    name = _dotted_name(n.func)
+                    keywords = {k.arg for k in n.keywords if k.arg} - {"lr", "weight_decay", "params"}
+                    if name.startswith(LIBRARY_OPTIMIZERS) and not name.endswith("Optimizer"):
+                        library.setdefault(name, set()).update(keywords)
+                    elif name:
+                        built.setdefault(name, set()).update(keywords)
+        return library, built, classes
+    lib_old, built_old, classes_old = calls(old_trees)
+    lib_new, built_new, classes_new = calls(new_trees)
+    out: dict[str, str] = {}
+    for classes, others, built, dropped in ((classes_new, classes_old, built_new, set(lib_old) - set(lib_new)),
+                                            (classes_old, classes_new, built_old, set(lib_new) - set(lib_old))):
+        libraries = lib_old if dropped <= set(lib_old) else lib_new
+        for cls in classes - others:
+            for name in dropped:
+                if len(built.get(cls, set()) & libraries[name]) >= SHARED_SETTINGS:
+                    out[cls] = name
+    return out
+
+
+def _dotted_name(node: ast.AST) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return ""
+
+
+def discount_library_reimplemented(evidence: list[Any], replacements: dict[str, str]) -> None:
+    """The update of an optimizer class that re-implements a PyTorch optimizer the change stops using
+    (`library_replacements`) is no new computation: it becomes plumbing, so the class counts by what it does beside
+    the library's update (its collectives, its sharded state)."""
+    for e in evidence:
+        cls = e.scope.split(".")[0]
+        if cls in replacements and e.kind == "algorithmic":
+            e.kind, e.nature = "plumbing", ""
+            e.why = f"{replacements[cls]}'s update re-implemented in {cls} (was {e.why})"
+
+
 # Calls whose arguments are sizes, counts or positions: arithmetic there lays out or indexes values, it computes
 # none (`range(start, n, world_size)`, `x.view(B, T, 3 * h, -1)`, `torch.empty(n * d)`).
 SIZE_CALLS = frozenset({"range", "len", "int", "next_multiple_of_n", "view", "reshape", "expand", "repeat", "split",

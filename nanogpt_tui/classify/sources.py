@@ -7,7 +7,8 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from nanogpt_tui.classify.algorithmic import discount_reimplemented
+from nanogpt_tui.classify.algorithmic import discount_library_reimplemented, discount_reimplemented, \
+    library_replacements
 from nanogpt_tui.classify.decision import _combine
 from nanogpt_tui.classify.diff import _diff_python, _diff_text, _parse
 from nanogpt_tui.classify.knobs import attribute_new_knobs
@@ -70,5 +71,8 @@ def classify_sources(parent: Mapping[str, str], child: Mapping[str, str]) -> Cla
             new_statements.update(statements_of(tree.body))
     discount_moved(evidence, new_statements)
     discount_reimplemented(evidence)
+    discount_library_reimplemented(evidence, library_replacements(
+        [t for (side, _), t in trees.items() if side == "old" and t is not None],
+        [t for (side, _), t in trees.items() if side == "new" and t is not None]))
     attribute_new_knobs(evidence)
     return _combine(evidence)

@@ -324,3 +324,67 @@ def test_dropping_a_copy_of_code_the_new_version_keeps_weighs_nothing():
     new = new.replace("lr=0.05", "lr=0.025")
     result = classify(TWO_OPTIMIZERS, new)
     assert result.label == "hyperparameter", [e.text() for e in result.evidence]
+
+
+# ------------------------------------------------------------------------------------------------ library optimizers
+
+LIBRARY_ADAM = """
+import torch
+import torch.distributed as dist
+
+def train(model, params):
+    optimizer = torch.optim.Adam(params, lr=0.008, betas=(0.8, 0.95), eps=1e-10, fused=True)
+    model().backward()
+    for p in params:
+        dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
+    optimizer.step()
+"""
+
+SHARDED_ADAM = """
+import torch
+import torch.distributed as dist
+
+class DistAdam(torch.optim.Optimizer):
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self):
+        rank, world = dist.get_rank(), dist.get_world_size()
+        for group in self.param_groups:
+            beta1, beta2 = group['betas']
+            for p in group['params']:
+                n = p.size(0) // world
+                g = torch.empty_like(p.grad[:n])
+                dist.reduce_scatter_tensor(g, p.grad, op=dist.ReduceOp.AVG)
+                p_slice = p[rank * n:(rank + 1) * n]
+                state = self.state[p]
+                if not state:
+                    state['step'] = 0
+                    state['exp_avg'] = torch.zeros_like(p_slice)
+                    state['exp_avg_sq'] = torch.zeros_like(p_slice)
+                state['step'] += 1
+                state['exp_avg'].mul_(beta1).add_(g, alpha=1 - beta1)
+                state['exp_avg_sq'].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                denom = state['exp_avg_sq'].sqrt().add_(group['eps'])
+                step_size = group['lr'] * (1 - beta2 ** state['step']) ** 0.5 / (1 - beta1 ** state['step'])
+                p_slice.addcdiv_(state['exp_avg'], denom, value=-step_size)
+                dist.all_gather_into_tensor(p, p_slice)
+
+def train(model, params):
+    optimizer = DistAdam(params, lr=0.008, betas=(0.8, 0.95), eps=1e-10)
+    model().backward()
+    optimizer.step()
+"""
+
+
+def test_an_optimizer_class_re_implementing_the_library_one_it_replaces_is_its_communication():
+    # torch.optim.Adam replaced by a sharded Adam (reduce_scatter of the gradients, all_gather of the update): the
+    # Adam update is the library's; the change is the communication.
+    result = classify(LIBRARY_ADAM, SHARDED_ADAM)
+    assert result.label == SYSTEMS, [e.text() for e in result.evidence]
+    assert not any(e.kind == ALGORITHMIC for e in result.evidence if e.scope.startswith("DistAdam")), \
+        [e.text() for e in result.evidence]
+    # A new optimizer class that replaces nothing of the library's is the change's own computation.
+    own = SHARDED_ADAM.replace("DistAdam(params, lr=0.008, betas=(0.8, 0.95), eps=1e-10)", "DistAdam(params)")
+    assert any(e.kind == ALGORITHMIC for e in classify(LIBRARY_ADAM, own).evidence)
