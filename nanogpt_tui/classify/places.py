@@ -79,6 +79,12 @@ def _renamed_definitions(old_tree: ast.AST, new_tree: ast.AST) -> frozenset[str]
     return frozenset(out)
 
 
+@functools.lru_cache(maxsize=64)
+def _class_bases(tree: ast.Module) -> dict[str, tuple[str, ...]]:
+    """Each class a file defines at top level, with the dotted names of its bases (`CastedLinear`: `nn.Linear`)."""
+    return {n.name: tuple(filter(None, (dotted(b) for b in n.bases))) for n in tree.body if isinstance(n, ast.ClassDef)}
+
+
 def _definitions(tree: ast.Module) -> dict[tuple[str, ...], ast.AST]:
     """Every class and function of a tree by its path of names (`("GPT", "__init__")`)."""
     out: dict[tuple[str, ...], ast.AST] = {}
@@ -391,6 +397,10 @@ class PlaceJudge:
             self.record(change, NEUTRAL, "a consistent rename: " + ", ".join(f"{a} -> {b}" for a, b in renamed[:4]),
                         scopes, old, new)
             return
+        subclass = self.subclass_swap(old, new)
+        if subclass:
+            self.record(change, PLUMBING, subclass, scopes, old, new)
+            return
         if [*old, *new] and all(isinstance(n, ast.arg) for n in [*old, *new]):
             # A signature's parameters (`Block(model_dim)` -> `Block(dim, max_seq_len)`): what the function does with
             # them is judged where it uses them; the signature itself is plumbing.
@@ -615,6 +625,21 @@ class PlaceJudge:
                 return None
             names.extend(found)
         return "decides where systems work runs: " + ", ".join(sorted({_clean(t) for t in names})[:4])
+
+    def subclass_swap(self, old: Sequence[ast.AST], new: Sequence[ast.AST]) -> str | None:
+        """Why a reference to a class became a reference to its subclass (or back) that the change defines
+        (`nn.Linear` -> `CastedLinear(nn.Linear)`): what differs is the subclass's own code, judged where it is
+        defined; None otherwise."""
+        if not (len(old) == len(new) == 1 and all(isinstance(n, (ast.Name, ast.Attribute)) for n in [*old, *new])):
+            return None
+        a, b = dotted(old[0]), dotted(new[0])
+        if not a or not b:
+            return None
+        for sub, base, tree in ((b, a, self.new_tree), (a, b, self.old_tree)):
+            bases = _class_bases(tree).get(sub, ())
+            if base in bases or base.split(".")[-1] in {x.split(".")[-1] for x in bases}:
+                return f"{sub}, a subclass of {base} the code defines: its own code is judged where it is defined"
+        return None
 
     def consistent_rename(self, old: Sequence[ast.AST], new: Sequence[ast.AST]) -> list[tuple[str, str]]:
         """The (old, new) identifier pairs when the change only renames names the code defines, everywhere

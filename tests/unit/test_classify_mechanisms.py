@@ -388,3 +388,34 @@ def test_an_optimizer_class_re_implementing_the_library_one_it_replaces_is_its_c
     # A new optimizer class that replaces nothing of the library's is the change's own computation.
     own = SHARDED_ADAM.replace("DistAdam(params, lr=0.008, betas=(0.8, 0.95), eps=1e-10)", "DistAdam(params)")
     assert any(e.kind == ALGORITHMIC for e in classify(LIBRARY_ADAM, own).evidence)
+
+
+# ------------------------------------------------------------------------------------------------ subclasses
+
+def test_a_module_swapped_for_its_subclass_is_judged_by_the_subclass():
+    # Linear layers that keep fp32 weights and cast them at use: the swap nn.Linear -> CastedLinear in each layer
+    # is no new computation; CastedLinear's own forward (a cast) is what changed.
+    old = """
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class MLP(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.fc = nn.Linear(dim, 4 * dim)
+            self.proj = nn.Linear(4 * dim, dim)
+            self.gate = nn.Linear(dim, dim)
+
+        def forward(self, x):
+            return self.proj(F.relu(self.fc(x)).square()) * self.gate(x)
+    """
+    new = old.replace("class MLP(nn.Module):", '''class CastedLinear(nn.Linear):
+        def forward(self, x):
+            return F.linear(x, self.weight.to(x.dtype))
+
+    class MLP(nn.Module):''').replace("= nn.Linear(", "= CastedLinear(")
+    result = classify(old, new)
+    swaps = [e for e in result.evidence if e.before == "nn.Linear"]
+    assert len(swaps) == 3 and all(e.kind == "plumbing" for e in swaps), [e.text() for e in result.evidence]
+    assert [e.scope for e in result.evidence if e.kind == ALGORITHMIC] in ([], ["<module>"]), \
+        [e.text() for e in result.evidence]  # at most the new class itself
