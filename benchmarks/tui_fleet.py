@@ -14,7 +14,14 @@ Measured on the real `nanogpt-tui` on a pty, each next to a bare Textual app sta
   character of a filter word (the title counts the hidden sessions and the one card left is drawn again);
   each from writing the key to the pty until that text is in the app's output, so until the screen shows it;
 - the app's memory (RSS) after loading, sampled every second while the keys are pressed (under the flood), and
-  after the keys.
+  after the keys;
+- `--memory-minutes N`: the memory of a control room left on the fleet of `--keys-sessions` sessions under the
+  flood for N minutes (a round of keys every `--memory-keys-every` seconds: `T`, `down`, `s`, `T`, `down`; 0 for
+  none), its RSS sampled every second: the means of the first and the last minute, and the slope of a
+  least-squares line over the second half in MB/min (flat memory: a slope near 0). With `--tracemalloc`, a second
+  control room, started through a wrapper of this benchmark's (not a hook of the app's) that runs the app under
+  `tracemalloc` and snapshots its Python allocations every minute, gives the allocations that grew most from the
+  end of the first minute to the end, by file:line (its RSS is not the app's own: tracemalloc costs memory).
 
 Both apps run with bytecode caches, as on a user's machine after the first run (an environment that sets
 PYTHONDONTWRITEBYTECODE would otherwise recompile every module of ours at each start): the caches go to a folder
@@ -23,9 +30,11 @@ start and the end: on a shared machine, compare the apps of one run, not runs.
 
     .venv/bin/python benchmarks/tui_fleet.py [--sessions 24] [--keys-sessions 50] [--repeats 3] [--json]
         [--no-keys] [--keys-only] [--no-demo] [--baseline-tree DIR] [--flood-sessions 8] [--flood-rate 2000]
+        [--memory-minutes N [--memory-keys-every 10] [--tracemalloc]]
 
 `--baseline-tree DIR` (a checkout of an earlier commit, e.g. `git worktree add DIR main`) measures that tree's
-control room too, interleaved with this one's in the same run: before and after under the same load.
+control room too, interleaved with this one's in the same run: before and after under the same load (in the memory
+mode, one after the other).
 """
 
 from __future__ import annotations
@@ -46,6 +55,32 @@ from tui_common import REPO, Terminal, make_session, percentile, spawn, write_co
 sys.path.insert(0, str(REPO))
 from nanogpt_tui.validator.protocol import SERVICE_FILE  # noqa: E402
 from tests.tui.sessions_data import add_events, add_verdict  # noqa: E402
+
+# Runs the control room under tracemalloc, for the memory mode's `--tracemalloc`: a thread of this wrapper (the app
+# itself knows nothing of it) snapshots the Python allocations when the benchmark asks, by a file NAME.want in the
+# folder TUI_FLEET_SNAPSHOTS, into NAME.snap there.
+TRACEMALLOC_WRAPPER = '''
+import os, sys, threading, time, tracemalloc
+
+tracemalloc.start(int(os.environ.get("TUI_FLEET_FRAMES", "1")))
+folder = os.environ["TUI_FLEET_SNAPSHOTS"]
+
+def snapshots():
+    while True:
+        time.sleep(0.2)
+        for want in sorted(f for f in os.listdir(folder) if f.endswith(".want")):
+            name = os.path.join(folder, want[:-len(".want")])
+            snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+            snap.dump(name + ".tmp")
+            del snap
+            os.replace(name + ".tmp", name + ".snap")
+            os.remove(os.path.join(folder, want))
+
+threading.Thread(target=snapshots, daemon=True).start()
+sys.argv[0] = "nanogpt-tui"
+from nanogpt_tui.cli import main
+raise SystemExit(main())
+'''
 
 BARE_APP = '''
 from textual.app import App
@@ -135,14 +170,15 @@ def warm_bytecode_caches(tmp: Path, trees: list[Path]) -> None:
                        stdout=subprocess.DEVNULL)
 
 
-def control_room(tree: Path, config: Path, args: tuple[str, ...], text: str, size, timeout: float = 60.0):
+def control_room(tree: Path, config: Path, args: tuple[str, ...], text: str, size, timeout: float = 60.0,
+                 script: Path | None = None):
     """`python -P -m nanogpt_tui ARGS` from `tree`'s package (-P: not the working folder's, which would come first),
-    and the first time `text` shows."""
+    and the first time `text` shows; with `script`, `python -P SCRIPT ARGS` (a wrapper that runs the app)."""
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(tree)
+    run = [str(script)] if script is not None else ["-m", "nanogpt_tui"]
     try:
-        return first_frame(config, (), text, size, exe=[sys.executable, "-P", "-m", "nanogpt_tui", *args],
-                           timeout=timeout)
+        return first_frame(config, (), text, size, exe=[sys.executable, "-P", *run, *args], timeout=timeout)
     finally:
         if old is None:
             os.environ.pop("PYTHONPATH", None)
@@ -165,6 +201,9 @@ def main() -> int:
     ap.add_argument("--flood-sessions", type=int, default=8, help="sessions flooded while the keys are pressed")
     ap.add_argument("--flood-rate", type=int, default=2000, help="log lines a second per flooded session")
     ap.add_argument("--baseline-tree", type=Path, help="another checkout whose control room is measured too")
+    ap.add_argument("--memory-minutes", type=float, help="memory mode: RSS of a control room under the flood")
+    ap.add_argument("--memory-keys-every", type=float, default=10.0, help="seconds between rounds of keys (0: none)")
+    ap.add_argument("--tracemalloc", action="store_true", help="memory mode: also what grew, by file:line")
     args = ap.parse_args()
     size = tuple(int(x) for x in args.size.split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="nanogpt-tui-fleet-"))
@@ -184,6 +223,8 @@ def main() -> int:
         cold_root = tmp / "cold"
         cold_config = write_config(mkdir(tmp / "cold-config"), cold_root)
         demo_config = write_config(mkdir(tmp / "demo-config"), cold_root / "demo")
+        if args.memory_minutes:
+            return memory_part(args, tmp, trees, sleeper, size, result)
         if args.keys_only:
             return keys_part(args, tmp, trees, sleeper, size, result)
         _ms, term = first_frame(None, (), "bare textual app ready", size, exe=[sys.executable, str(bare_script)])
@@ -276,6 +317,136 @@ def keys_part(args, tmp: Path, trees: dict[str, Path], sleeper, size, result: di
         result[f"{name}rss_mb_{args.keys_sessions}_sessions"] = [rss for _times, rss in rounds]
     result["load_average_at_end_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
     return finish(result, args.json)
+
+
+def slope_mb_per_min(samples: list[tuple[float, float]]) -> float | None:
+    """The least-squares slope of (seconds, MB) samples, in MB a minute."""
+    if len(samples) < 2:
+        return None
+    mean_t = statistics.mean(t for t, _ in samples)
+    mean_m = statistics.mean(m for _, m in samples)
+    var = sum((t - mean_t) ** 2 for t, _ in samples)
+    return None if not var else sum((t - mean_t) * (m - mean_m) for t, m in samples) / var * 60
+
+
+def memory_part(args, tmp: Path, trees: dict[str, Path], sleeper, size, result: dict) -> int:
+    """A control room on the fleet under the flood for `--memory-minutes`, its RSS every second; for each tree one
+    after the other, then (`--tracemalloc`) this tree's again under tracemalloc."""
+    root = tmp / "sessions-memory"
+    root.mkdir()
+    ids = fleet(root, args.keys_sessions, sleeper.pid)
+    config = write_config(mkdir(tmp / "config-memory"), root)
+    warm_up(config, root, ids, size)
+    flooded = ids[::-1][:args.flood_sessions]
+    first_logs = {sid: (root / sid / "container.log").read_bytes() for sid in flooded}
+    result["flood"] = {"sessions": len(flooded), "lines_per_s_per_session": args.flood_rate}
+    result["memory"] = {"minutes": args.memory_minutes, "keys_every_s": args.memory_keys_every}
+    runs = [(name, tree, None) for name, tree in trees.items()]
+    if args.tracemalloc:
+        wrapper = tmp / "tracemalloc_wrapper.py"
+        wrapper.write_text(TRACEMALLOC_WRAPPER)
+        runs.append(("tracemalloc_", trees[""], wrapper))
+    for name, tree, script in runs:
+        os.environ["XDG_STATE_HOME"] = str(tmp / f"state-memory-{name or 'this'}")
+        snapshots = mkdir(tmp / f"snapshots-{name or 'this'}")
+        os.environ["TUI_FLEET_SNAPSHOTS"] = str(snapshots)
+        flood = spawn([str(Path(__file__).with_name("tui_flood.py")), "--writer", str(root), ",".join(flooded),
+                       "--rate", str(args.flood_rate), "--seconds", str(args.memory_minutes * 60 + 120)]) \
+            if flooded else None
+        try:
+            one = memory_run(tree, config, ids, args.memory_minutes, args.memory_keys_every, size,
+                             script, snapshots if script is not None else None)
+        finally:
+            if flood is not None:
+                flood.terminate()
+                flood.wait()
+        for sid in flooded:  # the next control room starts from the same logs
+            (root / sid / "container.log").write_bytes(first_logs[sid])
+        if one is None:
+            print("the control room did not draw", file=sys.stderr)
+            return 1
+        if script is not None:
+            one["tracemalloc"] = tracemalloc_growth(snapshots)
+        result["memory"][f"{name}rss_mb"] = one
+    return finish(result, args.json)
+
+
+def snapshot(folder: Path, name: str, timeout: float = 120.0) -> None:
+    """Ask the tracemalloc wrapper for a snapshot `name` and wait until it is written."""
+    (folder / f"{name}.want").touch()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not (folder / f"{name}.snap").exists():
+        time.sleep(0.2)
+
+
+def memory_run(tree: Path, config: Path, ids: list[str], minutes: float, keys_every: float, size,
+               script: Path | None, snapshots: Path | None) -> dict | None:
+    _ms, term = control_room(tree, config, (), ids[-1].split("Z-", 1)[1], size, timeout=120 if script else 60,
+                             script=script)
+    try:
+        if _ms is None:
+            return None
+        start = time.monotonic()
+        samples: list[tuple[float, float]] = []
+        next_keys = start + keys_every if keys_every else float("inf")
+        rounds = 0
+        wanted = {"1-first-minute": 60.0, "2-half": minutes * 30} if snapshots is not None else {}
+        while (now := time.monotonic()) - start < minutes * 60:
+            samples.append((now - start, term.rss_mb()))
+            for name, at in list(wanted.items()):
+                if now - start >= at:
+                    snapshot(snapshots, name)
+                    del wanted[name]
+            if now >= next_keys:
+                for key in ("T", "\x1b[B", "s", "T", "\x1b[B"):
+                    term.press(key)
+                    time.sleep(0.4)
+                rounds += 1
+                next_keys += keys_every
+            time.sleep(max(0.0, start + len(samples) - time.monotonic()))
+        if snapshots is not None:
+            snapshot(snapshots, "3-end")
+        first = [m for t, m in samples if t < 60]
+        last = [m for t, m in samples if t >= samples[-1][0] - 60]
+        half = [s for s in samples if s[0] >= samples[-1][0] / 2]
+        slope = slope_mb_per_min(half)
+        return {"samples": len(samples), "key_rounds": rounds, "loaded": round(samples[0][1], 1),
+                "first_minute_mean": round(statistics.mean(first), 1), "last_minute_mean": round(statistics.mean(last), 1),
+                "max": round(max(m for _, m in samples), 1),
+                "slope_second_half_mb_per_min": None if slope is None else round(slope, 3),
+                "per_minute_means": [round(statistics.mean(m for t, m in samples if k * 60 <= t < (k + 1) * 60), 1)
+                                     for k in range(int(samples[-1][0] // 60) + 1)
+                                     if any(k * 60 <= t < (k + 1) * 60 for t, _ in samples)]}
+    finally:
+        term.close()
+
+
+def short(filename: str) -> str:
+    """A file's name from its package on (`textual/strip.py`, `nanogpt_tui/tui/app.py`), not this machine's path."""
+    for marker in ("site-packages/", "/nanogpt_tui/"):
+        if marker in filename:
+            return ("nanogpt_tui/" if marker.startswith("/") else "") + filename.rsplit(marker, 1)[-1]
+    return filename.rsplit("/lib/", 1)[-1]
+
+
+def tracemalloc_growth(folder: Path, top: int = 12) -> dict:
+    """The Python allocations that grew most from a minute in to the end, and from half-way to the end, by
+    file:line; and the traced total at each snapshot."""
+    import tracemalloc
+
+    snaps = {p.stem: tracemalloc.Snapshot.load(str(p)) for p in sorted(folder.glob("*.snap"))}
+    out: dict = {"traced_mb": {k: round(sum(t.size for t in s.traces) / 2**20, 2) for k, s in snaps.items()}}
+    for since in ("1-first-minute", "2-half"):
+        if since in snaps and "3-end" in snaps:
+            out[f"top_growth_{since}_to_end"] = growth(snaps["3-end"].compare_to(snaps[since], "lineno"), top)
+    return out
+
+
+def growth(stats, top: int) -> list[str]:
+    """The `top` lines whose allocations grew most: `file:line +KiB (+blocks, now KiB)`."""
+    return [f"{short(s.traceback[0].filename)}:{s.traceback[0].lineno} "
+            f"{s.size_diff / 1024:+.1f} KiB ({s.count_diff:+d} blocks, now {s.size / 1024:.1f} KiB)"
+            for s in sorted(stats, key=lambda s: -s.size_diff)[:top]]
 
 
 class RssSampler:
