@@ -382,6 +382,38 @@ def test_a_new_user_sorts_filters_and_clears_the_table_at_both_sizes(tui_env):
         run(scenario(size))
 
 
+def test_every_column_sorted_by_is_in_sight_with_its_arrow_at_both_sizes(tui_env):
+    """`s` through every column: the header shows the column sorted by, its title and arrow whole, with 50 sessions
+    (a scrollbar) at 160x48 and at 100x30, where the columns out of sight give way to it; sorted by session again,
+    the table is as it was."""
+    from nanogpt_tui.tui.data.fleet import COLUMNS
+
+    build_fleet(tui_env.root, 50)
+
+    async def scenario(size):
+        app = new_user_app(tui_env, size)
+        async with app.run_test(size=size) as pilot:
+            await loaded(pilot)
+            await pilot.press("T")
+            await wait_for(pilot, lambda: table(app).views, what="the table")
+            await pilot.pause(0.1)
+            first = screen_text(app)[1]
+            assert "session▲" in first, first
+            for column in [*COLUMNS[1:], COLUMNS[0]]:
+                await pilot.press("s")
+                await wait_for(pilot, lambda: f"{column.title}▲" in screen_text(app)[1],
+                               what=f"{column.title}▲ in the header {screen_text(app)[1]!r}")
+                if size[0] >= 160:  # every column is in sight, whichever is sorted by
+                    header = screen_text(app)[1]
+                    assert all(c.title[:5] in header for c in COLUMNS), header
+                row = screen_text(app)[2]
+                assert len(row.rstrip()) <= size[0], row
+            assert screen_text(app)[1] == first
+
+    for size in NEW_USER_SIZES:
+        run(scenario(size))
+
+
 def test_killing_or_extending_many_marked_sessions_keeps_the_dialogs_buttons_in_sight(tui_env):
     build_fleet(tui_env.root, 24)
 

@@ -12,28 +12,50 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from nanogpt_tui.tui.data.fleet import ACTIVITY_MIN, COLUMNS, Column
+from nanogpt_tui.tui.data.fleet import ACTIVITY_MIN, BY_KEY, COLUMNS, Column
 from nanogpt_tui.tui.data.views import SessionView
 from nanogpt_tui.tui.widgets.card import ACTIVITY_STYLES, STATUS_STYLES, SessionCard
 
 MARK = "✓"
+# The activity column gives up to this many cells of its room to bring the sorted column into sight.
+ACTIVITY_FLOOR = 12
 
 
-def fit_columns(width: int) -> list[tuple[Column, int]]:
+def fit_columns(width: int, sort_key: str | None = None) -> list[tuple[Column, int]]:
     """The columns that fit `width` cells (one cell between columns, two for the mark), each with its width: the
-    most needed first (`Column.keep`), shown in table order, the activity column taking what the others leave."""
+    most needed first (`Column.keep`), shown in table order, the activity column taking what the others leave.
+
+    The column sorted by is always among them (a sort by a column out of sight orders the rows by nothing the user
+    sees), and wide enough for its title and arrow (the arrow that says what the rows are sorted by is never cut):
+    the room it needs comes from the activity column, down to `ACTIVITY_FLOOR` cells, then from the least needed
+    of the other columns, which give way."""
     room = width - 2
-    chosen: set[str] = set()
+    chosen: list[Column] = []
     used = 0
     for column in sorted(COLUMNS, key=lambda c: c.keep):
         need = (column.width or ACTIVITY_MIN) + (1 if chosen else 0)
         if used + need > room:
             break  # strictly by need: a less needed column never takes the place of a more needed one
-        chosen.add(column.key)
+        chosen.append(column)
         used += need
-    out = [(c, c.width) for c in COLUMNS if c.key in chosen]
-    spare = room - used
-    return [(c, w if c.width else ACTIVITY_MIN + spare) for c, w in out]
+    widths = {c.key: c.width for c in chosen}
+    sort = BY_KEY.get(sort_key) if sort_key is not None else None
+    if sort is not None and sort.width and len(sort.title) + 1 <= room:
+        fitted = list(chosen)
+        if sort not in fitted:
+            fitted.append(sort)
+        wider = {**widths, sort.key: max(sort.width, len(sort.title) + 1)}
+
+        def short() -> bool:
+            left = room - sum(wider[c.key] for c in fitted if c.width) - (len(fitted) - 1)
+            return left < (ACTIVITY_FLOOR if any(not c.width for c in fitted) else 0)
+
+        while short() and len(fitted) > 1:
+            fitted.remove(max((c for c in fitted if c is not sort), key=lambda c: c.keep))
+        if not short():
+            chosen, widths = fitted, wider
+    left = room - sum(widths[c.key] for c in chosen if c.width) - (len(chosen) - 1)
+    return [(c, widths[c.key] or left) for c in COLUMNS if c in chosen]
 
 
 def _cell(text: str, width: int, right: bool) -> str:
@@ -78,7 +100,7 @@ class SessionTable(ScrollView, can_focus=True):
         self._rows: list[list[tuple[str, str]]] = []  # per row: (text, style) per shown column
         self._strips: dict[int, Strip] = {}
         self._layout: list[tuple[Column, int]] = []
-        self._layout_width = -1
+        self._layout_key: tuple[int, str] | None = None  # the width and sort column the layout was fitted to
         self._signature: tuple = ()
         self._now = None
 
@@ -92,8 +114,8 @@ class SessionTable(ScrollView, can_focus=True):
 
     def _build(self) -> None:
         width = max(20, self.size.width - 1)  # one cell for the scrollbar
-        if width != self._layout_width:
-            self._layout, self._layout_width = fit_columns(width), width
+        if (width, self.sort_key) != self._layout_key:
+            self._layout, self._layout_key = fit_columns(width, self.sort_key), (width, self.sort_key)
         rows = [self._row(v) for v in self.views]
         signature = (tuple(v.id for v in self.views), self.marked, self.sort_key, self.reverse)
         if rows != self._rows or signature != self._signature:
@@ -120,7 +142,7 @@ class SessionTable(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         if self.views:
-            self._layout_width = -1
+            self._layout_key = None
             self._build()
             self._strips.clear()
             self.refresh()
