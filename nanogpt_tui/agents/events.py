@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -189,16 +189,17 @@ def _sum_usage(usages: Iterable[dict[str, int]]) -> dict[str, int]:
 
 
 class _Invocation:
-    """What one agent invocation reported: per-message usage (deduplicated), loose usage lines, its result."""
+    """What one agent invocation reported: per-message usage (deduplicated), loose usage lines (summed as they come:
+    only their sum is counted), its result."""
 
     def __init__(self) -> None:
         self.by_message: dict[str, dict[str, int]] = {}
-        self.loose: list[dict[str, int]] = []
+        self.loose: dict[str, int] | None = None
         self.loose_cost: float | None = None
         self.result: Event | None = None
 
     def empty(self) -> bool:
-        return not self.by_message and not self.loose and self.result is None
+        return not self.by_message and self.loose is None and self.result is None
 
 
 def summarize_usage(events: Iterable[Event]) -> UsageTotals:
@@ -222,47 +223,51 @@ def summarize_usage(events: Iterable[Event]) -> UsageTotals:
 
     Partial (streaming) events are never counted.
     """
-    totals = UsageTotals()
-    inv = _Invocation()
-    cumulative_last: dict[tuple[str, str | None], dict[str, int]] = {}
-    current_session: dict[str, str | None] = {}
-
-    def flush() -> None:
-        nonlocal inv
-        if inv.empty():
-            return
-        totals.invocations += 1
-        if inv.result is not None and (inv.result.usage is not None or inv.result.cost_usd is not None):
-            totals.add(inv.result.usage)
-            if inv.result.cost_usd is not None:
-                totals.add_cost(inv.result.cost_usd)
-            elif _has_tokens(inv.result.usage):
-                totals.cost_complete = False
-        else:
-            spent = _sum_usage([*inv.by_message.values(), *inv.loose])
-            totals.add(spent)
-            if inv.loose_cost is not None:
-                totals.add_cost(inv.loose_cost)
-            if inv.by_message or (_has_tokens(spent) and inv.loose_cost is None):
-                totals.cost_complete = False
-        inv = _Invocation()
-
+    summary = UsageSummary()
     for ev in events:
+        summary.add(ev)
+    return summary.totals
+
+
+class UsageSummary:
+    """`summarize_usage`, one event at a time: what a live stream has spent so far, in memory that does not grow
+    with the stream (an invocation that ended is folded into the totals; the open one keeps one entry per message
+    id, and the sum of its loose usage lines), so a session's events need not be kept to count them."""
+
+    def __init__(self) -> None:
+        self._totals = UsageTotals()
+        self._inv = _Invocation()
+        self._cumulative_last: dict[tuple[str, str | None], dict[str, int]] = {}
+        self._current_session: dict[str, str | None] = {}
+
+    @property
+    def totals(self) -> UsageTotals:
+        """The totals so far, the open invocation counted as if it ended now (it is not closed)."""
+        out = replace(self._totals)
+        _count(out, self._inv)
+        return out
+
+    def _flush(self) -> None:
+        _count(self._totals, self._inv)
+        self._inv = _Invocation()
+
+    def add(self, ev: Event) -> None:
+        totals, inv = self._totals, self._inv
         if ev.partial:
-            continue
+            return
         if ev.type == "session_start":
-            flush()
-            current_session[ev.source] = ev.session_id
+            self._flush()
+            self._current_session[ev.source] = ev.session_id
         elif ev.type == "usage" and ev.usage is not None:
             if ev.extra.get("cumulative"):
-                key = (ev.source, ev.session_id or current_session.get(ev.source))
-                prev = cumulative_last.get(key)
+                key = (ev.source, ev.session_id or self._current_session.get(ev.source))
+                prev = self._cumulative_last.get(key)
                 now = {k: int(ev.usage.get(k, 0) or 0) for k in USAGE_KEYS}
                 if prev is not None and all(now[k] >= prev[k] for k in USAGE_KEYS):
                     totals.add({k: now[k] - prev[k] for k in USAGE_KEYS})
                 else:
                     totals.add(now)
-                cumulative_last[key] = now
+                self._cumulative_last[key] = now
                 if _has_tokens(now) and ev.cost_usd is None:
                     totals.cost_complete = False
                 totals.add_cost(ev.cost_usd)
@@ -274,14 +279,32 @@ def summarize_usage(events: Iterable[Event]) -> UsageTotals:
                     if old is None or int(ev.usage.get("output_tokens", 0) or 0) >= int(old.get("output_tokens", 0)):
                         inv.by_message[message_id] = dict(ev.usage)
                 else:
-                    inv.loose.append(dict(ev.usage))
+                    inv.loose = _sum_usage([inv.loose or {}, ev.usage])
                     if ev.cost_usd is not None:
                         inv.loose_cost = (inv.loose_cost or 0.0) + ev.cost_usd
         elif ev.type == "result":
             inv.result = ev
-            flush()
-    flush()
-    return totals
+            self._flush()
+
+
+def _count(totals: UsageTotals, inv: _Invocation) -> None:
+    """Add what invocation `inv` spent to `totals`."""
+    if inv.empty():
+        return
+    totals.invocations += 1
+    if inv.result is not None and (inv.result.usage is not None or inv.result.cost_usd is not None):
+        totals.add(inv.result.usage)
+        if inv.result.cost_usd is not None:
+            totals.add_cost(inv.result.cost_usd)
+        elif _has_tokens(inv.result.usage):
+            totals.cost_complete = False
+    else:
+        spent = _sum_usage([*inv.by_message.values(), *([inv.loose] if inv.loose is not None else [])])
+        totals.add(spent)
+        if inv.loose_cost is not None:
+            totals.add_cost(inv.loose_cost)
+        if inv.by_message or (_has_tokens(spent) and inv.loose_cost is None):
+            totals.cost_complete = False
 
 
 # --------------------------------------------------------------------------------------- incremental reading

@@ -23,10 +23,6 @@ from nanogpt_tui.telemetry.gateway_record import GatewayRecord, ModelTokens
 if TYPE_CHECKING:
     from nanogpt_tui.agents.events import UsageTotals
 
-# Usage events kept per session (text dropped); a session that spends millions of turns keeps only the last.
-USAGE_EVENTS_KEPT = 200_000
-
-
 GATEWAY = "gateway"  # AgentTokens.source: metered by the model gateway
 EVENTS = "events"  # AgentTokens.source: what the agent's own stream reported (a session without the gateway)
 
@@ -55,35 +51,36 @@ class AgentTokens:
 
 
 class EventsTokenMeter:
-    """The agent's tokens from its events file, read on from where the last read stopped."""
+    """The agent's tokens from its events file, read on from where the last read stopped and counted as they come
+    (`UsageSummary`): no event is kept, so a session's meter stays the same size however long its agent runs."""
 
     KEEP = ("session_start", "usage", "result")
 
     def __init__(self, events_path: str | os.PathLike[str]) -> None:
-        from nanogpt_tui.agents.events import EventStream
+        from nanogpt_tui.agents.events import EventStream, UsageSummary
 
         self.stream = EventStream(Path(events_path))
-        self.events: list = []
+        self.summary = UsageSummary()
+        self.counted = 0  # events counted since the file (re)started
         self.model: str | None = None
         self.tokens = AgentTokens()
         self.totals: UsageTotals | None = None  # what the stream reported, in full (None while there is no file)
 
     def read(self) -> AgentTokens:
-        from nanogpt_tui.agents.events import summarize_usage
+        from nanogpt_tui.agents.events import UsageSummary
 
         fresh = [ev for ev in self.stream.read_new() if ev.type in self.KEEP and not ev.partial]
         if self.stream.restarted:  # the file was replaced or cut: what was read from it before is void
-            self.events, self.model = [], None
-        elif not fresh and self.events:
+            self.summary, self.counted, self.model = UsageSummary(), 0, None
+        elif not fresh and self.counted:
             return self.tokens
         for ev in fresh:
             model = ev.extra.get("model") if ev.type == "session_start" else None
             if isinstance(model, str) and model:
                 self.model = model
-            ev.text, ev.extra = None, {k: v for k, v in ev.extra.items() if k in ("message_id", "cumulative")}
-        self.events.extend(fresh)
-        del self.events[:-USAGE_EVENTS_KEPT]
-        totals = self.totals = summarize_usage(self.events) if self.stream.lines.found else None
+            self.summary.add(ev)
+        self.counted += len(fresh)
+        totals = self.totals = self.summary.totals if self.stream.lines.found else None
         if totals is None:
             self.tokens = AgentTokens()
             return self.tokens

@@ -201,3 +201,75 @@ def test_a_session_folder_without_its_events_link_is_read_by_one_rule(tmp_path):
     (d / L.WORKSPACE / "logs" / L.EVENTS_FILE).unlink()
     nothing = token_meter(d)
     assert nothing.read().total_tokens == 0 and usage_section(nothing) is None  # no events file: no section
+
+
+def unmetered_events(tmp_path: Path) -> Path:
+    d = make_session(tmp_path, "s", agent="claude", strategy="default", backend="local", host="local")
+    session = load_session(d)
+    session.sandbox = "off"
+    save_session(d, session)
+    return d / L.WORKSPACE / "logs" / L.EVENTS_FILE
+
+
+def mixed_stream(k: int) -> list[str]:
+    """Lines of a busy agent's `k`th turn: a Claude invocation whose message lines repeat their usage, one of ours
+    without a message id, a Codex thread's running total, and (every third turn) the invocation's result."""
+    lines = [json.dumps({"type": "system", "subtype": "init", "session_id": f"c{k}", "model": "claude-opus-4-6"})]
+    for part in range(2):  # one response, two lines, the same usage (the second with the larger output count)
+        lines.append(json.dumps({"type": "assistant", "message": {
+            "id": f"msg_{k}", "content": [{"type": "text", "text": "x"}],
+            "usage": {"input_tokens": 100 + k, "output_tokens": 10 + part}}}))
+    lines.append(event_line("usage", input_tokens=7, cached_input_tokens=2, output_tokens=1, cost_usd=0.001))
+    lines.append(json.dumps({"type": "turn.completed", "usage": {"input_tokens": 1000 * (k + 1),
+                                                                 "cached_input_tokens": 0,
+                                                                 "output_tokens": 50 * (k + 1)}}))
+    if k % 3 == 2:
+        lines.append(json.dumps({"type": "result", "subtype": "success", "total_cost_usd": 0.5,
+                                 "usage": {"input_tokens": 300, "output_tokens": 30}}))
+    return lines
+
+
+def test_the_events_meter_counts_as_it_reads_the_same_as_summing_the_whole_file(tmp_path):
+    from nanogpt_tui.agents.events import EventStream, summarize_usage
+
+    events = unmetered_events(tmp_path)
+    meter = token_meter(events.parents[2])
+    for k in range(12):  # a read after each turn: the open invocation is counted as it stands, then carried on
+        with open(events, "a") as handle:
+            handle.write("\n".join(mixed_stream(k)) + "\n")
+        got = meter.read()
+        whole = summarize_usage(EventStream(events).read_all())
+        assert meter.events.totals == whole
+        assert (got.input_tokens, got.output_tokens, got.cli_cost_usd, got.cli_cost_complete) == \
+            (whole.input_tokens, whole.output_tokens, whole.cost_usd, whole.cost_complete)
+    assert whole.invocations > 12 and got.model == "claude-opus-4-6"
+
+
+def test_the_events_meter_keeps_no_event_so_its_memory_does_not_grow_with_the_stream(tmp_path):
+    """A busy agent's usage line a second for days: the meter's memory after 6,000 more lines is what it was
+    (it kept every event before: tens of MB per session over a day, and a sum over all of them each read)."""
+    import gc
+    import tracemalloc
+
+    events = unmetered_events(tmp_path)
+    meter = token_meter(events.parents[2])
+
+    def feed(n: int) -> None:
+        for chunk in range(n // 500):
+            with open(events, "a") as handle:
+                handle.write("".join(event_line("usage", input_tokens=1000, cached_input_tokens=10,
+                                                output_tokens=50, cost_usd=0.01) + "\n" for _ in range(500)))
+            meter.read()
+
+    feed(1000)  # the meter's own structures exist
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        feed(6000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert meter.tokens.input_tokens == 7000 * 1000 and meter.tokens.cli_cost_usd == pytest.approx(70.0)
+    assert grown < 20_000, grown  # kept events: about 6,000 x 500 bytes
