@@ -7,6 +7,8 @@ import ast
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from nanogpt_tui.record_grammar import parse_newer
+
 
 class EditError(Exception):
     """An edit cannot be applied to this code; the message says which and why."""
@@ -47,7 +49,7 @@ def set_hyperparameters(source: str, values: Mapping[str, Any], *,
     The field's value expression is found through the AST and only its text is replaced, so comments and
     the rest of the line stay as they were. Returns the new source and one line per change.
     """
-    tree = ast.parse(source)
+    tree = parse_newer(source, "train_gpt.py")
     fields = _hyperparameter_fields(tree, class_name)
     raw = source.encode("utf-8")
     line_starts = [0]
@@ -101,7 +103,7 @@ def apply_edits(source: str, replace: Iterable[tuple[str, str]] = (), values: Ma
         source, more = set_hyperparameters(source, values)
         changes.extend(more)
     try:
-        ast.parse(source)
+        parse_newer(source, "train_gpt.py")
     except SyntaxError as err:
         raise EditError(f"the edited train_gpt.py does not parse (line {err.lineno}: {err.msg}).") from None
     return source, changes

@@ -9,6 +9,8 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
+from nanogpt_tui.record_grammar import parse_newer
+
 # How a record gets its attention kernel.
 ATTENTION_KERNEL_HUB = "kernel-hub"            # kernels.get_kernel("<repo>") at import time
 ATTENTION_FA3_BUILD = "flash_attn_interface"   # a FlashAttention-3 wheel built from source (import flash_attn_interface)
@@ -113,7 +115,7 @@ def attention_of(files: Mapping[str, str]) -> tuple[str, str, str, list[str]]:
         if not name.endswith(".py"):
             continue
         try:
-            tree = ast.parse(text)
+            tree = parse_newer(text, name)
         except SyntaxError:
             continue
         for node in ast.walk(tree):

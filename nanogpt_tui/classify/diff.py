@@ -12,6 +12,7 @@ from typing import Any
 from nanogpt_tui.classify.knobs import _same_literal
 from nanogpt_tui.classify.model import _clip, Evidence, HYPERPARAMETER, NEUTRAL, SYSTEMS
 from nanogpt_tui.classify.neutral import _shape, _strip_docstrings, statements_of
+from nanogpt_tui.record_grammar import parse_newer
 from nanogpt_tui.classify.places import PlaceJudge, _Scope
 from nanogpt_tui.classify.syntax import dotted, is_literal, _Shapes, _SKIP_FIELDS
 
@@ -20,7 +21,7 @@ from nanogpt_tui.classify.syntax import dotted, is_literal, _Shapes, _SKIP_FIELD
 def _parse(name: str, text: str) -> ast.Module:
     """The file's AST without docstrings; cached (the same parent is compared with many children). Callers
     must not change the tree."""
-    tree = ast.parse(text, filename=name)
+    tree = parse_newer(text, name)
     _strip_docstrings(tree)
     return tree
 

@@ -10,6 +10,7 @@ from nanogpt_tui.errors import UserError
 from nanogpt_tui.validator.rules.names import ENTRY_SCRIPT, RUN_SCRIPT, SKIP_DIRS
 from nanogpt_tui.validator.rules.pyast import Aliases, assignments_by_name
 from nanogpt_tui.validator.rules.shell import ShellCommand, parse_shell, torchrun_launch
+from nanogpt_tui.record_grammar import parse_newer
 
 
 @dataclass
@@ -98,7 +99,7 @@ def _read_text(path: Path) -> str:
 
 def _parse(rel: str, text: str) -> SourceFile:
     try:
-        tree = ast.parse(text, filename=rel)
+        tree = parse_newer(text, rel)
     except SyntaxError as err:
         return SourceFile(rel=rel, text=text, tree=None, error=err)
     except ValueError as err:  # e.g. null bytes in the source
