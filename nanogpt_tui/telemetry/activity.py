@@ -63,18 +63,21 @@ def activity_of(ev: Event, secrets: tuple[str, ...] = ()) -> Activity | None:
 
 
 class ActivityReader:
-    """A session's latest activity, following its events file from where the last read stopped."""
+    """A session's latest activity, following its events file from where the last read stopped; events of the
+    types in `ignore` say nothing here (a session's agent stream cannot speak for the validator's verdicts)."""
 
-    def __init__(self, events_path: str | os.PathLike[str], secrets: tuple[str, ...] | None = None) -> None:
+    def __init__(self, events_path: str | os.PathLike[str], secrets: tuple[str, ...] | None = None,
+                 ignore: frozenset[str] = frozenset()) -> None:
         from nanogpt_tui.agents.render import env_secrets
 
         self.stream = EventStream(Path(events_path))
         self.secrets = tuple(env_secrets() if secrets is None else secrets)
+        self.ignore = ignore
         self.latest: Activity | None = None
 
     def update(self) -> Activity | None:
         for ev in reversed(self.stream.read_new()):
-            found = activity_of(ev, self.secrets)
+            found = None if ev.type in self.ignore else activity_of(ev, self.secrets)
             if found is not None:
                 self.latest = found
                 break
@@ -144,7 +147,9 @@ def _moment(at: str | None) -> float:
 
 class SessionActivity:
     """A session's activity from both of its sources: the validator's progress while it validates, else whichever
-    of the agent's last event and the validator's last line is newer."""
+    of the agent's last event and the validator's last line is newer. A verdict is only ever the validator's: the
+    agent's events file lies in its workspace, where `submit` copies the verdict it was told (and where an agent
+    could write any verdict it liked), so its verdict events are not activity."""
 
     def __init__(self, session_dir: str | os.PathLike[str], secrets: tuple[str, ...] | None = None) -> None:
         from nanogpt_tui.agents.render import env_secrets
@@ -152,7 +157,7 @@ class SessionActivity:
 
         d = Path(session_dir)
         secrets = tuple(env_secrets() if secrets is None else secrets)
-        self.agent = ActivityReader(d / L.EVENTS_FILE, secrets)
+        self.agent = ActivityReader(d / L.EVENTS_FILE, secrets, ignore=frozenset({"verdict"}))
         self.validator = ValidatorProgressReader(d / L.VALIDATOR / PROGRESS_FILE, secrets)
 
     def update(self) -> Activity | None:

@@ -16,7 +16,7 @@ from nanogpt_tui.agents.events import Event, event_line
 from nanogpt_tui.config import AlertsConfig, default_hosts, parse_config
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.pricing import DEFAULT_PRICES, Price, parse_price, price_for, tokens_cost_usd
-from nanogpt_tui.telemetry.activity import ActivityReader, activity_of
+from nanogpt_tui.telemetry.activity import ActivityReader, SessionActivity, activity_of
 from nanogpt_tui.telemetry.cost import AgentTokens, JudgeTokens, agent_tokens, judge_tokens, session_cost
 from nanogpt_tui.telemetry.gpu import GpuFigures, GpuHistory, GpuReading, GpuSample, parse_sample, sparkline
 from nanogpt_tui.tui.data.alerts import AlertWatch
@@ -102,6 +102,32 @@ def test_activity_is_the_last_tool_call_message_or_validator_progress(tmp_path):
                                                      "2026-11-21T03:59:30Z")
     assert latest.to_dict() == {"kind": "validator", "text": "submission_3: run 4/10, step 1200/1600",
                                 "at": "2026-11-21T03:59:30Z"}
+
+
+
+def test_a_sessions_verdict_activity_is_the_validators_never_the_agents_copy(tmp_path):
+    """`submit` copies the verdict it was told into the agent's events file, after the validator wrote it, and an
+    agent can write any verdict line there: neither becomes the session's activity, however new."""
+    from nanogpt_tui.contract import layout as L
+    from nanogpt_tui.validator.protocol import PROGRESS_FILE, append_progress
+
+    (tmp_path / L.VALIDATOR).mkdir(parents=True)
+    events = tmp_path / L.EVENTS_FILE
+    events.parent.mkdir(parents=True, exist_ok=True)
+    append_progress(tmp_path / L.VALIDATOR, "req-1", "received", "request req-1 received: submission submission_1",
+                    submission="submission_1", request_kind="submission")
+    append_progress(tmp_path / L.VALIDATOR, "req-1", "verdict", "verdict: NOT-SIGNIFICANT (submission_1)",
+                    outcome="not-significant", counts=False)
+    assert (tmp_path / L.VALIDATOR / PROGRESS_FILE).is_file()
+    events.write_text(event_line("verdict", ts="2999-01-01T00:00:00Z", submission="submission_1",
+                                 outcome="not-significant", text="submission_1: NOT-SIGNIFICANT, mean 1.5 s")
+                      + event_line("verdict", ts="2999-01-01T00:00:01Z", submission="submission_9",
+                                   outcome="validated", text="submission_9: VALIDATED, 0.5 s"))
+    activity = SessionActivity(tmp_path, secrets=()).update()
+    assert (activity.kind, activity.text) == ("verdict", "submission_1: not-significant")
+    with open(events, "a") as handle:  # the agent's own doings after the verdict still are its activity
+        handle.write(event_line("tool_call", ts="2999-01-01T00:00:02Z", tool="Bash", command="ls"))
+    assert SessionActivity(tmp_path, secrets=()).update().text == "Bash $ ls"
 
 
 # ------------------------------------------------------------------------------------------------ GPU samples
