@@ -3,7 +3,8 @@ matrix on the held-aside records and on the rest, each record against the neares
 a 95% Wilson interval for each agreement (25 held-aside records cannot pin a rate closer than about +-15 points).
 
 Needs the records' code in human_baselines/NAME/ (`nanogpt-tui records fetch NAME`, or from a local snapshot of
-KellerJordan/modded-nanogpt). Usage: python benchmarks/timeline_agreement.py [held|rest|both|all|medium --medium-root DIR] [--summary]
+KellerJordan/modded-nanogpt). Usage: python benchmarks/timeline_agreement.py [held|rest|both|all|medium --medium-root DIR|batch5 --root DIR]
+[--summary]
 (`--summary`: the counts and matrices only, not the records). `all` also splits the held-aside records into those
 of batches 1-2 (held aside first, whose disagreements were reported in an earlier note) and the fresh batch 3.
 
@@ -15,6 +16,11 @@ as `records fetch` splits a log), a track-1 predecessor's from human_baselines/N
 are compared on both sides: the medium logs carry no run.sh, and the one `records fetch` writes beside a track-1
 record's code is ours, not the record's. The record's main file is named train_gpt.py on both sides whatever its
 upstream name (train_gpt_medium.py), so the two versions of one file are compared as one file.
+
+`batch5 --root DIR` measures batch 5 (human_baselines/timeline_labels_batch5.tsv: track-1 folders that are not
+records of the timeline's code, or whose code the timeline lacks; held aside) the same way, DIR being upstream's
+`records/track_1_short`; a predecessor that is neither a row nor a timeline record is read from DIR by the row's
+`predecessor_code_from`.
 """
 
 from __future__ import annotations
@@ -103,12 +109,10 @@ def main(which: str = "both", summary: bool = False) -> int:
     return 0
 
 
-def medium_code(root: Path, row: dict) -> dict[str, str]:
-    """A medium record's Python files from its upstream folder, as its `code_from` names them."""
-    source = row["code_from"]
+def upstream_code(root: Path, name: str, source: str) -> dict[str, str]:
+    """A record's Python files from its upstream folder root/name, as `source` (a row's `code_from`) names them."""
     log = source.removeprefix("log top of ").strip()
-    path = root / row["name"] / log
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = (root / name / log).read_text(encoding="utf-8", errors="replace")
     if source.startswith("log top of "):
         files = split_code_section(code_section(text))
     else:
@@ -116,42 +120,53 @@ def medium_code(root: Path, row: dict) -> dict[str, str]:
     return {name: body for name, body in files.items() if name.endswith(".py")}
 
 
-def medium(root: Path, summary: bool = False) -> int:
-    """Batch 4: each medium record against the predecessor its label names."""
+def labelled_pairs(filename: str, root: Path, set_name: str, summary: bool = False) -> int:
+    """A batch labelled with its pairs (batch 4, the medium track; batch 5, track-1 folders off the timeline): each
+    row against the predecessor it names, its code from root/NAME/<code_from>; a predecessor is another row, a
+    track-1 record (fetched into human_baselines/), or an upstream folder under root read by the row's
+    `predecessor_code_from`."""
     timeline = load_timeline(BASELINES)
-    rows = read_labels("timeline_labels_medium.tsv")
+    rows = read_labels(filename)
     by_name = {r["name"]: r for r in rows}
     track1 = {r.name for r in timeline}
 
-    def code_of(name: str) -> dict[str, str] | str:
-        if name in by_name:
+    def code_of(name: str, source: str | None) -> dict[str, str] | str:
+        if name in by_name or source:
             if not (root / name).is_dir():
-                return f"{root / name} is missing (pass upstream's records/track_2_medium as --medium-root)"
-            return medium_code(root, by_name[name])
+                return f"{root / name} is missing (pass the upstream folder of these records as the root)"
+            return upstream_code(root, name, source or by_name[name]["code_from"])
         if name in track1:
             folder = timeline.get(name).code_dir(BASELINES)
             if not timeline.get(name).code_present(BASELINES):
                 return f"track-1 record {name} has no code here (`nanogpt-tui records fetch {name}`)"
             return {k: v for k, v in code_files(folder).items() if k.endswith(".py")}
-        return f"predecessor {name} is neither a medium row nor a track-1 record"
+        return f"predecessor {name} is neither a row, a track-1 record nor a folder named by predecessor_code_from"
 
     def classify(row: dict) -> Classification | str:
-        old, new = code_of(row["predecessor"]), code_of(row["name"])
+        old = code_of(row["predecessor"], (row.get("predecessor_code_from") or "").strip() or None)
+        new = code_of(row["name"], row["code_from"])
         for side in (old, new):
             if isinstance(side, str):
                 return side
         return classify_sources(old, new)
 
-    report("held-batch-4-medium", rows, classify, summary)
+    report(set_name, rows, classify, summary)
     return 0
+
+
+PAIR_SETS = {"medium": ("timeline_labels_medium.tsv", "held-batch-4-medium", "--medium-root",
+                        "upstream's records/track_2_medium"),
+             "batch5": ("timeline_labels_batch5.tsv", "held-batch-5", "--root", "upstream's records/track_1_short")}
 
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
     summary = "--summary" in argv
     argv = [a for a in argv if a != "--summary"]
-    if argv[:1] == ["medium"]:
-        if len(argv) != 3 or argv[1] != "--medium-root":
-            sys.exit("usage: python benchmarks/timeline_agreement.py medium --medium-root DIR [--summary]")
-        sys.exit(medium(Path(argv[2]), summary=summary))
+    if argv[:1] and argv[0] in PAIR_SETS:
+        filename, set_name, flag, what = PAIR_SETS[argv[0]]
+        if len(argv) != 3 or argv[1] != flag:
+            sys.exit(f"usage: python benchmarks/timeline_agreement.py {argv[0]} {flag} DIR [--summary] "
+                     f"(DIR: {what})")
+        sys.exit(labelled_pairs(filename, Path(argv[2]), set_name, summary=summary))
     sys.exit(main(*argv[:1], summary=summary))
