@@ -163,7 +163,10 @@ class MainScreen(SessionActions, Screen):
         if self.table_mode:
             laid_out = bool(self.query_one(SessionTable).region.area)
         else:
-            laid_out = any(card.region.area for card in self.query_one(SessionGrid).cards)
+            # Every card in sight: cards mounted together can be laid out over two passes (seen under load: the
+            # first row in one, the second row still without a region), and the first look is the later frame.
+            cards = self.query_one(SessionGrid).cards
+            laid_out = bool(cards) and all(card.region.area for card in cards)
         if self._shown and not laid_out:
             return
         self.screen_layout_refresh_signal.unsubscribe(self)
