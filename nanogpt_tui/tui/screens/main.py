@@ -4,6 +4,7 @@ the selected one its live log, the progress plot and verdicts."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Protocol, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -23,6 +24,18 @@ from nanogpt_tui.tui.widgets.log_panel import LogPanel
 from nanogpt_tui.tui.widgets.plot import PlotLegend, PlotPane
 from nanogpt_tui.tui.widgets.table import SessionTable
 from nanogpt_tui.tui.widgets.verdict_table import VerdictTable
+
+
+class Room(Protocol):
+    """What the main screen asks of the app that pushes it (the control room; screens do not import the app)."""
+
+    view_state: ViewState | None
+    looked: bool
+    initial_selection: str | None
+
+    def sessions_drawn(self) -> None: ...
+
+    def save_view_state(self, state: ViewState) -> None: ...
 
 NARROW_WIDTH = 120  # below this the lower area shows one pane at a time (l, p, v switch)
 # After a move to another session the plot is redrawn once the moves pause for this long: drawing it is the
@@ -109,6 +122,11 @@ class MainScreen(SessionActions, Screen):
         Binding("v", "pane('verdicts')", "verdicts", show=False),
     ]
 
+    @property
+    def room(self) -> Room:
+        """The control room this screen belongs to (it is only ever pushed by the control room's app)."""
+        return cast(Room, self.app)
+
     def __init__(self) -> None:
         # The pane class from the start: set once mounted, it would restyle every widget of the first frame.
         super().__init__(id="main", classes="-show-log")
@@ -117,7 +135,7 @@ class MainScreen(SessionActions, Screen):
         self._title: Text | None = None
         self._plot_key: tuple | None = None
         self._replot_timer = None  # a redraw of the plot waiting for moves between sessions to pause
-        state = getattr(self.app, "view_state", None)
+        state = self.room.view_state
         self.query_state: FleetQuery = state.query if state is not None else FleetQuery()
         """Which sessions the cards and the table show, and in what order (kept between runs)."""
         self.table_mode: bool = state.table if state is not None else False
@@ -158,7 +176,7 @@ class MainScreen(SessionActions, Screen):
     def _after_layout(self, _screen) -> None:
         """After each layout until the first look at the sessions is laid out (and so drawn: the frame is made in
         the same pass): tell the app, which then starts the work that would compete with that frame."""
-        if not getattr(self.app, "looked", True):
+        if not self.room.looked:
             return
         if self.table_mode:
             laid_out = bool(self.query_one(SessionTable).region.area)
@@ -170,9 +188,7 @@ class MainScreen(SessionActions, Screen):
         if self._shown and not laid_out:
             return
         self.screen_layout_refresh_signal.unsubscribe(self)
-        drawn = getattr(self.app, "sessions_drawn", None)
-        if drawn is not None:
-            drawn()
+        self.room.sessions_drawn()
 
     def on_resize(self, event) -> None:
         self._layout_for(event.size.width)
@@ -198,9 +214,7 @@ class MainScreen(SessionActions, Screen):
         self._save_state()
 
     def _save_state(self) -> None:
-        save = getattr(self.app, "save_view_state", None)
-        if save is not None:
-            save(ViewState(self.query_state, self.table_mode))
+        self.room.save_view_state(ViewState(self.query_state, self.table_mode))
 
     def hosts(self) -> list[str]:
         """The hosts to filter by: the config's, then any other a session runs on (e.g. `local`)."""
@@ -233,7 +247,7 @@ class MainScreen(SessionActions, Screen):
         if self.selected not in ids:
             self.selected = None
         if self.selected is None and views:
-            wanted = getattr(self.app, "initial_selection", None)
+            wanted = self.room.initial_selection
             self.select(wanted if wanted in ids else views[0].id)
             if self.focused is None:
                 (self.query_one(SessionTable) if self.table_mode else grid).focus()
