@@ -313,7 +313,9 @@ def keys_part(args, tmp: Path, trees: dict[str, Path], sleeper, size, result: di
             got[name].append(one)
     for name, rounds in got.items():
         per_key = {key: [v for times, _rss in rounds for v in times[key]] for key in rounds[0][0]}
+        missed = per_key.pop("filter_missed")
         result[f"{name}key_to_screen_{args.keys_sessions}_sessions"] = {k: summary(v) for k, v in per_key.items()}
+        result[f"{name}key_to_screen_{args.keys_sessions}_sessions"]["filter_missed"] = missed
         result[f"{name}rss_mb_{args.keys_sessions}_sessions"] = [rss for _times, rss in rounds]
     result["load_average_at_end_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
     return finish(result, args.json)
@@ -481,7 +483,7 @@ def keys(tree: Path, config: Path, ids: list[str], presses: int, size) -> tuple[
         time.sleep(3.0)
         rss0 = term.rss_mb()
         sampler = RssSampler(term)
-        toggles, sorts, downs, filters = [], [], [], []
+        toggles, sorts, downs, filters, missed = [], [], [], [], []
         for _ in range(max(1, presses // 3)):
             toggles.append(key_ms(term, "T", "GPU-h used"))  # the table's header
             time.sleep(0.3)
@@ -509,13 +511,18 @@ def keys(tree: Path, config: Path, ids: list[str], presses: int, size) -> tuple[
                 term.press(ch)
             # The title counts the hidden cards, and the card left (its border title: the session id) is drawn.
             match = next(i for i in ids if i.endswith(want))
-            filters.append(keys_ms(term, want[-1], ["(" + str(len(ids) - 1) + " hidden)", match]))
+            texts = ["(" + str(len(ids) - 1) + " hidden)", match]
+            mark = term.mark()
+            filters.append(keys_ms(term, want[-1], texts))
+            if filters[-1] is None:  # which of the two never showed, and for which word
+                missed.append({"word": want, "missing": [t for t in texts if term.wait_for(t, since=mark,
+                                                                                          timeout=0.1) is None]})
             for _ in want:
                 term.press("\x7f")
             time.sleep(0.5)
         samples = sampler.stop()
         return ({"T_cards_to_table": toggles, "s_next_sort_column": sorts, "down_next_row": downs,
-                 "filter_last_character": filters},
+                 "filter_last_character": filters, "filter_missed": missed},
                 {"loaded": round(rss0, 1), "during_keys_first_10s_mean": round(statistics.mean(samples[:10]), 1),
                  "during_keys_last_10s_mean": round(statistics.mean(samples[-10:]), 1),
                  "during_keys_max": round(max(samples), 1), "after_keys": round(term.rss_mb(), 1)})
