@@ -1,11 +1,14 @@
-"""The labelled sets of human records (`human_baselines/timeline_labels.tsv`, track 1, and
-`timeline_labels_medium.tsv`, the GPT-2 Medium track) are well formed and track 1's held-aside records are the ones
+"""The labelled sets of human records (`human_baselines/timeline_labels.tsv`, track 1,
+`timeline_labels_medium.tsv`, the GPT-2 Medium track, and `timeline_labels_batch5.tsv`, track-1 folders off the
+timeline) are well formed and track 1's held-aside records are the ones
 its stated rule draws."""
 
 from __future__ import annotations
 
 import csv
 import random
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 from nanogpt_tui.records import load_timeline
@@ -63,8 +66,22 @@ def _medium_rows() -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), list(reader)
 
 
-def _medium_problems(rows: list[dict[str, str]], track_1: set[str]) -> list[str]:
-    """What is wrong with the medium rows: empty when every row follows the schema."""
+def _source_problem(source: str) -> str | None:
+    """What is wrong with a `code_from` (or `predecessor_code_from`): a `.py` file, or `log top of` a log."""
+    path = source.removeprefix("log top of ").strip()
+    if not path or path.startswith("/") or ".." in path.split("/"):
+        return f"code source {source!r} is not a path inside the folder"
+    if not (source.startswith("log top of ") or path.endswith(".py")):
+        return f"code source {source!r} is neither a .py file nor 'log top of' a log"
+    return None
+
+
+def _pair_problems(rows: list[dict[str, str]], prefix: str, batch: str,
+                   outside: Callable[[dict[str, str]], str | None]) -> list[str]:
+    """What is wrong with the rows of a batch labelled with its pairs (numbered PREFIX1.., all in BATCH and held
+    aside): empty when every row follows the schema. `outside(row)` says what is wrong with a predecessor that is not
+    a row of the batch (None when it is fine). A row may be its own predecessor only through
+    `predecessor_code_from` (its folder's baseline run); any other predecessor is earlier."""
     problems: list[str] = []
     names = [r.get("name", "") for r in rows]
     if len(set(names)) != len(names):
@@ -74,8 +91,8 @@ def _medium_problems(rows: list[dict[str, str]], track_1: set[str]) -> list[str]
         if None in row or any(v is None for v in row.values()):
             problems.append(f"{name}: wrong number of fields")
             continue
-        if row["number"] != f"M{i}":
-            problems.append(f"{name}: number {row['number']!r}, expected M{i}")
+        if row["number"] != f"{prefix}{i}":
+            problems.append(f"{name}: number {row['number']!r}, expected {prefix}{i}")
         try:
             shares = {k: float(v) for k, v in (part.split("=") for part in row["shares"].split())}
         except ValueError:
@@ -91,19 +108,35 @@ def _medium_problems(rows: list[dict[str, str]], track_1: set[str]) -> list[str]
         expected = top if shares[top] >= 0.6 else "mixed"
         if row["label"] not in KINDS | {"mixed"} or row["label"] != expected:
             problems.append(f"{name}: label {row['label']!r}, shares say {expected!r}")
-        if row["batch"] != "4" or row["held_aside"] != "yes":
+        if row["batch"] != batch or row["held_aside"] != "yes":
             problems.append(f"{name}: batch {row['batch']!r}, held_aside {row['held_aside']!r}")
         predecessor = row["predecessor"]
+        predecessor_source = (row.get("predecessor_code_from") or "").strip()
         if predecessor == name:
-            problems.append(f"{name}: its own predecessor")
-        elif predecessor not in names and not (predecessor in track_1 and predecessor in row["reason"]):
-            # A predecessor outside the medium rows must be a track-1 record the reason names.
-            problems.append(f"{name}: predecessor {predecessor!r} is neither a row nor a track-1 record in the reason")
-        if predecessor[:10] >= name[:10]:
+            if not predecessor_source:
+                problems.append(f"{name}: its own predecessor")
+        elif predecessor not in names and (problem := outside(row)):
+            problems.append(f"{name}: {problem}")
+        if predecessor != name and predecessor[:10] >= name[:10]:
             problems.append(f"{name}: predecessor {predecessor!r} is not earlier")
         if not row["code_from"].strip() or not row["reason"].strip():
             problems.append(f"{name}: empty code_from or reason")
+            continue
+        for source in filter(None, (row["code_from"], predecessor_source)):
+            if problem := _source_problem(source):
+                problems.append(f"{name}: {problem}")
     return problems
+
+
+def _medium_problems(rows: list[dict[str, str]], track_1: set[str]) -> list[str]:
+    """What is wrong with the medium rows: empty when every row follows the schema."""
+    def outside(row: dict[str, str]) -> str | None:
+        # A predecessor outside the medium rows must be a track-1 record the reason names.
+        predecessor = row["predecessor"]
+        if predecessor in track_1 and predecessor in row["reason"]:
+            return None
+        return f"predecessor {predecessor!r} is neither a row nor a track-1 record in the reason"
+    return _pair_problems(rows, "M", "4", outside)
 
 
 def test_medium_labels_follow_the_schema() -> None:
@@ -133,3 +166,67 @@ def test_medium_schema_check_finds_bad_rows() -> None:
         assert _medium_problems(broken, track_1), what
     duplicated = [dict(r) for r in rows] + [dict(rows[0], number="M17")]
     assert any("duplicate" in p for p in _medium_problems(duplicated, track_1))
+
+
+# Batch 5: track-1 folders upstream that are not labelled pairs of the timeline (experiments, re-timings, records
+# whose pair the timeline lacks), labelled with their pairs and never classified while labelling; held aside whole.
+# A predecessor outside the rows is a timeline record or an upstream folder read by `predecessor_code_from`.
+BATCH5_LABELS = ROOT / "human_baselines" / "timeline_labels_batch5.tsv"
+BATCH5_COLUMNS = MEDIUM_COLUMNS + ["predecessor_code_from"]
+# An absolute path (a machine's folder) in a row: rows name upstream files relative to the record's folder.
+ABSOLUTE_PATH = re.compile(r"(?:^|[\s('`])/\w+/")
+
+
+def _batch5_rows() -> tuple[list[str], list[dict[str, str]]]:
+    with BATCH5_LABELS.open(encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _batch5_problems(rows: list[dict[str, str]], timeline: set[str]) -> list[str]:
+    """What is wrong with the batch-5 rows: empty when every row follows the schema."""
+    def outside(row: dict[str, str]) -> str | None:
+        if row["predecessor"] in timeline or (row.get("predecessor_code_from") or "").strip():
+            return None
+        return f"predecessor {row['predecessor']!r} is neither a row, a timeline record nor read by predecessor_code_from"
+    problems = _pair_problems(rows, "B", "5", outside)
+    for row in rows:
+        if any(ABSOLUTE_PATH.search(v) for v in row.values() if isinstance(v, str)):
+            problems.append(f"{row.get('name')}: a machine path")
+    return problems
+
+
+def test_batch5_labels_follow_the_schema() -> None:
+    columns, rows = _batch5_rows()
+    assert columns == BATCH5_COLUMNS
+    assert len(rows) >= 10
+    names = [r["name"] for r in rows]
+    assert names == sorted(names, key=lambda n: n[:10])  # numbered by date
+    timeline = {r.name for r in load_timeline(ROOT / "human_baselines")}
+    assert _batch5_problems(rows, timeline) == []
+
+
+def test_batch5_schema_check_finds_bad_rows() -> None:
+    _, rows = _batch5_rows()
+    timeline = {r.name for r in load_timeline(ROOT / "human_baselines")}
+    own_baseline = next(i for i, r in enumerate(rows) if r["predecessor"] == r["name"])
+    breakages = {
+        "label": (2, {"label": "systems"}),
+        "kind": (2, {"shares": "speed=1.0"}),
+        "sum": (2, {"shares": "algorithmic=0.7 hyperparameter=0.2"}),
+        "number": (2, {"number": "B9"}),
+        "batch": (2, {"batch": "4"}),
+        "held": (2, {"held_aside": "no"}),
+        "predecessor": (2, {"predecessor": "2024-01-01_Nowhere"}),
+        "later": (2, {"predecessor": "2026-07-17_FP8DownProjection"}),
+        "source": (2, {"code_from": "notes.md"}),
+        "path": (2, {"reason": "read from /srv/records/x.txt"}),
+        "own": (own_baseline, {"predecessor_code_from": ""}),
+        "fields": (2, {None: ["extra"]}),
+    }
+    for what, (index, change) in breakages.items():
+        broken = [dict(r) for r in rows]
+        broken[index].update(change)
+        assert _batch5_problems(broken, timeline), what
+    duplicated = [dict(r) for r in rows] + [dict(rows[0], number=f"B{len(rows) + 1}")]
+    assert any("duplicate" in p for p in _batch5_problems(duplicated, timeline))
