@@ -326,8 +326,25 @@ class PlaceJudge:
             self.record("literal", SYSTEMS, systems, scopes, a, b, label, weight=LITERAL_WEIGHT)
         elif depth := self.sets_depth(a, b, names):
             self.record("literal", ALGORITHMIC, depth, scopes, a, b, label, weight=LITERAL_WEIGHT)
+        elif picks := self.picks_tensor(a, b, scopes, ancestors):
+            self.record("literal", ALGORITHMIC, picks, scopes, a, b, label, weight=LITERAL_WEIGHT)
         else:
             self.record("literal", HYPERPARAMETER, "literal value", scopes, a, b, label, weight=LITERAL_WEIGHT)
+
+    def picks_tensor(self, a: ast.AST, b: ast.AST, scopes: Sequence[_Scope], ancestors: Sequence[ast.AST]) -> str | None:
+        """Why a changed literal is a change of the model's structure: it is an integer subscript (the index itself,
+        not a slice's bound) in the computation of the model or optimizer (`ve[1]` -> `ve[0]`: which value
+        embedding, which layer's output a layer reads); None otherwise. Slice bounds (`x[..., :12]`) stay sizes."""
+        if not (ancestors and isinstance(ancestors[-1], ast.Subscript) and ancestors[-1].slice is b):
+            return None
+        if not all(isinstance(n, ast.Constant) and type(n.value) is int for n in (a, b)):
+            return None
+        function = next((s.node for s in reversed(scopes)
+                         if isinstance(s.node, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+        if function is None or function.name not in COMPUTE_METHODS:
+            return None
+        model = self.model_scope(scopes, [])
+        return f"an index in {model}: which tensor the computation reads" if model else None
 
     def sets_depth(self, a: ast.AST, b: ast.AST, names: Sequence[str]) -> str | None:
         """Why a changed literal is a change of the model's structure: it is (or is the value of a knob named as)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
-from nanogpt_tui.classify import ALGORITHMIC, SYSTEMS, classify_sources
+from nanogpt_tui.classify import ALGORITHMIC, HYPERPARAMETER, SYSTEMS, classify_sources
 
 
 def src(text: str) -> str:
@@ -419,3 +419,41 @@ def test_a_module_swapped_for_its_subclass_is_judged_by_the_subclass():
     assert len(swaps) == 3 and all(e.kind == "plumbing" for e in swaps), [e.text() for e in result.evidence]
     assert [e.scope for e in result.evidence if e.kind == ALGORITHMIC] in ([], ["<module>"]), \
         [e.text() for e in result.evidence]  # at most the new class itself
+
+
+# ------------------------------------------------------------------------------------------------ literal indices
+
+VALUE_EMBEDS = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+class GPT(nn.Module):
+    def __init__(self, vocab_size, dim, num_layers):
+        super().__init__()
+        self.value_embeds = nn.ModuleList([nn.Embedding(vocab_size, dim) for _ in range(3)])
+        self.blocks = nn.ModuleList([nn.Linear(dim, dim) for _ in range(num_layers)])
+
+    def forward(self, idx):
+        ve = [value_embed(idx) for value_embed in self.value_embeds]
+        ve = [ve[0], ve[1], ve[2]] + [None] * (len(self.blocks) - 6) + [ve[0], ve[1], ve[2]]
+        x = F.rms_norm(ve[0], (ve[0].size(-1),))
+        for block, v in zip(self.blocks, ve):
+            x = block(x) if v is None else block(x + v)
+        return x[..., :12]
+
+class Hyperparameters:
+    num_iterations = 1560
+    windows = [3, 7, 11]
+"""
+
+
+def test_a_literal_index_in_the_models_computation_picks_what_it_reads():
+    # Which value embedding enters which layer (`ve[1]` -> `ve[0]`) is the model's structure, not a tuned value.
+    new = VALUE_EMBEDS.replace("[ve[0], ve[1], ve[2]] + [None]", "[ve[1], ve[2], ve[0]] + [None]")
+    result = classify(VALUE_EMBEDS, new)
+    assert result.label == ALGORITHMIC, [e.text() for e in result.evidence]
+    assert all(e.why.startswith("an index in forward") for e in result.evidence if e.change == "literal")
+    # A slice's bound is a size, and an index outside the model's computation is a setting.
+    for old, changed in (("x[..., :12]", "x[..., :16]"), ("num_iterations = 1560", "num_iterations = 1535")):
+        assert classify(VALUE_EMBEDS, VALUE_EMBEDS.replace(old, changed)).label == HYPERPARAMETER
