@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import copy
 import functools
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from nanogpt_tui.classify.model import (
 from nanogpt_tui.classify.neutral import statements_of, _identifiers, LOG_CALLS, _renamed_identifiers, RUN_LABEL, \
     _statement_text
 from nanogpt_tui.classify.syntax import (
-    _clean, dotted, is_literal, _multiset_difference, _operators, _safe_unparse, _Shapes, _target_names, _tokens,
+    _clean, dotted, is_literal, _multiset_difference, SYSTEMS_ENV_PREFIXES, _operators, _safe_unparse, _Shapes, _target_names, _tokens,
 )
 from nanogpt_tui.classify.systems import (
     _bindings, _custom_op_decorated, _file_handles, _glue, _handle_classes, _is_kernel_file, is_systems_token,
@@ -150,6 +151,14 @@ def _without(nodes: Sequence[ast.AST], moved: Counter[str]) -> list[ast.AST]:
         else:
             out.append(n)
     return out
+
+
+_PATH = re.compile(r"^[\w.*~-]*/[\w./*~-]*$|^[\w*-]+\.(bin|pt|txt|log|json|csv|npy)$")
+
+
+def _is_path(node: ast.AST) -> bool:
+    """A string literal that names a file or folder (`data/fineweb10B/fineweb_train_*.bin`, `../logs/run`)."""
+    return isinstance(node, ast.Constant) and isinstance(node.value, str) and bool(_PATH.match(node.value))
 
 
 @dataclass
@@ -315,10 +324,14 @@ class PlaceJudge:
         if cosmetic:
             self.record("literal", NEUTRAL, f"text {cosmetic}", scopes, a, b, label)
             return
+        if (_is_path(a) or _is_path(b)) and all(isinstance(n, ast.Constant) and isinstance(n.value, str) for n in (a, b)):
+            self.record("literal", NEUTRAL, "a file path (where the data or the logs are, not how the run trains)",
+                        scopes, a, b, label)
+            return
         systems = self.systems_scope(scopes)
         if systems is None:
             hits = [n for n in names if self.is_sys(n)]
-            if isinstance(a, ast.Constant) and isinstance(a.value, str) and is_systems_token(f"env:{a.value}"):
+            if isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value.startswith(SYSTEMS_ENV_PREFIXES):
                 hits.append(a.value)
             if hits:
                 systems = f"a setting of {', '.join(sorted(set(hits)))}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
-from nanogpt_tui.classify import ALGORITHMIC, HYPERPARAMETER, SYSTEMS, classify_sources
+from nanogpt_tui.classify import ALGORITHMIC, HYPERPARAMETER, NONE, SYSTEMS, classify_sources
 
 
 def src(text: str) -> str:
@@ -457,3 +457,28 @@ def test_a_literal_index_in_the_models_computation_picks_what_it_reads():
     # A slice's bound is a size, and an index outside the model's computation is a setting.
     for old, changed in (("x[..., :12]", "x[..., :16]"), ("num_iterations = 1560", "num_iterations = 1535")):
         assert classify(VALUE_EMBEDS, VALUE_EMBEDS.replace(old, changed)).label == HYPERPARAMETER
+
+
+# ------------------------------------------------------------------------------------------------ string literals
+
+PATHS = """
+import os
+import torch
+
+class Hyperparameters:
+    train_files = 'data/fineweb10B/fineweb_train_*.bin'
+    attention = 'flex'
+
+os.environ['NCCL_ALGO'] = 'Ring'
+os.makedirs('logs', exist_ok=True)
+"""
+
+
+def test_a_file_path_names_where_files_are_and_a_plain_string_is_no_systems_setting():
+    # The data moved one folder up and the logs into a folder of their own: nothing that trains changed.
+    moved = PATHS.replace("'data/fineweb10B/", "'../data/fineweb10B/").replace("'logs'", "'../logs/two-valemb'")
+    result = classify(PATHS, moved)
+    assert result.label == NONE, [e.text() for e in result.evidence]
+    # A string setting is no systems setting for being a string (only NCCL_*, TORCH_*, ... environment names are).
+    assert classify(PATHS, PATHS.replace("'flex'", "'dense'")).label == HYPERPARAMETER
+    assert classify(PATHS, PATHS.replace("'Ring'", "'Tree'")).label == SYSTEMS
