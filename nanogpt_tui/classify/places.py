@@ -115,6 +115,16 @@ def _file_imports(tree: ast.AST) -> frozenset[str]:
     return frozenset(t for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for t in _tokens(n))
 
 
+def _module_names(tree: ast.AST) -> frozenset[str]:
+    """The names a file's `import` statements bind to modules (`torch`, `dist` of `import torch.distributed as
+    dist`, `config` of `import torch._inductor.config as config`)."""
+    out: set[str] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Import):
+            out.update(a.asname or a.name.split(".")[0] for a in n.names)
+    return frozenset(out)
+
+
 def _math_names(nodes: Sequence[Any]) -> tuple[str, ...]:
     """The computation names (`lerp_`, `sigmoid`, `polar_express`) some nodes use, last part only."""
     return tuple(t.replace("()", "").split(".")[-1] for n in nodes if isinstance(n, ast.AST) for t in _tokens(n)
@@ -189,6 +199,7 @@ class PlaceJudge:
         self._old_defs = _definitions(old_tree)
         self._default_names = {id(d): name for t in (old_tree, new_tree) for d, name in _defaults(t)}
         self._imports_old, self._imports_new = _file_imports(old_tree), _file_imports(new_tree)
+        self._module_names = _module_names(old_tree) | _module_names(new_tree)
         (names_old, literals_old), (names_new, literals_new) = depth_settings(old_tree), depth_settings(new_tree)
         self._depth_names, self._depth_literals = names_old | names_new, literals_old | literals_new
 
@@ -567,6 +578,9 @@ class PlaceJudge:
         tokens_new = [t for n in new for t in [*_tokens(n), *_operators(n)]]
         changed = _multiset_difference(tokens_old, tokens_new) if old and new else tokens_old + tokens_new
         bound, handles = _bindings([*old, *new], self.handle_classes)
+        # An attribute set on an imported module (`torch._dynamo.config.compiled_autograd = True`) is that module's
+        # setting, not a name the code binds for itself.
+        bound = {b for b in bound if not ("." in b and b.split(".")[0] in self._module_names)}
         handles |= self.handles
         function = next((s.node for s in reversed(scopes)
                          if isinstance(s.node, (ast.FunctionDef, ast.AsyncFunctionDef))), None)

@@ -482,3 +482,26 @@ def test_a_file_path_names_where_files_are_and_a_plain_string_is_no_systems_sett
     # A string setting is no systems setting for being a string (only NCCL_*, TORCH_*, ... environment names are).
     assert classify(PATHS, PATHS.replace("'flex'", "'dense'")).label == HYPERPARAMETER
     assert classify(PATHS, PATHS.replace("'Ring'", "'Tree'")).label == SYSTEMS
+
+
+# ------------------------------------------------------------------------------------------------ module settings
+
+COMPILER_SETTINGS = """
+import torch
+import torch._dynamo
+
+torch._dynamo.config.compiled_autograd = True
+
+class Hyperparameters:
+    num_iterations = 5960
+"""
+
+
+def test_an_attribute_set_on_an_imported_module_is_that_modules_setting():
+    # Turning compiled autograd off is the compiler's setting, not a knob of the code removed.
+    result = classify(COMPILER_SETTINGS, COMPILER_SETTINGS.replace("torch._dynamo.config.compiled_autograd = True\n", ""))
+    assert result.label == SYSTEMS, [e.text() for e in result.evidence]
+    # An attribute of the code's own object stays the code's own binding (a knob of the settings class).
+    own = COMPILER_SETTINGS.replace("    num_iterations = 5960\n", "    num_iterations = 5960\n\nargs = Hyperparameters()\n")
+    assert classify(own, own.replace("args = Hyperparameters()\n", "args = Hyperparameters()\nargs.val_every = 250\n")).label \
+        == HYPERPARAMETER
