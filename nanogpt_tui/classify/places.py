@@ -492,6 +492,8 @@ class PlaceJudge:
             # reads the parameter when both come with the change (see `attribute_new_knobs`).
             named = [f"{self._default_names[id(n)]} = {_safe_unparse(n)}" for n in [*old, *new]
                      if id(n) in self._default_names]
+            # A keyword argument is the knob of that keyword (`Muon(..., update_smoothing=0.5)`), likewise.
+            named += [f"{n.arg} = {_safe_unparse(n.value)}" for n in [*old, *new] if isinstance(n, ast.keyword)]
             statements = ((tuple(named), ()) if old else ((), tuple(named))) if named else None
             self.record(change, HYPERPARAMETER, "a knob " + ("added" if new else "removed"), scopes, old, new,
                         statements=statements)

@@ -505,3 +505,44 @@ def test_an_attribute_set_on_an_imported_module_is_that_modules_setting():
     own = COMPILER_SETTINGS.replace("    num_iterations = 5960\n", "    num_iterations = 5960\n\nargs = Hyperparameters()\n")
     assert classify(own, own.replace("args = Hyperparameters()\n", "args = Hyperparameters()\nargs.val_every = 250\n")).label \
         == HYPERPARAMETER
+
+
+# ------------------------------------------------------------------------------------------------ keyword knobs
+
+MUON = """
+import torch
+
+class Muon(torch.optim.Optimizer):
+    def __init__(self, params, lr=0.02, momentum=0.95, **extra):
+        super().__init__(params, dict(lr=lr, momentum=momentum, **extra))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group['params']:
+                buf = self.state[p].setdefault('momentum_buffer', torch.zeros_like(p))
+                buf.lerp_(p.grad, 1 - group['momentum'])
+                p.add_(buf, alpha=-group['lr'])
+
+model = torch.nn.Linear(768, 768)
+optimizer = Muon(model.parameters(), lr=0.05, momentum=0.95)
+"""
+
+
+def test_a_new_keyword_argument_goes_with_the_code_that_reads_it():
+    # An EMA of the update with its coefficient passed in as a new keyword: the coefficient is part of the new
+    # computation, not a retuned setting.
+    new = MUON.replace("        super().__init__(params, dict(lr=lr, momentum=momentum, **extra))\n",
+                       "        super().__init__(params, dict(lr=lr, momentum=momentum, **extra))\n"
+                       "        self.update_smoothing = extra.get('update_smoothing', 0.0)\n") \
+        .replace("                p.add_(buf, alpha=-group['lr'])\n",
+                 "                ema = self.state[p].setdefault('ema', torch.zeros_like(p))\n"
+                 "                ema.lerp_(buf, 1 - self.update_smoothing)\n"
+                 "                p.add_(ema, alpha=-group['lr'])\n") \
+        .replace("lr=0.05, momentum=0.95)", "lr=0.05, momentum=0.95, update_smoothing=0.5)")
+    result = classify(MUON, new)
+    keyword = [e for e in result.evidence if e.after == "update_smoothing=0.5"]
+    assert keyword and keyword[0].kind == ALGORITHMIC, [e.text() for e in result.evidence]
+    # A new keyword no changed code reads is a setting of code that was already there.
+    tuned = MUON.replace("lr=0.05, momentum=0.95)", "lr=0.05, momentum=0.95, nesterov=True)")
+    assert classify(MUON, tuned).label == HYPERPARAMETER
