@@ -356,12 +356,13 @@ class PlaceJudge:
             self.record("literal", HYPERPARAMETER, "literal value", scopes, a, b, label, weight=LITERAL_WEIGHT)
 
     def picks_tensor(self, a: ast.AST, b: ast.AST, scopes: Sequence[_Scope], ancestors: Sequence[ast.AST]) -> str | None:
-        """Why a changed literal is a change of the model's structure: it is an integer subscript (the index itself,
-        not a slice's bound) in the computation of the model or optimizer (`ve[1]` -> `ve[0]`: which value
-        embedding, which layer's output a layer reads); None otherwise. Slice bounds (`x[..., :12]`) stay sizes."""
+        """Why a changed literal is a change of the model's structure: it is an integer or string subscript (the
+        index or key itself, not a slice's bound) in the computation of the model or optimizer (`ve[1]` -> `ve[0]`:
+        which value embedding, which layer's output a layer reads; `state['mantissa']` -> `state['momentum_buffer']`:
+        which state the update uses); None otherwise. Slice bounds (`x[..., :12]`) stay sizes."""
         if not (ancestors and isinstance(ancestors[-1], ast.Subscript) and ancestors[-1].slice is b):
             return None
-        if not all(isinstance(n, ast.Constant) and type(n.value) is int for n in (a, b)):
+        if not all(isinstance(n, ast.Constant) and type(n.value) in (int, str) for n in (a, b)):
             return None
         function = next((s.node for s in reversed(scopes)
                          if isinstance(s.node, (ast.FunctionDef, ast.AsyncFunctionDef))), None)

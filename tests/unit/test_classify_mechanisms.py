@@ -546,3 +546,15 @@ def test_a_new_keyword_argument_goes_with_the_code_that_reads_it():
     # A new keyword no changed code reads is a setting of code that was already there.
     tuned = MUON.replace("lr=0.05, momentum=0.95)", "lr=0.05, momentum=0.95, nesterov=True)")
     assert classify(MUON, tuned).label == HYPERPARAMETER
+
+
+def test_a_literal_key_in_the_optimizers_update_picks_which_state_it_uses():
+    # The update now steps from another state buffer: which tensor the optimizer reads is its algorithm.
+    new = MUON.replace("                p.add_(buf, alpha=-group['lr'])\n",
+                       "                p.add_(self.state[p]['momentum_buffer'], alpha=-group['lr'])\n")
+    swapped = new.replace("self.state[p]['momentum_buffer']", "self.state[p]['ema_buffer']")
+    result = classify(new, swapped)
+    assert result.label == ALGORITHMIC, [e.text() for e in result.evidence]
+    # The same key outside the model's and optimizer's computation is a setting.
+    tuned = MUON + "settings = {'mode': 'a'}\nmode = settings['mode']\n"
+    assert classify(tuned, tuned.replace("settings['mode']", "settings['kind']")).label == HYPERPARAMETER
