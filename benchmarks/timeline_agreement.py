@@ -4,8 +4,9 @@ a 95% Wilson interval for each agreement (25 held-aside records cannot pin a rat
 
 Needs the records' code in human_baselines/NAME/ (`nanogpt-tui records fetch NAME`, or from a local snapshot of
 KellerJordan/modded-nanogpt). Usage: python benchmarks/timeline_agreement.py [held|rest|both|all|medium --medium-root DIR|batch5 --root DIR]
-[--summary]
-(`--summary`: the counts and matrices only, not the records). `all` also splits the held-aside records into those
+[--summary] [--why N]
+(`--summary`: the counts and matrices only, not the records; `--why N`: under each disagreement, the N heaviest
+changed places the classifier's reading rests on, with their kind, weight and why). `all` also splits the held-aside records into those
 of batches 1-2 (held aside first, whose disagreements were reported in an earlier note) and the fresh batch 3.
 
 `medium --medium-root DIR` measures batch 4 (human_baselines/timeline_labels_medium.tsv, the GPT-2 Medium track,
@@ -39,6 +40,7 @@ from nanogpt_tui.records import load_timeline
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "human_baselines"
 CATEGORIES = ("hyperparameter", "algorithmic", "systems", "mixed", "none")
+WHY = 0  # --why N: the N heaviest changed places printed under each disagreement
 
 
 def wilson(agree: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -66,6 +68,8 @@ def report(name: str, rows: list[dict], classify: Callable[[dict], Classificatio
         per_batch[(row["batch"], row["label"] == c.label)] += 1
         mark = "  " if row["label"] == c.label else "XX"
         lines.append(f"{mark} {row['number']:>3} {row['name']:<48} {row['label']:<15} {c.summary()}")
+        if WHY and row["label"] != c.label:
+            lines.extend(heaviest(c, WHY))
     agree = sum(v for (a, b), v in matrix.items() if a == b)
     total = sum(matrix.values())
     low, high = wilson(agree, total)
@@ -77,6 +81,13 @@ def report(name: str, rows: list[dict], classify: Callable[[dict], Classificatio
     for a in CATEGORIES:
         print(a.ljust(18) + "".join(str(matrix[(a, b)]).rjust(9) for b in CATEGORIES))
     print(("" if summary else "\n".join(lines)) + "\n")
+
+
+def heaviest(c: Classification, top: int) -> list[str]:
+    """A disagreement's `top` heaviest changed places, each with its kind, weight, place and why: what the reading
+    that differs from the label rests on."""
+    return [f"        {e.kind:<14} {e.weight:6.1f}  {e.file}:{e.line or '-'} {e.scope}: {e.why}"[:220]
+            for e in sorted(c.evidence, key=lambda e: -e.weight)[:top]]
 
 
 def read_labels(filename: str) -> list[dict]:
@@ -162,6 +173,10 @@ PAIR_SETS = {"medium": ("timeline_labels_medium.tsv", "held-batch-4-medium", "--
 if __name__ == "__main__":
     argv = sys.argv[1:]
     summary = "--summary" in argv
+    if "--why" in argv:  # --why N: under each disagreement, its N heaviest changed places
+        at = argv.index("--why")
+        WHY = int(argv[at + 1])
+        del argv[at:at + 2]
     argv = [a for a in argv if a != "--summary"]
     if argv[:1] and argv[0] in PAIR_SETS:
         filename, set_name, flag, what = PAIR_SETS[argv[0]]
