@@ -167,6 +167,33 @@ class Terminal:
                 return int(line.split()[1]) / 1024
         return 0.0
 
+    def rss_parts_mb(self) -> dict[str, float]:
+        """The RSS split as the kernel counts it: anonymous memory (the heaps), file pages (code and data of the
+        interpreter and its libraries, read in as they are first used) and shared memory."""
+        parts = {"RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"}
+        out = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            key = line.split(maxsplit=1)[0] if line else ""
+            if key in parts:
+                out[parts[key]] = int(line.split()[1]) / 1024
+        return out
+
+    def mappings_kb(self) -> dict[str, int]:
+        """The resident KiB of each of the app's memory mappings (`/proc/PID/smaps`), by a name that stays the
+        same while the app runs: `[heap]`, a file's name, or `anon@ADDRESS` for an anonymous mapping (malloc's
+        arenas of other threads, Python's object arenas, large allocations)."""
+        out: dict[str, int] = {}
+        name = None
+        for line in Path(f"/proc/{self.pid}/smaps").read_text().splitlines():
+            fields = line.split()
+            if fields and "-" in fields[0] and not fields[0].endswith(":"):
+                path = " ".join(fields[5:]) if len(fields) > 5 else ""
+                name = path.rsplit("/", 1)[-1] if path.startswith("/") else (path or f"anon@{fields[0].split('-')[0]}")
+                name = name if name not in out else f"{name}@{fields[0].split('-')[0]}"
+            elif fields and fields[0] == "Rss:" and name is not None:
+                out[name] = int(fields[1])
+        return out
+
     def close(self) -> None:
         try:
             self.press("q")

@@ -18,10 +18,16 @@ Measured on the real `nanogpt-tui` on a pty, each next to a bare Textual app sta
 - `--memory-minutes N`: the memory of a control room left on the fleet of `--keys-sessions` sessions under the
   flood for N minutes (a round of keys every `--memory-keys-every` seconds: `T`, `down`, `s`, `T`, `down`; 0 for
   none), its RSS sampled every second: the means of the first and the last minute, and the slope of a
-  least-squares line over the second half in MB/min (flat memory: a slope near 0). With `--tracemalloc`, a second
-  control room, started through a wrapper of this benchmark's (not a hook of the app's) that runs the app under
-  `tracemalloc` and snapshots its Python allocations every minute, gives the allocations that grew most from the
-  end of the first minute to the end, by file:line (its RSS is not the app's own: tracemalloc costs memory).
+  least-squares line over the second half in MB/min (flat memory: a slope near 0); the same for the RSS's
+  anonymous and file pages (`/proc/PID/status`), and the memory mappings that grew most from a minute in to the
+  end (`/proc/PID/smaps`: `[heap]`, other threads' malloc arenas and Python's object arenas, files). With
+  `--allocator-stats` this tree's control room starts through a wrapper of this benchmark's (not a hook of the
+  app's) whose thread reports the allocators' own figures a minute in, half-way and at the end (glibc's heap, in
+  use and free, by mallinfo2; Python's object arenas and the bytes in their blocks, by sys._debugmallocstats),
+  then calls malloc_trim(0): the RSS before and after says how much of the growth was memory freed but kept. With
+  `--tracemalloc`, a second control room, through the same wrapper with `tracemalloc` on, gives the Python
+  allocations that grew most from the end of the first minute to the end, by file:line (its RSS is not the app's
+  own: tracemalloc costs memory).
 
 Both apps run with bytecode caches, as on a user's machine after the first run (an environment that sets
 PYTHONDONTWRITEBYTECODE would otherwise recompile every module of ours at each start): the caches go to a folder
@@ -30,7 +36,7 @@ start and the end: on a shared machine, compare the apps of one run, not runs.
 
     .venv/bin/python benchmarks/tui_fleet.py [--sessions 24] [--keys-sessions 50] [--repeats 3] [--json]
         [--no-keys] [--keys-only] [--no-demo] [--baseline-tree DIR] [--flood-sessions 8] [--flood-rate 2000]
-        [--memory-minutes N [--memory-keys-every 10] [--tracemalloc]]
+        [--memory-minutes N [--memory-keys-every 10] [--allocator-stats] [--tracemalloc]]
 
 `--baseline-tree DIR` (a checkout of an earlier commit, e.g. `git worktree add DIR main`) measures that tree's
 control room too, interleaved with this one's in the same run: before and after under the same load (in the memory
@@ -56,24 +62,69 @@ sys.path.insert(0, str(REPO))
 from nanogpt_tui.validator.protocol import SERVICE_FILE  # noqa: E402
 from tests.tui.sessions_data import add_events, add_verdict  # noqa: E402
 
-# Runs the control room under tracemalloc, for the memory mode's `--tracemalloc`: a thread of this wrapper (the app
-# itself knows nothing of it) snapshots the Python allocations when the benchmark asks, by a file NAME.want in the
-# folder TUI_FLEET_SNAPSHOTS, into NAME.snap there.
+# Runs the control room under a thread of this benchmark's (the app itself knows nothing of it), for the memory
+# mode's `--tracemalloc` and `--allocator-stats`: when the benchmark asks, by a file NAME.want in the folder
+# TUI_FLEET_SNAPSHOTS, it writes the allocators' own figures to NAME.stats.json there (glibc's mallinfo2: its heap,
+# what of it is in use and free; Python's object allocator, from sys._debugmallocstats: arenas and the bytes in
+# their blocks), with tracemalloc on (TUI_FLEET_TRACEMALLOC=1) a snapshot of the Python allocations to NAME.snap,
+# and for a NAME that ends in `-trim` it first hands glibc's free memory back to the system (malloc_trim(0)), so
+# the RSS after it says how much of the creep was memory freed but kept.
 TRACEMALLOC_WRAPPER = '''
-import os, sys, threading, time, tracemalloc
+import ctypes, json, os, re, sys, tempfile, threading, time, tracemalloc
 
-tracemalloc.start(int(os.environ.get("TUI_FLEET_FRAMES", "1")))
+TRACE = os.environ.get("TUI_FLEET_TRACEMALLOC") == "1"
+if TRACE:
+    tracemalloc.start(int(os.environ.get("TUI_FLEET_FRAMES", "1")))
 folder = os.environ["TUI_FLEET_SNAPSHOTS"]
+libc = ctypes.CDLL("libc.so.6")
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+libc.mallinfo2.restype = MallInfo2
+
+def allocator_stats():
+    m = libc.mallinfo2()
+    out = {"glibc_malloc": {"heap_bytes": m.arena, "mmapped_bytes": m.hblkhd, "in_use_bytes": m.uordblks,
+                            "free_bytes": m.fordblks, "free_at_top_bytes": m.keepcost}}
+    with tempfile.TemporaryFile() as f:
+        saved = os.dup(2)
+        os.dup2(f.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        text = f.read().decode(errors="replace")
+    pymalloc = {}
+    for line in text.splitlines():
+        hit = re.match(r"(# arenas [a-z ]+?|# bytes [a-z ]+?)\\s+=\\s+([\\d,]+)$", line.strip())
+        if hit:
+            pymalloc[hit.group(1).lstrip("# ").replace(" ", "_")] = int(hit.group(2).replace(",", ""))
+        arena = re.match(r"[\\d,]+ arenas \\* ([\\d,]+) bytes/arena", line.strip())
+        if arena:
+            pymalloc["bytes_per_arena"] = int(arena.group(1).replace(",", ""))
+    out["pymalloc"] = pymalloc
+    return out
 
 def snapshots():
     while True:
         time.sleep(0.2)
         for want in sorted(f for f in os.listdir(folder) if f.endswith(".want")):
             name = os.path.join(folder, want[:-len(".want")])
-            snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
-            snap.dump(name + ".tmp")
-            del snap
-            os.replace(name + ".tmp", name + ".snap")
+            if name.endswith("-trim"):
+                libc.malloc_trim(0)
+            if TRACE:
+                snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+                snap.dump(name + ".tmp")
+                del snap
+                os.replace(name + ".tmp", name + ".snap")
+            with open(name + ".tmp", "w") as out:
+                json.dump(allocator_stats(), out)
+            os.replace(name + ".tmp", name + ".stats.json")
             os.remove(os.path.join(folder, want))
 
 threading.Thread(target=snapshots, daemon=True).start()
@@ -204,6 +255,8 @@ def main() -> int:
     ap.add_argument("--memory-minutes", type=float, help="memory mode: RSS of a control room under the flood")
     ap.add_argument("--memory-keys-every", type=float, default=10.0, help="seconds between rounds of keys (0: none)")
     ap.add_argument("--tracemalloc", action="store_true", help="memory mode: also what grew, by file:line")
+    ap.add_argument("--allocator-stats", action="store_true",
+                    help="memory mode: this tree's control room reports glibc's and Python's allocator figures")
     args = ap.parse_args()
     size = tuple(int(x) for x in args.size.split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="nanogpt-tui-fleet-"))
@@ -343,15 +396,18 @@ def memory_part(args, tmp: Path, trees: dict[str, Path], sleeper, size, result: 
     first_logs = {sid: (root / sid / "container.log").read_bytes() for sid in flooded}
     result["flood"] = {"sessions": len(flooded), "lines_per_s_per_session": args.flood_rate}
     result["memory"] = {"minutes": args.memory_minutes, "keys_every_s": args.memory_keys_every}
-    runs = [(name, tree, None) for name, tree in trees.items()]
+    wrapper = tmp / "tracemalloc_wrapper.py"
+    wrapper.write_text(TRACEMALLOC_WRAPPER)
+    # (name, tree, wrapper or None, tracemalloc on): with --allocator-stats this tree's run goes through the wrapper
+    # with tracing off (its thread sleeps between requests), so its RSS stays the app's own
+    runs = [(name, tree, wrapper if args.allocator_stats and not name else None, False) for name, tree in trees.items()]
     if args.tracemalloc:
-        wrapper = tmp / "tracemalloc_wrapper.py"
-        wrapper.write_text(TRACEMALLOC_WRAPPER)
-        runs.append(("tracemalloc_", trees[""], wrapper))
-    for name, tree, script in runs:
+        runs.append(("tracemalloc_", trees[""], wrapper, True))
+    for name, tree, script, trace in runs:
         os.environ["XDG_STATE_HOME"] = str(tmp / f"state-memory-{name or 'this'}")
         snapshots = mkdir(tmp / f"snapshots-{name or 'this'}")
         os.environ["TUI_FLEET_SNAPSHOTS"] = str(snapshots)
+        os.environ["TUI_FLEET_TRACEMALLOC"] = "1" if trace else "0"
         flood = spawn([str(Path(__file__).with_name("tui_flood.py")), "--writer", str(root), ",".join(flooded),
                        "--rate", str(args.flood_rate), "--seconds", str(args.memory_minutes * 60 + 120)]) \
             if flooded else None
@@ -367,8 +423,11 @@ def memory_part(args, tmp: Path, trees: dict[str, Path], sleeper, size, result: 
         if one is None:
             print("the control room did not draw", file=sys.stderr)
             return 1
-        if script is not None:
+        if trace:
             one["tracemalloc"] = tracemalloc_growth(snapshots)
+        if script is not None:
+            one["allocators"] = {p.name.split(".")[0]: reserved(json.loads(p.read_text()))
+                                 for p in sorted(snapshots.glob("*.stats.json"))}
         result["memory"][f"{name}rss_mb"] = one
     return finish(result, args.json)
 
@@ -377,7 +436,7 @@ def snapshot(folder: Path, name: str, timeout: float = 120.0) -> None:
     """Ask the tracemalloc wrapper for a snapshot `name` and wait until it is written."""
     (folder / f"{name}.want").touch()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not (folder / f"{name}.snap").exists():
+    while time.monotonic() < deadline and not (folder / f"{name}.stats.json").exists():
         time.sleep(0.2)
 
 
@@ -390,11 +449,16 @@ def memory_run(tree: Path, config: Path, ids: list[str], minutes: float, keys_ev
             return None
         start = time.monotonic()
         samples: list[tuple[float, float]] = []
+        parts: list[tuple[float, dict[str, float]]] = []
+        maps: dict[str, dict[str, int]] = {}
         next_keys = start + keys_every if keys_every else float("inf")
         rounds = 0
         wanted = {"1-first-minute": 60.0, "2-half": minutes * 30} if snapshots is not None else {}
         while (now := time.monotonic()) - start < minutes * 60:
             samples.append((now - start, term.rss_mb()))
+            parts.append((now - start, term.rss_parts_mb()))
+            if "first_minute" not in maps and now - start >= 60:
+                maps["first_minute"] = term.mappings_kb()
             for name, at in list(wanted.items()):
                 if now - start >= at:
                     snapshot(snapshots, name)
@@ -406,8 +470,14 @@ def memory_run(tree: Path, config: Path, ids: list[str], minutes: float, keys_ev
                 rounds += 1
                 next_keys += keys_every
             time.sleep(max(0.0, start + len(samples) - time.monotonic()))
+        maps["end"] = term.mappings_kb()
+        trimmed = {}
         if snapshots is not None:
             snapshot(snapshots, "3-end")
+            trimmed["before_mb"] = round(term.rss_mb(), 1)
+            snapshot(snapshots, "4-end-trim")
+            time.sleep(1)
+            trimmed["after_mb"] = round(term.rss_mb(), 1)
         first = [m for t, m in samples if t < 60]
         last = [m for t, m in samples if t >= samples[-1][0] - 60]
         half = [s for s in samples if s[0] >= samples[-1][0] / 2]
@@ -418,9 +488,48 @@ def memory_run(tree: Path, config: Path, ids: list[str], minutes: float, keys_ev
                 "slope_second_half_mb_per_min": None if slope is None else round(slope, 3),
                 "per_minute_means": [round(statistics.mean(m for t, m in samples if k * 60 <= t < (k + 1) * 60), 1)
                                      for k in range(int(samples[-1][0] // 60) + 1)
-                                     if any(k * 60 <= t < (k + 1) * 60 for t, _ in samples)]}
+                                     if any(k * 60 <= t < (k + 1) * 60 for t, _ in samples)],
+                "by_kind": rss_by_kind(parts, maps),
+                **({"rss_around_malloc_trim_at_end": trimmed} if trimmed else {})}
     finally:
         term.close()
+
+
+def rss_by_kind(parts: list[tuple[float, dict[str, float]]], maps: dict[str, dict[str, int]], top: int = 8) -> dict:
+    """Where the RSS went: for anonymous, file and shared pages the first and last minute's means and the slope of
+    the second half (MB/min); and the mappings whose resident size grew most from a minute in to the end (KiB), so
+    a creep can be told apart as heap (`[heap]`: the main thread's malloc; `anon@...`: other threads' malloc arenas,
+    Python's object arenas, large blocks) or as file pages read in as the app first runs more of its code."""
+    out: dict = {}
+    end = parts[-1][0] if parts else 0.0
+    for kind in ("anon", "file", "shmem"):
+        series = [(t, p[kind]) for t, p in parts if kind in p]
+        if not series:
+            continue
+        first = [m for t, m in series if t < 60]
+        last = [m for t, m in series if t >= end - 60]
+        slope = slope_mb_per_min([x for x in series if x[0] >= end / 2])
+        out[kind] = {"first_minute_mean": round(statistics.mean(first), 2) if first else None,
+                     "last_minute_mean": round(statistics.mean(last), 2),
+                     "slope_second_half_mb_per_min": None if slope is None else round(slope, 3)}
+    if "first_minute" in maps:
+        before, after = maps["first_minute"], maps["end"]
+        grew = sorted(((after.get(k, 0) - before.get(k, 0), k) for k in set(before) | set(after)), reverse=True)
+        out["mappings_grown_kib"] = [f"{k} {d:+d} (now {after.get(k, 0)})" for d, k in grew[:top] if d > 0]
+        out["mappings_new"] = sum(1 for k in after if k not in before)
+        out["mappings_gone"] = sum(1 for k in before if k not in after)
+    return out
+
+
+def reserved(stats: dict) -> dict:
+    """The allocators' figures with what they hold from the system in all, in MB: Python's object arenas (each
+    `bytes_per_arena`), glibc's heaps and its mmapped blocks; the RSS's anonymous pages cannot grow past it (apart
+    from thread stacks and what C code maps itself) unless an allocator takes more."""
+    py, libc = stats.get("pymalloc", {}), stats.get("glibc_malloc", {})
+    if "bytes_per_arena" in py and "arenas_allocated_current" in py and libc:
+        total = py["arenas_allocated_current"] * py["bytes_per_arena"] + libc["heap_bytes"] + libc["mmapped_bytes"]
+        stats["allocators_hold_mb"] = round(total / 2**20, 2)
+    return stats
 
 
 def short(filename: str) -> str:
