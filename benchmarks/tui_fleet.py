@@ -23,8 +23,10 @@ Measured on the real `nanogpt-tui` on a pty, each next to a bare Textual app sta
   end (`/proc/PID/smaps`: `[heap]`, other threads' malloc arenas and Python's object arenas, files). With
   `--allocator-stats` this tree's control room starts through a wrapper of this benchmark's (not a hook of the
   app's) whose thread reports the allocators' own figures a minute in, half-way and at the end (glibc's heap, in
-  use and free, by mallinfo2; Python's object arenas and the bytes in their blocks, by sys._debugmallocstats),
-  then calls malloc_trim(0): the RSS before and after says how much of the growth was memory freed but kept. With
+  use and free, by mallinfo2; Python's object arenas and the bytes in their blocks, by sys._debugmallocstats; the
+  garbage collector's counts), then runs a full collection (what it frees was garbage in reference cycles waiting
+  for one, not a leak) and calls malloc_trim(0): the RSS before and after says how much of the growth was memory
+  freed but kept. With
   `--tracemalloc`, a second control room, through the same wrapper with `tracemalloc` on, gives the Python
   allocations that grew most from the end of the first minute to the end, by file:line (its RSS is not the app's
   own: tracemalloc costs memory).
@@ -36,7 +38,7 @@ start and the end: on a shared machine, compare the apps of one run, not runs.
 
     .venv/bin/python benchmarks/tui_fleet.py [--sessions 24] [--keys-sessions 50] [--repeats 3] [--json]
         [--no-keys] [--keys-only] [--no-demo] [--baseline-tree DIR] [--flood-sessions 8] [--flood-rate 2000]
-        [--memory-minutes N [--memory-keys-every 10] [--allocator-stats] [--tracemalloc]]
+        [--memory-minutes N [--memory-keys-every 10] [--allocator-stats] [--tracemalloc | --tracemalloc-only]]
 
 `--baseline-tree DIR` (a checkout of an earlier commit, e.g. `git worktree add DIR main`) measures that tree's
 control room too, interleaved with this one's in the same run: before and after under the same load (in the memory
@@ -66,11 +68,13 @@ from tests.tui.sessions_data import add_events, add_verdict  # noqa: E402
 # mode's `--tracemalloc` and `--allocator-stats`: when the benchmark asks, by a file NAME.want in the folder
 # TUI_FLEET_SNAPSHOTS, it writes the allocators' own figures to NAME.stats.json there (glibc's mallinfo2: its heap,
 # what of it is in use and free; Python's object allocator, from sys._debugmallocstats: arenas and the bytes in
-# their blocks), with tracemalloc on (TUI_FLEET_TRACEMALLOC=1) a snapshot of the Python allocations to NAME.snap,
-# and for a NAME that ends in `-trim` it first hands glibc's free memory back to the system (malloc_trim(0)), so
-# the RSS after it says how much of the creep was memory freed but kept.
+# their blocks; the garbage collector's counts), with tracemalloc on (TUI_FLEET_TRACEMALLOC=1) a snapshot of the
+# Python allocations to NAME.snap; for a NAME that ends in `-gc` it first runs a full collection (the objects in
+# reference cycles that wait for one are not a leak), and for `-trim` it first hands glibc's free memory back to
+# the system (malloc_trim(0)), so the RSS after it says how much of the creep was memory freed but kept.
 TRACEMALLOC_WRAPPER = '''
-import ctypes, json, os, re, sys, tempfile, threading, time, tracemalloc
+import ctypes, gc, json, os, re, sys, tempfile, threading, time, tracemalloc
+from collections import Counter
 
 TRACE = os.environ.get("TUI_FLEET_TRACEMALLOC") == "1"
 if TRACE:
@@ -115,6 +119,9 @@ def snapshots():
         time.sleep(0.2)
         for want in sorted(f for f in os.listdir(folder) if f.endswith(".want")):
             name = os.path.join(folder, want[:-len(".want")])
+            collected = None
+            if name.endswith("-gc"):
+                collected = gc.collect()
             if name.endswith("-trim"):
                 libc.malloc_trim(0)
             if TRACE:
@@ -123,7 +130,11 @@ def snapshots():
                 del snap
                 os.replace(name + ".tmp", name + ".snap")
             with open(name + ".tmp", "w") as out:
-                json.dump(allocator_stats(), out)
+                objects = gc.get_objects()
+                kinds = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
+                json.dump({**allocator_stats(), "gc": {"collected": collected, "counts": gc.get_count(),
+                                                      "objects": len(objects), "by_type": dict(kinds)}}, out)
+                del objects
             os.replace(name + ".tmp", name + ".stats.json")
             os.remove(os.path.join(folder, want))
 
@@ -255,6 +266,8 @@ def main() -> int:
     ap.add_argument("--memory-minutes", type=float, help="memory mode: RSS of a control room under the flood")
     ap.add_argument("--memory-keys-every", type=float, default=10.0, help="seconds between rounds of keys (0: none)")
     ap.add_argument("--tracemalloc", action="store_true", help="memory mode: also what grew, by file:line")
+    ap.add_argument("--tracemalloc-only", action="store_true",
+                    help="memory mode: only the control room under tracemalloc (what grew, by file:line)")
     ap.add_argument("--allocator-stats", action="store_true",
                     help="memory mode: this tree's control room reports glibc's and Python's allocator figures")
     args = ap.parse_args()
@@ -403,6 +416,8 @@ def memory_part(args, tmp: Path, trees: dict[str, Path], sleeper, size, result: 
     runs = [(name, tree, wrapper if args.allocator_stats and not name else None, False) for name, tree in trees.items()]
     if args.tracemalloc:
         runs.append(("tracemalloc_", trees[""], wrapper, True))
+    if args.tracemalloc_only:
+        runs = [("tracemalloc_", trees[""], wrapper, True)]
     for name, tree, script, trace in runs:
         os.environ["XDG_STATE_HOME"] = str(tmp / f"state-memory-{name or 'this'}")
         snapshots = mkdir(tmp / f"snapshots-{name or 'this'}")
@@ -475,7 +490,8 @@ def memory_run(tree: Path, config: Path, ids: list[str], minutes: float, keys_ev
         if snapshots is not None:
             snapshot(snapshots, "3-end")
             trimmed["before_mb"] = round(term.rss_mb(), 1)
-            snapshot(snapshots, "4-end-trim")
+            snapshot(snapshots, "4-end-gc")
+            snapshot(snapshots, "5-end-trim")
             time.sleep(1)
             trimmed["after_mb"] = round(term.rss_mb(), 1)
         first = [m for t, m in samples if t < 60]
