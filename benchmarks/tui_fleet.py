@@ -68,7 +68,8 @@ from tests.tui.sessions_data import add_events, add_verdict  # noqa: E402
 # mode's `--tracemalloc` and `--allocator-stats`: when the benchmark asks, by a file NAME.want in the folder
 # TUI_FLEET_SNAPSHOTS, it writes the allocators' own figures to NAME.stats.json there (glibc's mallinfo2: its heap,
 # what of it is in use and free; Python's object allocator, from sys._debugmallocstats: arenas and the bytes in
-# their blocks; the garbage collector's counts), with tracemalloc on (TUI_FLEET_TRACEMALLOC=1) a snapshot of the
+# their blocks; the objects the cycle collector tracks, by type: those the app froze once loaded are not among
+# them, so a type's count also grows as frozen objects are replaced by new ones), with tracemalloc on (TUI_FLEET_TRACEMALLOC=1) a snapshot of the
 # Python allocations to NAME.snap; for a NAME that ends in `-gc` it first runs a full collection (the objects in
 # reference cycles that wait for one are not a leak), and for `-trim` it first hands glibc's free memory back to
 # the system (malloc_trim(0)), so the RSS after it says how much of the creep was memory freed but kept.
