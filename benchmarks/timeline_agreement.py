@@ -4,10 +4,10 @@ a 95% Wilson interval for each agreement (25 held-aside records cannot pin a rat
 
 Needs the records' code in human_baselines/NAME/ (`nanogpt-tui records fetch NAME`, or from a local snapshot of
 KellerJordan/modded-nanogpt). Usage: python benchmarks/timeline_agreement.py [held|rest|both|all|medium --medium-root DIR|batch5 --root DIR]
-[--summary] [--why N]
-(`--summary`: the counts and matrices only, not the records; `--why N`: under each disagreement, the N heaviest
-changed places the classifier's reading rests on, with their kind, weight and why). `all` also splits the held-aside records into those
-of batches 1-2 (held aside first, whose disagreements were reported in an earlier note) and the fresh batch 3.
+[--summary] [--why N] (`--summary`: the counts and matrices only, not the records; `--why N`: under each disagreement,
+the N heaviest changed places the classifier's reading rests on, with their kind, weight and why). `all` also splits the
+held-aside records into those of batches 1-2 (held aside first, whose disagreements were reported in an earlier note)
+and the fresh batch 3.
 
 `medium --medium-root DIR` measures batch 4 (human_baselines/timeline_labels_medium.tsv, the GPT-2 Medium track,
 all held aside): DIR is upstream's `records/track_2_medium` folder from a checkout or snapshot of

@@ -26,10 +26,9 @@ Measured on the real `nanogpt-tui` on a pty, each next to a bare Textual app sta
   use and free, by mallinfo2; Python's object arenas and the bytes in their blocks, by sys._debugmallocstats; the
   garbage collector's counts), then runs a full collection (what it frees was garbage in reference cycles waiting
   for one, not a leak) and calls malloc_trim(0): the RSS before and after says how much of the growth was memory
-  freed but kept. With
-  `--tracemalloc`, a second control room, through the same wrapper with `tracemalloc` on, gives the Python
-  allocations that grew most from the end of the first minute to the end, by file:line (its RSS is not the app's
-  own: tracemalloc costs memory).
+  freed but kept. With `--tracemalloc`, a second control room, through the same wrapper with `tracemalloc` on,
+  gives the Python allocations that grew most from the end of the first minute to the end, by file:line (its RSS
+  is not the app's own: tracemalloc costs memory); `--tracemalloc-only` runs that control room alone.
 
 Both apps run with bytecode caches, as on a user's machine after the first run (an environment that sets
 PYTHONDONTWRITEBYTECODE would otherwise recompile every module of ours at each start): the caches go to a folder
@@ -64,15 +63,15 @@ sys.path.insert(0, str(REPO))
 from nanogpt_tui.validator.protocol import SERVICE_FILE  # noqa: E402
 from tests.tui.sessions_data import add_events, add_verdict  # noqa: E402
 
-# Runs the control room under a thread of this benchmark's (the app itself knows nothing of it), for the memory
-# mode's `--tracemalloc` and `--allocator-stats`: when the benchmark asks, by a file NAME.want in the folder
-# TUI_FLEET_SNAPSHOTS, it writes the allocators' own figures to NAME.stats.json there (glibc's mallinfo2: its heap,
-# what of it is in use and free; Python's object allocator, from sys._debugmallocstats: arenas and the bytes in
-# their blocks; the objects the cycle collector tracks, by type: those the app froze once loaded are not among
-# them, so a type's count also grows as frozen objects are replaced by new ones), with tracemalloc on (TUI_FLEET_TRACEMALLOC=1) a snapshot of the
-# Python allocations to NAME.snap; for a NAME that ends in `-gc` it first runs a full collection (the objects in
-# reference cycles that wait for one are not a leak), and for `-trim` it first hands glibc's free memory back to
-# the system (malloc_trim(0)), so the RSS after it says how much of the creep was memory freed but kept.
+# Runs the control room under a thread of this benchmark's (the app itself knows nothing of it), for the memory mode's
+# `--tracemalloc` and `--allocator-stats`: when the benchmark asks, by a file NAME.want in the folder
+# TUI_FLEET_SNAPSHOTS, it writes the allocators' own figures to NAME.stats.json there (glibc's mallinfo2: its heap, what
+# of it is in use and free; Python's object allocator, from sys._debugmallocstats: arenas and the bytes in their blocks;
+# the objects the cycle collector tracks, by type: those the app froze once loaded are not among them, so a type's count
+# also grows as frozen objects are replaced by new ones), with tracemalloc on (TUI_FLEET_TRACEMALLOC=1) a snapshot of
+# the Python allocations to NAME.snap; for a NAME that ends in `-gc` it first runs a full collection (the objects in
+# reference cycles that wait for one are not a leak), and for `-trim` it first hands glibc's free memory back to the
+# system (malloc_trim(0)), so the RSS after it says how much of the creep was memory freed but kept.
 TRACEMALLOC_WRAPPER = '''
 import ctypes, gc, json, os, re, sys, tempfile, threading, time, tracemalloc
 from collections import Counter
