@@ -40,7 +40,6 @@ from nanogpt_tui.records import load_timeline
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "human_baselines"
 CATEGORIES = ("hyperparameter", "algorithmic", "systems", "mixed", "none")
-WHY = 0  # --why N: the N heaviest changed places printed under each disagreement
 
 
 def wilson(agree: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -53,7 +52,8 @@ def wilson(agree: int, total: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def report(name: str, rows: list[dict], classify: Callable[[dict], Classification | str], summary: bool) -> None:
+def report(name: str, rows: list[dict], classify: Callable[[dict], Classification | str], summary: bool,
+           why: int = 0) -> None:
     """Print one set's agreement (with its Wilson interval and per-batch counts), confusion matrix and, unless
     `summary`, each record: `classify(row)` is the classifier's reading, or a sentence saying why there is none."""
     matrix: Counter[tuple[str, str]] = Counter()
@@ -68,8 +68,8 @@ def report(name: str, rows: list[dict], classify: Callable[[dict], Classificatio
         per_batch[(row["batch"], row["label"] == c.label)] += 1
         mark = "  " if row["label"] == c.label else "XX"
         lines.append(f"{mark} {row['number']:>3} {row['name']:<48} {row['label']:<15} {c.summary()}")
-        if WHY and row["label"] != c.label:
-            lines.extend(heaviest(c, WHY))
+        if why and row["label"] != c.label:
+            lines.extend(heaviest(c, why))
     agree = sum(v for (a, b), v in matrix.items() if a == b)
     total = sum(matrix.values())
     low, high = wilson(agree, total)
@@ -95,7 +95,7 @@ def read_labels(filename: str) -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-def main(which: str = "both", summary: bool = False) -> int:
+def main(which: str = "both", summary: bool = False, why: int = 0) -> int:
     timeline = load_timeline(BASELINES)
     with_code = [r for r in timeline if not r.is_retiming and r.code_present(BASELINES)]
     parent = {b.name: a for a, b in zip(with_code, with_code[1:])}
@@ -116,7 +116,7 @@ def main(which: str = "both", summary: bool = False) -> int:
         return cache[row["name"]]
 
     for name in names:
-        report(name, sets[name], classify, summary)
+        report(name, sets[name], classify, summary, why)
     return 0
 
 
@@ -131,7 +131,7 @@ def upstream_code(root: Path, name: str, source: str) -> dict[str, str]:
     return {name: body for name, body in files.items() if name.endswith(".py")}
 
 
-def labelled_pairs(filename: str, root: Path, set_name: str, summary: bool = False) -> int:
+def labelled_pairs(filename: str, root: Path, set_name: str, summary: bool = False, why: int = 0) -> int:
     """A batch labelled with its pairs (batch 4, the medium track; batch 5, track-1 folders off the timeline): each
     row against the predecessor it names, its code from root/NAME/<code_from>; a predecessor is another row, a
     track-1 record (fetched into human_baselines/), or an upstream folder under root read by the row's
@@ -161,7 +161,7 @@ def labelled_pairs(filename: str, root: Path, set_name: str, summary: bool = Fal
                 return side
         return classify_sources(old, new)
 
-    report(set_name, rows, classify, summary)
+    report(set_name, rows, classify, summary, why)
     return 0
 
 
@@ -173,15 +173,16 @@ PAIR_SETS = {"medium": ("timeline_labels_medium.tsv", "held-batch-4-medium", "--
 if __name__ == "__main__":
     argv = sys.argv[1:]
     summary = "--summary" in argv
+    why = 0
     if "--why" in argv:  # --why N: under each disagreement, its N heaviest changed places
         at = argv.index("--why")
-        WHY = int(argv[at + 1])
+        why = int(argv[at + 1])
         del argv[at:at + 2]
     argv = [a for a in argv if a != "--summary"]
     if argv[:1] and argv[0] in PAIR_SETS:
         filename, set_name, flag, what = PAIR_SETS[argv[0]]
         if len(argv) != 3 or argv[1] != flag:
-            sys.exit(f"usage: python benchmarks/timeline_agreement.py {argv[0]} {flag} DIR [--summary] "
+            sys.exit(f"usage: python benchmarks/timeline_agreement.py {argv[0]} {flag} DIR [--summary] [--why N] "
                      f"(DIR: {what})")
-        sys.exit(labelled_pairs(filename, Path(argv[2]), set_name, summary=summary))
-    sys.exit(main(*argv[:1], summary=summary))
+        sys.exit(labelled_pairs(filename, Path(argv[2]), set_name, summary=summary, why=why))
+    sys.exit(main(*argv[:1], summary=summary, why=why))

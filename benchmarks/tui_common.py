@@ -168,9 +168,10 @@ class Terminal:
         return 0.0
 
     def rss_parts_mb(self) -> dict[str, float]:
-        """The RSS split as the kernel counts it: anonymous memory (the heaps), file pages (code and data of the
-        interpreter and its libraries, read in as they are first used) and shared memory."""
-        parts = {"RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"}
+        """The RSS (`total`) and its split as the kernel counts it, from one read: anonymous memory (the heaps),
+        file pages (code and data of the interpreter and its libraries, read in as they are first used) and shared
+        memory."""
+        parts = {"VmRSS:": "total", "RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"}
         out = {}
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             key = line.split(maxsplit=1)[0] if line else ""

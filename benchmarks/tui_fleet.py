@@ -470,8 +470,9 @@ def memory_run(tree: Path, config: Path, ids: list[str], minutes: float, keys_ev
         rounds = 0
         wanted = {"1-first-minute": 60.0, "2-half": minutes * 30} if snapshots is not None else {}
         while (now := time.monotonic()) - start < minutes * 60:
-            samples.append((now - start, term.rss_mb()))
-            parts.append((now - start, term.rss_parts_mb()))
+            split = term.rss_parts_mb()
+            samples.append((now - start, split.get("total", 0.0)))
+            parts.append((now - start, split))
             if "first_minute" not in maps and now - start >= 60:
                 maps["first_minute"] = term.mappings_kb()
             for name, at in list(wanted.items()):
@@ -494,14 +495,8 @@ def memory_run(tree: Path, config: Path, ids: list[str], minutes: float, keys_ev
             snapshot(snapshots, "5-end-trim")
             time.sleep(1)
             trimmed["after_mb"] = round(term.rss_mb(), 1)
-        first = [m for t, m in samples if t < 60]
-        last = [m for t, m in samples if t >= samples[-1][0] - 60]
-        half = [s for s in samples if s[0] >= samples[-1][0] / 2]
-        slope = slope_mb_per_min(half)
         return {"samples": len(samples), "key_rounds": rounds, "loaded": round(samples[0][1], 1),
-                "first_minute_mean": round(statistics.mean(first), 1), "last_minute_mean": round(statistics.mean(last), 1),
-                "max": round(max(m for _, m in samples), 1),
-                "slope_second_half_mb_per_min": None if slope is None else round(slope, 3),
+                **minutes_summary(samples, 1), "max": round(max(m for _, m in samples), 1),
                 "per_minute_means": [round(statistics.mean(m for t, m in samples if k * 60 <= t < (k + 1) * 60), 1)
                                      for k in range(int(samples[-1][0] // 60) + 1)
                                      if any(k * 60 <= t < (k + 1) * 60 for t, _ in samples)],
@@ -511,23 +506,28 @@ def memory_run(tree: Path, config: Path, ids: list[str], minutes: float, keys_ev
         term.close()
 
 
+def minutes_summary(series: list[tuple[float, float]], digits: int) -> dict:
+    """(seconds, MB) samples as the memory mode reports them: the first and the last minute's means and the slope
+    of a least-squares line over the second half, in MB/min."""
+    end = series[-1][0]
+    first = [m for t, m in series if t < 60]
+    last = [m for t, m in series if t >= end - 60]
+    slope = slope_mb_per_min([x for x in series if x[0] >= end / 2])
+    return {"first_minute_mean": round(statistics.mean(first), digits) if first else None,
+            "last_minute_mean": round(statistics.mean(last), digits),
+            "slope_second_half_mb_per_min": None if slope is None else round(slope, 3)}
+
+
 def rss_by_kind(parts: list[tuple[float, dict[str, float]]], maps: dict[str, dict[str, int]], top: int = 8) -> dict:
     """Where the RSS went: for anonymous, file and shared pages the first and last minute's means and the slope of
     the second half (MB/min); and the mappings whose resident size grew most from a minute in to the end (KiB), so
     a creep can be told apart as heap (`[heap]`: the main thread's malloc; `anon@...`: other threads' malloc arenas,
     Python's object arenas, large blocks) or as file pages read in as the app first runs more of its code."""
     out: dict = {}
-    end = parts[-1][0] if parts else 0.0
     for kind in ("anon", "file", "shmem"):
         series = [(t, p[kind]) for t, p in parts if kind in p]
-        if not series:
-            continue
-        first = [m for t, m in series if t < 60]
-        last = [m for t, m in series if t >= end - 60]
-        slope = slope_mb_per_min([x for x in series if x[0] >= end / 2])
-        out[kind] = {"first_minute_mean": round(statistics.mean(first), 2) if first else None,
-                     "last_minute_mean": round(statistics.mean(last), 2),
-                     "slope_second_half_mb_per_min": None if slope is None else round(slope, 3)}
+        if series:
+            out[kind] = minutes_summary(series, 2)
     if "first_minute" in maps:
         before, after = maps["first_minute"], maps["end"]
         grew = sorted(((after.get(k, 0) - before.get(k, 0), k) for k in set(before) | set(after)), reverse=True)
