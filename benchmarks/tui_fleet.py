@@ -26,7 +26,10 @@ Measured on the real `nanogpt-tui` on a pty, each next to a bare Textual app sta
   use and free, by mallinfo2; Python's object arenas and the bytes in their blocks, by sys._debugmallocstats; the
   garbage collector's counts), then runs a full collection (what it frees was garbage in reference cycles waiting
   for one, not a leak) and calls malloc_trim(0): the RSS before and after says how much of the growth was memory
-  freed but kept. With `--tracemalloc`, a second control room, through the same wrapper with `tracemalloc` on,
+  freed but kept. The wrapper also counts the widgets the app constructs, by class (what it builds and drops as it
+  runs: toasts, say); `--referrers TYPES` says who holds a sample of the objects of those types at the end, after
+  the full collection (the chain of referrers, a few levels up); `--no-gc-freeze` makes the app's gc.freeze() a
+  no-op, so that what the app froze once loaded is counted too. With `--tracemalloc`, a second control room, through the same wrapper with `tracemalloc` on,
   gives the Python allocations that grew most from the end of the first minute to the end, by file:line (its RSS
   is not the app's own: tracemalloc costs memory); `--tracemalloc-only` runs that control room alone.
 
@@ -37,7 +40,8 @@ start and the end: on a shared machine, compare the apps of one run, not runs.
 
     .venv/bin/python benchmarks/tui_fleet.py [--sessions 24] [--keys-sessions 50] [--repeats 3] [--json]
         [--no-keys] [--keys-only] [--no-demo] [--baseline-tree DIR] [--flood-sessions 8] [--flood-rate 2000]
-        [--memory-minutes N [--memory-keys-every 10] [--allocator-stats] [--tracemalloc | --tracemalloc-only]]
+        [--memory-minutes N [--memory-keys-every 10] [--allocator-stats [--referrers TYPES] [--no-gc-freeze]]
+                            [--tracemalloc | --tracemalloc-only]]
 
 `--baseline-tree DIR` (a checkout of an earlier commit, e.g. `git worktree add DIR main`) measures that tree's
 control room too, interleaved with this one's in the same run: before and after under the same load (in the memory
@@ -114,6 +118,57 @@ def allocator_stats():
     out["pymalloc"] = pymalloc
     return out
 
+if os.environ.get("TUI_FLEET_NO_FREEZE") == "1":
+    gc.freeze = lambda: None  # the app's objects stay in the collector's reach, and in gc.get_objects
+
+import textual.widget
+created = Counter()  # widgets constructed, by class: what the app builds and drops while it runs
+_widget_init = textual.widget.Widget.__init__
+
+def counting_init(self, *args, **kwargs):
+    created[f"{type(self).__module__}.{type(self).__qualname__}"] += 1
+    _widget_init(self, *args, **kwargs)
+
+textual.widget.Widget.__init__ = counting_init
+
+def describe(o, child):
+    """A referrer in a line: its type, and where in it `child` sits (a dict's key, a tuple's index)."""
+    kind = f"{type(o).__module__}.{type(o).__qualname__}"
+    if isinstance(o, dict):
+        keys = [repr(k)[:40] for k, v in o.items() if v is child][:2]
+        return f"{kind}[{','.join(keys)}] ({len(o)} keys)"
+    if isinstance(o, (tuple, list)):
+        at = [i for i, v in enumerate(o) if v is child][:2]
+        return f"{kind}@{at} (len {len(o)})"
+    return kind
+
+def referrers(kinds, per_kind=6, depth=4, fan=3):
+    """For objects of each kind in `kinds`, who holds them: the referrers' chain, `depth` levels up, `fan` wide."""
+    out = {}
+    objects = gc.get_objects()
+    for kind in kinds:
+        found = [o for o in objects if f"{type(o).__module__}.{type(o).__qualname__}" == kind]
+        step = max(1, len(found) // per_kind)
+        trees = []
+        for target in found[::step][:per_kind]:
+            lines, level = [], [(target, 0)]
+            seen = {id(objects), id(found), id(level)}
+            while level:
+                obj, d = level.pop(0)
+                if d >= depth:
+                    continue
+                held = [r for r in gc.get_referrers(obj) if id(r) not in seen and type(r).__name__ != "frame"]
+                for r in held[:fan]:
+                    seen.add(id(r))
+                    lines.append("  " * d + describe(r, obj) + (f"  (+{len(held) - fan} more)" if len(held) > fan
+                                                                 and r is held[fan - 1] else ""))
+                    level.append((r, d + 1))
+            trees.append(lines)
+        out[kind] = {"count": len(found), "sampled": trees}
+        del found
+    del objects
+    return out
+
 def snapshots():
     while True:
         time.sleep(0.2)
@@ -132,9 +187,12 @@ def snapshots():
             with open(name + ".tmp", "w") as out:
                 objects = gc.get_objects()
                 kinds = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
-                json.dump({**allocator_stats(), "gc": {"collected": collected, "counts": gc.get_count(),
-                                                      "objects": len(objects), "by_type": dict(kinds)}}, out)
                 del objects
+                wanted = [k for k in os.environ.get("TUI_FLEET_REFERRERS", "").split(",") if k]
+                json.dump({**allocator_stats(), "gc": {"collected": collected, "counts": gc.get_count(),
+                                                      "objects": sum(kinds.values()), "by_type": dict(kinds)},
+                           "widgets_created": dict(created),
+                           **({"referrers": referrers(wanted)} if wanted and collected is not None else {})}, out)
             os.replace(name + ".tmp", name + ".stats.json")
             os.remove(os.path.join(folder, want))
 
@@ -270,6 +328,11 @@ def main() -> int:
                     help="memory mode: only the control room under tracemalloc (what grew, by file:line)")
     ap.add_argument("--allocator-stats", action="store_true",
                     help="memory mode: this tree's control room reports glibc's and Python's allocator figures")
+    ap.add_argument("--no-gc-freeze", action="store_true",
+                    help="memory mode, through the wrapper: the app's gc.freeze() does nothing")
+    ap.add_argument("--referrers", default="",
+                    help="memory mode, with --allocator-stats: for these types (module.qualname, comma-separated) "
+                         "who holds a sample of their objects at the end, after a full collection")
     args = ap.parse_args()
     size = tuple(int(x) for x in args.size.split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="nanogpt-tui-fleet-"))
@@ -423,6 +486,8 @@ def memory_part(args, tmp: Path, trees: dict[str, Path], sleeper, size, result: 
         snapshots = mkdir(tmp / f"snapshots-{name or 'this'}")
         os.environ["TUI_FLEET_SNAPSHOTS"] = str(snapshots)
         os.environ["TUI_FLEET_TRACEMALLOC"] = "1" if trace else "0"
+        os.environ["TUI_FLEET_NO_FREEZE"] = "1" if args.no_gc_freeze else "0"
+        os.environ["TUI_FLEET_REFERRERS"] = args.referrers
         flood = spawn([str(Path(__file__).with_name("tui_flood.py")), "--writer", str(root), ",".join(flooded),
                        "--rate", str(args.flood_rate), "--seconds", str(args.memory_minutes * 60 + 120)]) \
             if flooded else None
