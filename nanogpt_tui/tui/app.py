@@ -30,6 +30,7 @@ from nanogpt_tui.tui.data.views import SessionView
 from nanogpt_tui.tui.messages import DashboardUpdated, FileGrew, Problem
 from nanogpt_tui.tui.screens.dialogs import ConfirmKill, ExportDialog, ExtendDialog, HelpScreen
 from nanogpt_tui.tui.screens.main import MainScreen
+from nanogpt_tui.tui.textual_mends import mend_textual
 from nanogpt_tui.tui.watch import BackendRefresher, SessionMonitor
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class ControlRoom(App[None]):
                  initial_selection: str | None = None, startup_notes: Iterable[str] = (),
                  read_only: bool = False, state_path: Path | None = None,
                  startup: Callable[[Callable[[str], None]], object] | None = None) -> None:
+        mend_textual()
         super().__init__()
         self.config = config
         self.read_only = read_only  # watching only (e.g. served to a browser without the control token)

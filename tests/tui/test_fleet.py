@@ -4,10 +4,13 @@ between runs, marks for kill and extend, CSV export, live activity, GPU telemetr
 from __future__ import annotations
 
 import csv
+import gc
 import re
+import weakref
 
 from textual import events
 from textual.widgets import Input
+from textual.widgets._toast import Toast, ToastHolder
 
 from nanogpt_tui.config import load_config
 from nanogpt_tui.sessions import model as M
@@ -136,6 +139,40 @@ def test_sort_and_filter_apply_to_cards_and_table_and_survive_a_restart(tui_env)
 
     run(first())
     run(second())
+
+
+def test_a_toast_once_gone_leaves_nothing_of_it_behind(tui_env):
+    """Every `s` shows a toast ("Sorted by …") for 1.5 s: two widgets. Once they are gone, nothing may keep what they
+    drew: Textual's own styles cache did (textual#6665), and a control room left on a fleet for hours grew with every
+    key and alert until nanogpt_tui/tui/textual_mends.py."""
+    build_fleet(tui_env.root, 6)
+
+    async def scenario():
+        app = fleet_app()
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await loaded(pilot)
+            widgets: list[weakref.ref] = []
+            caches: list[weakref.ref] = []
+            for _ in range(8):  # each one before the last has gone, and some while it is still up
+                await pilot.press("s")
+                await wait_for(pilot, lambda: app.screen.query(Toast), what="the toast")
+                await pilot.pause(0.3)  # drawn
+                for toast in app.screen.query(Toast):
+                    for widget in (toast, toast.parent):
+                        widgets.append(weakref.ref(widget))
+                        caches.append(weakref.ref(widget._styles_cache))
+            await wait_for(pilot, lambda: not app.screen.query(ToastHolder), what="the toasts gone")
+
+            def freed() -> list[int]:
+                gc.collect()
+                return [i for i, w in enumerate(widgets) if w() is None]
+
+            # The toast rack keeps its last few arrangements (and in them the toasts they placed): the earlier
+            # toasts' widgets are freed, and with them must go what they drew.
+            await wait_for(pilot, lambda: len(freed()) >= 6, what="the first toasts' widgets freed")
+            assert [i for i in freed() if caches[i]() is not None] == []
+
+    run(scenario())
 
 
 def test_marked_sessions_are_killed_or_extended_at_once_and_the_table_exports_as_csv(tui_env):
