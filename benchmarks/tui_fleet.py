@@ -29,9 +29,10 @@ Measured on the real `nanogpt-tui` on a pty, each next to a bare Textual app sta
   freed but kept. The wrapper also counts the widgets the app constructs, by class (what it builds and drops as it
   runs: toasts, say); `--referrers TYPES` says who holds a sample of the objects of those types at the end, after
   the full collection (the chain of referrers, a few levels up); `--no-gc-freeze` makes the app's gc.freeze() a
-  no-op, so that what the app froze once loaded is counted too. With `--tracemalloc`, a second control room, through the same wrapper with `tracemalloc` on,
-  gives the Python allocations that grew most from the end of the first minute to the end, by file:line (its RSS
-  is not the app's own: tracemalloc costs memory); `--tracemalloc-only` runs that control room alone.
+  no-op, so that what the app froze once loaded is counted too. With `--tracemalloc`, a second control room,
+  through the same wrapper with `tracemalloc` on, gives the Python allocations that grew most from the end of the
+  first minute to the end, by file:line (its RSS is not the app's own: tracemalloc costs memory);
+  `--tracemalloc-only` runs that control room alone.
 
 Both apps run with bytecode caches, as on a user's machine after the first run (an environment that sets
 PYTHONDONTWRITEBYTECODE would otherwise recompile every module of ours at each start): the caches go to a folder
