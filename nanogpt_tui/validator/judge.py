@@ -27,6 +27,9 @@ timeouts wait with exponential backoff and jitter (`retry-after` honoured, cappe
 does a 2xx body the SDK cannot read; a reply that reads but breaks the verdict schema is
 asked for again at once; a refusal is retried once, then fails.
 Other HTTP errors (401, 403, 404, 400, ...) fail at once: retrying cannot fix them.
+
+The talking to the providers (`ask_model` with a `StructuredAsk`: the schema, and the words its errors use) serves
+other structured asks of the judge's model too: the timeline's second opinion (`reports/second_opinion.py`).
 """
 
 from __future__ import annotations
@@ -86,6 +89,23 @@ VERDICT_SCHEMA: dict[str, Any] = {
 TOOL_DESCRIPTION = ("Record the verdict on the candidate: whether it breaks the competition rules or makes its "
                     "val_loss or train_time incomparable with the anchor's, how sure you are, the reasons "
                     "(each citing a file) and a short summary.")
+
+
+@dataclass(frozen=True)
+class StructuredAsk:
+    """What a structured request asks the model for, and the words its errors use: the reply fills `schema`, as a
+    forced call of the tool `tool_name` (Anthropic) or under the strict JSON schema `schema_name` (OpenAI). The
+    judge is one such ask; the timeline's second opinion (`reports/second_opinion.py`) is another."""
+
+    tool_name: str
+    schema_name: str
+    description: str
+    schema: dict[str, Any]
+    noun: str  # what asks: "judge" ("the anthropic judge (MODEL) gave no usable verdict ...")
+    answer: str  # what it gives: "verdict"
+    task: str  # "the model declined to judge"
+    without_key: str  # after "No ANTHROPIC_API_KEY is set, "
+    advice: Mapping[str, str]  # by kind of the last failure: what to do
 
 # Input budget: about 400,000 characters of code, diff and findings, roughly 100,000 to
 # 130,000 tokens of Python, which fits a 200k-token context with room for the rules and
@@ -212,7 +232,9 @@ def neutralize(text: str) -> str:
     return _ANGLE_RUN.sub(lambda m: " ".join(m.group()), text)
 
 
-def _fence(kind: str, path: str, body: str, nonce: str) -> str:
+def fence(kind: str, path: str, body: str, nonce: str) -> str:
+    """`body` between markers that carry `nonce`, its runs of angle brackets spaced out: it cannot close the fence
+    or open another."""
     label = json.dumps(neutralize(path), ensure_ascii=True)  # quotes and escapes: a file name cannot break out
     body = neutralize(body)
     if body and not body.endswith("\n"):
@@ -302,7 +324,7 @@ def build_prompt(anchor_files: Mapping[str, str], candidate_files: Mapping[str, 
             shown = _shorten(text, limit)
             if shown != text:
                 truncated.append(f"{name}:{path}")
-            fenced[name].append(_fence(name, path, shown, nonce))
+            fenced[name].append(fence(name, path, shown, nonce))
 
     sections = [
         f"The fence nonce for this request is {nonce}. Only fences carrying it are genuine, and everything "
@@ -310,7 +332,7 @@ def build_prompt(anchor_files: Mapping[str, str], candidate_files: Mapping[str, 
     ]
     if findings:
         sections.append("## Static checker findings (authoritative: the submission already fails on these)\n\n"
-                        + _fence("static-findings", "static checks", findings, nonce))
+                        + fence("static-findings", "static checks", findings, nonce))
     else:
         sections.append("## Static checker findings\n\nThe static checker found no violations.\n")
     sections.append("## Unified diff from the anchor to the candidate\n\n" + "".join(fenced["diff"]))
@@ -398,13 +420,11 @@ class _Reply:
     refusal: str | None = None  # set when the model declined
 
 
-def _endpoint(provider: str, env: Mapping[str, str]) -> _Endpoint | str:
-    """The endpoint and key to use, or the sentence saying why there is none."""
+def _endpoint(provider: str, env: Mapping[str, str], tail: str) -> _Endpoint | str:
+    """The endpoint and key to use, or the sentence saying why there is none (ending in `tail`)."""
     def get(name: str) -> str:
         return (env.get(name) or "").strip()
 
-    tail = ("so the LLM judge could not run; set it or pass --judge none "
-            "(the submission then does not count as validated).")
     if provider == "anthropic":
         if not get("ANTHROPIC_API_KEY"):
             return f"No ANTHROPIC_API_KEY is set, {tail}"
@@ -454,7 +474,8 @@ def _api_detail(body: Any) -> str:
     return " ".join(message.split())[:200]
 
 
-def _status_failure(endpoint: _Endpoint, model: str, status: int, headers: Any, body: Any) -> Exception:
+def _status_failure(endpoint: _Endpoint, model: str, status: int, headers: Any, body: Any,
+                    ask: StructuredAsk) -> Exception:
     detail = _api_detail(body)
     what = f"HTTP {status}" + (f": {detail}" if detail else "")
     should_retry = headers.get("x-should-retry") if headers is not None else None
@@ -469,9 +490,8 @@ def _status_failure(endpoint: _Endpoint, model: str, status: int, headers: Any, 
         return _Fatal(f"The {api} API has no model {model} at {endpoint.base_url} ({what}); "
                       f"set judge.model to a model your key can use, or fix {endpoint.base_var}.")
     if status == 413:
-        return _Fatal(f"The {api} API found the judge request too large ({what}); "
-                      "use a judge model with a larger context or report the submission's size.")
-    return _Fatal(f"The {api} API rejected the judge request ({what}); "
+        return _Fatal(f"The {api} API found the {ask.noun} request too large ({what}); {ask.advice['too_large']}.")
+    return _Fatal(f"The {api} API rejected the {ask.noun} request ({what}); "
                   "check judge.model and judge.max_output_tokens.")
 
 
@@ -519,20 +539,22 @@ def _anthropic_client(config: JudgeConfig, endpoint: _Endpoint) -> Any:
                                http_client=_http_client(anthropic, config.timeout_s))
 
 
-def _anthropic_attempt(client: Any, config: JudgeConfig, prompt: JudgePrompt, endpoint: _Endpoint) -> _Reply:
+def _anthropic_attempt(client: Any, config: JudgeConfig, system: str, user: str, endpoint: _Endpoint,
+                       ask: StructuredAsk) -> _Reply:
     import anthropic
 
     try:
         message = client.messages.create(
             model=config.model,
             max_tokens=config.max_output_tokens,
-            system=prompt.system,
-            messages=[{"role": "user", "content": prompt.user}],
-            tools=[{"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "input_schema": VERDICT_SCHEMA}],
-            tool_choice={"type": "tool", "name": TOOL_NAME},
+            system=system,
+            messages=[{"role": "user", "content": user}],
+            tools=[{"name": ask.tool_name, "description": ask.description, "input_schema": ask.schema}],
+            tool_choice={"type": "tool", "name": ask.tool_name},
         )
     except anthropic.APIStatusError as err:
-        raise _status_failure(endpoint, config.model, err.status_code, err.response.headers, err.body) from None
+        raise _status_failure(endpoint, config.model, err.status_code, err.response.headers, err.body,
+                              ask) from None
     except anthropic.APITimeoutError:
         raise _Retryable("timeout", f"no reply within judge.timeout_s = {config.timeout_s:g} s") from None
     except anthropic.APIConnectionError:
@@ -552,14 +574,14 @@ def _anthropic_attempt(client: Any, config: JudgeConfig, prompt: JudgePrompt, en
     if stop_reason == "refusal":
         details = getattr(message, "stop_details", None)
         category = getattr(details, "category", None)
-        return _Reply(usage, refusal=f"the model declined to judge (category {category})" if category
-                      else "the model declined to judge")
+        return _Reply(usage, refusal=f"the model declined to {ask.task} (category {category})" if category
+                      else f"the model declined to {ask.task}")
     if stop_reason == "max_tokens":  # a tool call cut off midway has partial input
         return _Reply(usage, problem="the reply was cut off at judge.max_output_tokens")
     for block in getattr(message, "content", None) or []:
-        if getattr(block, "type", None) == "tool_use" and getattr(block, "name", None) == TOOL_NAME:
+        if getattr(block, "type", None) == "tool_use" and getattr(block, "name", None) == ask.tool_name:
             return _Reply(usage, payload=getattr(block, "input", None))
-    return _Reply(usage, problem=f"the reply had no {TOOL_NAME} call (stop_reason {stop_reason})")
+    return _Reply(usage, problem=f"the reply had no {ask.tool_name} call (stop_reason {stop_reason})")
 
 
 def _openai_client(config: JudgeConfig, endpoint: _Endpoint) -> Any:
@@ -573,20 +595,22 @@ def _openai_client(config: JudgeConfig, endpoint: _Endpoint) -> Any:
                          http_client=_http_client(openai, config.timeout_s))
 
 
-def _openai_attempt(client: Any, config: JudgeConfig, prompt: JudgePrompt, endpoint: _Endpoint) -> _Reply:
+def _openai_attempt(client: Any, config: JudgeConfig, system: str, user: str, endpoint: _Endpoint,
+                    ask: StructuredAsk) -> _Reply:
     import openai
 
     try:
         completion = client.chat.completions.create(
             model=config.model,
-            messages=[{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}],
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
             response_format={"type": "json_schema",
-                             "json_schema": {"name": SCHEMA_NAME, "description": TOOL_DESCRIPTION,
-                                             "schema": VERDICT_SCHEMA, "strict": True}},
+                             "json_schema": {"name": ask.schema_name, "description": ask.description,
+                                             "schema": ask.schema, "strict": True}},
             max_completion_tokens=config.max_output_tokens,
         )
     except openai.APIStatusError as err:
-        raise _status_failure(endpoint, config.model, err.status_code, err.response.headers, err.body) from None
+        raise _status_failure(endpoint, config.model, err.status_code, err.response.headers, err.body,
+                              ask) from None
     except openai.APITimeoutError:
         raise _Retryable("timeout", f"no reply within judge.timeout_s = {config.timeout_s:g} s") from None
     except openai.APIConnectionError:
@@ -606,7 +630,7 @@ def _openai_attempt(client: Any, config: JudgeConfig, prompt: JudgePrompt, endpo
     message = getattr(choice, "message", None)
     refusal = getattr(message, "refusal", None)
     if refusal:
-        return _Reply(usage, refusal="the model declined to judge: " + " ".join(str(refusal).split())[:200])
+        return _Reply(usage, refusal=f"the model declined to {ask.task}: " + " ".join(str(refusal).split())[:200])
     finish_reason = getattr(choice, "finish_reason", None)
     if finish_reason == "content_filter":
         return _Reply(usage, refusal="the provider's content filter stopped the reply")
@@ -647,7 +671,98 @@ _ADVICE = {
     "connection": "check the network and {base_var}",
     "malformed": "submit again, or set judge.model to a stronger model",
     "refusal": "set judge.model to another model, or review the submission by hand",
+    "too_large": "use a judge model with a larger context or report the submission's size",
 }
+
+JUDGE_ASK = StructuredAsk(
+    tool_name=TOOL_NAME, schema_name=SCHEMA_NAME, description=TOOL_DESCRIPTION, schema=VERDICT_SCHEMA,
+    noun="judge", answer="verdict", task="judge",
+    without_key=("so the LLM judge could not run; set it or pass --judge none "
+                 "(the submission then does not count as validated)."),
+    advice=_ADVICE)
+
+
+@dataclass
+class ModelAnswer:
+    """What one structured ask got: status "answered" (`value` is the parsed reply), "unavailable" (no key: nothing
+    was sent) or "failed" (`error`, one sentence: retries spent, a refusal, or an error retrying cannot fix)."""
+
+    status: str
+    usage: JudgeUsage = field(default_factory=JudgeUsage)
+    attempts: int = 0
+    value: Any = None
+    error: str | None = None
+
+
+def ask_model(config: JudgeConfig, ask: StructuredAsk, system: str, user: str,
+              parse: Callable[[Any, Callable[[str], str]], Any], *, env: Mapping[str, str] | None = None,
+              sleep: Callable[[float], None] = time.sleep) -> ModelAnswer:
+    """Ask `config`'s model (provider anthropic or openai) for `ask`'s structure, with this module's retries; never
+    raises for API trouble. `parse(payload, redact)` checks a reply and returns its value, raising MalformedVerdict
+    for one that breaks the structure (asked again at once); `redact` takes the key out of text the model wrote.
+    `env` is where keys and base URLs are read (default `os.environ`); `sleep` waits between retries."""
+    env = os.environ if env is None else env
+    provider, model = config.provider, config.model
+    if provider not in ("anthropic", "openai"):
+        return ModelAnswer(status="failed", error=f"judge.provider is {provider!r}; set it to anthropic or openai.")
+    endpoint = _endpoint(provider, env, ask.without_key)
+    if isinstance(endpoint, str):
+        return ModelAnswer(status="unavailable", error=endpoint)
+    if provider == "anthropic":
+        client, attempt_once = _anthropic_client(config, endpoint), _anthropic_attempt
+    else:
+        client, attempt_once = _openai_client(config, endpoint), _openai_attempt
+
+    def redact(text: str) -> str:
+        return _redact(text, endpoint.key)
+
+    answer = ModelAnswer(status="failed")
+    rng = random.Random()
+    max_attempts = 1 + max(0, config.max_retries)
+    refusals = retries_waited = 0
+    last_kind, last_problem = "malformed", "no attempt was made"
+    try:
+        while answer.attempts < max_attempts:
+            answer.attempts += 1
+            try:
+                reply = attempt_once(client, config, system, user, endpoint, ask)
+            except _Fatal as err:
+                answer.error = redact(err.message)
+                return answer
+            except _Retryable as err:
+                last_kind, last_problem = err.kind, redact(err.message)
+                if answer.attempts < max_attempts:
+                    delay = _backoff_s(retries_waited, err.retry_after, rng)
+                    retries_waited += 1
+                    log.warning("LLM %s attempt %d of %d failed (%s); retrying in %.1f s",
+                                ask.noun, answer.attempts, max_attempts, last_problem, delay)
+                    sleep(delay)
+                continue
+            answer.usage.add(reply.usage)
+            if reply.refusal is not None:
+                refusals += 1
+                last_kind, last_problem = "refusal", reply.refusal
+                log.warning("LLM %s attempt %d of %d: %s", ask.noun, answer.attempts, max_attempts, reply.refusal)
+                if refusals >= MAX_REFUSALS:
+                    break
+                continue
+            try:
+                if reply.problem is not None:
+                    raise MalformedVerdict(reply.problem)
+                answer.value = parse(reply.payload, redact)
+            except MalformedVerdict as err:
+                last_kind, last_problem = "malformed", f"the reply was unusable ({err})"
+                log.warning("LLM %s attempt %d of %d: %s", ask.noun, answer.attempts, max_attempts, last_problem)
+                continue
+            answer.status = "answered"
+            return answer
+        advice = ask.advice[last_kind].format(base_var=endpoint.base_var)
+        plural = "s" if answer.attempts != 1 else ""
+        answer.error = redact(f"The {provider} {ask.noun} ({model}) gave no usable {ask.answer} after "
+                              f"{answer.attempts} attempt{plural}: {last_problem}; {advice}.")
+        return answer
+    finally:
+        client.close()
 
 
 def judge_submission(config: JudgeConfig, *, anchor_files: dict[str, str], candidate_files: dict[str, str],
@@ -660,7 +775,6 @@ def judge_submission(config: JudgeConfig, *, anchor_files: dict[str, str], candi
     `env` is where keys and base URLs are read (default `os.environ`); `sleep` waits
     between retries (tests pass a no-op).
     """
-    env = os.environ if env is None else env
     provider, model = config.provider, config.model
     if provider == "none":
         return JudgeResult(status="skipped", provider="none", model=model,
@@ -668,62 +782,19 @@ def judge_submission(config: JudgeConfig, *, anchor_files: dict[str, str], candi
     if provider not in ("anthropic", "openai"):
         return JudgeResult(status="failed", provider=provider, model=model,
                            error=f"judge.provider is {provider!r}; set it to anthropic, openai or none.")
-    endpoint = _endpoint(provider, env)
-    if isinstance(endpoint, str):
-        return JudgeResult(status="unavailable", provider=provider, model=model, error=endpoint, summary=endpoint)
+
+    def parse(payload: Any, redact: Callable[[str], str]) -> tuple[bool, float, list[JudgeReason], str]:
+        cheating, confidence, reasons, summary = parse_verdict(payload)
+        return cheating, confidence, [JudgeReason(r.file, redact(r.reason)) for r in reasons], redact(summary)
 
     prompt = build_prompt(anchor_files, candidate_files, static_violations)
-    if provider == "anthropic":
-        client, attempt_once = _anthropic_client(config, endpoint), _anthropic_attempt
+    answer = ask_model(config, JUDGE_ASK, prompt.system, prompt.user, parse, env=env, sleep=sleep)
+    result = JudgeResult(status=answer.status, provider=provider, model=model, usage=answer.usage,
+                         attempts=answer.attempts, error=answer.error)
+    if answer.status == "unavailable":
+        result.summary = answer.error or ""  # nothing was sent
     else:
-        client, attempt_once = _openai_client(config, endpoint), _openai_attempt
-
-    result = JudgeResult(status="failed", provider=provider, model=model, truncated_files=prompt.truncated_files)
-    rng = random.Random()
-    max_attempts = 1 + max(0, config.max_retries)
-    refusals = retries_waited = 0
-    last_kind, last_problem = "malformed", "no attempt was made"
-    try:
-        while result.attempts < max_attempts:
-            result.attempts += 1
-            try:
-                reply = attempt_once(client, config, prompt, endpoint)
-            except _Fatal as err:
-                result.error = _redact(err.message, endpoint.key)
-                return result
-            except _Retryable as err:
-                last_kind, last_problem = err.kind, _redact(err.message, endpoint.key)
-                if result.attempts < max_attempts:
-                    delay = _backoff_s(retries_waited, err.retry_after, rng)
-                    retries_waited += 1
-                    log.warning("LLM judge attempt %d of %d failed (%s); retrying in %.1f s",
-                                result.attempts, max_attempts, last_problem, delay)
-                    sleep(delay)
-                continue
-            result.usage.add(reply.usage)
-            if reply.refusal is not None:
-                refusals += 1
-                last_kind, last_problem = "refusal", reply.refusal
-                log.warning("LLM judge attempt %d of %d: %s", result.attempts, max_attempts, reply.refusal)
-                if refusals >= MAX_REFUSALS:
-                    break
-                continue
-            try:
-                if reply.problem is not None:
-                    raise MalformedVerdict(reply.problem)
-                cheating, confidence, reasons, summary = parse_verdict(reply.payload)
-            except MalformedVerdict as err:
-                last_kind, last_problem = "malformed", f"the reply was unusable ({err})"
-                log.warning("LLM judge attempt %d of %d: %s", result.attempts, max_attempts, last_problem)
-                continue
-            result.status, result.cheating, result.confidence = "answered", cheating, confidence
-            result.reasons = [JudgeReason(r.file, _redact(r.reason, endpoint.key)) for r in reasons]
-            result.summary = _redact(summary, endpoint.key)
-            return result
-        advice = _ADVICE[last_kind].format(base_var=endpoint.base_var)
-        plural = "s" if result.attempts != 1 else ""
-        result.error = _redact(f"The {provider} judge ({model}) gave no usable verdict after {result.attempts} "
-                               f"attempt{plural}: {last_problem}; {advice}.", endpoint.key)
-        return result
-    finally:
-        client.close()
+        result.truncated_files = prompt.truncated_files
+    if answer.status == "answered":
+        result.cheating, result.confidence, result.reasons, result.summary = answer.value
+    return result
