@@ -60,6 +60,10 @@ class Evidence:
         return self.weight * NATURE_WEIGHT.get(self.nature, 1.0)
 
     def text(self) -> str:
+        return f"{self.place()} [{self.kind}: {self.why}]"
+
+    def place(self) -> str:
+        """Where and what changed, without the kind it counts as (what a second reader is shown)."""
         where = f"{self.file}:{self.line}" if self.line else self.file
         scope = f" {self.scope}" if self.scope and self.scope != "<module>" else ""
         if self.change in ("literal", "structure", "renamed", "text") and self.before is not None \
@@ -71,7 +75,7 @@ class Evidence:
             what = f"- {self.before}"
         else:
             what = self.after or self.before or ""
-        return f"{where}{scope}: {self.change} {what} [{self.kind}: {self.why}]"
+        return f"{where}{scope}: {self.change} {what}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "scope": self.scope, "change": self.change,

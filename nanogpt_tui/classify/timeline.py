@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nanogpt_tui.classify.model import ALGORITHMIC, KINDS, MIXED, NONE
+from nanogpt_tui.classify.model import ALGORITHMIC, KINDS, MIXED, NONE, Classification
 from nanogpt_tui.classify.sources import classify_dirs
 
 LABELS = (*KINDS, MIXED, NONE)
@@ -27,9 +27,15 @@ class TimelineEntry:
     code_dir: Path | None
 
 
-def classify_history(entries: Sequence[TimelineEntry]) -> dict[str, Any]:
+# A second reader of each record (entry, parent, the classifier's reading) -> what it says, kept as the record's
+# "second_opinion" (reports/second_opinion.py asks the judge's model).
+SecondReader = Callable[[TimelineEntry, TimelineEntry, Classification], dict[str, Any]]
+
+
+def classify_history(entries: Sequence[TimelineEntry], second: SecondReader | None = None) -> dict[str, Any]:
     """Classify every entry after the first against the nearest earlier entry with code. Entries without code
-    are listed as skipped (with why); a record right after one is compared with the record before that."""
+    are listed as skipped (with why); a record right after one is compared with the record before that. With
+    `second`, each record also gets its reading."""
     records: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     parent: TimelineEntry | None = entries[0] if entries and entries[0].code_dir is not None else None
@@ -51,6 +57,8 @@ def classify_history(entries: Sequence[TimelineEntry]) -> dict[str, Any]:
                        "weight": round(e.weight, 2), "why": e.why, "text": e.text()}
                       for e in c.evidence[:PARTS_SHOWN]],
         })
+        if second is not None:
+            records[-1]["second_opinion"] = second(entry, parent, c)
         parent = entry
     return {"records": records, "skipped": skipped, "share": shares_of(records)}
 

@@ -84,6 +84,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--to", dest="end", metavar="NAME", help="last record (default: benchmark.target)")
     p.add_argument("--all", action="store_true", help="the whole timeline")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--second-opinion", action="store_true",
+                   help="also ask the judge's model ([judge] provider and model, its API key from the environment) "
+                        "for each record's kind, and say how often it agrees with the classifier (one request a "
+                        "record; the classifier's kinds stay the ones every share uses)")
     p.set_defaults(func=cmd_timeline_classify)
 
 
@@ -342,6 +346,26 @@ def human_share_sentence(out: dict) -> str:
             f"analysis found about {100 * share['published_share_algorithmic']:.0f}%.")
 
 
+def _second_cell(opinion: dict) -> str:
+    if opinion["status"] != "answered":
+        return f"({opinion['status']})"
+    return opinion["label"] + ("" if opinion["agrees"] else " (differs)")
+
+
+def second_opinion_sentence(s: dict) -> str:
+    """The second opinion in a sentence: how often the model agreed, or why it said nothing (an error may quote the
+    provider's own words: shown as plain text)."""
+    from nanogpt_tui.agents.render import sanitize
+
+    if "unavailable" in s:
+        return f"No second opinion: {sanitize(s['unavailable'])}"
+    said = (f"The second opinion ({s['provider']} {s['model']}) read {s['answered']} of {s['records']} record(s) and "
+            f"gave the classifier's label to {s['agree']}; its reasons are in --json.")
+    if s["failed"]:
+        said += f" {s['failed']} got no reading; the first: {sanitize(s['first_error'])}"
+    return said
+
+
 def cmd_timeline_classify(args: argparse.Namespace) -> int:
     from nanogpt_tui.reports.human import classify_timeline
 
@@ -352,15 +376,27 @@ def cmd_timeline_classify(args: argparse.Namespace) -> int:
     else:
         start = args.start or config.benchmark.anchor
         end = args.end or (config.benchmark.target if not args.start else None)
-    out = classify_timeline(timeline, config.paths.baselines_dir, start=start, end=end)
+    second = None
+    if args.second_opinion:
+        from nanogpt_tui.reports.second_opinion import SecondOpinion
+
+        if config.judge.provider not in ("anthropic", "openai"):
+            raise UserError(f"--second-opinion asks the judge's model, and judge.provider is "
+                            f"{config.judge.provider!r}; set it to anthropic or openai in the config.")
+        second = SecondOpinion(config.judge)
+    out = classify_timeline(timeline, config.paths.baselines_dir, start=start, end=end, second_opinion=second)
     if args.json:
         print_json(out)
         return 0
-    rows = [[r["number"], r["name"], r["summary"], r["parent"], r["title"][:50]] for r in out["records"]]
+    rows = [[r["number"], r["name"], r["summary"], r["parent"], r["title"][:50]]
+            + ([_second_cell(r["second_opinion"])] if second else []) for r in out["records"]]
     if rows:
-        print_table(["#", "record", "kind (share of the change's weight)", "compared with", "title"], rows, right={0})
+        print_table(["#", "record", "kind (share of the change's weight)", "compared with", "title"]
+                    + (["the model says"] if second else []), rows, right={0})
         print()
     print(human_share_sentence(out))
+    if second:
+        print(second_opinion_sentence(out["second_opinion"]))
     if out["skipped"]:
         print(f"\nskipped {len(out['skipped'])} record(s):")
         for s in out["skipped"]:

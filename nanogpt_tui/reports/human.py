@@ -4,12 +4,15 @@ it, for records whose code is present in `human_baselines/<name>/`; headless."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nanogpt_tui.classify.timeline import TimelineEntry, classify_history
 from nanogpt_tui.errors import UserError
 from nanogpt_tui.records import TRACK_1, Record, Timeline
 from nanogpt_tui.reports.outcomes import HUMAN_ALGORITHMIC_SHARE
+
+if TYPE_CHECKING:
+    from nanogpt_tui.reports.second_opinion import SecondOpinion
 
 
 def _records(timeline: Timeline, start: str | None, end: str | None) -> list[Record]:
@@ -27,14 +30,17 @@ def _records(timeline: Timeline, start: str | None, end: str | None) -> list[Rec
 
 
 def classify_timeline(timeline: Timeline, baselines_dir: Path, *, start: str | None = None,
-                      end: str | None = None) -> dict[str, Any]:
+                      end: str | None = None, second_opinion: SecondOpinion | None = None) -> dict[str, Any]:
     """Classify every record after `start` up to `end` (new records only, re-timings left out) against the
     nearest earlier record with code; without `start`, from the first record. Records without code are skipped,
-    with the reason; the one after such a gap is compared with the last record that has code."""
+    with the reason; the one after such a gap is compared with the last record that has code. With
+    `second_opinion`, the judge's model reads each record too, and the result says how often it agrees."""
     records = _records(timeline, start, end)
     entries = [TimelineEntry(r.name, r.number, r.date.isoformat(), r.title,
                              r.code_dir(baselines_dir) if r.code_present(baselines_dir) else None) for r in records]
-    out = classify_history(entries)
+    out = classify_history(entries, second_opinion)
+    if second_opinion is not None:
+        out["second_opinion"] = second_opinion.summary(out["records"])
     for s in out["skipped"]:
         if s["reason"].startswith("no code"):
             s["reason"] = (f"no code for {s['name']} in {baselines_dir} (fetch it with `nanogpt-tui records fetch "
