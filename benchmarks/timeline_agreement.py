@@ -4,10 +4,14 @@ a 95% Wilson interval for each agreement (25 held-aside records cannot pin a rat
 
 Needs the records' code in human_baselines/NAME/ (`nanogpt-tui records fetch NAME`, or from a local snapshot of
 KellerJordan/modded-nanogpt). Usage: python benchmarks/timeline_agreement.py [held|rest|both|all|medium --medium-root DIR|batch5 --root DIR]
-[--summary] [--why N] (`--summary`: the counts and matrices only, not the records; `--why N`: under each disagreement,
+[--summary] [--why N] [--second-opinion] (`--summary`: the counts and matrices only, not the records; `--why N`: under each disagreement,
 the N heaviest changed places the classifier's reading rests on, with their kind, weight and why). `all` also splits the
 held-aside records into those of batches 1-2 (held aside first, whose disagreements were reported in an earlier note)
 and the fresh batch 3.
+
+`--second-opinion` (with `held`, `rest`, `both` or `all`) also asks the judge's model of the config in effect
+(`timeline-classify --second-opinion`'s reading: one request a record, its key from the environment) and prints its
+agreement with the labels and its confusion matrix beside the classifier's.
 
 `medium --medium-root DIR` measures batch 4 (human_baselines/timeline_labels_medium.tsv, the GPT-2 Medium track,
 all held aside): DIR is upstream's `records/track_2_medium` folder from a checkout or snapshot of
@@ -53,11 +57,13 @@ def wilson(agree: int, total: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def report(name: str, rows: list[dict], classify: Callable[[dict], Classification | str], summary: bool,
-           why: int = 0) -> None:
+           why: int = 0, second: Callable[[dict, Classification], dict] | None = None) -> None:
     """Print one set's agreement (with its Wilson interval and per-batch counts), confusion matrix and, unless
-    `summary`, each record: `classify(row)` is the classifier's reading, or a sentence saying why there is none."""
+    `summary`, each record: `classify(row)` is the classifier's reading, or a sentence saying why there is none;
+    `second(row, reading)`, the judge model's reading (timeline-classify --second-opinion), measured the same way."""
     matrix: Counter[tuple[str, str]] = Counter()
     per_batch: Counter[tuple[str, bool]] = Counter()
+    model: Counter[tuple[str, str]] = Counter()
     lines = []
     for row in rows:
         c = classify(row)
@@ -68,19 +74,31 @@ def report(name: str, rows: list[dict], classify: Callable[[dict], Classificatio
         per_batch[(row["batch"], row["label"] == c.label)] += 1
         mark = "  " if row["label"] == c.label else "XX"
         lines.append(f"{mark} {row['number']:>3} {row['name']:<48} {row['label']:<15} {c.summary()}")
+        if second is not None:
+            opinion = second(row, c)
+            said = opinion.get("label") if opinion["status"] == "answered" else None
+            if said is not None:
+                model[(row["label"], said)] += 1
+            lines.append(f"       the model: {said or opinion['status'] + ': ' + str(opinion.get('error'))}"[:220])
         if why and row["label"] != c.label:
             lines.extend(heaviest(c, why))
+    print_matrix(name, matrix, per_batch)
+    if second is not None:
+        print_matrix(f"{name}, the judge's model (second opinion)", model, Counter())
+    print(("" if summary else "\n".join(lines)) + "\n")
+
+
+def print_matrix(name: str, matrix: Counter[tuple[str, str]], per_batch: Counter[tuple[str, bool]]) -> None:
     agree = sum(v for (a, b), v in matrix.items() if a == b)
     total = sum(matrix.values())
     low, high = wilson(agree, total)
     batches = ", ".join(f"batch {b}: {per_batch[(b, True)]}/{per_batch[(b, True)] + per_batch[(b, False)]}"
                         for b in sorted({b for b, _ in per_batch}))
     print(f"{name}: {agree}/{total} agree ({100 * agree / max(1, total):.0f}%, 95% interval "
-          f"{100 * low:.0f}-{100 * high:.0f}%; {batches})")
-    print("label \\ classifier".ljust(18) + "".join(k[:7].rjust(9) for k in CATEGORIES))
+          f"{100 * low:.0f}-{100 * high:.0f}%" + (f"; {batches})" if batches else ")"))
+    print("label \\ reading".ljust(18) + "".join(k[:7].rjust(9) for k in CATEGORIES))
     for a in CATEGORIES:
         print(a.ljust(18) + "".join(str(matrix[(a, b)]).rjust(9) for b in CATEGORIES))
-    print(("" if summary else "\n".join(lines)) + "\n")
 
 
 def heaviest(c: Classification, top: int) -> list[str]:
@@ -95,7 +113,7 @@ def read_labels(filename: str) -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-def main(which: str = "both", summary: bool = False, why: int = 0) -> int:
+def main(which: str = "both", summary: bool = False, why: int = 0, second_opinion: bool = False) -> int:
     timeline = load_timeline(BASELINES)
     with_code = [r for r in timeline if not r.is_retiming and r.code_present(BASELINES)]
     parent = {b.name: a for a, b in zip(with_code, with_code[1:])}
@@ -115,8 +133,26 @@ def main(which: str = "both", summary: bool = False, why: int = 0) -> int:
                                                timeline.get(row["name"]).code_dir(BASELINES))
         return cache[row["name"]]
 
+    second = None
+    if second_opinion:
+        from nanogpt_tui.classify.timeline import TimelineEntry
+        from nanogpt_tui.config import load_config
+        from nanogpt_tui.reports.second_opinion import SecondOpinion
+
+        reader = SecondOpinion(load_config().judge)
+        said: dict[str, dict] = {}
+
+        def entry(record) -> TimelineEntry:
+            return TimelineEntry(record.name, record.number, record.date.isoformat(), record.title,
+                                 record.code_dir(BASELINES))
+
+        def second(row: dict, c: Classification) -> dict:
+            if row["name"] not in said:
+                said[row["name"]] = reader(entry(timeline.get(row["name"])), entry(parent[row["name"]]), c)
+            return said[row["name"]]
+
     for name in names:
-        report(name, sets[name], classify, summary, why)
+        report(name, sets[name], classify, summary, why, second)
     return 0
 
 
@@ -185,4 +221,6 @@ if __name__ == "__main__":
             sys.exit(f"usage: python benchmarks/timeline_agreement.py {argv[0]} {flag} DIR [--summary] [--why N] "
                      f"(DIR: {what})")
         sys.exit(labelled_pairs(filename, Path(argv[2]), set_name, summary=summary, why=why))
-    sys.exit(main(*argv[:1], summary=summary, why=why))
+    second_opinion = "--second-opinion" in argv
+    argv = [a for a in argv if a != "--second-opinion"]
+    sys.exit(main(*argv[:1], summary=summary, why=why, second_opinion=second_opinion))
