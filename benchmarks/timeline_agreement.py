@@ -3,9 +3,13 @@ matrix on the held-aside records and on the rest, each record against the neares
 a 95% Wilson interval for each agreement (25 held-aside records cannot pin a rate closer than about +-15 points).
 
 Needs the records' code in human_baselines/NAME/ (`nanogpt-tui records fetch NAME`, or from a local snapshot of
-KellerJordan/modded-nanogpt). Usage: python benchmarks/timeline_agreement.py [held|rest|both|all|medium --medium-root DIR|batch5 --root DIR]
-[--summary] [--why N] [--second-opinion] (`--summary`: the counts and matrices only, not the records; `--why N`: under each disagreement,
-the N heaviest changed places the classifier's reading rests on, with their kind, weight and why). `all` also splits the
+KellerJordan/modded-nanogpt). Usage:
+
+    python benchmarks/timeline_agreement.py [held|rest|both|all|medium --medium-root DIR|batch5 --root DIR]
+        [--summary] [--why N] [--second-opinion]
+
+(`--summary`: the counts and matrices only, not the records; `--why N`: under each disagreement, the N heaviest
+changed places the classifier's reading rests on, with their kind, weight and why). `all` also splits the
 held-aside records into those of batches 1-2 (held aside first, whose disagreements were reported in an earlier note)
 and the fresh batch 3.
 
