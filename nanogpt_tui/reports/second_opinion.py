@@ -4,8 +4,9 @@ retries and time-outs, a forced structured reply).
 
 Optional and never the default (`timeline-classify --second-opinion`): the classifier's reading is the one every
 figure uses; this one is shown next to it, with how often the two agree. The model is shown what a person labelling
-the record reads (its title and README) and the classifier's changed places, heaviest first, without the kind the
-classifier gave them, so its reading is its own. The record's text and code are data, fenced with a nonce chosen
+the record reads (its title, and its README where the record's folder has one: an imported record may, a fetched one
+holds its code only) and the classifier's changed places, heaviest first, without the kind the classifier gave them,
+so its reading is its own. The record's text and code are data, fenced with a nonce chosen
 per request, as the judge fences a candidate's code.
 """
 

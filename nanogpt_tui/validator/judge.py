@@ -107,6 +107,7 @@ class StructuredAsk:
     without_key: str  # after "No ANTHROPIC_API_KEY is set, "
     advice: Mapping[str, str]  # by kind of the last failure: what to do
 
+
 # Input budget: about 400,000 characters of code, diff and findings, roughly 100,000 to
 # 130,000 tokens of Python, which fits a 200k-token context with room for the rules and
 # the answer. Records are 50-150 kB, so this only cuts pathological submissions. When it
