@@ -10,6 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 
 @dataclass
 class RecordedRequest:
@@ -213,3 +215,27 @@ def openai_reply(content: Any = None, *, refusal: str | None = None, finish_reas
 
 def openai_error(message: str, *, type_: str = "server_error", code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+# What the SDKs read from the environment besides what a test passes them: proxies, keys, base URLs, extra headers,
+# profiles. A test of ours against the fake server must see none of the developer's.
+SDK_ENVIRONMENT = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                   "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_CUSTOM_HEADERS",
+                   "ANTHROPIC_PROFILE", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID",
+                   "OPENAI_CUSTOM_HEADERS", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION")
+
+
+@pytest.fixture(autouse=True)
+def hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the SDKs from reading the developer's proxies, keys or extra headers: for every test of a module that
+    imports this fixture (with `server`, the fake server for each test)."""
+    for name in SDK_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("ANTHROPIC_CONFIG_DIR", "/nonexistent-nanogpt-tui-test")
+
+
+@pytest.fixture
+def server():
+    with FakeLLMServer() as fake:
+        yield fake

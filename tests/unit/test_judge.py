@@ -18,8 +18,10 @@ from tests.fakes.llm_server import (
     anthropic_error,
     anthropic_text_reply,
     anthropic_tool_reply,
+    hermetic_environment,  # noqa: F401 - autouse: the SDKs see none of the developer's environment
     openai_error,
     openai_reply,
+    server,  # noqa: F401 - a fixture
 )
 
 from nanogpt_tui.config import JudgeConfig
@@ -43,24 +45,6 @@ CLEAN = {"cheating": False, "confidence": 0.9, "reasons": [], "summary": "Fewer 
 FLAGGED = {"cheating": True, "confidence": 0.8,
            "reasons": [{"file": "train_gpt.py:4", "reason": "Validation runs on half the tokens."}],
            "summary": "The candidate skips validation work."}
-
-
-@pytest.fixture(autouse=True)
-def hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the SDKs from reading the developer's proxies, keys or extra headers."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
-                 "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_CUSTOM_HEADERS",
-                 "ANTHROPIC_PROFILE", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID",
-                 "OPENAI_CUSTOM_HEADERS", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("ANTHROPIC_CONFIG_DIR", "/nonexistent-nanogpt-tui-test")
-
-
-@pytest.fixture
-def server():
-    with FakeLLMServer() as fake:
-        yield fake
 
 
 class Provider:

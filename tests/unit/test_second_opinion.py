@@ -17,7 +17,14 @@ from nanogpt_tui.records import load_timeline
 from nanogpt_tui.reports.human import classify_timeline
 from nanogpt_tui.reports.second_opinion import TOOL, SecondOpinion, parse_reading
 from nanogpt_tui.validator.judge import MalformedVerdict
-from tests.fakes.llm_server import FakeLLMServer, ScriptedResponse, anthropic_tool_reply, openai_reply
+from tests.fakes.llm_server import (
+    FakeLLMServer,
+    ScriptedResponse,
+    anthropic_tool_reply,
+    hermetic_environment,  # noqa: F401 - autouse: the SDKs see none of the developer's environment
+    openai_reply,
+    server,  # noqa: F401 - a fixture
+)
 from tests.fakes.sessions import ANCHOR_FIXTURE, EDITS, FA3
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,22 +42,6 @@ def reading(label: str, shares: dict[str, float], reason: str = "The decisive ch
 ALG = reading("algorithmic", {"hyperparameter": 0.0, "algorithmic": 1.0, "systems": 0.0})
 SYS = reading("systems", {"hyperparameter": 0.1, "algorithmic": 0.0, "systems": 0.9})
 HYP = reading("hyperparameter", {"hyperparameter": 1.0, "algorithmic": 0.0, "systems": 0.0})
-
-
-@pytest.fixture(autouse=True)
-def hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
-                 "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "OPENAI_API_KEY",
-                 "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("ANTHROPIC_CONFIG_DIR", "/nonexistent-nanogpt-tui-test")
-
-
-@pytest.fixture
-def server():
-    with FakeLLMServer() as fake:
-        yield fake
 
 
 @pytest.fixture
