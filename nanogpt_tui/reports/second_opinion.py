@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from nanogpt_tui.classify.model import KINDS, Classification
 from nanogpt_tui.classify.timeline import LABELS, TimelineEntry
 from nanogpt_tui.config import JudgeConfig
-from nanogpt_tui.validator.judge import JudgeUsage, MalformedVerdict, StructuredAsk, ask_model, fence, neutralize
+from nanogpt_tui.validator.judge import JudgeUsage, MalformedVerdict, StructuredAsk, ask_model, fence
 
 PLACES_SHOWN = 40  # the heaviest changed places a request shows (their count says how many there were)
 PLACE_CHARS = 400  # one place's text at most
@@ -106,7 +107,7 @@ def build_request(entry: TimelineEntry, parent: TimelineEntry, c: Classification
     """The system and user messages for one record: its title, its README and its changed places."""
     nonce = nonce or secrets.token_hex(16)
     places = sorted(c.evidence, key=lambda e: -e.weight)[:PLACES_SHOWN]
-    lines = [f"- {neutralize(e.place())[:PLACE_CHARS]} (size {e.weight:.1f})" for e in places]
+    lines = [f"- {e.place()[:PLACE_CHARS]} (size {e.weight:.1f})" for e in places]  # fence() neutralizes them
     shown = f"the {len(places)} heaviest of {c.evidence_count}" if c.evidence_count > len(places) else "all"
     readme = _readme(entry.code_dir)
     sections = [f"Record {entry.name} against the record before it, {parent.name}.",
@@ -120,12 +121,14 @@ def build_request(entry: TimelineEntry, parent: TimelineEntry, c: Classification
 
 
 def _readme(code_dir: Path | None) -> str:
+    """The head of the record folder's README (at most README_CHARS characters), "" when it has none."""
     if code_dir is None:
         return ""
     for name in ("README.md", "readme.md", "README"):
         try:
-            text = (code_dir / name).read_text(encoding="utf-8", errors="replace")
-        except OSError:
+            with open(code_dir / name, encoding="utf-8", errors="replace") as f:
+                text = f.read(README_CHARS + 1)
+        except OSError:  # none, or not a file
             continue
         return text if len(text) <= README_CHARS else text[:README_CHARS] + "\n[the rest left out]\n"
     return ""
@@ -135,7 +138,8 @@ class SecondOpinion:
     """Asks for each record in turn (a reader for `classify_history`) and keeps what it cost; once the provider has
     no key, it asks nothing more (every record would say the same)."""
 
-    def __init__(self, config: JudgeConfig, *, env=None, sleep=None) -> None:
+    def __init__(self, config: JudgeConfig, *, env: Mapping[str, str] | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.config = config
         self.env = env
         self.sleep = sleep
@@ -146,8 +150,7 @@ class SecondOpinion:
         if self.unavailable is not None:
             return {"status": "unavailable"}
         system, user = build_request(entry, parent, c)
-        kwargs = {"env": self.env} | ({"sleep": self.sleep} if self.sleep is not None else {})
-        answer = ask_model(self.config, ASK, system, user, parse_reading, **kwargs)
+        answer = ask_model(self.config, ASK, system, user, parse_reading, env=self.env, sleep=self.sleep)
         self.usage.add(answer.usage)
         if answer.status == "unavailable":
             self.unavailable = answer.error
