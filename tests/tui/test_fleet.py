@@ -153,7 +153,7 @@ def test_a_toast_once_gone_leaves_nothing_of_it_behind(tui_env):
             await loaded(pilot)
             widgets: list[weakref.ref] = []
             caches: list[weakref.ref] = []
-            for _ in range(8):  # each one before the last has gone, and some while it is still up
+            for _ in range(8):  # eight toasts, several up at once (each lasts 1.5 s)
                 await pilot.press("s")
                 await wait_for(pilot, lambda: app.screen.query(Toast), what="the toast")
                 await pilot.pause(0.3)  # drawn
