@@ -139,20 +139,17 @@ def main(which: str = "both", summary: bool = False, why: int = 0, second_opinio
 
     second = None
     if second_opinion:
-        from nanogpt_tui.classify.timeline import TimelineEntry
         from nanogpt_tui.config import load_config
+        from nanogpt_tui.reports.human import timeline_entry
         from nanogpt_tui.reports.second_opinion import SecondOpinion
 
         reader = SecondOpinion(load_config().judge)
         said: dict[str, dict] = {}
 
-        def entry(record) -> TimelineEntry:
-            return TimelineEntry(record.name, record.number, record.date.isoformat(), record.title,
-                                 record.code_dir(BASELINES))
-
         def second(row: dict, c: Classification) -> dict:
             if row["name"] not in said:
-                said[row["name"]] = reader(entry(timeline.get(row["name"])), entry(parent[row["name"]]), c)
+                said[row["name"]] = reader(timeline_entry(timeline.get(row["name"]), BASELINES),
+                                           timeline_entry(parent[row["name"]], BASELINES), c)
             return said[row["name"]]
 
     for name in names:

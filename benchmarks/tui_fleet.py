@@ -119,6 +119,9 @@ def allocator_stats():
     out["pymalloc"] = pymalloc
     return out
 
+def type_name(o):
+    return f"{type(o).__module__}.{type(o).__qualname__}"
+
 if os.environ.get("TUI_FLEET_NO_FREEZE") == "1":
     gc.freeze = lambda: None  # the app's objects stay in the collector's reach, and in gc.get_objects
 
@@ -127,14 +130,14 @@ created = Counter()  # widgets constructed, by class: what the app builds and dr
 _widget_init = textual.widget.Widget.__init__
 
 def counting_init(self, *args, **kwargs):
-    created[f"{type(self).__module__}.{type(self).__qualname__}"] += 1
+    created[type_name(self)] += 1
     _widget_init(self, *args, **kwargs)
 
 textual.widget.Widget.__init__ = counting_init
 
 def describe(o, child):
     """A referrer in a line: its type, and where in it `child` sits (a dict's key, a tuple's index)."""
-    kind = f"{type(o).__module__}.{type(o).__qualname__}"
+    kind = type_name(o)
     if isinstance(o, dict):
         keys = [repr(k)[:40] for k, v in o.items() if v is child][:2]
         return f"{kind}[{','.join(keys)}] ({len(o)} keys)"
@@ -148,7 +151,7 @@ def referrers(kinds, per_kind=6, depth=4, fan=3):
     out = {}
     objects = gc.get_objects()
     for kind in kinds:
-        found = [o for o in objects if f"{type(o).__module__}.{type(o).__qualname__}" == kind]
+        found = [o for o in objects if type_name(o) == kind]
         step = max(1, len(found) // per_kind)
         trees = []
         for target in found[::step][:per_kind]:
@@ -187,7 +190,7 @@ def snapshots():
                 os.replace(name + ".tmp", name + ".snap")
             with open(name + ".tmp", "w") as out:
                 objects = gc.get_objects()
-                kinds = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
+                kinds = Counter(type_name(o) for o in objects)
                 del objects
                 wanted = [k for k in os.environ.get("TUI_FLEET_REFERRERS", "").split(",") if k]
                 json.dump({**allocator_stats(), "gc": {"collected": collected, "counts": gc.get_count(),

@@ -29,6 +29,12 @@ def _records(timeline: Timeline, start: str | None, end: str | None) -> list[Rec
     return records[lo:hi]
 
 
+def timeline_entry(record: Record, baselines_dir: Path) -> TimelineEntry:
+    """A record as the classifier's timeline sees it: its facts, and its code folder when its code is present."""
+    return TimelineEntry(record.name, record.number, record.date.isoformat(), record.title,
+                         record.code_dir(baselines_dir) if record.code_present(baselines_dir) else None)
+
+
 def classify_timeline(timeline: Timeline, baselines_dir: Path, *, start: str | None = None,
                       end: str | None = None, second_opinion: SecondOpinion | None = None) -> dict[str, Any]:
     """Classify every record after `start` up to `end` (new records only, re-timings left out) against the
@@ -36,8 +42,7 @@ def classify_timeline(timeline: Timeline, baselines_dir: Path, *, start: str | N
     with the reason; the one after such a gap is compared with the last record that has code. With
     `second_opinion`, the judge's model reads each record too, and the result says how often it agrees."""
     records = _records(timeline, start, end)
-    entries = [TimelineEntry(r.name, r.number, r.date.isoformat(), r.title,
-                             r.code_dir(baselines_dir) if r.code_present(baselines_dir) else None) for r in records]
+    entries = [timeline_entry(r, baselines_dir) for r in records]
     out = classify_history(entries, second_opinion)
     if second_opinion is not None:
         out["second_opinion"] = second_opinion.summary(out["records"])

@@ -111,7 +111,7 @@ def test_each_record_is_read_and_the_agreement_counted(provider, server, baselin
         assert body["response_format"]["json_schema"]["strict"] is True
     first = user_text(provider, server.requests[0])
     # what a person labelling the record reads: its title, its README, the changed places; not the classifier's kind
-    assert "Drop first MLP layer" in first or "SkipMLPBlocks" in first
+    assert "Drop first MLP layer" in first
     assert "# Dropping the first MLP" in first
     assert "train_gpt.py:" in first and "[algorithmic:" not in first and "[hyperparameter:" not in first
     # the README's attempt to close its fence is spaced out, inside a fence whose nonce it cannot know
